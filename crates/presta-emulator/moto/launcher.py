@@ -1,0 +1,411 @@
+#!/usr/bin/env python3
+"""Local AWS emulator for presta-reconciler: moto on loopback, with the few
+operations the product needs that moto lacks, a per-call request log, and an
+optional seed of the network a stack needs.
+
+Used by the Rust harness (crates/presta-emulator) for tests, the demo and the
+benchmark; it can also be run by hand:
+
+    python3 launcher.py --port 0 --seed demo --region eu-west-3
+
+Protocol with the parent process:
+  * one JSON line on stdout once the server answers:
+      {"event": "ready", "endpoint": "http://127.0.0.1:PORT", "port": PORT, "seed": {...}}
+  * the emulator stops when stdin reaches end of file (the parent exited or
+    closed it), on SIGTERM or SIGINT.
+
+Extra routes (never used by the product, only by tests and the benchmark):
+  GET    /_presta/calls  -> {"total": N, "calls": [{"service", "operation", "status"}...]}
+  DELETE /_presta/calls  -> resets the log
+  (moto's own POST /moto-api/reset wipes all emulated state.)
+
+It binds only to loopback addresses: it refuses any other host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import ipaddress
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+# Dummy credentials: the emulator never talks to AWS, and boto3 (used by the
+# seed) must not look for real ones.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
+os.environ.pop("AWS_PROFILE", None)
+
+try:
+    from moto.server import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+except ImportError as exc:  # pragma: no cover - reported to the parent
+    print(
+        json.dumps(
+            {
+                "event": "error",
+                "message": f"moto is not installed ({exc}); install it with: "
+                "python3 -m pip install 'moto[server]'",
+            }
+        ),
+        flush=True,
+    )
+    sys.exit(3)
+
+
+# --------------------------------------------------------------------------
+# Missing behaviour, registered on moto's response classes. moto dispatches an
+# action to the method of the same name (snake_case) on the service's response
+# class, so adding methods is the supported way to extend it.
+# --------------------------------------------------------------------------
+
+REFRESH_SECONDS = float(os.environ.get("PRESTA_EMULATOR_REFRESH_SECONDS", "2"))
+
+
+def _asg_error(code: str, message: str) -> Exception:
+    """An Auto Scaling client error with the AWS error code `code`."""
+    from moto.autoscaling.exceptions import AutoscalingClientError
+
+    return type(code, (AutoscalingClientError,), {"code": code})(message)
+
+
+def _patch_autoscaling() -> None:
+    from moto.autoscaling.responses import AutoScalingResponse
+    from moto.core.responses import ActionResult
+
+    # asg name -> list of refresh dicts (newest first)
+    refreshes: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    lock = threading.Lock()
+
+    def _key(self: Any, name: str) -> tuple[str, str, str]:
+        return (self.current_account, self.region, name)
+
+    def _status(ref: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in ref.items() if not k.startswith("_")}
+        if out["Status"] in ("Pending", "InProgress"):
+            elapsed = time.time() - ref["_started"]
+            if elapsed >= REFRESH_SECONDS:
+                out["Status"] = "Successful"
+                out["PercentageComplete"] = 100
+                out["EndTime"] = ref["_started"] + REFRESH_SECONDS
+                out["StatusReason"] = "Instance refresh completed (emulated)."
+                ref.update(
+                    {k: out[k] for k in ("Status", "PercentageComplete", "EndTime", "StatusReason")}
+                )
+            else:
+                out["Status"] = "InProgress"
+                share = elapsed / REFRESH_SECONDS if REFRESH_SECONDS else 1
+                out["PercentageComplete"] = int(100 * share)
+                ref["Status"] = "InProgress"
+        return out
+
+    def start_instance_refresh(self: Any) -> Any:
+        params = self._get_params()
+        name = params.get("AutoScalingGroupName")
+        groups = self.autoscaling_backend.autoscaling_groups
+        if name not in groups:
+            raise _asg_error("ValidationError", f"AutoScalingGroup name not found - {name}")
+        with lock:
+            existing = refreshes.setdefault(_key(self, name), [])
+            for ref in existing:
+                if _status(ref)["Status"] in ("Pending", "InProgress"):
+                    raise _asg_error(
+                        "InstanceRefreshInProgress",
+                        "An Instance Refresh is already in progress and blocks the execution of this Instance Refresh.",
+                    )
+            refresh_id = str(uuid.uuid4())
+            ref = {
+                "InstanceRefreshId": refresh_id,
+                "AutoScalingGroupName": name,
+                "Status": "Pending",
+                "StatusReason": "Emulated instance refresh.",
+                "StartTime": time.time(),
+                "PercentageComplete": 0,
+                "InstancesToUpdate": len(groups[name].instance_states),
+                "Preferences": params.get("Preferences", {}),
+                "Strategy": params.get("Strategy", "Rolling"),
+                "_started": time.time(),
+            }
+            if params.get("DesiredConfiguration"):
+                ref["DesiredConfiguration"] = params["DesiredConfiguration"]
+            existing.insert(0, ref)
+        return ActionResult({"InstanceRefreshId": refresh_id})
+
+    def describe_instance_refreshes(self: Any) -> Any:
+        params = self._get_params()
+        name = params.get("AutoScalingGroupName")
+        wanted = set(params.get("InstanceRefreshIds", []) or [])
+        with lock:
+            items = [
+                _status(r)
+                for r in refreshes.get(_key(self, name), [])
+                if not wanted or r["InstanceRefreshId"] in wanted
+            ]
+        return ActionResult({"InstanceRefreshes": items})
+
+    def cancel_instance_refresh(self: Any) -> Any:
+        params = self._get_params()
+        name = params.get("AutoScalingGroupName")
+        with lock:
+            for ref in refreshes.get(_key(self, name), []):
+                if _status(ref)["Status"] in ("Pending", "InProgress"):
+                    ref["Status"] = "Cancelled"
+                    return ActionResult({"InstanceRefreshId": ref["InstanceRefreshId"]})
+        raise _asg_error("ActiveInstanceRefreshNotFound", "No in progress or pending Instance Refresh found")
+
+    original_put_scaling_policy = AutoScalingResponse.put_scaling_policy
+
+    def put_scaling_policy(self: Any) -> Any:
+        # moto answers "PolicyArn"; the AWS shape (and so the SDKs) reads "PolicyARN".
+        result = original_put_scaling_policy(self)
+        body = getattr(result, "result", None)
+        if isinstance(body, dict) and "PolicyArn" in body:
+            return ActionResult({"PolicyARN": body["PolicyArn"], "Alarms": []})
+        return result
+
+    AutoScalingResponse.start_instance_refresh = start_instance_refresh
+    AutoScalingResponse.describe_instance_refreshes = describe_instance_refreshes
+    AutoScalingResponse.cancel_instance_refresh = cancel_instance_refresh
+    AutoScalingResponse.put_scaling_policy = put_scaling_policy
+
+
+def _patch_efs() -> None:
+    from moto.efs.responses import EFSResponse
+
+    def put_backup_policy(self: Any) -> Any:
+        file_system_id = self._get_param("FileSystemId")
+        policy = self._get_param("BackupPolicy") or {}
+        status = policy.get("Status", "DISABLED")
+        if status not in ("ENABLED", "DISABLED"):
+            return (
+                json.dumps({"ErrorCode": "ValidationException", "Message": f"invalid status {status}"}),
+                {"status": 400, "Content-Type": "application/json"},
+            )
+        _, fss = self.efs_backend.describe_file_systems(file_system_id=file_system_id)
+        fss[0]._backup = status == "ENABLED"
+        return json.dumps({"BackupPolicy": {"Status": status}}), {"Content-Type": "application/json"}
+
+    EFSResponse.put_backup_policy = put_backup_policy
+
+
+# --------------------------------------------------------------------------
+# Request log: which service and operation every call was, counted at the
+# emulator so that every client (our daemon, Terraform, boto3) is counted the
+# same way.
+# --------------------------------------------------------------------------
+
+_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
+
+
+class CallLog:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: list[dict[str, Any]] = []
+
+    def add(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._calls.append(entry)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._calls)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._calls.clear()
+
+
+def _operation(environ: dict[str, Any], body: bytes) -> str:
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return target.split(".")[-1]
+    query = environ.get("QUERY_STRING", "")
+    for source in (query, body.decode("utf-8", "replace")):
+        m = re.search(r"(?:^|&)Action=([A-Za-z0-9]+)", source)
+        if m:
+            return m.group(1)
+    # REST protocols (EFS): method and path shape.
+    path = re.sub(r"/(fs|fsmt|fsap)-[0-9a-f]+", "/{id}", environ.get("PATH_INFO", ""))
+    return f"{environ.get('REQUEST_METHOD', 'GET')} {path}"
+
+
+class Instrumented:
+    def __init__(self, app: Any, log: CallLog) -> None:
+        self.app = app
+        self.log = log
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path == "/_presta/calls":
+            if environ.get("REQUEST_METHOD") == "DELETE":
+                self.log.reset()
+                payload: dict[str, Any] = {"reset": True}
+            else:
+                calls = self.log.snapshot()
+                payload = {"total": len(calls), "calls": calls}
+            data = json.dumps(payload).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+            return [data]
+        if path.startswith("/moto-api") or path == "/_presta/health":
+            if path == "/_presta/health":
+                start_response("200 OK", [("Content-Type", "text/plain")])
+                return [b"ok"]
+            return self.app(environ, start_response)
+
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        m = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        service = m.group(1) if m else "unknown"
+        operation = _operation(environ, body)
+        status_holder: dict[str, str] = {}
+
+        def _start(status: str, headers: Any, exc_info: Any = None) -> Any:
+            status_holder["status"] = status.split(" ", 1)[0]
+            return start_response(status, headers, exc_info)
+
+        started = time.perf_counter()
+        result = self.app(environ, _start)
+        self.log.add(
+            {
+                "service": service,
+                "operation": operation,
+                "status": int(status_holder.get("status", "0")),
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+                "agent": "terraform" if "Terraform" in environ.get("HTTP_USER_AGENT", "") else "other",
+            }
+        )
+        return result
+
+
+# --------------------------------------------------------------------------
+# Seed: the network and instance profile a stack expects to exist.
+# --------------------------------------------------------------------------
+
+
+def seed(endpoint: str, region: str, name: str) -> dict[str, Any]:
+    import boto3
+
+    ec2 = boto3.client("ec2", region_name=region, endpoint_url=endpoint)
+    iam = boto3.client("iam", region_name=region, endpoint_url=endpoint)
+    prefix = f"presta-{name}"
+
+    def tags(resource: str, extra: str) -> list[dict[str, Any]]:
+        return [{"ResourceType": resource, "Tags": [{"Key": "Name", "Value": f"{prefix}-{extra}"}]}]
+
+    existing = ec2.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": [f"{prefix}-vpc"]}])["Vpcs"]
+    if existing:
+        vpc_id = existing[0]["VpcId"]
+    else:
+        vpc_id = ec2.create_vpc(CidrBlock="10.40.0.0/16", TagSpecifications=tags("vpc", "vpc"))["Vpc"]["VpcId"]
+        ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
+        igw = ec2.create_internet_gateway(TagSpecifications=tags("internet-gateway", "igw"))
+        ec2.attach_internet_gateway(InternetGatewayId=igw["InternetGateway"]["InternetGatewayId"], VpcId=vpc_id)
+
+    subnets: dict[str, str] = {}
+    layout = [("public-a", "10.40.0.0/24", "a"), ("public-b", "10.40.1.0/24", "b"),
+              ("private-a", "10.40.10.0/24", "a"), ("private-b", "10.40.11.0/24", "b")]
+    for suffix, cidr, az in layout:
+        found = ec2.describe_subnets(
+            Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "tag:Name", "Values": [f"{prefix}-{suffix}"]}]
+        )["Subnets"]
+        if found:
+            subnets[suffix] = found[0]["SubnetId"]
+        else:
+            subnets[suffix] = ec2.create_subnet(
+                VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=f"{region}{az}", TagSpecifications=tags("subnet", suffix)
+            )["Subnet"]["SubnetId"]
+
+    profile = f"{prefix}-instance"
+    try:
+        iam.get_instance_profile(InstanceProfileName=profile)
+    except iam.exceptions.NoSuchEntityException:
+        assume = json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+        )
+        iam.create_role(RoleName=profile, AssumeRolePolicyDocument=assume)
+        iam.create_instance_profile(InstanceProfileName=profile)
+        iam.add_role_to_instance_profile(InstanceProfileName=profile, RoleName=profile)
+
+    return {"name": name, "region": region, "vpc_id": vpc_id, "subnets": subnets, "instance_profile": profile}
+
+
+# --------------------------------------------------------------------------
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one (default)")
+    parser.add_argument("--seed", action="append", default=[], metavar="NAME",
+                        help="seed the network presta-NAME-* (repeatable)")
+    parser.add_argument("--region", default="eu-west-3", help="region of the seeded network")
+    parser.add_argument("--no-stdin-watch", action="store_true",
+                        help="keep running when stdin closes (for running by hand in the background)")
+    args = parser.parse_args()
+
+    if not _is_loopback(args.host):
+        print(json.dumps({"event": "error", "message": f"refusing to bind {args.host}: loopback only"}), flush=True)
+        return 2
+
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    _patch_autoscaling()
+    _patch_efs()
+
+    log = CallLog()
+    app = Instrumented(DomainDispatcherApplication(create_backend_app), log)
+    server = make_server(args.host, args.port, app, threaded=True)
+    port = server.server_address[1]
+    endpoint = f"http://{args.host}:{port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    try:
+        seeds = [seed(endpoint, args.region, name) for name in args.seed]
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, then exit
+        print(json.dumps({"event": "error", "message": f"seeding failed: {exc!r}"}), flush=True)
+        server.shutdown()
+        return 4
+    log.reset()  # the seed's own calls are not the product's
+
+    print(json.dumps({"event": "ready", "endpoint": endpoint, "port": port, "seed": seeds}), flush=True)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if not args.no_stdin_watch:
+        def _watch_stdin() -> None:
+            try:
+                while sys.stdin.buffer.read(4096):
+                    pass
+            except Exception:  # noqa: BLE001
+                pass
+            stop.set()
+
+        threading.Thread(target=_watch_stdin, daemon=True).start()
+    stop.wait()
+    server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,676 @@
+//! Reading desired-state files: YAML syntax, then the JSON Schema (every structural problem
+//! at once: unknown fields, wrong types, missing fields), then the typed model, then the
+//! semantic rules of [`crate::validate`], then rules across documents and files. Every
+//! problem is placed at file, line and column with its field path.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::model::Stack;
+use crate::position::{self, DocPositions};
+use crate::schema;
+use crate::validate::{self, Finding};
+
+/// One problem in a desired-state file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub file: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// 1-based document number within the file.
+    pub document: Option<usize>,
+    /// Dotted field path, e.g. `spec.database.backupRetentionDays`; empty for the document.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+    /// What is allowed or what to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        write!(f, ": error")?;
+        if !self.path.is_empty() {
+            write!(f, " in `{}`", self.path)?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A stack read from a file, with where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedStack {
+    pub stack: Stack,
+    pub file: PathBuf,
+    /// 1-based document number within the file.
+    pub document: usize,
+    pub line: usize,
+}
+
+/// Why a desired state could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}\n  help: check the path and that the file is readable", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} holds no YAML file (*.yaml or *.yml)\n  help: point at a file, or put the stacks' YAML files in that directory", path.display())]
+    EmptyDirectory { path: PathBuf },
+    #[error("{}", render(problems))]
+    Invalid { problems: Vec<Problem> },
+}
+
+impl ConfigError {
+    /// The problems, when the configuration was readable but invalid.
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Invalid { problems } => problems,
+            _ => &[],
+        }
+    }
+}
+
+fn render(problems: &[Problem]) -> String {
+    let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    format!(
+        "{}\n{} problem{} found",
+        list.join("\n"),
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    )
+}
+
+/// Loads a file, or every `*.yaml`/`*.yml` file of a directory (sorted by name).
+pub fn load_path(path: &Path) -> Result<Vec<LoadedStack>, ConfigError> {
+    load_paths(&[path.to_path_buf()])
+}
+
+/// Loads several files or directories as one desired state: every problem of every file is
+/// reported, and stack names must be unique across all of them.
+pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<LoadedStack>, ConfigError> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.is_file()
+                        && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                })
+                .collect();
+            if found.is_empty() {
+                return Err(ConfigError::EmptyDirectory { path: path.clone() });
+            }
+            found.sort();
+            files.append(&mut found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let mut stacks = Vec::new();
+    let mut problems = Vec::new();
+    for file in &files {
+        let source = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        match parse_file(&source, file) {
+            Ok(mut s) => stacks.append(&mut s),
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+    // Within one file, parse_file already reported duplicates.
+    let across: Vec<Problem> = duplicate_names(&stacks)
+        .into_iter()
+        .filter(|p| {
+            !problems
+                .iter()
+                .any(|q| q.file == p.file && q.line == p.line && q.path == p.path)
+        })
+        .collect();
+    problems.extend(across);
+    if problems.is_empty() {
+        Ok(stacks)
+    } else {
+        Err(ConfigError::Invalid { problems })
+    }
+}
+
+/// Parses one file's text; `file` is only used in messages.
+pub fn parse_file(source: &str, file: &Path) -> Result<Vec<LoadedStack>, Vec<Problem>> {
+    let name = file.display().to_string();
+    let positions = position::index(source);
+    let mut problems = Vec::new();
+    let mut stacks = Vec::new();
+
+    let mut values = Vec::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(source).enumerate() {
+        match Value::deserialize(doc) {
+            Ok(v) => values.push((i, v)),
+            Err(e) => {
+                let loc = e.location();
+                problems.push(Problem {
+                    file: name.clone(),
+                    line: loc.as_ref().map(|l| l.line()),
+                    column: loc.as_ref().map(|l| l.column()),
+                    document: Some(i + 1),
+                    path: String::new(),
+                    message: format!("invalid YAML: {}", strip_location(&e.to_string())),
+                    help: Some("fix the YAML syntax (indentation, quotes, `key: value` pairs); the file was not checked further".into()),
+                });
+                // The rest of the stream cannot be trusted after a syntax error.
+                return Err(problems);
+            }
+        }
+    }
+
+    let empty = DocPositions::default();
+    for (i, value) in values {
+        if value.is_null() {
+            continue; // an empty document, e.g. a trailing `---`
+        }
+        let pos = positions.get(i).unwrap_or(&empty);
+        let place = |path: &str, at_key: bool| -> Problem {
+            let p = if at_key {
+                pos.key(path)
+            } else {
+                pos.value(path)
+            };
+            let p = p.or_else(|| pos.nearest(path));
+            Problem {
+                file: name.clone(),
+                line: p.map(|p| p.line),
+                column: p.map(|p| p.column),
+                document: Some(i + 1),
+                path: path.to_string(),
+                message: String::new(),
+                help: None,
+            }
+        };
+
+        if !value.is_object() {
+            let mut p = place("", false);
+            p.message = format!(
+                "expected a `{}` document (a mapping), found {}",
+                crate::defaults::KIND,
+                json_type(&value)
+            );
+            p.help = Some("start the document with `apiVersion: presta-reconciler.io/v1alpha1` and `kind: PrestaShopStack`".into());
+            problems.push(p);
+            continue;
+        }
+
+        let schema_problems = schema_findings(&value);
+        let structural_ok = schema_problems.is_empty();
+        // Remove what the schema refused, so that the rest of the document can still be
+        // typed and checked: one run reports every problem, not one batch at a time.
+        let mut pruned = value.clone();
+        let mut reported: Vec<String> = Vec::new();
+        for (finding, at_key) in schema_problems {
+            prune(&mut pruned, &finding.path);
+            reported.push(finding.path.clone());
+            let mut p = place(&finding.path, at_key);
+            p.message = finding.message;
+            p.help = finding.help;
+            problems.push(p);
+        }
+
+        let stack: Stack = match serde_path_to_error::deserialize(&pruned) {
+            Ok(s) => s,
+            Err(_) if !structural_ok => continue, // e.g. a required field is missing: said above
+            Err(e) => {
+                let path = e.path().to_string();
+                let path = if path == "." { String::new() } else { path };
+                let mut p = place(&path, false);
+                p.message = e.inner().to_string();
+                problems.push(p);
+                continue;
+            }
+        };
+        let under_reported = |path: &str| {
+            reported.iter().any(|r| {
+                path == r
+                    || path.starts_with(&format!("{r}."))
+                    || path.starts_with(&format!("{r}["))
+            })
+        };
+        for finding in validate::validate_stack(&stack) {
+            if under_reported(&finding.path) {
+                continue;
+            }
+            let mut p = place(&finding.path, false);
+            p.message = finding.message;
+            p.help = finding.help;
+            problems.push(p);
+        }
+        if !structural_ok {
+            continue;
+        }
+        stacks.push(LoadedStack {
+            stack,
+            file: file.to_path_buf(),
+            document: i + 1,
+            line: pos.start.map(|p| p.line).unwrap_or(1),
+        });
+    }
+
+    problems.extend(duplicate_names(&stacks));
+    problems.sort_by_key(|p| (p.document, p.line, p.column));
+    if stacks.is_empty() && problems.is_empty() {
+        problems.push(Problem {
+            file: name,
+            line: None,
+            column: None,
+            document: None,
+            path: String::new(),
+            message: "no PrestaShopStack document found".into(),
+            help: Some("see config/demo.yaml for a complete example".into()),
+        });
+    }
+    if problems.is_empty() {
+        Ok(stacks)
+    } else {
+        Err(problems)
+    }
+}
+
+/// serde_yaml's message already ends with " at line L column C": the problem shows it.
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+fn duplicate_names(stacks: &[LoadedStack]) -> Vec<Problem> {
+    let mut first: BTreeMap<&str, &LoadedStack> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for s in stacks {
+        match first.get(s.stack.name()) {
+            None => {
+                first.insert(s.stack.name(), s);
+            }
+            Some(earlier) => problems.push(Problem {
+                file: s.file.display().to_string(),
+                line: Some(s.line),
+                column: None,
+                document: Some(s.document),
+                path: "metadata.name".into(),
+                message: format!(
+                    "stack `{}` is declared twice: it is already declared in {} (document {}, line {})",
+                    s.stack.name(),
+                    earlier.file.display(),
+                    earlier.document,
+                    earlier.line
+                ),
+                help: Some("stack names must be unique: AWS resource names are derived from them".into()),
+            }),
+        }
+    }
+    problems
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// Removes the value at a dotted path (`a.b[1].c`), if present.
+fn prune(value: &mut Value, path: &str) {
+    let Some(parent_path) = position::parent(path) else {
+        return;
+    };
+    let leaf = &path[parent_path.len()..];
+    let mut target = &mut *value;
+    if !parent_path.is_empty() {
+        for part in split_path(&parent_path) {
+            let next = match (target, part) {
+                (Value::Object(m), PathPart::Key(k)) => m.get_mut(&k),
+                (Value::Array(a), PathPart::Index(i)) => a.get_mut(i),
+                _ => None,
+            };
+            match next {
+                Some(n) => target = n,
+                None => return,
+            }
+        }
+    }
+    let leaf = leaf.trim_start_matches('.');
+    match target {
+        Value::Object(m) => {
+            m.remove(leaf);
+        }
+        Value::Array(a) => {
+            if let Some(i) = leaf
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<usize>()
+                .ok()
+                .filter(|i| *i < a.len())
+            {
+                a.remove(i);
+            }
+        }
+        _ => {}
+    }
+}
+
+enum PathPart {
+    Key(String),
+    Index(usize),
+}
+
+fn split_path(path: &str) -> Vec<PathPart> {
+    let mut parts = Vec::new();
+    for piece in path.split('.') {
+        let mut rest = piece;
+        if let Some(i) = rest.find('[') {
+            if i > 0 {
+                parts.push(PathPart::Key(rest[..i].to_string()));
+            }
+            rest = &rest[i..];
+            while let Some(end) = rest.find(']') {
+                if let Ok(n) = rest[1..end].parse() {
+                    parts.push(PathPart::Index(n));
+                }
+                rest = &rest[end + 1..];
+            }
+        } else {
+            parts.push(PathPart::Key(rest.to_string()));
+        }
+    }
+    parts
+}
+
+/// Splits a JSON pointer into its unescaped segments.
+fn pointer_segments(pointer: &str) -> Vec<String> {
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect()
+}
+
+/// A JSON pointer as the dotted path people read: `/spec/x/0/y` → `spec.x[0].y`.
+fn dotted(instance: &Value, segments: &[String]) -> String {
+    let mut path = String::new();
+    let mut current = Some(instance);
+    for seg in segments {
+        match current {
+            Some(Value::Array(items)) => {
+                path.push_str(&format!("[{seg}]"));
+                current = seg.parse::<usize>().ok().and_then(|i| items.get(i));
+            }
+            other => {
+                path = position::join(&path, seg);
+                current = other.and_then(|v| v.get(seg));
+            }
+        }
+    }
+    path
+}
+
+/// Problems the JSON Schema finds, with whether they point at a key (unknown field) or a
+/// value.
+fn schema_findings(instance: &Value) -> Vec<(Finding, bool)> {
+    let root_schema = schema::json_schema();
+    let mut out = Vec::new();
+    for error in schema::validator().iter_errors(instance) {
+        collect(&root_schema, instance, &error, &mut out);
+    }
+    out.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+    out.dedup();
+    out
+}
+
+fn collect(
+    root_schema: &Value,
+    instance: &Value,
+    error: &jsonschema::ValidationError<'_>,
+    out: &mut Vec<(Finding, bool)>,
+) {
+    let segments = pointer_segments(error.instance_path().as_str());
+    let path = dotted(instance, &segments);
+    let value = error.instance();
+    let finding = |path: String, message: String, help: Option<String>| Finding {
+        path,
+        message,
+        help,
+    };
+    match error.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            let allowed: Vec<String> = schema::schema_at(root_schema, &segments)
+                .and_then(|s| s.get("properties"))
+                .and_then(Value::as_object)
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            for field in unexpected {
+                let suggestion = allowed
+                    .iter()
+                    .map(|a| {
+                        (
+                            strsim::jaro_winkler(&a.to_lowercase(), &field.to_lowercase()),
+                            a,
+                        )
+                    })
+                    .filter(|(score, _)| *score > 0.8)
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .map(|(_, a)| format!("did you mean `{a}`? "))
+                    .unwrap_or_default();
+                out.push((
+                    finding(
+                        position::join(&path, field),
+                        format!("unknown field `{field}`"),
+                        Some(format!("{suggestion}allowed here: {}", allowed.join(", "))),
+                    ),
+                    true,
+                ));
+            }
+        }
+        ValidationErrorKind::Required { property } => {
+            let field = property.as_str().unwrap_or_default();
+            let description = schema::schema_at(
+                root_schema,
+                &[segments.clone(), vec![field.to_string()]].concat(),
+            )
+            .and_then(|s| s.get("description"))
+            .and_then(Value::as_str)
+            .map(|d| d.lines().next().unwrap_or(d).to_string());
+            out.push((
+                finding(
+                    position::join(&path, field),
+                    format!(
+                        "missing required field `{field}`{}",
+                        if path.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" in `{path}`")
+                        }
+                    ),
+                    description.map(|d| format!("add `{field}`: {d}")),
+                ),
+                true,
+            ));
+        }
+        ValidationErrorKind::Type { kind } => {
+            let expected = match kind {
+                TypeKind::Single(t) => type_name(&t.to_string()),
+                TypeKind::Multiple(set) => {
+                    let names: Vec<String> = set
+                        .iter()
+                        .filter(|t| t.to_string() != "null")
+                        .map(|t| type_name(&t.to_string()))
+                        .collect();
+                    names.join(" or ")
+                }
+            };
+            out.push((
+                finding(
+                    path,
+                    format!(
+                        "expected {expected}, found {} `{}`",
+                        json_type(value),
+                        short(value)
+                    ),
+                    None,
+                ),
+                false,
+            ));
+        }
+        ValidationErrorKind::Enum { options } => {
+            let allowed: Vec<String> = options
+                .as_array()
+                .map(|a| a.iter().map(short).collect())
+                .unwrap_or_default();
+            out.push((
+                finding(
+                    path,
+                    format!("`{}` is not allowed", short(value)),
+                    Some(format!("allowed: {}", allowed.join(", "))),
+                ),
+                false,
+            ));
+        }
+        ValidationErrorKind::Constant { expected_value } => {
+            out.push((
+                finding(
+                    path,
+                    format!("`{}` is not allowed", short(value)),
+                    Some(format!("use `{}`", short(expected_value))),
+                ),
+                false,
+            ));
+        }
+        ValidationErrorKind::Minimum { limit }
+        | ValidationErrorKind::ExclusiveMinimum { limit } => {
+            out.push((
+                finding(
+                    path,
+                    format!("{} is too small", short(value)),
+                    Some(format!("the minimum is {limit}")),
+                ),
+                false,
+            ));
+        }
+        ValidationErrorKind::Maximum { limit }
+        | ValidationErrorKind::ExclusiveMaximum { limit } => {
+            out.push((
+                finding(
+                    path,
+                    format!("{} is too large", short(value)),
+                    Some(format!("the maximum is {limit}")),
+                ),
+                false,
+            ));
+        }
+        ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
+            // Nullable unions (`Option<Struct>`): report the errors of the non-null branch.
+            let branch = context.iter().find(|errs| {
+                !errs.iter().all(|e| matches!(e.kind(), ValidationErrorKind::Type { kind: TypeKind::Single(t) } if t.to_string() == "null"))
+            });
+            match branch {
+                Some(errs) if !errs.is_empty() => {
+                    for e in errs {
+                        collect(root_schema, instance, e, out);
+                    }
+                }
+                _ => out.push((finding(path, error.to_string(), None), false)),
+            }
+        }
+        _ => out.push((finding(path, error.to_string(), None), false)),
+    }
+}
+
+fn type_name(t: &str) -> String {
+    match t {
+        "object" => "a mapping".into(),
+        "array" => "a list".into(),
+        "integer" => "an integer".into(),
+        "number" => "a number".into(),
+        "boolean" => "a boolean (true or false)".into(),
+        "string" => "a string".into(),
+        other => other.into(),
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if s.chars().count() > 60 {
+        format!("{}…", s.chars().take(60).collect::<String>())
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_paths_distinguish_lists_from_maps() {
+        let v: Value = serde_json::json!({"a": {"0": {"b": [1, {"c": 2}]}}});
+        let segs = pointer_segments("/a/0/b/1/c");
+        assert_eq!(dotted(&v, &segs), "a.0.b[1].c");
+    }
+
+    #[test]
+    fn prune_removes_keys_and_list_items() {
+        let mut v: Value = serde_json::json!({"a": {"b": [1, {"c": 2, "d": 3}], "e": 4}});
+        prune(&mut v, "a.b[1].c");
+        prune(&mut v, "a.e");
+        assert_eq!(v, serde_json::json!({"a": {"b": [1, {"d": 3}]}}));
+        prune(&mut v, "a.b[0]");
+        assert_eq!(v, serde_json::json!({"a": {"b": [{"d": 3}]}}));
+        prune(&mut v, "zz.yy");
+        assert_eq!(v, serde_json::json!({"a": {"b": [{"d": 3}]}}));
+    }
+
+    #[test]
+    fn pointer_unescapes() {
+        assert_eq!(
+            pointer_segments("/a~1b/c~0d"),
+            vec!["a/b".to_string(), "c~d".to_string()]
+        );
+    }
+
+    #[test]
+    fn yaml_location_is_stripped_from_messages() {
+        assert_eq!(
+            strip_location("did not find expected key at line 3 column 1"),
+            "did not find expected key"
+        );
+    }
+}

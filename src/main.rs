@@ -1,0 +1,63 @@
+//! `presta-reconciler`: keeps PrestaShop stacks on AWS as declared.
+//!
+//! Exit codes: 0 success; 1 error (invalid configuration, AWS failure); 2 wrong command line.
+
+mod demo;
+mod telemetry;
+mod validate_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(name = "presta-reconciler", version, about = "Keeps PrestaShop stacks on AWS exactly as declared.", long_about = None)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "PRESTA_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Log level or filter (`info`, `debug`, `presta_engine=debug`); RUST_LOG wins when set.
+    #[arg(long, global = true, default_value = "info", env = "PRESTA_LOG_LEVEL")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Checks desired-state files without calling AWS. Exit code 0: valid; 1: problems found
+    /// (each printed with file, line, column, field and what is allowed).
+    Validate(validate_cmd::Args),
+    /// Prints the JSON Schema of a PrestaShopStack document (for editors and CI).
+    Schema,
+    /// Starts the local AWS emulator, seeds the demo network and runs the demo stack against it.
+    Demo(demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format, &cli.log_level);
+    let result = match cli.command {
+        Command::Validate(args) => validate_cmd::run(&args),
+        Command::Schema => {
+            print!("{}", presta_spec::schema::json_schema_text());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => demo::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The default desired-state file, relative to the working directory.
+pub(crate) fn default_config() -> PathBuf {
+    PathBuf::from("config/demo.yaml")
+}
