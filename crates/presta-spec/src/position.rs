@@ -57,7 +57,12 @@ impl DocPositions {
     pub fn nearest(&self, path: &str) -> Option<Pos> {
         let mut p = path.to_string();
         loop {
-            if let Some(pos) = self.value(&p) {
+            if p.is_empty() {
+                return self.start;
+            }
+            // The key line reads better than a container's own mark, which the parser
+            // places past its first key.
+            if let Some(pos) = self.key(&p) {
                 return Some(pos);
             }
             match parent(&p) {
@@ -110,6 +115,9 @@ impl Builder {
     /// path when it is a value, or `None` when it was consumed as a mapping key.
     fn node(&mut self, mark: Marker, scalar: Option<&str>) -> Option<String> {
         let pos = Pos::from(mark);
+        // A document "starts" at its first key (a block mapping's own mark can sit past it).
+        let root_level = self.stack.len() <= 1;
+        let in_map = matches!(self.stack.last(), Some(Frame::Map { .. }));
         let (path, is_key) = match self.stack.last_mut() {
             None => (String::new(), false),
             Some(Frame::Seq { path, next }) => {
@@ -129,11 +137,17 @@ impl Builder {
         };
         if is_key {
             if let Some(doc) = self.current() {
+                if root_level {
+                    doc.start.get_or_insert(pos);
+                }
                 doc.keys.entry(path).or_insert(pos);
             }
             return None;
         }
         if let Some(doc) = self.current() {
+            if root_level && !in_map && scalar.is_some() {
+                doc.start.get_or_insert(pos);
+            }
             doc.values.entry(path.clone()).or_insert(pos);
         }
         Some(path)
@@ -144,10 +158,7 @@ impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         match ev {
             Event::DocumentStart => {
-                self.docs.push(DocPositions {
-                    start: Some(Pos::from(mark)),
-                    ..DocPositions::default()
-                });
+                self.docs.push(DocPositions::default());
                 self.stack.clear();
             }
             Event::Scalar(ref value, ..) => {
@@ -213,7 +224,7 @@ g:
             docs[0].value("b.d[1].f[1]"),
             Some(Pos {
                 line: 6,
-                column: 15
+                column: 14
             })
         );
         assert_eq!(docs[1].value("g.h"), Some(Pos { line: 9, column: 6 }));
@@ -222,7 +233,12 @@ g:
     #[test]
     fn nearest_falls_back_to_the_closest_ancestor() {
         let docs = index(SRC);
-        assert_eq!(docs[0].nearest("b.c.missing.deeper"), docs[0].value("b.c"));
+        assert_eq!(docs[0].nearest("b.c.missing.deeper"), docs[0].key("b.c"));
+        assert_eq!(
+            docs[0].nearest("b.c.missing"),
+            Some(Pos { line: 3, column: 3 })
+        );
+        assert_eq!(docs[1].start, Some(Pos { line: 8, column: 1 }));
         assert_eq!(docs[1].nearest("zzz"), docs[1].start);
     }
 
