@@ -254,6 +254,11 @@ impl Emulator {
         }
     }
 
+    /// Process id of the emulator (it is gone once this value is dropped).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> &str {
         &self.endpoint

@@ -1,0 +1,243 @@
+//! The command line as people and CI use it: exit codes, messages, JSON output, defaults,
+//! the schema, and the example files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_presta-reconciler"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    // validate must never need AWS: make any accidental call fail loudly instead of reaching it.
+    cmd.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env_remove("AWS_PROFILE");
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("the binary runs")
+}
+
+fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
+
+fn config_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_file_in_config_validates() {
+    let files = config_files();
+    assert!(
+        files.len() >= 2,
+        "config/ should hold demo.yaml and production.example.yaml"
+    );
+    for file in files {
+        let out = run(&["validate", file.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{} is invalid:\n{}",
+            file.display(),
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).starts_with("ok: stack `"),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn invalid_file_exits_1_and_lists_every_problem_with_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    let demo = std::fs::read_to_string("config/demo.yaml").unwrap();
+    let bad = demo
+        .replace("backupRetentionDays: 1", "backupRetentionDay: 1")
+        .replace("region: eu-west-3", "region: eu-west-33");
+    std::fs::write(&path, bad).unwrap();
+    let out = run(&["validate", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let shown = path.display().to_string();
+    assert!(err.contains(&format!("{shown}:")), "{err}");
+    assert!(
+        err.contains("error in `spec.database.backupRetentionDay`: unknown field"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `backupRetentionDays`?"), "{err}");
+    assert!(
+        err.contains("error in `spec.region`: `eu-west-33` is not an AWS region"),
+        "{err}"
+    );
+    assert!(
+        err.contains("2 problems found; nothing was sent to AWS"),
+        "{err}"
+    );
+    assert!(text(&out.stdout).is_empty(), "problems go to stderr");
+}
+
+#[test]
+fn json_output_is_machine_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        std::fs::read_to_string("config/demo.yaml")
+            .unwrap()
+            .replace("minSize: 1", "minSize: 5"),
+    )
+    .unwrap();
+    let out = run(&["validate", "--output", "json", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["valid"], false);
+    let p = &report["problems"][0];
+    assert_eq!(p["path"], "spec.compute.minSize");
+    assert!(p["line"].as_u64().unwrap() > 1);
+    assert!(
+        p["message"]
+            .as_str()
+            .unwrap()
+            .contains("greater than maxSize")
+    );
+
+    let ok = run(&["validate", "--output", "json", "config/demo.yaml"]);
+    let report: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["stacks"][0]["name"], "demo");
+}
+
+#[test]
+fn duplicate_names_across_files_are_refused() {
+    let out = run(&["validate", "config/demo.yaml", "config/demo.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("stack `demo` is declared twice"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_directory_is_read_as_one_desired_state() {
+    let out = run(&["validate", "config"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("stack `demo`") && stdout.contains("stack `boutique-prod`"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn missing_file_says_so() {
+    let out = run(&["validate", "config/nope.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("cannot read config/nope.yaml"), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = run(&["validate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["no-such-command"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn print_defaults_shows_every_defaulted_field() {
+    let out = run(&["validate", "--print-defaults", "config/demo.yaml"]);
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    let yaml = stdout
+        .split("---\n")
+        .nth(1)
+        .expect("a YAML document follows");
+    let doc: serde_json::Value = serde_yaml_from(yaml);
+    assert_eq!(doc["spec"]["database"]["engineVersion"], "8.4");
+    assert_eq!(doc["spec"]["fileSystem"]["throughputMode"], "elastic");
+    assert_eq!(doc["spec"]["fileSystem"]["encrypted"], true);
+    assert_eq!(
+        doc["spec"]["secrets"]["parameterPrefix"],
+        "/presta-reconciler/demo"
+    );
+    assert_eq!(
+        doc["spec"]["compute"]["ami"]["ssmParameter"],
+        "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+    );
+    assert_eq!(doc["spec"]["compute"]["desiredCapacity"], 1);
+    assert_eq!(doc["spec"]["policy"]["mode"], "enforce");
+    // What the file sets wins over defaults.
+    assert_eq!(doc["spec"]["database"]["deletionProtection"], false);
+}
+
+fn serde_yaml_from(yaml: &str) -> serde_json::Value {
+    // The binary prints YAML; the test reads it back through the JSON data model.
+    let value: serde_json::Value = serde_yaml::from_str(yaml).expect("valid YAML");
+    value
+}
+
+#[test]
+fn schema_in_docs_is_the_one_the_binary_prints() {
+    let out = run(&["schema"]);
+    assert!(out.status.success());
+    let kept = std::fs::read_to_string("docs/presta-stack.schema.json").unwrap();
+    assert_eq!(
+        text(&out.stdout),
+        kept,
+        "docs/presta-stack.schema.json is stale: run `cargo run -- schema > docs/presta-stack.schema.json`"
+    );
+}
+
+#[test]
+fn schema_accepts_the_examples_and_rejects_unknown_fields() {
+    // The editor's view: the schema file alone, applied by a generic JSON Schema validator.
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("docs/presta-stack.schema.json").unwrap())
+            .unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    for file in config_files() {
+        let doc: serde_json::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", file.display());
+    }
+    let mut doc: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string("config/demo.yaml").unwrap()).unwrap();
+    doc["spec"]["database"]["backupRetentionDay"] = serde_json::json!(3);
+    assert!(
+        !validator.is_valid(&doc),
+        "an unknown field must not pass the schema"
+    );
+    let mut doc: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string("config/demo.yaml").unwrap()).unwrap();
+    doc["kind"] = serde_json::json!("Deployment");
+    assert!(!validator.is_valid(&doc), "the kind is a constant");
+}
+
+#[test]
+fn demo_once_starts_the_emulator_seeds_and_validates() {
+    let out = bin()
+        .args(["demo", "--once"])
+        .output()
+        .expect("the binary runs");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("emulator: http://127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("seeded:   vpc-"), "{stdout}");
+    assert!(stdout.contains("stack `demo` is valid"), "{stdout}");
+    assert!(
+        stdout.contains("export AWS_ENDPOINT_URL=http://127.0.0.1:"),
+        "{stdout}"
+    );
+}
