@@ -241,3 +241,55 @@ fn demo_once_starts_the_emulator_seeds_and_validates() {
         "{stdout}"
     );
 }
+
+#[test]
+fn every_schema_field_is_documented_in_docs_spec_md() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("docs/presta-stack.schema.json").unwrap())
+            .unwrap();
+    let doc = std::fs::read_to_string("docs/spec.md").unwrap();
+    fn resolve<'a>(
+        root: &'a serde_json::Value,
+        mut s: &'a serde_json::Value,
+    ) -> &'a serde_json::Value {
+        loop {
+            if let Some(r) = s.get("$ref").and_then(|r| r.as_str()) {
+                s = r
+                    .trim_start_matches("#/")
+                    .split('/')
+                    .fold(root, |v, seg| &v[seg]);
+            } else if let Some(opts) = s.get("anyOf").and_then(|o| o.as_array()) {
+                s = opts.iter().find(|o| o["type"] != "null").unwrap();
+            } else {
+                return s;
+            }
+        }
+    }
+    fn leaves(root: &serde_json::Value, s: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        let s = resolve(root, s);
+        match s.get("properties").and_then(|p| p.as_object()) {
+            Some(props) => {
+                for (k, v) in props {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    leaves(root, v, &p, out);
+                }
+            }
+            None => out.push(path.to_string()),
+        }
+    }
+    let mut fields = Vec::new();
+    leaves(&schema, &schema, "", &mut fields);
+    assert!(fields.len() > 60, "{fields:?}");
+    let missing: Vec<&String> = fields
+        .iter()
+        .filter(|f| !doc.contains(&format!("`{f}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/spec.md does not document: {missing:?}"
+    );
+}

@@ -507,17 +507,17 @@ fn compute(f: &mut Findings, stack: &Stack) {
             help("the group needs minSize <= desiredCapacity <= maxSize"),
         );
     }
-    if let Some(desired) = c.desired_capacity {
-        if desired < c.min_size || desired > c.max_size {
-            f.add(
-                &format!("{base}.desiredCapacity"),
-                format!(
-                    "desiredCapacity {desired} is outside minSize {} .. maxSize {}",
-                    c.min_size, c.max_size
-                ),
-                help("the group needs minSize <= desiredCapacity <= maxSize"),
-            );
-        }
+    if let Some(desired) = c.desired_capacity
+        && (desired < c.min_size || desired > c.max_size)
+    {
+        f.add(
+            &format!("{base}.desiredCapacity"),
+            format!(
+                "desiredCapacity {desired} is outside minSize {} .. maxSize {}",
+                c.min_size, c.max_size
+            ),
+            help("the group needs minSize <= desiredCapacity <= maxSize"),
+        );
     }
     f.range(
         &format!("{base}.targetCpuUtilization"),
@@ -600,14 +600,14 @@ fn prestashop(f: &mut Findings, stack: &Stack) {
     if let Some((message, hint)) = image_problem(&ps.image) {
         f.add(&format!("{base}.image"), message, help(hint));
     }
-    if let Some(domain) = &ps.domain {
-        if let Some(hint) = domain_problem(domain) {
-            f.add(
-                &format!("{base}.domain"),
-                format!("`{domain}` is not a host name"),
-                help(hint),
-            );
-        }
+    if let Some(domain) = &ps.domain
+        && let Some(hint) = domain_problem(domain)
+    {
+        f.add(
+            &format!("{base}.domain"),
+            format!("`{domain}` is not a host name"),
+            help(hint),
+        );
     }
     const RESERVED_FOLDERS: &[&str] = &[
         "admin",
@@ -826,17 +826,17 @@ fn database(f: &mut Findings, stack: &Stack) {
         65_536,
         " GiB (gp3)",
     );
-    if let Some(max) = db.max_allocated_storage_gib {
-        if max <= db.allocated_storage_gib || max > 65_536 {
-            f.add(
-                &format!("{base}.maxAllocatedStorageGiB"),
-                format!(
-                    "{max} GiB must be above allocatedStorageGiB ({}) and at most 65536",
-                    db.allocated_storage_gib
-                ),
-                help("raise it, or set it to null to turn storage autoscaling off"),
-            );
-        }
+    if let Some(max) = db.max_allocated_storage_gib
+        && (max <= db.allocated_storage_gib || max > 65_536)
+    {
+        f.add(
+            &format!("{base}.maxAllocatedStorageGiB"),
+            format!(
+                "{max} GiB must be above allocatedStorageGiB ({}) and at most 65536",
+                db.allocated_storage_gib
+            ),
+            help("raise it, or set it to null to turn storage autoscaling off"),
+        );
     }
     f.range(
         &format!("{base}.backupRetentionDays"),
@@ -894,14 +894,14 @@ fn file_system(f: &mut Findings, stack: &Stack) {
         _ => {}
     }
     const IA_DAYS: [u32; 9] = [1, 7, 14, 30, 60, 90, 180, 270, 365];
-    if let Some(days) = fs.transition_to_ia_days {
-        if !IA_DAYS.contains(&days) {
-            f.add(
-                &format!("{base}.transitionToIaDays"),
-                format!("EFS has no {days}-day transition"),
-                help("allowed: 1, 7, 14, 30, 60, 90, 180, 270 or 365 days, or null for none"),
-            );
-        }
+    if let Some(days) = fs.transition_to_ia_days
+        && !IA_DAYS.contains(&days)
+    {
+        f.add(
+            &format!("{base}.transitionToIaDays"),
+            format!("EFS has no {days}-day transition"),
+            help("allowed: 1, 7, 14, 30, 60, 90, 180, 270 or 365 days, or null for none"),
+        );
     }
 }
 
