@@ -1,1 +1,17 @@
-//! placeholder
+//! AWS drivers for presta-reconciler: one module per resource kind behind the [`driver::Driver`]
+//! trait, plus the shared client setup ([`clients`]), error classification ([`error`]), call
+//! counting ([`calls`]) and the field-level diff model ([`diff`]).
+//!
+//! To see how a kind is reconciled, open its module: it holds the desired and live types, the
+//! observation (one list call per kind), the pure diff, and the create and update calls.
+
+pub mod calls;
+pub mod clients;
+pub mod diff;
+pub mod driver;
+pub mod error;
+
+pub use clients::{Aws, ClientSettings};
+pub use diff::{Action, Change, FieldDiff, Kind};
+pub use driver::{Driver, Mode, Scope, Synced, sync};
+pub use error::{AwsError, ErrorClass};

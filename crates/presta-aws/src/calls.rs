@@ -1,0 +1,220 @@
+//! Every AWS call the drivers make goes through an SDK interceptor that reports its service,
+//! operation, outcome and latency to a [`CallRecorder`]. The engine counts calls per run with
+//! [`CallStats`]; the daemon's metrics implement the same trait.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Outcome {
+    Success,
+    /// AWS answered 4xx (not found, validation, throttling...).
+    ClientError,
+    /// AWS answered 5xx.
+    ServerError,
+    /// No answer: timeout, connection refused, DNS.
+    Transport,
+}
+
+impl Outcome {
+    /// Label value for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::ClientError => "client_error",
+            Outcome::ServerError => "server_error",
+            Outcome::Transport => "transport_error",
+        }
+    }
+}
+
+/// Receives one record per AWS operation (retries included in its latency).
+pub trait CallRecorder: Send + Sync + std::fmt::Debug {
+    fn record(&self, service: &str, operation: &str, outcome: Outcome, elapsed: Duration);
+}
+
+/// Counts calls by service and operation; cheap to clone (shared).
+#[derive(Debug, Clone, Default)]
+pub struct CallStats {
+    inner: Arc<Mutex<BTreeMap<(String, String), OpStats>>>,
+}
+
+/// Figures of one operation.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OpStats {
+    pub calls: u64,
+    pub errors: u64,
+    pub total: Duration,
+}
+
+impl CallStats {
+    /// Total number of calls.
+    pub fn total(&self) -> u64 {
+        self.lock().values().map(|s| s.calls).sum()
+    }
+
+    /// Calls that can change AWS state (everything but Describe/Get/List).
+    pub fn mutating(&self) -> u64 {
+        self.lock()
+            .iter()
+            .filter(|((_, op), _)| is_mutating(op))
+            .map(|(_, s)| s.calls)
+            .sum()
+    }
+
+    /// `(service, operation) → figures`, sorted.
+    pub fn by_operation(&self) -> BTreeMap<(String, String), OpStats> {
+        self.lock().clone()
+    }
+
+    /// Forgets everything counted so far.
+    pub fn reset(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), OpStats>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl CallRecorder for CallStats {
+    fn record(&self, service: &str, operation: &str, outcome: Outcome, elapsed: Duration) {
+        let mut map = self.lock();
+        let entry = map
+            .entry((service.to_string(), operation.to_string()))
+            .or_default();
+        entry.calls += 1;
+        entry.total += elapsed;
+        if outcome != Outcome::Success {
+            entry.errors += 1;
+        }
+    }
+}
+
+/// Sends each record to several recorders (the run's stats and the daemon's metrics).
+#[derive(Debug, Clone, Default)]
+pub struct Recorders(pub Vec<Arc<dyn CallRecorder>>);
+
+impl CallRecorder for Recorders {
+    fn record(&self, service: &str, operation: &str, outcome: Outcome, elapsed: Duration) {
+        for r in &self.0 {
+            r.record(service, operation, outcome, elapsed);
+        }
+    }
+}
+
+/// Whether an operation name is a write.
+pub fn is_mutating(operation: &str) -> bool {
+    !(operation.starts_with("Describe")
+        || operation.starts_with("Get")
+        || operation.starts_with("List"))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct StartedAt(Instant);
+
+impl Storable for StartedAt {
+    type Storer = StoreReplace<Self>;
+}
+
+/// The SDK interceptor that feeds a [`CallRecorder`].
+#[derive(Debug, Clone)]
+pub(crate) struct CountingInterceptor {
+    pub(crate) recorder: Arc<dyn CallRecorder>,
+}
+
+impl Intercept for CountingInterceptor {
+    fn name(&self) -> &'static str {
+        "presta-call-counter"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        cfg.interceptor_state().store_put(StartedAt(Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let elapsed = cfg
+            .load::<StartedAt>()
+            .map(|s| s.0.elapsed())
+            .unwrap_or_default();
+        let (service, operation) = cfg
+            .load::<Metadata>()
+            .map(|m| (m.service().to_string(), m.name().to_string()))
+            .unwrap_or_else(|| ("unknown".into(), "unknown".into()));
+        let outcome = match (context.output_or_error(), context.response()) {
+            (Some(Ok(_)), _) => Outcome::Success,
+            (_, Some(resp)) if resp.status().is_server_error() => Outcome::ServerError,
+            (_, Some(_)) => Outcome::ClientError,
+            (_, None) => Outcome::Transport,
+        };
+        self.recorder.record(&service, &operation, outcome, elapsed);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_count_calls_errors_and_writes() {
+        let stats = CallStats::default();
+        stats.record(
+            "EC2",
+            "DescribeSecurityGroups",
+            Outcome::Success,
+            Duration::from_millis(5),
+        );
+        stats.record(
+            "EC2",
+            "DescribeSecurityGroups",
+            Outcome::Success,
+            Duration::from_millis(7),
+        );
+        stats.record(
+            "EC2",
+            "AuthorizeSecurityGroupIngress",
+            Outcome::ClientError,
+            Duration::from_millis(3),
+        );
+        assert_eq!(stats.total(), 3);
+        assert_eq!(stats.mutating(), 1);
+        let by = stats.by_operation();
+        let d = by[&("EC2".to_string(), "DescribeSecurityGroups".to_string())];
+        assert_eq!(
+            (d.calls, d.errors, d.total),
+            (2, 0, Duration::from_millis(12))
+        );
+        assert_eq!(
+            by[&(
+                "EC2".to_string(),
+                "AuthorizeSecurityGroupIngress".to_string()
+            )]
+                .errors,
+            1
+        );
+        stats.reset();
+        assert_eq!(stats.total(), 0);
+    }
+}

@@ -1,0 +1,118 @@
+//! The one place that builds AWS clients: region per stack, the standard credential chain,
+//! `AWS_ENDPOINT_URL` honoured (the SDK reads it), explicit timeouts (the SDK sets no
+//! per-request timeout by default), the retry policy, and the call-counting interceptor.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+
+use crate::calls::{CallRecorder, CountingInterceptor};
+
+/// Client settings shared by every region.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// Overrides the endpoint of every service (tests, the emulator). Without it the SDK's
+    /// own resolution applies, which honours `AWS_ENDPOINT_URL`.
+    pub endpoint_url: Option<String>,
+    /// Time to open a connection.
+    pub connect_timeout: Duration,
+    /// Time for one attempt of an operation.
+    pub attempt_timeout: Duration,
+    /// Time for an operation, retries included.
+    pub operation_timeout: Duration,
+    /// Attempts per operation (the first included).
+    pub max_attempts: u32,
+    /// Adaptive retry adds client-side rate limiting when AWS throttles.
+    pub adaptive_retry: bool,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            endpoint_url: None,
+            connect_timeout: Duration::from_secs(3),
+            attempt_timeout: Duration::from_secs(20),
+            operation_timeout: Duration::from_secs(60),
+            max_attempts: 5,
+            adaptive_retry: true,
+        }
+    }
+}
+
+/// The clients of one region.
+#[derive(Debug, Clone)]
+pub struct Aws {
+    pub region: String,
+    pub ec2: aws_sdk_ec2::Client,
+    pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    pub rds: aws_sdk_rds::Client,
+    pub efs: aws_sdk_efs::Client,
+    pub ssm: aws_sdk_ssm::Client,
+}
+
+impl Aws {
+    /// Clients for `region`, reporting every call to `recorder`.
+    pub async fn connect(
+        region: &str,
+        settings: &ClientSettings,
+        recorder: Arc<dyn CallRecorder>,
+    ) -> Aws {
+        let retry = if settings.adaptive_retry {
+            RetryConfig::adaptive()
+        } else {
+            RetryConfig::standard()
+        };
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(settings.connect_timeout)
+                    .operation_attempt_timeout(settings.attempt_timeout)
+                    .operation_timeout(settings.operation_timeout)
+                    .build(),
+            )
+            .retry_config(retry.with_max_attempts(settings.max_attempts));
+        if let Some(url) = &settings.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let shared = loader.load().await;
+        let counter = CountingInterceptor { recorder };
+        Aws {
+            region: region.to_string(),
+            ec2: aws_sdk_ec2::Client::from_conf(
+                aws_sdk_ec2::config::Builder::from(&shared)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            elbv2: aws_sdk_elasticloadbalancingv2::Client::from_conf(
+                aws_sdk_elasticloadbalancingv2::config::Builder::from(&shared)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            autoscaling: aws_sdk_autoscaling::Client::from_conf(
+                aws_sdk_autoscaling::config::Builder::from(&shared)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            rds: aws_sdk_rds::Client::from_conf(
+                aws_sdk_rds::config::Builder::from(&shared)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            efs: aws_sdk_efs::Client::from_conf(
+                aws_sdk_efs::config::Builder::from(&shared)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            ssm: aws_sdk_ssm::Client::from_conf(
+                aws_sdk_ssm::config::Builder::from(&shared)
+                    .interceptor(counter)
+                    .build(),
+            ),
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Field-level differences and plan entries: which field, the desired and the live value, and
+//! what applying it means. Values are JSON so that plans print and serialise the same way.
+//! Secret values never enter a diff (parameters are compared by existence and type only).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// Placeholder for a value that exists only once a dependency has been created.
+pub const UNKNOWN: &str = "(known after apply)";
+
+/// Resource kinds, as they appear in plans, logs and metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Parameter,
+    SecurityGroup,
+    TargetGroup,
+    LoadBalancer,
+    Listener,
+    DbSubnetGroup,
+    DbInstance,
+    FileSystem,
+    MountTarget,
+    LaunchTemplate,
+    AutoScalingGroup,
+}
+
+impl Kind {
+    /// The label used in metrics and plans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Parameter => "parameter",
+            Kind::SecurityGroup => "security_group",
+            Kind::TargetGroup => "target_group",
+            Kind::LoadBalancer => "load_balancer",
+            Kind::Listener => "listener",
+            Kind::DbSubnetGroup => "db_subnet_group",
+            Kind::DbInstance => "db_instance",
+            Kind::FileSystem => "file_system",
+            Kind::MountTarget => "mount_target",
+            Kind::LaunchTemplate => "launch_template",
+            Kind::AutoScalingGroup => "auto_scaling_group",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One field that differs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldDiff {
+    /// Path in the resource, named like the spec where it comes from the spec
+    /// (`healthCheck.path`, `ingress`, `tags.environment`).
+    pub field: String,
+    pub desired: Value,
+    pub live: Value,
+    /// Why this difference will not be applied (a change that would destroy data), if so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
+}
+
+/// Collects differences between desired and live values, field by field.
+#[derive(Debug, Default)]
+pub struct Diffs(Vec<FieldDiff>);
+
+impl Diffs {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records `field` when `desired != live`.
+    pub fn field<T: PartialEq + Serialize + ?Sized>(
+        &mut self,
+        field: &str,
+        desired: &T,
+        live: &T,
+    ) -> &mut Self {
+        if desired != live {
+            self.0.push(FieldDiff {
+                field: field.to_string(),
+                desired: json!(desired),
+                live: json!(live),
+                blocked: None,
+            });
+        }
+        self
+    }
+
+    /// Records `field` as a difference that must not be applied, with the reason.
+    pub fn blocked<T: PartialEq + Serialize + ?Sized>(
+        &mut self,
+        field: &str,
+        desired: &T,
+        live: &T,
+        reason: &str,
+    ) -> &mut Self {
+        if desired != live {
+            self.0.push(FieldDiff {
+                field: field.to_string(),
+                desired: json!(desired),
+                live: json!(live),
+                blocked: Some(reason.to_string()),
+            });
+        }
+        self
+    }
+
+    /// Compares two sets (rules, subnets): order never matters.
+    pub fn set<T: Ord + Serialize + Clone>(
+        &mut self,
+        field: &str,
+        desired: &BTreeSet<T>,
+        live: &BTreeSet<T>,
+    ) -> &mut Self {
+        if desired != live {
+            self.0.push(FieldDiff {
+                field: field.to_string(),
+                desired: json!(desired),
+                live: json!(live),
+                blocked: None,
+            });
+        }
+        self
+    }
+
+    /// Compares the tags the reconciler manages; tags others added are not drift.
+    pub fn tags(
+        &mut self,
+        desired: &BTreeMap<String, String>,
+        live: &BTreeMap<String, String>,
+    ) -> &mut Self {
+        for (k, v) in desired {
+            let live_v = live.get(k);
+            if live_v != Some(v) {
+                self.0.push(FieldDiff {
+                    field: format!("tags.{k}"),
+                    desired: json!(v),
+                    live: live_v.map(|s| json!(s)).unwrap_or(Value::Null),
+                    blocked: None,
+                });
+            }
+        }
+        self
+    }
+
+    pub fn finish(self) -> Vec<FieldDiff> {
+        self.0
+    }
+}
+
+/// What a plan does to one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Live matches desired.
+    None,
+    Create,
+    /// Changed in place.
+    Update,
+    /// A new one replaces the old one (never for data-bearing resources).
+    Replace,
+    /// Removed (only for resources that hold no data, e.g. an HTTPS listener no longer wanted).
+    Delete,
+    /// Drift that will not be corrected automatically; `reason` says why.
+    Blocked,
+    /// Cannot be decided yet: a dependency is missing, pending or failed.
+    Waiting,
+}
+
+impl Action {
+    /// The symbol used in printed plans.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::None => " ",
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+            Action::Blocked => "!",
+            Action::Waiting => "…",
+        }
+    }
+}
+
+/// One resource in a plan or an apply report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub kind: Kind,
+    /// The deterministic name (or key) of the resource.
+    pub name: String,
+    /// The live id or ARN, when it exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub action: Action,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub diffs: Vec<FieldDiff>,
+    /// Why the action is blocked or waiting, or a note (e.g. an instance refresh started).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Change {
+    /// Whether applying the plan would change this resource.
+    pub fn is_pending(&self) -> bool {
+        matches!(
+            self.action,
+            Action::Create | Action::Update | Action::Replace | Action::Delete
+        )
+    }
+
+    /// Differences that an apply would correct.
+    pub fn applicable(&self) -> impl Iterator<Item = &FieldDiff> {
+        self.diffs.iter().filter(|d| d.blocked.is_none())
+    }
+
+    /// Differences that stay, with a reason.
+    pub fn blocked(&self) -> impl Iterator<Item = &FieldDiff> {
+        self.diffs.iter().filter(|d| d.blocked.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_fields_make_no_diff() {
+        let mut d = Diffs::new();
+        d.field("a", &1, &1).field("b", "x", "x");
+        assert!(d.finish().is_empty());
+    }
+
+    #[test]
+    fn differing_fields_say_desired_and_live() {
+        let mut d = Diffs::new();
+        d.field("healthCheck.path", "/presta-health.txt", "/");
+        let diffs = d.finish();
+        assert_eq!(diffs.len(), 1);
+        assert_eq!(diffs[0].field, "healthCheck.path");
+        assert_eq!(diffs[0].desired, json!("/presta-health.txt"));
+        assert_eq!(diffs[0].live, json!("/"));
+    }
+
+    #[test]
+    fn sets_ignore_order_and_tags_ignore_foreign_keys() {
+        let mut d = Diffs::new();
+        let a: BTreeSet<_> = ["x", "y"].into_iter().collect();
+        let b: BTreeSet<_> = ["y", "x"].into_iter().collect();
+        d.set("rules", &a, &b);
+        let desired = BTreeMap::from([("owner".to_string(), "ops".to_string())]);
+        let mut live = desired.clone();
+        live.insert("added-by-finance".into(), "yes".into());
+        d.tags(&desired, &live);
+        assert!(d.finish().is_empty());
+        let mut d = Diffs::new();
+        d.tags(&desired, &BTreeMap::new());
+        let diffs = d.finish();
+        assert_eq!(diffs[0].field, "tags.owner");
+        assert_eq!(diffs[0].live, Value::Null);
+    }
+
+    #[test]
+    fn blocked_diffs_keep_their_reason() {
+        let mut d = Diffs::new();
+        d.blocked(
+            "encrypted",
+            &true,
+            &false,
+            "EFS encryption is fixed at creation",
+        );
+        let change = Change {
+            kind: Kind::FileSystem,
+            name: "x".into(),
+            id: None,
+            action: Action::Blocked,
+            diffs: d.finish(),
+            reason: None,
+        };
+        assert_eq!(change.blocked().count(), 1);
+        assert_eq!(change.applicable().count(), 0);
+        assert!(!change.is_pending());
+    }
+}

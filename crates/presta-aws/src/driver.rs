@@ -1,0 +1,166 @@
+//! The contract every resource kind implements, and the one generic step that applies it.
+//!
+//! Like Crossplane's external client and ACK's resource manager: a driver *observes* (never
+//! mutates), *diffs* (a pure function of desired and live), *creates* (idempotently: names,
+//! tokens, tags at creation), *updates* (only the fields that differ) and *deletes* (absent
+//! is success). Drivers know AWS; the engine knows the order of kinds and what depends on
+//! what. Policy (plan or apply, `observe` mode, blocked changes) is decided here, once.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use crate::clients::Aws;
+use crate::diff::{Action, Change, FieldDiff, Kind};
+use crate::error::AwsError;
+
+/// What an observation covers: the stacks of one region, and for kinds that hang off another
+/// resource (listeners, mount targets), the live ids of their parents.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub stacks: Vec<String>,
+    /// Parent ids or ARNs (load balancers for listeners, file systems for mount targets).
+    pub parents: Vec<String>,
+}
+
+/// One AWS resource kind.
+pub trait Driver: Send + Sync {
+    const KIND: Kind;
+    /// What one resource should look like (from the spec and its dependencies' outputs).
+    type Desired: Send + Sync;
+    /// The live resource, normalised (no SDK types).
+    type Live: Clone + Send + Sync;
+
+    /// The deterministic name of the desired resource: the key of [`Driver::observe`]'s map.
+    fn name(desired: &Self::Desired) -> String;
+
+    /// The live id or ARN.
+    fn id(live: &Self::Live) -> String;
+
+    /// Every live resource of this kind owned by one of the stacks in scope, keyed by name:
+    /// one list call per kind (paginated), not one per resource. Never mutates.
+    fn observe(
+        &self,
+        aws: &Aws,
+        scope: &Scope,
+    ) -> impl Future<Output = Result<BTreeMap<String, Self::Live>, AwsError>> + Send;
+
+    /// Differences on the fields the spec manages. Pure.
+    fn diff(&self, desired: &Self::Desired, live: &Self::Live) -> Vec<FieldDiff>;
+
+    /// Creates the resource; safe to call again after a crash (finds or reuses).
+    fn create(
+        &self,
+        aws: &Aws,
+        desired: &Self::Desired,
+    ) -> impl Future<Output = Result<Self::Live, AwsError>> + Send;
+
+    /// Corrects the applicable `diffs`; returns the live state afterwards.
+    fn update(
+        &self,
+        aws: &Aws,
+        desired: &Self::Desired,
+        live: &Self::Live,
+        diffs: &[FieldDiff],
+    ) -> impl Future<Output = Result<Self::Live, AwsError>> + Send;
+}
+
+/// Plan only, or apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Compute the changes; call no mutating API.
+    Plan,
+    /// Make the changes.
+    Apply,
+}
+
+/// The result of syncing one resource: its change and the live state afterwards (`None` when
+/// it does not exist, e.g. in a plan before creation).
+#[derive(Debug, Clone)]
+pub struct Synced<L> {
+    pub change: Change,
+    pub live: Option<L>,
+}
+
+/// The generic step, for every kind: absent → create; differs → update what may be updated,
+/// report what may not; in [`Mode::Plan`] nothing is called but observation.
+pub async fn sync<D: Driver>(
+    driver: &D,
+    aws: &Aws,
+    desired: &D::Desired,
+    live: Option<&D::Live>,
+    mode: Mode,
+) -> Result<Synced<D::Live>, AwsError> {
+    let name = D::name(desired);
+    let Some(live) = live else {
+        let created = match mode {
+            Mode::Apply => Some(driver.create(aws, desired).await?),
+            Mode::Plan => None,
+        };
+        return Ok(Synced {
+            change: Change {
+                kind: D::KIND,
+                name,
+                id: created.as_ref().map(D::id),
+                action: Action::Create,
+                diffs: Vec::new(),
+                reason: None,
+            },
+            live: created,
+        });
+    };
+    let diffs = driver.diff(desired, live);
+    let id = Some(D::id(live));
+    if diffs.is_empty() {
+        return Ok(Synced {
+            change: Change {
+                kind: D::KIND,
+                name,
+                id,
+                action: Action::None,
+                diffs,
+                reason: None,
+            },
+            live: Some(live.clone()),
+        });
+    }
+    let applicable: Vec<FieldDiff> = diffs
+        .iter()
+        .filter(|d| d.blocked.is_none())
+        .cloned()
+        .collect();
+    if applicable.is_empty() {
+        let reason = diffs
+            .iter()
+            .filter_map(|d| d.blocked.clone())
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Ok(Synced {
+            change: Change {
+                kind: D::KIND,
+                name,
+                id,
+                action: Action::Blocked,
+                diffs,
+                reason: Some(reason),
+            },
+            live: Some(live.clone()),
+        });
+    }
+    let after = match mode {
+        Mode::Apply => driver.update(aws, desired, live, &applicable).await?,
+        Mode::Plan => live.clone(),
+    };
+    let blocked: Vec<String> = diffs.iter().filter_map(|d| d.blocked.clone()).collect();
+    let reason = (!blocked.is_empty()).then(|| format!("not corrected: {}", blocked.join("; ")));
+    Ok(Synced {
+        change: Change {
+            kind: D::KIND,
+            name,
+            id,
+            action: Action::Update,
+            diffs,
+            reason,
+        },
+        live: Some(after),
+    })
+}

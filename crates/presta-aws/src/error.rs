@@ -1,0 +1,264 @@
+//! AWS errors as data: the operation, AWS's error code (kept verbatim, e.g.
+//! `InvalidGroup.NotFound`, `RequestLimitExceeded`) and a class that decides what to do next.
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// What kind of failure, for the caller's next step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The resource does not exist (absent, not an error, for observation).
+    NotFound,
+    /// Throttled or a temporary AWS condition: retry later.
+    Transient,
+    /// The resource exists already or is busy (another writer, an operation in progress).
+    Conflict,
+    /// AWS refused the request as invalid, or access was denied: a person must act.
+    Refused,
+    /// No answer from AWS (timeout, connection).
+    Transport,
+}
+
+/// A failed AWS call.
+#[derive(Debug, thiserror::Error)]
+#[error("{operation} failed: {}{message}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
+pub struct AwsError {
+    pub operation: &'static str,
+    /// AWS's error code, verbatim.
+    pub code: Option<String>,
+    pub message: String,
+    pub class: ErrorClass,
+}
+
+const NOT_FOUND_CODES: &[&str] = &[
+    "InvalidGroup.NotFound",
+    "InvalidLaunchTemplateName.NotFoundException",
+    "InvalidLaunchTemplateId.NotFound",
+    "LoadBalancerNotFound",
+    "TargetGroupNotFound",
+    "ListenerNotFound",
+    "DBInstanceNotFound",
+    "DBInstanceNotFoundFault",
+    "DBSubnetGroupNotFoundFault",
+    "FileSystemNotFound",
+    "MountTargetNotFound",
+    "PolicyNotFound",
+    "LifecycleConfigurationNotFound",
+    "ParameterNotFound",
+    "InvalidVpcID.NotFound",
+    "InvalidSubnetID.NotFound",
+];
+
+const TRANSIENT_CODES: &[&str] = &[
+    "RequestLimitExceeded",
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequestsException",
+    "ThrottledException",
+    "RequestThrottled",
+    "ServiceUnavailable",
+    "InternalError",
+    "InternalFailure",
+    "IncorrectFileSystemLifeCycleState",
+    "ResourceContention",
+];
+
+const CONFLICT_CODES: &[&str] = &[
+    "InvalidGroup.Duplicate",
+    "InvalidPermission.Duplicate",
+    "DuplicateLoadBalancerName",
+    "DuplicateTargetGroupName",
+    "DuplicateListener",
+    "DBInstanceAlreadyExists",
+    "DBSubnetGroupAlreadyExists",
+    "FileSystemAlreadyExists",
+    "MountTargetConflict",
+    "ParameterAlreadyExists",
+    "AlreadyExists",
+    "InvalidLaunchTemplateName.AlreadyExistsException",
+    "InstanceRefreshInProgress",
+    "InvalidDBInstanceState",
+    "IncorrectState",
+];
+
+impl AwsError {
+    /// Classifies an SDK error of `operation`.
+    pub fn from_sdk<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        match &err {
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => AwsError {
+                operation,
+                code: None,
+                message: format!("no answer from AWS ({})", display_chain(&err)),
+                class: ErrorClass::Transport,
+            },
+            _ => {
+                let code = err.code().map(str::to_string);
+                let message = err
+                    .message()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| display_chain(&err));
+                let class = classify(code.as_deref(), raw_status(&err));
+                AwsError {
+                    operation,
+                    code,
+                    message,
+                    class,
+                }
+            }
+        }
+    }
+
+    /// Whether the resource was absent.
+    pub fn is_not_found(&self) -> bool {
+        self.class == ErrorClass::NotFound
+    }
+
+    /// Whether AWS's code is `code`.
+    pub fn has_code(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
+    }
+
+    /// An error the reconciler detects itself (an answer it cannot use).
+    pub fn unexpected(operation: &'static str, message: impl Into<String>) -> Self {
+        AwsError {
+            operation,
+            code: None,
+            message: message.into(),
+            class: ErrorClass::Refused,
+        }
+    }
+}
+
+fn raw_status<E, R: std::fmt::Debug>(err: &SdkError<E, R>) -> Option<u16> {
+    match err {
+        SdkError::ServiceError(e) => {
+            // R is the HTTP response; its Debug shows the status. Avoid depending on the type.
+            let dbg = format!("{:?}", e.raw());
+            dbg.split("status: StatusCode(")
+                .nth(1)
+                .and_then(|s| s.split(')').next())
+                .and_then(|s| s.parse().ok())
+        }
+        SdkError::ResponseError(_) => Some(500),
+        _ => None,
+    }
+}
+
+fn classify(code: Option<&str>, status: Option<u16>) -> ErrorClass {
+    match code {
+        Some(c)
+            if NOT_FOUND_CODES.contains(&c)
+                || c.ends_with(".NotFound")
+                || c.ends_with("NotFoundFault") =>
+        {
+            ErrorClass::NotFound
+        }
+        Some(c) if TRANSIENT_CODES.contains(&c) => ErrorClass::Transient,
+        Some(c)
+            if CONFLICT_CODES.contains(&c)
+                || c.ends_with(".Duplicate")
+                || c.ends_with("AlreadyExistsFault") =>
+        {
+            ErrorClass::Conflict
+        }
+        _ => match status {
+            Some(s) if s >= 500 || s == 429 => ErrorClass::Transient,
+            Some(404) => ErrorClass::NotFound,
+            _ => ErrorClass::Refused,
+        },
+    }
+}
+
+fn display_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut src = err.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
+}
+
+/// `.aws("Operation")?` turns an SDK result into a classified [`AwsError`].
+pub trait AwsResultExt<T> {
+    fn aws(self, operation: &'static str) -> Result<T, AwsError>;
+}
+
+impl<T, E, R> AwsResultExt<T> for Result<T, SdkError<E, R>>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    fn aws(self, operation: &'static str) -> Result<T, AwsError> {
+        self.map_err(|e| AwsError::from_sdk(operation, e))
+    }
+}
+
+/// `.absent_ok()` turns a NotFound error into `Ok(None)`.
+pub trait AbsentOk<T> {
+    fn absent_ok(self) -> Result<Option<T>, AwsError>;
+}
+
+impl<T> AbsentOk<T> for Result<T, AwsError> {
+    fn absent_ok(self) -> Result<Option<T>, AwsError> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_classified() {
+        assert_eq!(
+            classify(Some("InvalidGroup.NotFound"), Some(400)),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            classify(Some("DBInstanceNotFound"), Some(404)),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            classify(Some("RequestLimitExceeded"), Some(503)),
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            classify(Some("InvalidPermission.Duplicate"), Some(400)),
+            ErrorClass::Conflict
+        );
+        assert_eq!(
+            classify(Some("InvalidParameterValue"), Some(400)),
+            ErrorClass::Refused
+        );
+        assert_eq!(classify(None, Some(500)), ErrorClass::Transient);
+        assert_eq!(
+            classify(Some("UnauthorizedOperation"), Some(403)),
+            ErrorClass::Refused
+        );
+    }
+
+    #[test]
+    fn message_keeps_the_aws_code() {
+        let e = AwsError {
+            operation: "DescribeSecurityGroups",
+            code: Some("InvalidGroup.NotFound".into()),
+            message: "The security group 'sg-1' does not exist".into(),
+            class: ErrorClass::NotFound,
+        };
+        assert_eq!(
+            e.to_string(),
+            "DescribeSecurityGroups failed: InvalidGroup.NotFound: The security group 'sg-1' does not exist"
+        );
+        assert_eq!(Err::<(), _>(e).absent_ok().unwrap(), None);
+    }
+}
