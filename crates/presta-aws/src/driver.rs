@@ -18,6 +18,8 @@ use crate::error::AwsError;
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
     pub stacks: Vec<String>,
+    /// Deterministic names of the desired resources of this kind (for kinds found by name).
+    pub names: Vec<String>,
     /// Parent ids or ARNs (load balancers for listeners, file systems for mount targets).
     pub parents: Vec<String>,
 }

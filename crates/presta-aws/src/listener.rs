@@ -1,0 +1,343 @@
+//! Listeners of the load balancer: HTTP (forward to the target group, or a permanent redirect
+//! to HTTPS) and HTTPS (certificate, TLS policy, forward). Keyed `<load balancer>:<port>`.
+//!
+//! Observation: one `DescribeListeners` per load balancer of the stacks (the API takes one load
+//! balancer at a time), concurrently. A listener nobody declared is deleted: it holds no data.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action as ElbAction, ActionTypeEnum, Certificate, ProtocolEnum, RedirectActionConfig,
+    RedirectActionStatusCodeEnum,
+};
+use futures::future::try_join_all;
+use serde::{Serialize, Serializer};
+
+use crate::clients::Aws;
+use crate::diff::{Diffs, FieldDiff, Kind};
+use crate::driver::{Driver, Scope};
+use crate::error::{AwsError, AwsResultExt};
+
+/// What a listener does with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultAction {
+    /// Forward to a target group (ARN).
+    Forward(String),
+    /// Permanent redirect to HTTPS on a port.
+    RedirectHttps(u16),
+    /// Anything else someone configured (fixed response, several actions...).
+    Other(String),
+}
+
+impl fmt::Display for DefaultAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DefaultAction::Forward(tg) => write!(f, "forward to {tg}"),
+            DefaultAction::RedirectHttps(port) => write!(f, "redirect to HTTPS:{port} (301)"),
+            DefaultAction::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl Serialize for DefaultAction {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerDesired {
+    /// `<load balancer name>:<port>`.
+    pub key: String,
+    pub load_balancer_arn: String,
+    pub port: u16,
+    /// `HTTP` or `HTTPS`.
+    pub protocol: String,
+    pub action: DefaultAction,
+    pub certificate_arn: Option<String>,
+    pub ssl_policy: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerLive {
+    pub arn: String,
+    pub key: String,
+    pub load_balancer_arn: String,
+    pub port: u16,
+    pub protocol: String,
+    pub action: DefaultAction,
+    pub certificate_arn: Option<String>,
+    pub ssl_policy: Option<String>,
+}
+
+pub struct Listeners;
+
+/// `<name>` of `arn:aws:elasticloadbalancing:<region>:<account>:loadbalancer/app/<name>/<id>`.
+pub fn load_balancer_name(arn: &str) -> &str {
+    arn.split('/').nth(2).unwrap_or(arn)
+}
+
+impl Driver for Listeners {
+    const KIND: Kind = Kind::Listener;
+    type Desired = ListenerDesired;
+    type Live = ListenerLive;
+
+    fn name(desired: &ListenerDesired) -> String {
+        desired.key.clone()
+    }
+
+    fn id(live: &ListenerLive) -> String {
+        live.arn.clone()
+    }
+
+    /// `scope.parents`: the load balancers' ARNs.
+    async fn observe(
+        &self,
+        aws: &Aws,
+        scope: &Scope,
+    ) -> Result<BTreeMap<String, ListenerLive>, AwsError> {
+        let per_lb = try_join_all(scope.parents.iter().map(|lb_arn| async move {
+            let out = aws
+                .elbv2
+                .describe_listeners()
+                .load_balancer_arn(lb_arn)
+                .send()
+                .await
+                .aws("DescribeListeners")?;
+            Ok::<_, AwsError>(
+                out.listeners()
+                    .iter()
+                    .map(|l| {
+                        let port = l.port().unwrap_or(0) as u16;
+                        ListenerLive {
+                            arn: l.listener_arn().unwrap_or_default().to_string(),
+                            key: format!("{}:{port}", load_balancer_name(lb_arn)),
+                            load_balancer_arn: lb_arn.clone(),
+                            port,
+                            protocol: l
+                                .protocol()
+                                .map(|p| p.as_str().to_string())
+                                .unwrap_or_default(),
+                            action: action_of(l.default_actions()),
+                            certificate_arn: l
+                                .certificates()
+                                .first()
+                                .and_then(|c| c.certificate_arn())
+                                .map(String::from),
+                            ssl_policy: l.ssl_policy().map(String::from),
+                        }
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        }))
+        .await?;
+        Ok(per_lb
+            .into_iter()
+            .flatten()
+            .map(|l| (l.key.clone(), l))
+            .collect())
+    }
+
+    fn diff(&self, desired: &ListenerDesired, live: &ListenerLive) -> Vec<FieldDiff> {
+        let mut d = Diffs::new();
+        d.field("protocol", &desired.protocol, &live.protocol)
+            .field("defaultAction", &desired.action, &live.action);
+        if desired.protocol == "HTTPS" {
+            d.field(
+                "certificateArn",
+                &desired.certificate_arn,
+                &live.certificate_arn,
+            )
+            .field("sslPolicy", &desired.ssl_policy, &live.ssl_policy);
+        }
+        d.finish()
+    }
+
+    async fn create(&self, aws: &Aws, desired: &ListenerDesired) -> Result<ListenerLive, AwsError> {
+        let mut req = aws
+            .elbv2
+            .create_listener()
+            .load_balancer_arn(&desired.load_balancer_arn)
+            .port(desired.port.into())
+            .protocol(ProtocolEnum::from(desired.protocol.as_str()))
+            .default_actions(elb_action(&desired.action));
+        if let Some(cert) = &desired.certificate_arn {
+            req = req.certificates(Certificate::builder().certificate_arn(cert).build());
+        }
+        if let Some(policy) = &desired.ssl_policy {
+            req = req.ssl_policy(policy);
+        }
+        let out = req.send().await.aws("CreateListener")?;
+        let arn = out
+            .listeners()
+            .first()
+            .and_then(|l| l.listener_arn())
+            .unwrap_or_default()
+            .to_string();
+        Ok(live_from(desired, arn))
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        desired: &ListenerDesired,
+        live: &ListenerLive,
+        _diffs: &[FieldDiff],
+    ) -> Result<ListenerLive, AwsError> {
+        let mut req = aws
+            .elbv2
+            .modify_listener()
+            .listener_arn(&live.arn)
+            .port(desired.port.into())
+            .protocol(ProtocolEnum::from(desired.protocol.as_str()))
+            .default_actions(elb_action(&desired.action));
+        if let Some(cert) = &desired.certificate_arn {
+            req = req.certificates(Certificate::builder().certificate_arn(cert).build());
+        }
+        if let Some(policy) = &desired.ssl_policy {
+            req = req.ssl_policy(policy);
+        }
+        req.send().await.aws("ModifyListener")?;
+        Ok(live_from(desired, live.arn.clone()))
+    }
+}
+
+impl Listeners {
+    /// Deletes a listener nobody declared; absent is success.
+    pub async fn delete(&self, aws: &Aws, live: &ListenerLive) -> Result<(), AwsError> {
+        match aws
+            .elbv2
+            .delete_listener()
+            .listener_arn(&live.arn)
+            .send()
+            .await
+            .aws("DeleteListener")
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn live_from(desired: &ListenerDesired, arn: String) -> ListenerLive {
+    ListenerLive {
+        arn,
+        key: desired.key.clone(),
+        load_balancer_arn: desired.load_balancer_arn.clone(),
+        port: desired.port,
+        protocol: desired.protocol.clone(),
+        action: desired.action.clone(),
+        certificate_arn: desired.certificate_arn.clone(),
+        ssl_policy: desired.ssl_policy.clone(),
+    }
+}
+
+fn elb_action(action: &DefaultAction) -> ElbAction {
+    match action {
+        DefaultAction::Forward(tg) => ElbAction::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .target_group_arn(tg)
+            .build(),
+        DefaultAction::RedirectHttps(port) => ElbAction::builder()
+            .r#type(ActionTypeEnum::Redirect)
+            .redirect_config(
+                RedirectActionConfig::builder()
+                    .protocol("HTTPS")
+                    .port(port.to_string())
+                    .status_code(RedirectActionStatusCodeEnum::Http301)
+                    .build(),
+            )
+            .build(),
+        DefaultAction::Other(_) => ElbAction::builder().r#type(ActionTypeEnum::Forward).build(),
+    }
+}
+
+fn action_of(actions: &[ElbAction]) -> DefaultAction {
+    match actions {
+        [one] => match one.r#type() {
+            Some(ActionTypeEnum::Forward) => {
+                let tg = one.target_group_arn().map(String::from).or_else(|| {
+                    one.forward_config().and_then(|f| match f.target_groups() {
+                        [single] => single.target_group_arn().map(String::from),
+                        _ => None,
+                    })
+                });
+                tg.map(DefaultAction::Forward).unwrap_or_else(|| {
+                    DefaultAction::Other("forward to several target groups".into())
+                })
+            }
+            Some(ActionTypeEnum::Redirect) => match one.redirect_config() {
+                Some(r)
+                    if r.protocol() == Some("HTTPS")
+                        && matches!(
+                            r.status_code(),
+                            Some(RedirectActionStatusCodeEnum::Http301)
+                        ) =>
+                {
+                    DefaultAction::RedirectHttps(
+                        r.port().and_then(|p| p.parse().ok()).unwrap_or(443),
+                    )
+                }
+                Some(r) => DefaultAction::Other(format!(
+                    "redirect to {}:{}",
+                    r.protocol().unwrap_or("#{protocol}"),
+                    r.port().unwrap_or("#{port}")
+                )),
+                None => DefaultAction::Other("redirect".into()),
+            },
+            Some(other) => DefaultAction::Other(other.as_str().to_string()),
+            None => DefaultAction::Other("no action".into()),
+        },
+        [] => DefaultAction::Other("no action".into()),
+        many => DefaultAction::Other(format!("{} actions", many.len())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_the_arn() {
+        assert_eq!(
+            load_balancer_name(
+                "arn:aws:elasticloadbalancing:eu-west-3:123456789012:loadbalancer/app/shop-alb/50dc6c495c0c9188"
+            ),
+            "shop-alb"
+        );
+    }
+
+    #[test]
+    fn actions_round_trip() {
+        for a in [
+            DefaultAction::Forward("arn:tg".into()),
+            DefaultAction::RedirectHttps(443),
+        ] {
+            assert_eq!(action_of(&[elb_action(&a)]), a);
+        }
+    }
+
+    #[test]
+    fn a_changed_action_is_named_with_both_values() {
+        let desired = ListenerDesired {
+            key: "shop-alb:80".into(),
+            load_balancer_arn: "arn:lb".into(),
+            port: 80,
+            protocol: "HTTP".into(),
+            action: DefaultAction::Forward("arn:tg".into()),
+            certificate_arn: None,
+            ssl_policy: None,
+        };
+        let live = ListenerLive {
+            action: DefaultAction::Other("fixed-response".into()),
+            ..live_from(&desired, "arn:l".into())
+        };
+        let diffs = Listeners.diff(&desired, &live);
+        assert_eq!(diffs.len(), 1);
+        assert_eq!(diffs[0].field, "defaultAction");
+        assert_eq!(diffs[0].desired, "forward to arn:tg");
+        assert_eq!(diffs[0].live, "fixed-response");
+    }
+}

@@ -1,0 +1,190 @@
+//! SSM Parameter Store SecureStrings: the database master password and the shop's admin
+//! password. Generated once when absent, never overwritten, never read except by the one call
+//! that needs the value, never shown: a diff compares the type only.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ssm::types::ParameterType;
+
+use crate::clients::Aws;
+use crate::diff::{Diffs, FieldDiff, Kind};
+use crate::driver::{Driver, Scope};
+use crate::error::{AwsError, AwsResultExt};
+use crate::secret::{Secret, generate_password};
+use crate::tags::{self, Tags};
+
+/// Length of generated passwords (about 190 bits).
+pub const PASSWORD_LENGTH: usize = 32;
+
+/// A secret parameter the stack needs.
+#[derive(Debug, Clone)]
+pub struct ParameterDesired {
+    /// Full path, e.g. `/presta-reconciler/demo/db-password`.
+    pub name: String,
+    pub description: String,
+    pub tags: Tags,
+}
+
+/// A live parameter: metadata only, never the value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParameterLive {
+    pub name: String,
+    pub kind: String,
+    pub version: i64,
+    pub arn: String,
+}
+
+pub struct Parameters;
+
+impl Driver for Parameters {
+    const KIND: Kind = Kind::Parameter;
+    type Desired = ParameterDesired;
+    type Live = ParameterLive;
+
+    fn name(desired: &ParameterDesired) -> String {
+        desired.name.clone()
+    }
+
+    fn id(live: &ParameterLive) -> String {
+        live.name.clone()
+    }
+
+    /// `GetParameters` by name, ten names a call (the API's limit), without decryption.
+    async fn observe(
+        &self,
+        aws: &Aws,
+        scope: &Scope,
+    ) -> Result<BTreeMap<String, ParameterLive>, AwsError> {
+        let mut out = BTreeMap::new();
+        for chunk in scope.names.chunks(10) {
+            let resp = aws
+                .ssm
+                .get_parameters()
+                .set_names(Some(chunk.to_vec()))
+                .with_decryption(false)
+                .send()
+                .await
+                .aws("GetParameters")?;
+            for p in resp.parameters() {
+                let live = ParameterLive {
+                    name: p.name().unwrap_or_default().to_string(),
+                    kind: p
+                        .r#type()
+                        .map(|t| t.as_str().to_string())
+                        .unwrap_or_default(),
+                    version: p.version(),
+                    arn: p.arn().unwrap_or_default().to_string(),
+                };
+                out.insert(live.name.clone(), live);
+            }
+        }
+        Ok(out)
+    }
+
+    fn diff(&self, _desired: &ParameterDesired, live: &ParameterLive) -> Vec<FieldDiff> {
+        let mut d = Diffs::new();
+        d.blocked(
+            "type",
+            "SecureString",
+            live.kind.as_str(),
+            "the parameter exists with another type; the reconciler never overwrites a secret: re-create it as a SecureString by hand",
+        );
+        d.finish()
+    }
+
+    /// Generates the password and stores it with `Overwrite=false`: if another writer created
+    /// it in the meantime, theirs is kept.
+    async fn create(
+        &self,
+        aws: &Aws,
+        desired: &ParameterDesired,
+    ) -> Result<ParameterLive, AwsError> {
+        let secret = generate_password(PASSWORD_LENGTH)
+            .map_err(|e| AwsError::unexpected("PutParameter", format!("no random source: {e}")))?;
+        let put = aws
+            .ssm
+            .put_parameter()
+            .name(&desired.name)
+            .description(&desired.description)
+            .value(secret.expose())
+            .r#type(ParameterType::SecureString)
+            .overwrite(false)
+            .set_tags(Some(tags::ssm(&desired.tags)))
+            .send()
+            .await
+            .aws("PutParameter");
+        match put {
+            Ok(_) => {}
+            Err(e) if e.has_code("ParameterAlreadyExists") => {}
+            Err(e) => return Err(e),
+        }
+        let scope = Scope {
+            names: vec![desired.name.clone()],
+            ..Scope::default()
+        };
+        self.observe(aws, &scope)
+            .await?
+            .remove(&desired.name)
+            .ok_or_else(|| {
+                AwsError::unexpected(
+                    "GetParameters",
+                    format!("{} is not visible after PutParameter", desired.name),
+                )
+            })
+    }
+
+    async fn update(
+        &self,
+        _aws: &Aws,
+        _desired: &ParameterDesired,
+        live: &ParameterLive,
+        _diffs: &[FieldDiff],
+    ) -> Result<ParameterLive, AwsError> {
+        // Every difference of a parameter is blocked: there is nothing to update.
+        Ok(live.clone())
+    }
+}
+
+/// Reads a secret's value (for the database's creation only).
+pub async fn read_secret(aws: &Aws, name: &str) -> Result<Secret, AwsError> {
+    let resp = aws
+        .ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .aws("GetParameter")?;
+    resp.parameter()
+        .and_then(|p| p.value())
+        .map(|v| Secret::new(v.to_string()))
+        .ok_or_else(|| AwsError::unexpected("GetParameter", format!("{name} has no value")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_type_is_compared_and_it_is_never_overwritten() {
+        let desired = ParameterDesired {
+            name: "/p/db-password".into(),
+            description: String::new(),
+            tags: Tags::new(),
+        };
+        let live = ParameterLive {
+            name: "/p/db-password".into(),
+            kind: "SecureString".into(),
+            version: 3,
+            arn: String::new(),
+        };
+        assert!(Parameters.diff(&desired, &live).is_empty());
+        let plain = ParameterLive {
+            kind: "String".into(),
+            ..live
+        };
+        let diffs = Parameters.diff(&desired, &plain);
+        assert_eq!(diffs.len(), 1);
+        assert!(diffs[0].blocked.is_some());
+    }
+}

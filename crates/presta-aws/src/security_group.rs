@@ -1,0 +1,392 @@
+//! Security groups and their ingress rules. A stack has four, chained: internet → ALB →
+//! instances → database and file system. Rules are reconciled as sets: a rule added by hand
+//! is revoked, a missing one is authorised again. Egress is left at AWS's default.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, Ipv6Range, ResourceType, UserIdGroupPair};
+use serde::{Serialize, Serializer};
+
+use crate::clients::Aws;
+use crate::diff::{Diffs, FieldDiff, Kind};
+use crate::driver::{Driver, Scope};
+use crate::error::{AwsError, AwsResultExt};
+use crate::tags::{self, Tags};
+
+/// Where traffic may come from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    Cidr(String),
+    /// Another security group, by id.
+    Group(String),
+}
+
+/// One ingress rule, normalised (`-1` protocol is `all`, ports 0 when not applicable).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Rule {
+    pub protocol: String,
+    pub from_port: i32,
+    pub to_port: i32,
+    pub source: Source,
+}
+
+impl Rule {
+    pub fn tcp(port: u16, source: Source) -> Rule {
+        Rule {
+            protocol: "tcp".into(),
+            from_port: port.into(),
+            to_port: port.into(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ports = if self.protocol == "all" {
+            "all".to_string()
+        } else if self.from_port == self.to_port {
+            format!("{}/{}", self.protocol, self.from_port)
+        } else {
+            format!("{}/{}-{}", self.protocol, self.from_port, self.to_port)
+        };
+        match &self.source {
+            Source::Cidr(c) => write!(f, "{ports} from {c}"),
+            Source::Group(g) => write!(f, "{ports} from {g}"),
+        }
+    }
+}
+
+impl Serialize for Rule {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SecurityGroupDesired {
+    pub name: String,
+    pub description: String,
+    pub vpc_id: String,
+    pub ingress: BTreeSet<Rule>,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecurityGroupLive {
+    pub id: String,
+    pub name: String,
+    pub vpc_id: String,
+    pub ingress: BTreeSet<Rule>,
+    pub tags: Tags,
+}
+
+pub struct SecurityGroups;
+
+impl Driver for SecurityGroups {
+    const KIND: Kind = Kind::SecurityGroup;
+    type Desired = SecurityGroupDesired;
+    type Live = SecurityGroupLive;
+
+    fn name(desired: &SecurityGroupDesired) -> String {
+        desired.name.clone()
+    }
+
+    fn id(live: &SecurityGroupLive) -> String {
+        live.id.clone()
+    }
+
+    /// One `DescribeSecurityGroups` filtered by the deterministic names and the stacks' VPCs
+    /// (`scope.parents`): found by name even if someone removed the ownership tag.
+    async fn observe(
+        &self,
+        aws: &Aws,
+        scope: &Scope,
+    ) -> Result<BTreeMap<String, SecurityGroupLive>, AwsError> {
+        if scope.names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut req = aws.ec2.describe_security_groups().filters(
+            Filter::builder()
+                .name("group-name")
+                .set_values(Some(scope.names.clone()))
+                .build(),
+        );
+        if !scope.parents.is_empty() {
+            req = req.filters(
+                Filter::builder()
+                    .name("vpc-id")
+                    .set_values(Some(scope.parents.clone()))
+                    .build(),
+            );
+        }
+        let groups = req
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .aws("DescribeSecurityGroups")?;
+        Ok(groups
+            .iter()
+            .map(|g| {
+                let live = SecurityGroupLive {
+                    id: g.group_id().unwrap_or_default().to_string(),
+                    name: g.group_name().unwrap_or_default().to_string(),
+                    vpc_id: g.vpc_id().unwrap_or_default().to_string(),
+                    ingress: rules_of(g.ip_permissions()),
+                    tags: tags::from_ec2(g.tags()),
+                };
+                (live.name.clone(), live)
+            })
+            .collect())
+    }
+
+    fn diff(&self, desired: &SecurityGroupDesired, live: &SecurityGroupLive) -> Vec<FieldDiff> {
+        let mut d = Diffs::new();
+        d.set("ingress", &desired.ingress, &live.ingress)
+            .tags(&desired.tags, &live.tags);
+        d.finish()
+    }
+
+    /// Creates the group with its tags, then authorises its rules. A group of the same name
+    /// in the VPC (a create that crashed before) is found and completed instead.
+    async fn create(
+        &self,
+        aws: &Aws,
+        desired: &SecurityGroupDesired,
+    ) -> Result<SecurityGroupLive, AwsError> {
+        let created = aws
+            .ec2
+            .create_security_group()
+            .group_name(&desired.name)
+            .description(&desired.description)
+            .vpc_id(&desired.vpc_id)
+            .tag_specifications(tags::ec2_spec(ResourceType::SecurityGroup, &desired.tags))
+            .send()
+            .await
+            .aws("CreateSecurityGroup");
+        let live = match created {
+            Ok(out) => SecurityGroupLive {
+                id: out.group_id().unwrap_or_default().to_string(),
+                name: desired.name.clone(),
+                vpc_id: desired.vpc_id.clone(),
+                ingress: BTreeSet::new(),
+                tags: desired.tags.clone(),
+            },
+            Err(e) if e.has_code("InvalidGroup.Duplicate") => {
+                let scope = Scope {
+                    names: vec![desired.name.clone()],
+                    parents: vec![desired.vpc_id.clone()],
+                    ..Scope::default()
+                };
+                self.observe(aws, &scope)
+                    .await?
+                    .remove(&desired.name)
+                    .ok_or(e)?
+            }
+            Err(e) => return Err(e),
+        };
+        let diffs = self.diff(desired, &live);
+        if diffs.is_empty() {
+            Ok(live)
+        } else {
+            self.update(aws, desired, &live, &diffs).await
+        }
+    }
+
+    /// Revokes rules nobody declared, then authorises the missing ones; restores tags.
+    async fn update(
+        &self,
+        aws: &Aws,
+        desired: &SecurityGroupDesired,
+        live: &SecurityGroupLive,
+        diffs: &[FieldDiff],
+    ) -> Result<SecurityGroupLive, AwsError> {
+        if diffs.iter().any(|d| d.field == "ingress") {
+            let extra: Vec<&Rule> = live.ingress.difference(&desired.ingress).collect();
+            let missing: Vec<&Rule> = desired.ingress.difference(&live.ingress).collect();
+            if !extra.is_empty() {
+                aws.ec2
+                    .revoke_security_group_ingress()
+                    .group_id(&live.id)
+                    .set_ip_permissions(Some(extra.iter().map(|r| permission(r)).collect()))
+                    .send()
+                    .await
+                    .aws("RevokeSecurityGroupIngress")?;
+            }
+            if !missing.is_empty() {
+                let res = aws
+                    .ec2
+                    .authorize_security_group_ingress()
+                    .group_id(&live.id)
+                    .set_ip_permissions(Some(missing.iter().map(|r| permission(r)).collect()))
+                    .send()
+                    .await
+                    .aws("AuthorizeSecurityGroupIngress");
+                match res {
+                    Ok(_) => {}
+                    Err(e) if e.has_code("InvalidPermission.Duplicate") => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let add = tags::missing(&desired.tags, &live.tags);
+        if !add.is_empty() {
+            aws.ec2
+                .create_tags()
+                .resources(&live.id)
+                .set_tags(Some(tags::ec2(&add)))
+                .send()
+                .await
+                .aws("CreateTags")?;
+        }
+        let mut after = live.clone();
+        after.ingress = desired.ingress.clone();
+        after.tags.extend(add);
+        Ok(after)
+    }
+}
+
+/// Flattens AWS's permission groups into one rule per source.
+pub fn rules_of(perms: &[IpPermission]) -> BTreeSet<Rule> {
+    let mut rules = BTreeSet::new();
+    for p in perms {
+        let proto = match p.ip_protocol().unwrap_or("-1") {
+            "-1" => "all".to_string(),
+            "6" => "tcp".to_string(),
+            other => other.to_ascii_lowercase(),
+        };
+        let (from, to) = if proto == "all" {
+            (0, 0)
+        } else {
+            (p.from_port().unwrap_or(0), p.to_port().unwrap_or(0))
+        };
+        let mk = |source| Rule {
+            protocol: proto.clone(),
+            from_port: from,
+            to_port: to,
+            source,
+        };
+        for r in p.ip_ranges() {
+            if let Some(c) = r.cidr_ip() {
+                rules.insert(mk(Source::Cidr(c.to_string())));
+            }
+        }
+        for r in p.ipv6_ranges() {
+            if let Some(c) = r.cidr_ipv6() {
+                rules.insert(mk(Source::Cidr(c.to_string())));
+            }
+        }
+        for g in p.user_id_group_pairs() {
+            if let Some(id) = g.group_id() {
+                rules.insert(mk(Source::Group(id.to_string())));
+            }
+        }
+    }
+    rules
+}
+
+fn permission(rule: &Rule) -> IpPermission {
+    let proto = if rule.protocol == "all" {
+        "-1"
+    } else {
+        rule.protocol.as_str()
+    };
+    let mut p = IpPermission::builder().ip_protocol(proto);
+    if rule.protocol != "all" {
+        p = p.from_port(rule.from_port).to_port(rule.to_port);
+    }
+    match &rule.source {
+        Source::Cidr(c) if c.contains(':') => {
+            p = p.ipv6_ranges(Ipv6Range::builder().cidr_ipv6(c).build())
+        }
+        Source::Cidr(c) => p = p.ip_ranges(IpRange::builder().cidr_ip(c).build()),
+        Source::Group(g) => {
+            p = p.user_id_group_pairs(UserIdGroupPair::builder().group_id(g).build())
+        }
+    }
+    p.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn perm(proto: &str, from: i32, to: i32, cidrs: &[&str], groups: &[&str]) -> IpPermission {
+        let mut p = IpPermission::builder()
+            .ip_protocol(proto)
+            .from_port(from)
+            .to_port(to);
+        for c in cidrs {
+            p = p.ip_ranges(IpRange::builder().cidr_ip(*c).build());
+        }
+        for g in groups {
+            p = p.user_id_group_pairs(UserIdGroupPair::builder().group_id(*g).build());
+        }
+        p.build()
+    }
+
+    #[test]
+    fn permissions_flatten_to_one_rule_per_source() {
+        let rules = rules_of(&[
+            perm("tcp", 80, 80, &["0.0.0.0/0", "10.0.0.0/8"], &["sg-1"]),
+            perm("-1", -1, -1, &["1.2.3.0/24"], &[]),
+        ]);
+        let shown: Vec<String> = rules.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "all from 1.2.3.0/24",
+                "tcp/80 from 0.0.0.0/0",
+                "tcp/80 from 10.0.0.0/8",
+                "tcp/80 from sg-1"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_extra_rule_is_drift_named_in_the_diff() {
+        let desired = SecurityGroupDesired {
+            name: "shop-app-sg".into(),
+            description: String::new(),
+            vpc_id: "vpc-1".into(),
+            ingress: [Rule::tcp(80, Source::Group("sg-alb".into()))]
+                .into_iter()
+                .collect(),
+            tags: Tags::new(),
+        };
+        let mut live = SecurityGroupLive {
+            id: "sg-app".into(),
+            name: desired.name.clone(),
+            vpc_id: "vpc-1".into(),
+            ingress: desired.ingress.clone(),
+            tags: Tags::new(),
+        };
+        assert!(SecurityGroups.diff(&desired, &live).is_empty());
+        live.ingress
+            .insert(Rule::tcp(22, Source::Cidr("0.0.0.0/0".into())));
+        let diffs = SecurityGroups.diff(&desired, &live);
+        assert_eq!(diffs.len(), 1);
+        assert_eq!(diffs[0].field, "ingress");
+        assert!(
+            diffs[0].live.to_string().contains("tcp/22 from 0.0.0.0/0"),
+            "{}",
+            diffs[0].live
+        );
+        assert!(!diffs[0].desired.to_string().contains("tcp/22"));
+    }
+
+    #[test]
+    fn permissions_round_trip() {
+        for rule in [
+            Rule::tcp(443, Source::Cidr("::/0".into())),
+            Rule::tcp(3306, Source::Group("sg-9".into())),
+            Rule::tcp(80, Source::Cidr("0.0.0.0/0".into())),
+        ] {
+            let back = rules_of(&[permission(&rule)]);
+            assert_eq!(back.into_iter().collect::<Vec<_>>(), vec![rule]);
+        }
+    }
+}

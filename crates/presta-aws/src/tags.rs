@@ -1,0 +1,83 @@
+//! Ownership tags in each service's shape.
+
+use std::collections::BTreeMap;
+
+use presta_spec::naming::{MANAGED_BY_VALUE, TAG_MANAGED_BY, TAG_STACK};
+
+pub type Tags = BTreeMap<String, String>;
+
+/// Whether `tags` say the resource belongs to `stack`.
+pub fn owned_by(tags: &Tags, stack: &str) -> bool {
+    tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_VALUE)
+        && tags.get(TAG_STACK).map(String::as_str) == Some(stack)
+}
+
+pub fn ec2(tags: &Tags) -> Vec<aws_sdk_ec2::types::Tag> {
+    tags.iter()
+        .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+pub fn ec2_spec(
+    resource: aws_sdk_ec2::types::ResourceType,
+    tags: &Tags,
+) -> aws_sdk_ec2::types::TagSpecification {
+    aws_sdk_ec2::types::TagSpecification::builder()
+        .resource_type(resource)
+        .set_tags(Some(ec2(tags)))
+        .build()
+}
+
+pub fn from_ec2(tags: &[aws_sdk_ec2::types::Tag]) -> Tags {
+    tags.iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_string(),
+                t.value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect()
+}
+
+pub fn elbv2(tags: &Tags) -> Vec<aws_sdk_elasticloadbalancingv2::types::Tag> {
+    tags.iter()
+        .map(|(k, v)| {
+            aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+        })
+        .collect()
+}
+
+pub fn from_elbv2(tags: &[aws_sdk_elasticloadbalancingv2::types::Tag]) -> Tags {
+    tags.iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_string(),
+                t.value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect()
+}
+
+pub fn ssm(tags: &Tags) -> Vec<aws_sdk_ssm::types::Tag> {
+    tags.iter()
+        .filter_map(|(k, v)| {
+            aws_sdk_ssm::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .ok()
+        })
+        .collect()
+}
+
+/// The subset of `desired` missing or different in `live` (to add; nothing is removed).
+pub fn missing(desired: &Tags, live: &Tags) -> Tags {
+    desired
+        .iter()
+        .filter(|(k, v)| live.get(*k) != Some(v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}

@@ -1,0 +1,399 @@
+//! The target group: where the load balancer sends traffic, how it checks the instances, and
+//! its attributes (deregistration delay, stickiness).
+//!
+//! Observation: one paginated `DescribeTargetGroups` for the region, matched by name; then, for
+//! the stacks' groups only, `DescribeTags` (20 ARNs a call) and one
+//! `DescribeTargetGroupAttributes` per group (ELBv2 has no batch form), run concurrently.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_elasticloadbalancingv2::types::{
+    Matcher, ProtocolEnum, TargetGroupAttribute, TargetTypeEnum,
+};
+use futures::future::try_join_all;
+
+use crate::clients::Aws;
+use crate::diff::{Diffs, FieldDiff, Kind};
+use crate::driver::{Driver, Scope};
+use crate::error::{AwsError, AwsResultExt};
+use crate::tags::{self, Tags};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub matcher: String,
+    pub interval_seconds: i32,
+    pub timeout_seconds: i32,
+    pub healthy_threshold: i32,
+    pub unhealthy_threshold: i32,
+}
+
+#[derive(Debug, Clone)]
+pub struct TargetGroupDesired {
+    pub name: String,
+    pub vpc_id: String,
+    pub port: i32,
+    pub health: HealthCheck,
+    pub deregistration_delay_seconds: u32,
+    /// Cookie duration when stickiness is on.
+    pub stickiness_seconds: Option<u32>,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetGroupLive {
+    pub arn: String,
+    pub name: String,
+    pub vpc_id: String,
+    pub port: i32,
+    pub health: HealthCheck,
+    pub deregistration_delay_seconds: u32,
+    pub stickiness_seconds: Option<u32>,
+    pub tags: Tags,
+}
+
+const DEREGISTRATION: &str = "deregistration_delay.timeout_seconds";
+const STICKY: &str = "stickiness.enabled";
+const STICKY_TYPE: &str = "stickiness.type";
+const STICKY_SECONDS: &str = "stickiness.lb_cookie.duration_seconds";
+
+pub struct TargetGroups;
+
+impl Driver for TargetGroups {
+    const KIND: Kind = Kind::TargetGroup;
+    type Desired = TargetGroupDesired;
+    type Live = TargetGroupLive;
+
+    fn name(desired: &TargetGroupDesired) -> String {
+        desired.name.clone()
+    }
+
+    fn id(live: &TargetGroupLive) -> String {
+        live.arn.clone()
+    }
+
+    async fn observe(
+        &self,
+        aws: &Aws,
+        scope: &Scope,
+    ) -> Result<BTreeMap<String, TargetGroupLive>, AwsError> {
+        if scope.names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let all = aws
+            .elbv2
+            .describe_target_groups()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .aws("DescribeTargetGroups")?;
+        let ours: Vec<_> = all
+            .iter()
+            .filter(|tg| {
+                tg.target_group_name()
+                    .is_some_and(|n| scope.names.iter().any(|w| w == n))
+            })
+            .collect();
+        let arns: Vec<String> = ours
+            .iter()
+            .filter_map(|tg| tg.target_group_arn().map(String::from))
+            .collect();
+        let tag_map = elb_tags(aws, &arns).await?;
+        let attrs = try_join_all(arns.iter().map(|arn| async move {
+            let out = aws
+                .elbv2
+                .describe_target_group_attributes()
+                .target_group_arn(arn)
+                .send()
+                .await
+                .aws("DescribeTargetGroupAttributes")?;
+            let map: BTreeMap<String, String> = out
+                .attributes()
+                .iter()
+                .filter_map(|a| {
+                    Some((
+                        a.key()?.to_string(),
+                        a.value().unwrap_or_default().to_string(),
+                    ))
+                })
+                .collect();
+            Ok::<_, AwsError>((arn.clone(), map))
+        }))
+        .await?;
+        let attrs: BTreeMap<String, BTreeMap<String, String>> = attrs.into_iter().collect();
+        Ok(ours
+            .iter()
+            .map(|tg| {
+                let arn = tg.target_group_arn().unwrap_or_default().to_string();
+                let a = attrs.get(&arn).cloned().unwrap_or_default();
+                let num = |k: &str| a.get(k).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+                let live = TargetGroupLive {
+                    name: tg.target_group_name().unwrap_or_default().to_string(),
+                    vpc_id: tg.vpc_id().unwrap_or_default().to_string(),
+                    port: tg.port().unwrap_or(0),
+                    health: HealthCheck {
+                        path: tg.health_check_path().unwrap_or_default().to_string(),
+                        matcher: tg
+                            .matcher()
+                            .and_then(|m| m.http_code())
+                            .unwrap_or_default()
+                            .to_string(),
+                        interval_seconds: tg.health_check_interval_seconds().unwrap_or(0),
+                        timeout_seconds: tg.health_check_timeout_seconds().unwrap_or(0),
+                        healthy_threshold: tg.healthy_threshold_count().unwrap_or(0),
+                        unhealthy_threshold: tg.unhealthy_threshold_count().unwrap_or(0),
+                    },
+                    deregistration_delay_seconds: num(DEREGISTRATION),
+                    stickiness_seconds: (a.get(STICKY).map(String::as_str) == Some("true"))
+                        .then(|| num(STICKY_SECONDS)),
+                    tags: tag_map.get(&arn).cloned().unwrap_or_default(),
+                    arn,
+                };
+                (live.name.clone(), live)
+            })
+            .collect())
+    }
+
+    fn diff(&self, desired: &TargetGroupDesired, live: &TargetGroupLive) -> Vec<FieldDiff> {
+        let (h, l) = (&desired.health, &live.health);
+        let mut d = Diffs::new();
+        d.blocked("vpc", &desired.vpc_id, &live.vpc_id, "a target group cannot move to another VPC: moving a stack between VPCs is not supported")
+            .blocked("port", &desired.port, &live.port, "the port of a target group is fixed at creation")
+            .field("healthCheck.path", &h.path, &l.path)
+            .field("healthCheck.matcher", &h.matcher, &l.matcher)
+            .field("healthCheck.intervalSeconds", &h.interval_seconds, &l.interval_seconds)
+            .field("healthCheck.timeoutSeconds", &h.timeout_seconds, &l.timeout_seconds)
+            .field("healthCheck.healthyThreshold", &h.healthy_threshold, &l.healthy_threshold)
+            .field("healthCheck.unhealthyThreshold", &h.unhealthy_threshold, &l.unhealthy_threshold)
+            .field("deregistrationDelaySeconds", &desired.deregistration_delay_seconds, &live.deregistration_delay_seconds)
+            .field("stickiness.enabled", &desired.stickiness_seconds.is_some(), &live.stickiness_seconds.is_some());
+        if let (Some(want), Some(have)) = (desired.stickiness_seconds, live.stickiness_seconds) {
+            d.field("stickiness.durationSeconds", &want, &have);
+        }
+        d.tags(&desired.tags, &live.tags);
+        d.finish()
+    }
+
+    /// `CreateTargetGroup` is idempotent for a name with the same settings; tags go with it.
+    async fn create(
+        &self,
+        aws: &Aws,
+        desired: &TargetGroupDesired,
+    ) -> Result<TargetGroupLive, AwsError> {
+        let h = &desired.health;
+        let out = aws
+            .elbv2
+            .create_target_group()
+            .name(&desired.name)
+            .protocol(ProtocolEnum::Http)
+            .port(desired.port)
+            .vpc_id(&desired.vpc_id)
+            .target_type(TargetTypeEnum::Instance)
+            .health_check_enabled(true)
+            .health_check_protocol(ProtocolEnum::Http)
+            .health_check_path(&h.path)
+            .health_check_interval_seconds(h.interval_seconds)
+            .health_check_timeout_seconds(h.timeout_seconds)
+            .healthy_threshold_count(h.healthy_threshold)
+            .unhealthy_threshold_count(h.unhealthy_threshold)
+            .matcher(Matcher::builder().http_code(&h.matcher).build())
+            .set_tags(Some(tags::elbv2(&desired.tags)))
+            .send()
+            .await
+            .aws("CreateTargetGroup")?;
+        let arn = out
+            .target_groups()
+            .first()
+            .and_then(|t| t.target_group_arn())
+            .unwrap_or_default()
+            .to_string();
+        set_attributes(aws, &arn, desired).await?;
+        Ok(TargetGroupLive {
+            arn,
+            name: desired.name.clone(),
+            vpc_id: desired.vpc_id.clone(),
+            port: desired.port,
+            health: desired.health.clone(),
+            deregistration_delay_seconds: desired.deregistration_delay_seconds,
+            stickiness_seconds: desired.stickiness_seconds,
+            tags: desired.tags.clone(),
+        })
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        desired: &TargetGroupDesired,
+        live: &TargetGroupLive,
+        diffs: &[FieldDiff],
+    ) -> Result<TargetGroupLive, AwsError> {
+        let touched = |prefix: &str| diffs.iter().any(|d| d.field.starts_with(prefix));
+        if touched("healthCheck.") {
+            let h = &desired.health;
+            aws.elbv2
+                .modify_target_group()
+                .target_group_arn(&live.arn)
+                .health_check_path(&h.path)
+                .health_check_interval_seconds(h.interval_seconds)
+                .health_check_timeout_seconds(h.timeout_seconds)
+                .healthy_threshold_count(h.healthy_threshold)
+                .unhealthy_threshold_count(h.unhealthy_threshold)
+                .matcher(Matcher::builder().http_code(&h.matcher).build())
+                .send()
+                .await
+                .aws("ModifyTargetGroup")?;
+        }
+        if touched("deregistrationDelaySeconds") || touched("stickiness.") {
+            set_attributes(aws, &live.arn, desired).await?;
+        }
+        let add = tags::missing(&desired.tags, &live.tags);
+        if !add.is_empty() {
+            aws.elbv2
+                .add_tags()
+                .resource_arns(&live.arn)
+                .set_tags(Some(tags::elbv2(&add)))
+                .send()
+                .await
+                .aws("AddTags")?;
+        }
+        Ok(TargetGroupLive {
+            health: desired.health.clone(),
+            deregistration_delay_seconds: desired.deregistration_delay_seconds,
+            stickiness_seconds: desired.stickiness_seconds,
+            tags: live.tags.clone().into_iter().chain(add).collect(),
+            ..live.clone()
+        })
+    }
+}
+
+async fn set_attributes(
+    aws: &Aws,
+    arn: &str,
+    desired: &TargetGroupDesired,
+) -> Result<(), AwsError> {
+    let attr = |k: &str, v: String| TargetGroupAttribute::builder().key(k).value(v).build();
+    let mut attrs = vec![
+        attr(
+            DEREGISTRATION,
+            desired.deregistration_delay_seconds.to_string(),
+        ),
+        attr(STICKY, desired.stickiness_seconds.is_some().to_string()),
+    ];
+    if let Some(secs) = desired.stickiness_seconds {
+        attrs.push(attr(STICKY_TYPE, "lb_cookie".into()));
+        attrs.push(attr(STICKY_SECONDS, secs.to_string()));
+    }
+    aws.elbv2
+        .modify_target_group_attributes()
+        .target_group_arn(arn)
+        .set_attributes(Some(attrs))
+        .send()
+        .await
+        .aws("ModifyTargetGroupAttributes")?;
+    Ok(())
+}
+
+/// Tags of ELBv2 resources, 20 ARNs a call (the API's limit).
+pub(crate) async fn elb_tags(
+    aws: &Aws,
+    arns: &[String],
+) -> Result<BTreeMap<String, Tags>, AwsError> {
+    let mut out = BTreeMap::new();
+    for chunk in arns.chunks(20) {
+        let resp = aws
+            .elbv2
+            .describe_tags()
+            .set_resource_arns(Some(chunk.to_vec()))
+            .send()
+            .await
+            .aws("DescribeTags")?;
+        for d in resp.tag_descriptions() {
+            if let Some(arn) = d.resource_arn() {
+                out.insert(arn.to_string(), tags::from_elbv2(d.tags()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desired() -> TargetGroupDesired {
+        TargetGroupDesired {
+            name: "shop-tg".into(),
+            vpc_id: "vpc-1".into(),
+            port: 80,
+            health: HealthCheck {
+                path: "/presta-health.txt".into(),
+                matcher: "200".into(),
+                interval_seconds: 15,
+                timeout_seconds: 5,
+                healthy_threshold: 2,
+                unhealthy_threshold: 3,
+            },
+            deregistration_delay_seconds: 30,
+            stickiness_seconds: Some(86_400),
+            tags: Tags::new(),
+        }
+    }
+
+    fn live_of(d: &TargetGroupDesired) -> TargetGroupLive {
+        TargetGroupLive {
+            arn: "arn:tg".into(),
+            name: d.name.clone(),
+            vpc_id: d.vpc_id.clone(),
+            port: d.port,
+            health: d.health.clone(),
+            deregistration_delay_seconds: d.deregistration_delay_seconds,
+            stickiness_seconds: d.stickiness_seconds,
+            tags: d.tags.clone(),
+        }
+    }
+
+    #[test]
+    fn a_changed_health_check_path_is_named() {
+        let d = desired();
+        let mut live = live_of(&d);
+        assert!(TargetGroups.diff(&d, &live).is_empty());
+        live.health.path = "/".into();
+        let diffs = TargetGroups.diff(&d, &live);
+        assert_eq!(diffs.len(), 1);
+        assert_eq!(
+            (
+                diffs[0].field.as_str(),
+                diffs[0].desired.as_str(),
+                diffs[0].live.as_str()
+            ),
+            ("healthCheck.path", Some("/presta-health.txt"), Some("/"))
+        );
+    }
+
+    #[test]
+    fn stickiness_duration_only_matters_when_enabled() {
+        let mut d = desired();
+        d.stickiness_seconds = None;
+        let mut live = live_of(&d);
+        assert!(TargetGroups.diff(&d, &live).is_empty());
+        live.stickiness_seconds = Some(10);
+        let diffs = TargetGroups.diff(&d, &live);
+        assert_eq!(
+            diffs.iter().map(|x| x.field.as_str()).collect::<Vec<_>>(),
+            ["stickiness.enabled"]
+        );
+    }
+
+    #[test]
+    fn moving_vpc_is_blocked() {
+        let d = desired();
+        let live = TargetGroupLive {
+            vpc_id: "vpc-2".into(),
+            ..live_of(&d)
+        };
+        let diffs = TargetGroups.diff(&d, &live);
+        assert!(diffs[0].blocked.is_some());
+    }
+}
