@@ -24,6 +24,16 @@ pub struct Scope {
     pub parents: Vec<String>,
 }
 
+/// Whether a resource can be used yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Still settling; the status AWS reports.
+    Pending(String),
+    /// In a state that needs a person.
+    Failed(String),
+}
+
 /// One AWS resource kind.
 pub trait Driver: Send + Sync {
     const KIND: Kind;
@@ -37,6 +47,12 @@ pub trait Driver: Send + Sync {
 
     /// The live id or ARN.
     fn id(live: &Self::Live) -> String;
+
+    /// Whether the live resource can be used by its dependents yet (RDS `creating`, EFS
+    /// `creating`, an ALB `provisioning` are pending). Most kinds are ready once they exist.
+    fn readiness(_live: &Self::Live) -> Readiness {
+        Readiness::Ready
+    }
 
     /// Every live resource of this kind owned by one of the stacks in scope, keyed by name:
     /// one list call per kind (paginated), not one per resource. Never mutates.

@@ -13,10 +13,14 @@ pub mod error;
 
 pub use clients::{Aws, ClientSettings};
 pub use diff::{Action, Change, FieldDiff, Kind};
-pub use driver::{Driver, Mode, Scope, Synced, sync};
+pub use driver::{Driver, Mode, Readiness, Scope, Synced, sync};
 pub use error::{AwsError, ErrorClass};
+pub mod db_instance;
+pub mod db_subnet_group;
+pub mod file_system;
 pub mod listener;
 pub mod load_balancer;
+pub mod mount_target;
 pub mod network;
 pub mod parameter;
 pub mod secret;

@@ -1,0 +1,166 @@
+//! The DB subnet group: the private subnets the database may live in.
+//! Observation: one paginated `DescribeDBSubnetGroups`, matched by name.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::clients::Aws;
+use crate::diff::{Diffs, FieldDiff, Kind};
+use crate::driver::{Driver, Scope};
+use crate::error::{AwsError, AwsResultExt};
+use crate::tags::Tags;
+
+#[derive(Debug, Clone)]
+pub struct DbSubnetGroupDesired {
+    pub name: String,
+    pub description: String,
+    pub subnets: BTreeSet<String>,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DbSubnetGroupLive {
+    pub name: String,
+    pub arn: String,
+    pub vpc_id: String,
+    pub subnets: BTreeSet<String>,
+}
+
+pub struct DbSubnetGroups;
+
+impl Driver for DbSubnetGroups {
+    const KIND: Kind = Kind::DbSubnetGroup;
+    type Desired = DbSubnetGroupDesired;
+    type Live = DbSubnetGroupLive;
+
+    fn name(desired: &DbSubnetGroupDesired) -> String {
+        desired.name.clone()
+    }
+
+    fn id(live: &DbSubnetGroupLive) -> String {
+        live.name.clone()
+    }
+
+    async fn observe(
+        &self,
+        aws: &Aws,
+        scope: &Scope,
+    ) -> Result<BTreeMap<String, DbSubnetGroupLive>, AwsError> {
+        if scope.names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let all = aws
+            .rds
+            .describe_db_subnet_groups()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .aws("DescribeDBSubnetGroups")?;
+        Ok(all
+            .iter()
+            .filter(|g| {
+                g.db_subnet_group_name()
+                    .is_some_and(|n| scope.names.iter().any(|w| w == n))
+            })
+            .map(|g| {
+                let live = DbSubnetGroupLive {
+                    name: g.db_subnet_group_name().unwrap_or_default().to_string(),
+                    arn: g.db_subnet_group_arn().unwrap_or_default().to_string(),
+                    vpc_id: g.vpc_id().unwrap_or_default().to_string(),
+                    subnets: g
+                        .subnets()
+                        .iter()
+                        .filter_map(|s| s.subnet_identifier().map(String::from))
+                        .collect(),
+                };
+                (live.name.clone(), live)
+            })
+            .collect())
+    }
+
+    fn diff(&self, desired: &DbSubnetGroupDesired, live: &DbSubnetGroupLive) -> Vec<FieldDiff> {
+        let mut d = Diffs::new();
+        d.set("subnets", &desired.subnets, &live.subnets);
+        d.finish()
+    }
+
+    async fn create(
+        &self,
+        aws: &Aws,
+        desired: &DbSubnetGroupDesired,
+    ) -> Result<DbSubnetGroupLive, AwsError> {
+        let res = aws
+            .rds
+            .create_db_subnet_group()
+            .db_subnet_group_name(&desired.name)
+            .db_subnet_group_description(&desired.description)
+            .set_subnet_ids(Some(desired.subnets.iter().cloned().collect()))
+            .set_tags(Some(rds_tags(&desired.tags)))
+            .send()
+            .await
+            .aws("CreateDBSubnetGroup");
+        match res {
+            Ok(out) => {
+                let g = out.db_subnet_group();
+                Ok(DbSubnetGroupLive {
+                    name: desired.name.clone(),
+                    arn: g
+                        .and_then(|g| g.db_subnet_group_arn())
+                        .unwrap_or_default()
+                        .to_string(),
+                    vpc_id: g.and_then(|g| g.vpc_id()).unwrap_or_default().to_string(),
+                    subnets: desired.subnets.clone(),
+                })
+            }
+            Err(e) if e.class == crate::ErrorClass::Conflict => {
+                let scope = Scope {
+                    names: vec![desired.name.clone()],
+                    ..Scope::default()
+                };
+                self.observe(aws, &scope)
+                    .await?
+                    .remove(&desired.name)
+                    .ok_or(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        desired: &DbSubnetGroupDesired,
+        live: &DbSubnetGroupLive,
+        _diffs: &[FieldDiff],
+    ) -> Result<DbSubnetGroupLive, AwsError> {
+        aws.rds
+            .modify_db_subnet_group()
+            .db_subnet_group_name(&desired.name)
+            .set_subnet_ids(Some(desired.subnets.iter().cloned().collect()))
+            .send()
+            .await
+            .aws("ModifyDBSubnetGroup")?;
+        Ok(DbSubnetGroupLive {
+            subnets: desired.subnets.clone(),
+            ..live.clone()
+        })
+    }
+}
+
+pub(crate) fn rds_tags(tags: &Tags) -> Vec<aws_sdk_rds::types::Tag> {
+    tags.iter()
+        .map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+pub(crate) fn from_rds(tags: &[aws_sdk_rds::types::Tag]) -> Tags {
+    tags.iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_string(),
+                t.value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,398 @@
+//! The EFS file system holding the shop's files (`/var/www/html`). Never deleted or replaced:
+//! turning encryption off would need a new file system, so it is reported as blocked.
+//!
+//! Identity: the creation token `presta-reconciler-<stack>-efs` makes creation idempotent.
+//! Observation: one paginated `DescribeFileSystems` (tags included), then per stack's file
+//! system its lifecycle configuration and backup policy, concurrently.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_efs::types::{
+    BackupPolicy, LifecyclePolicy, PerformanceMode, Status, ThroughputMode, TransitionToIaRules,
+    TransitionToPrimaryStorageClassRules,
+};
+use futures::future::try_join_all;
+
+use crate::clients::Aws;
+use crate::diff::{Diffs, FieldDiff, Kind};
+use crate::driver::{Driver, Readiness, Scope};
+use crate::error::{AwsError, AwsResultExt};
+use crate::tags::{self, Tags};
+
+#[derive(Debug, Clone)]
+pub struct FileSystemDesired {
+    pub creation_token: String,
+    pub encrypted: bool,
+    /// `elastic`, `bursting` or `provisioned`.
+    pub throughput_mode: String,
+    pub provisioned_mibps: Option<f64>,
+    /// `AFTER_30_DAYS`...; `None` keeps everything in Standard.
+    pub transition_to_ia: Option<String>,
+    pub transition_to_primary_on_access: bool,
+    pub automatic_backups: bool,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSystemLive {
+    pub id: String,
+    pub arn: String,
+    pub creation_token: String,
+    /// `creating`, `available`, `deleting`...
+    pub state: String,
+    pub encrypted: bool,
+    pub throughput_mode: String,
+    pub provisioned_mibps: Option<f64>,
+    pub transition_to_ia: Option<String>,
+    pub transition_to_primary_on_access: bool,
+    pub automatic_backups: bool,
+    pub tags: Tags,
+}
+
+/// The EFS value for a number of days (`30` → `AFTER_30_DAYS`, `1` → `AFTER_1_DAY`).
+pub fn transition_rule(days: u32) -> String {
+    if days == 1 {
+        "AFTER_1_DAY".to_string()
+    } else {
+        format!("AFTER_{days}_DAYS")
+    }
+}
+
+pub struct FileSystems;
+
+impl Driver for FileSystems {
+    const KIND: Kind = Kind::FileSystem;
+    type Desired = FileSystemDesired;
+    type Live = FileSystemLive;
+
+    fn name(desired: &FileSystemDesired) -> String {
+        desired.creation_token.clone()
+    }
+
+    fn id(live: &FileSystemLive) -> String {
+        live.id.clone()
+    }
+
+    fn readiness(live: &FileSystemLive) -> Readiness {
+        match live.state.as_str() {
+            "available" => Readiness::Ready,
+            "error" => Readiness::Failed("the file system is in `error`".into()),
+            other => Readiness::Pending(other.to_string()),
+        }
+    }
+
+    /// `scope.names`: creation tokens.
+    async fn observe(
+        &self,
+        aws: &Aws,
+        scope: &Scope,
+    ) -> Result<BTreeMap<String, FileSystemLive>, AwsError> {
+        if scope.names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let all = aws
+            .efs
+            .describe_file_systems()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .aws("DescribeFileSystems")?;
+        let ours: Vec<_> = all
+            .iter()
+            .filter(|fs| scope.names.iter().any(|n| n == fs.creation_token()))
+            .collect();
+        let details = try_join_all(ours.iter().map(|fs| async move {
+            let id = fs.file_system_id();
+            let lifecycle = aws
+                .efs
+                .describe_lifecycle_configuration()
+                .file_system_id(id)
+                .send()
+                .await
+                .aws("DescribeLifecycleConfiguration")?;
+            let mut to_ia = None;
+            let mut to_primary = false;
+            for p in lifecycle.lifecycle_policies() {
+                if let Some(r) = p.transition_to_ia() {
+                    to_ia = Some(r.as_str().to_string());
+                }
+                if p.transition_to_primary_storage_class().is_some() {
+                    to_primary = true;
+                }
+            }
+            let backups = match aws
+                .efs
+                .describe_backup_policy()
+                .file_system_id(id)
+                .send()
+                .await
+                .aws("DescribeBackupPolicy")
+            {
+                Ok(out) => out
+                    .backup_policy()
+                    .is_some_and(|b| matches!(b.status(), Status::Enabled | Status::Enabling)),
+                Err(e) if e.is_not_found() => false,
+                Err(e) => return Err(e),
+            };
+            Ok::<_, AwsError>(FileSystemLive {
+                id: id.to_string(),
+                arn: fs.file_system_arn().unwrap_or_default().to_string(),
+                creation_token: fs.creation_token().to_string(),
+                state: fs.life_cycle_state().as_str().to_string(),
+                encrypted: fs.encrypted().unwrap_or(false),
+                throughput_mode: fs
+                    .throughput_mode()
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default(),
+                provisioned_mibps: fs.provisioned_throughput_in_mibps(),
+                transition_to_ia: to_ia,
+                transition_to_primary_on_access: to_primary,
+                automatic_backups: backups,
+                tags: fs
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect(),
+            })
+        }))
+        .await?;
+        Ok(details
+            .into_iter()
+            .map(|l| (l.creation_token.clone(), l))
+            .collect())
+    }
+
+    fn diff(&self, desired: &FileSystemDesired, live: &FileSystemLive) -> Vec<FieldDiff> {
+        let mut d = Diffs::new();
+        d.blocked("encrypted", &desired.encrypted, &live.encrypted, "EFS encryption is fixed at creation; the reconciler never replaces a file system holding the shop's files")
+            .field("throughputMode", &desired.throughput_mode, &live.throughput_mode);
+        if desired.throughput_mode == "provisioned" {
+            d.field(
+                "provisionedThroughputMibps",
+                &desired.provisioned_mibps,
+                &live.provisioned_mibps,
+            );
+        }
+        d.field(
+            "lifecycle.transitionToIa",
+            &desired.transition_to_ia,
+            &live.transition_to_ia,
+        )
+        .field(
+            "lifecycle.transitionToPrimaryOnAccess",
+            &desired.transition_to_primary_on_access,
+            &live.transition_to_primary_on_access,
+        )
+        .field(
+            "automaticBackups",
+            &desired.automatic_backups,
+            &live.automatic_backups,
+        )
+        .tags(&desired.tags, &live.tags);
+        d.finish()
+    }
+
+    async fn create(
+        &self,
+        aws: &Aws,
+        desired: &FileSystemDesired,
+    ) -> Result<FileSystemLive, AwsError> {
+        let res = aws
+            .efs
+            .create_file_system()
+            .creation_token(&desired.creation_token)
+            .encrypted(desired.encrypted)
+            .performance_mode(PerformanceMode::GeneralPurpose)
+            .throughput_mode(ThroughputMode::from(desired.throughput_mode.as_str()))
+            .set_provisioned_throughput_in_mibps(desired.provisioned_mibps)
+            .backup(desired.automatic_backups)
+            .set_tags(Some(efs_tags(&desired.tags)))
+            .send()
+            .await
+            .aws("CreateFileSystem");
+        match res {
+            Ok(_) => {}
+            Err(e) if e.has_code("FileSystemAlreadyExists") => {}
+            Err(e) => return Err(e),
+        }
+        let scope = Scope {
+            names: vec![desired.creation_token.clone()],
+            ..Scope::default()
+        };
+        let live = self
+            .observe(aws, &scope)
+            .await?
+            .remove(&desired.creation_token)
+            .ok_or_else(|| {
+                AwsError::unexpected(
+                    "DescribeFileSystems",
+                    format!(
+                        "{} is not visible after CreateFileSystem",
+                        desired.creation_token
+                    ),
+                )
+            })?;
+        let diffs: Vec<FieldDiff> = self
+            .diff(desired, &live)
+            .into_iter()
+            .filter(|d| d.blocked.is_none())
+            .collect();
+        if diffs.is_empty() {
+            Ok(live)
+        } else {
+            self.update(aws, desired, &live, &diffs).await
+        }
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        desired: &FileSystemDesired,
+        live: &FileSystemLive,
+        diffs: &[FieldDiff],
+    ) -> Result<FileSystemLive, AwsError> {
+        let touched = |prefix: &str| diffs.iter().any(|d| d.field.starts_with(prefix));
+        if touched("throughputMode") || touched("provisionedThroughputMibps") {
+            aws.efs
+                .update_file_system()
+                .file_system_id(&live.id)
+                .throughput_mode(ThroughputMode::from(desired.throughput_mode.as_str()))
+                .set_provisioned_throughput_in_mibps(
+                    desired
+                        .provisioned_mibps
+                        .filter(|_| desired.throughput_mode == "provisioned"),
+                )
+                .send()
+                .await
+                .aws("UpdateFileSystem")?;
+        }
+        if touched("lifecycle.") {
+            let mut policies = Vec::new();
+            if let Some(rule) = &desired.transition_to_ia {
+                policies.push(
+                    LifecyclePolicy::builder()
+                        .transition_to_ia(TransitionToIaRules::from(rule.as_str()))
+                        .build(),
+                );
+            }
+            if desired.transition_to_primary_on_access {
+                policies.push(
+                    LifecyclePolicy::builder()
+                        .transition_to_primary_storage_class(
+                            TransitionToPrimaryStorageClassRules::After1Access,
+                        )
+                        .build(),
+                );
+            }
+            aws.efs
+                .put_lifecycle_configuration()
+                .file_system_id(&live.id)
+                .set_lifecycle_policies(Some(policies))
+                .send()
+                .await
+                .aws("PutLifecycleConfiguration")?;
+        }
+        if touched("automaticBackups") {
+            let status = if desired.automatic_backups {
+                Status::Enabled
+            } else {
+                Status::Disabled
+            };
+            let policy = BackupPolicy::builder()
+                .status(status)
+                .build()
+                .map_err(|e| AwsError::unexpected("PutBackupPolicy", e.to_string()))?;
+            aws.efs
+                .put_backup_policy()
+                .file_system_id(&live.id)
+                .backup_policy(policy)
+                .send()
+                .await
+                .aws("PutBackupPolicy")?;
+        }
+        let add = tags::missing(&desired.tags, &live.tags);
+        if !add.is_empty() {
+            aws.efs
+                .tag_resource()
+                .resource_id(&live.id)
+                .set_tags(Some(efs_tags(&add)))
+                .send()
+                .await
+                .aws("TagResource")?;
+        }
+        Ok(FileSystemLive {
+            throughput_mode: desired.throughput_mode.clone(),
+            provisioned_mibps: desired.provisioned_mibps.or(live.provisioned_mibps),
+            transition_to_ia: desired.transition_to_ia.clone(),
+            transition_to_primary_on_access: desired.transition_to_primary_on_access,
+            automatic_backups: desired.automatic_backups,
+            tags: live.tags.clone().into_iter().chain(add).collect(),
+            ..live.clone()
+        })
+    }
+}
+
+fn efs_tags(tags: &Tags) -> Vec<aws_sdk_efs::types::Tag> {
+    tags.iter()
+        .filter_map(|(k, v)| {
+            aws_sdk_efs::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .ok()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transition_rules_are_spelled_like_efs() {
+        assert_eq!(transition_rule(1), "AFTER_1_DAY");
+        assert_eq!(transition_rule(30), "AFTER_30_DAYS");
+    }
+
+    #[test]
+    fn removed_lifecycle_is_drift_and_unencrypted_is_blocked() {
+        let desired = FileSystemDesired {
+            creation_token: "t".into(),
+            encrypted: true,
+            throughput_mode: "elastic".into(),
+            provisioned_mibps: None,
+            transition_to_ia: Some("AFTER_30_DAYS".into()),
+            transition_to_primary_on_access: true,
+            automatic_backups: true,
+            tags: Tags::new(),
+        };
+        let live = FileSystemLive {
+            id: "fs-1".into(),
+            arn: String::new(),
+            creation_token: "t".into(),
+            state: "available".into(),
+            encrypted: false,
+            throughput_mode: "elastic".into(),
+            provisioned_mibps: None,
+            transition_to_ia: None,
+            transition_to_primary_on_access: false,
+            automatic_backups: true,
+            tags: Tags::new(),
+        };
+        let diffs = FileSystems.diff(&desired, &live);
+        let got: Vec<(&str, bool)> = diffs
+            .iter()
+            .map(|d| (d.field.as_str(), d.blocked.is_some()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("encrypted", true),
+                ("lifecycle.transitionToIa", false),
+                ("lifecycle.transitionToPrimaryOnAccess", false)
+            ]
+        );
+    }
+}

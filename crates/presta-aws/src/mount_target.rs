@@ -1,0 +1,187 @@
+//! EFS mount targets: one per private subnet, with the stack's EFS security group. Keyed
+//! `<file system id>@<subnet id>`. A deleted mount target is re-created; one in a subnet the
+//! stack no longer uses is deleted (it holds no data).
+//!
+//! Observation: per file system, `DescribeMountTargets` and then each target's security
+//! groups (EFS has no batch form), concurrently.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::future::try_join_all;
+
+use crate::clients::Aws;
+use crate::diff::{Diffs, FieldDiff, Kind};
+use crate::driver::{Driver, Readiness, Scope};
+use crate::error::{AwsError, AwsResultExt};
+
+#[derive(Debug, Clone)]
+pub struct MountTargetDesired {
+    pub file_system_id: String,
+    pub subnet_id: String,
+    pub security_groups: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MountTargetLive {
+    pub id: String,
+    pub file_system_id: String,
+    pub subnet_id: String,
+    pub state: String,
+    pub ip_address: Option<String>,
+    pub security_groups: BTreeSet<String>,
+}
+
+/// The key of a mount target.
+pub fn key(file_system_id: &str, subnet_id: &str) -> String {
+    format!("{file_system_id}@{subnet_id}")
+}
+
+pub struct MountTargets;
+
+impl Driver for MountTargets {
+    const KIND: Kind = Kind::MountTarget;
+    type Desired = MountTargetDesired;
+    type Live = MountTargetLive;
+
+    fn name(desired: &MountTargetDesired) -> String {
+        key(&desired.file_system_id, &desired.subnet_id)
+    }
+
+    fn id(live: &MountTargetLive) -> String {
+        live.id.clone()
+    }
+
+    fn readiness(live: &MountTargetLive) -> Readiness {
+        match live.state.as_str() {
+            "available" => Readiness::Ready,
+            "error" => Readiness::Failed("the mount target is in `error`".into()),
+            other => Readiness::Pending(other.to_string()),
+        }
+    }
+
+    /// `scope.parents`: file system ids.
+    async fn observe(
+        &self,
+        aws: &Aws,
+        scope: &Scope,
+    ) -> Result<BTreeMap<String, MountTargetLive>, AwsError> {
+        let per_fs = try_join_all(scope.parents.iter().map(|fs| async move {
+            let out = aws
+                .efs
+                .describe_mount_targets()
+                .file_system_id(fs)
+                .send()
+                .await
+                .aws("DescribeMountTargets")?;
+            try_join_all(out.mount_targets().iter().map(|mt| async move {
+                let sgs = aws
+                    .efs
+                    .describe_mount_target_security_groups()
+                    .mount_target_id(mt.mount_target_id())
+                    .send()
+                    .await
+                    .aws("DescribeMountTargetSecurityGroups")?;
+                Ok::<_, AwsError>(MountTargetLive {
+                    id: mt.mount_target_id().to_string(),
+                    file_system_id: mt.file_system_id().to_string(),
+                    subnet_id: mt.subnet_id().to_string(),
+                    state: mt.life_cycle_state().as_str().to_string(),
+                    ip_address: mt.ip_address().map(String::from),
+                    security_groups: sgs.security_groups().iter().cloned().collect(),
+                })
+            }))
+            .await
+        }))
+        .await?;
+        Ok(per_fs
+            .into_iter()
+            .flatten()
+            .map(|m| (key(&m.file_system_id, &m.subnet_id), m))
+            .collect())
+    }
+
+    fn diff(&self, desired: &MountTargetDesired, live: &MountTargetLive) -> Vec<FieldDiff> {
+        let mut d = Diffs::new();
+        d.set(
+            "securityGroups",
+            &desired.security_groups,
+            &live.security_groups,
+        );
+        d.finish()
+    }
+
+    async fn create(
+        &self,
+        aws: &Aws,
+        desired: &MountTargetDesired,
+    ) -> Result<MountTargetLive, AwsError> {
+        let res = aws
+            .efs
+            .create_mount_target()
+            .file_system_id(&desired.file_system_id)
+            .subnet_id(&desired.subnet_id)
+            .set_security_groups(Some(desired.security_groups.iter().cloned().collect()))
+            .send()
+            .await
+            .aws("CreateMountTarget");
+        match res {
+            Ok(mt) => Ok(MountTargetLive {
+                id: mt.mount_target_id().to_string(),
+                file_system_id: desired.file_system_id.clone(),
+                subnet_id: desired.subnet_id.clone(),
+                state: mt.life_cycle_state().as_str().to_string(),
+                ip_address: mt.ip_address().map(String::from),
+                security_groups: desired.security_groups.clone(),
+            }),
+            Err(e) if e.has_code("MountTargetConflict") => {
+                let scope = Scope {
+                    parents: vec![desired.file_system_id.clone()],
+                    ..Scope::default()
+                };
+                self.observe(aws, &scope)
+                    .await?
+                    .remove(&Self::name(desired))
+                    .ok_or(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        desired: &MountTargetDesired,
+        live: &MountTargetLive,
+        _diffs: &[FieldDiff],
+    ) -> Result<MountTargetLive, AwsError> {
+        aws.efs
+            .modify_mount_target_security_groups()
+            .mount_target_id(&live.id)
+            .set_security_groups(Some(desired.security_groups.iter().cloned().collect()))
+            .send()
+            .await
+            .aws("ModifyMountTargetSecurityGroups")?;
+        Ok(MountTargetLive {
+            security_groups: desired.security_groups.clone(),
+            ..live.clone()
+        })
+    }
+}
+
+impl MountTargets {
+    /// Deletes a mount target in a subnet the stack no longer uses; absent is success.
+    pub async fn delete(&self, aws: &Aws, live: &MountTargetLive) -> Result<(), AwsError> {
+        match aws
+            .efs
+            .delete_mount_target()
+            .mount_target_id(&live.id)
+            .send()
+            .await
+            .aws("DeleteMountTarget")
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
