@@ -1,0 +1,499 @@
+//! The Auto Scaling group (launch template's default version, private subnets, target group,
+//! ELB health checks), its CPU target-tracking policy, and instance refreshes.
+//!
+//! Desired capacity is an initial value: it is set when the group is created and never
+//! compared afterwards (scaling changes it). Observation: one `DescribeAutoScalingGroups` by
+//! name and one `DescribePolicies` for the region.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_autoscaling::types::{
+    LaunchTemplateSpecification, MetricType, PredefinedMetricSpecification, RefreshPreferences,
+    Tag as AsgTag, TargetTrackingConfiguration,
+};
+
+use crate::clients::Aws;
+use crate::diff::{Diffs, FieldDiff, Kind};
+use crate::driver::{Driver, Scope};
+use crate::error::{AwsError, AwsResultExt};
+use crate::tags::Tags;
+
+/// The launch-template version an Auto Scaling group follows.
+pub const DEFAULT_VERSION: &str = "$Default";
+
+#[derive(Debug, Clone)]
+pub struct AutoScalingGroupDesired {
+    pub name: String,
+    pub launch_template_id: String,
+    pub subnets: BTreeSet<String>,
+    pub min_size: i32,
+    pub max_size: i32,
+    /// Used at creation only.
+    pub initial_capacity: i32,
+    pub target_groups: BTreeSet<String>,
+    pub health_check_grace_seconds: i32,
+    pub policy_name: String,
+    pub target_cpu: f64,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoScalingGroupLive {
+    pub name: String,
+    pub arn: String,
+    pub launch_template_id: String,
+    pub launch_template_version: String,
+    pub subnets: BTreeSet<String>,
+    pub min_size: i32,
+    pub max_size: i32,
+    pub desired_capacity: i32,
+    pub target_groups: BTreeSet<String>,
+    pub health_check_type: String,
+    pub health_check_grace_seconds: i32,
+    /// Target of the group's CPU target-tracking policy, if it has one.
+    pub target_cpu: Option<f64>,
+    pub tags: Tags,
+}
+
+pub struct AutoScalingGroups;
+
+impl Driver for AutoScalingGroups {
+    const KIND: Kind = Kind::AutoScalingGroup;
+    type Desired = AutoScalingGroupDesired;
+    type Live = AutoScalingGroupLive;
+
+    fn name(desired: &AutoScalingGroupDesired) -> String {
+        desired.name.clone()
+    }
+
+    fn id(live: &AutoScalingGroupLive) -> String {
+        live.arn.clone()
+    }
+
+    async fn observe(
+        &self,
+        aws: &Aws,
+        scope: &Scope,
+    ) -> Result<BTreeMap<String, AutoScalingGroupLive>, AwsError> {
+        if scope.names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let groups = aws
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .set_auto_scaling_group_names(Some(scope.names.clone()))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .aws("DescribeAutoScalingGroups")?;
+        let policies = aws
+            .autoscaling
+            .describe_policies()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .aws("DescribePolicies")?;
+        Ok(groups
+            .iter()
+            .map(|g| {
+                let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
+                let cpu = policies
+                    .iter()
+                    .filter(|p| p.auto_scaling_group_name() == Some(name.as_str()))
+                    .filter_map(|p| p.target_tracking_configuration())
+                    .find(|t| {
+                        t.predefined_metric_specification()
+                            .and_then(|m| m.predefined_metric_type())
+                            == Some(&MetricType::AsgAverageCpuUtilization)
+                    })
+                    .and_then(|t| t.target_value());
+                let lt = g.launch_template();
+                let live = AutoScalingGroupLive {
+                    arn: g.auto_scaling_group_arn().unwrap_or_default().to_string(),
+                    launch_template_id: lt
+                        .and_then(|l| l.launch_template_id())
+                        .unwrap_or_default()
+                        .to_string(),
+                    launch_template_version: lt
+                        .and_then(|l| l.version())
+                        .unwrap_or_default()
+                        .to_string(),
+                    subnets: g
+                        .vpc_zone_identifier()
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect(),
+                    min_size: g.min_size().unwrap_or(0),
+                    max_size: g.max_size().unwrap_or(0),
+                    desired_capacity: g.desired_capacity().unwrap_or(0),
+                    target_groups: g.target_group_arns().iter().cloned().collect(),
+                    health_check_type: g.health_check_type().unwrap_or_default().to_string(),
+                    health_check_grace_seconds: g.health_check_grace_period().unwrap_or(0),
+                    target_cpu: cpu,
+                    tags: g
+                        .tags()
+                        .iter()
+                        .filter_map(|t| {
+                            Some((
+                                t.key()?.to_string(),
+                                t.value().unwrap_or_default().to_string(),
+                            ))
+                        })
+                        .collect(),
+                    name,
+                };
+                (live.name.clone(), live)
+            })
+            .collect())
+    }
+
+    fn diff(
+        &self,
+        desired: &AutoScalingGroupDesired,
+        live: &AutoScalingGroupLive,
+    ) -> Vec<FieldDiff> {
+        let mut d = Diffs::new();
+        d.field(
+            "launchTemplate.id",
+            &desired.launch_template_id,
+            &live.launch_template_id,
+        )
+        .field(
+            "launchTemplate.version",
+            DEFAULT_VERSION,
+            live.launch_template_version.as_str(),
+        )
+        .set("subnets", &desired.subnets, &live.subnets)
+        .field("minSize", &desired.min_size, &live.min_size)
+        .field("maxSize", &desired.max_size, &live.max_size)
+        .set("targetGroups", &desired.target_groups, &live.target_groups)
+        .field("healthCheckType", "ELB", live.health_check_type.as_str())
+        .field(
+            "healthCheckGracePeriodSeconds",
+            &desired.health_check_grace_seconds,
+            &live.health_check_grace_seconds,
+        )
+        .field(
+            "targetCpuUtilization",
+            &Some(desired.target_cpu),
+            &live.target_cpu,
+        )
+        .tags(&desired.tags, &live.tags);
+        d.finish()
+    }
+
+    async fn create(
+        &self,
+        aws: &Aws,
+        desired: &AutoScalingGroupDesired,
+    ) -> Result<AutoScalingGroupLive, AwsError> {
+        let res = aws
+            .autoscaling
+            .create_auto_scaling_group()
+            .auto_scaling_group_name(&desired.name)
+            .launch_template(template_spec(&desired.launch_template_id))
+            .min_size(desired.min_size)
+            .max_size(desired.max_size)
+            .desired_capacity(desired.initial_capacity)
+            .vpc_zone_identifier(
+                desired
+                    .subnets
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
+            .set_target_group_arns(Some(desired.target_groups.iter().cloned().collect()))
+            .health_check_type("ELB")
+            .health_check_grace_period(desired.health_check_grace_seconds)
+            .set_tags(Some(asg_tags(&desired.name, &desired.tags)))
+            .send()
+            .await
+            .aws("CreateAutoScalingGroup");
+        match res {
+            Ok(_) => {}
+            Err(e) if e.has_code("AlreadyExists") => {}
+            Err(e) => return Err(e),
+        }
+        put_policy(aws, desired).await?;
+        let scope = Scope {
+            names: vec![desired.name.clone()],
+            ..Scope::default()
+        };
+        self.observe(aws, &scope)
+            .await?
+            .remove(&desired.name)
+            .ok_or_else(|| {
+                AwsError::unexpected(
+                    "DescribeAutoScalingGroups",
+                    format!(
+                        "{} is not visible after CreateAutoScalingGroup",
+                        desired.name
+                    ),
+                )
+            })
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        desired: &AutoScalingGroupDesired,
+        live: &AutoScalingGroupLive,
+        diffs: &[FieldDiff],
+    ) -> Result<AutoScalingGroupLive, AwsError> {
+        let touched = |f: &str| {
+            diffs
+                .iter()
+                .any(|d| d.field == f || d.field.starts_with(&format!("{f}.")))
+        };
+        if [
+            "launchTemplate",
+            "subnets",
+            "minSize",
+            "maxSize",
+            "healthCheckType",
+            "healthCheckGracePeriodSeconds",
+        ]
+        .iter()
+        .any(|f| touched(f))
+        {
+            aws.autoscaling
+                .update_auto_scaling_group()
+                .auto_scaling_group_name(&desired.name)
+                .launch_template(template_spec(&desired.launch_template_id))
+                .min_size(desired.min_size)
+                .max_size(desired.max_size)
+                .vpc_zone_identifier(
+                    desired
+                        .subnets
+                        .iter()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(","),
+                )
+                .health_check_type("ELB")
+                .health_check_grace_period(desired.health_check_grace_seconds)
+                .send()
+                .await
+                .aws("UpdateAutoScalingGroup")?;
+        }
+        if touched("targetGroups") {
+            let extra: Vec<String> = live
+                .target_groups
+                .difference(&desired.target_groups)
+                .cloned()
+                .collect();
+            let missing: Vec<String> = desired
+                .target_groups
+                .difference(&live.target_groups)
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                aws.autoscaling
+                    .attach_load_balancer_target_groups()
+                    .auto_scaling_group_name(&desired.name)
+                    .set_target_group_arns(Some(missing))
+                    .send()
+                    .await
+                    .aws("AttachLoadBalancerTargetGroups")?;
+            }
+            if !extra.is_empty() {
+                aws.autoscaling
+                    .detach_load_balancer_target_groups()
+                    .auto_scaling_group_name(&desired.name)
+                    .set_target_group_arns(Some(extra))
+                    .send()
+                    .await
+                    .aws("DetachLoadBalancerTargetGroups")?;
+            }
+        }
+        if touched("targetCpuUtilization") {
+            put_policy(aws, desired).await?;
+        }
+        if diffs.iter().any(|d| d.field.starts_with("tags.")) {
+            aws.autoscaling
+                .create_or_update_tags()
+                .set_tags(Some(asg_tags(&desired.name, &desired.tags)))
+                .send()
+                .await
+                .aws("CreateOrUpdateTags")?;
+        }
+        let scope = Scope {
+            names: vec![desired.name.clone()],
+            ..Scope::default()
+        };
+        Ok(self
+            .observe(aws, &scope)
+            .await?
+            .remove(&desired.name)
+            .unwrap_or_else(|| live.clone()))
+    }
+}
+
+impl AutoScalingGroups {
+    /// Starts a rolling replacement of the group's instances onto the template's default
+    /// version. Returns the refresh id, or `None` when one is already in progress.
+    pub async fn start_refresh(
+        &self,
+        aws: &Aws,
+        group: &str,
+        min_healthy_percentage: i32,
+        warmup_seconds: i32,
+    ) -> Result<Option<String>, AwsError> {
+        let res = aws
+            .autoscaling
+            .start_instance_refresh()
+            .auto_scaling_group_name(group)
+            .preferences(
+                RefreshPreferences::builder()
+                    .min_healthy_percentage(min_healthy_percentage)
+                    .instance_warmup(warmup_seconds)
+                    .build(),
+            )
+            .send()
+            .await
+            .aws("StartInstanceRefresh");
+        match res {
+            Ok(out) => Ok(out.instance_refresh_id().map(String::from)),
+            Err(e) if e.has_code("InstanceRefreshInProgress") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The latest instance refresh of a group: `(id, status, percentage)`.
+    pub async fn latest_refresh(
+        &self,
+        aws: &Aws,
+        group: &str,
+    ) -> Result<Option<(String, String, i32)>, AwsError> {
+        let out = aws
+            .autoscaling
+            .describe_instance_refreshes()
+            .auto_scaling_group_name(group)
+            .max_records(1)
+            .send()
+            .await
+            .aws("DescribeInstanceRefreshes")?;
+        Ok(out.instance_refreshes().first().map(|r| {
+            (
+                r.instance_refresh_id().unwrap_or_default().to_string(),
+                r.status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                r.percentage_complete().unwrap_or(0),
+            )
+        }))
+    }
+}
+
+fn template_spec(id: &str) -> LaunchTemplateSpecification {
+    LaunchTemplateSpecification::builder()
+        .launch_template_id(id)
+        .version(DEFAULT_VERSION)
+        .build()
+}
+
+async fn put_policy(aws: &Aws, desired: &AutoScalingGroupDesired) -> Result<(), AwsError> {
+    aws.autoscaling
+        .put_scaling_policy()
+        .auto_scaling_group_name(&desired.name)
+        .policy_name(&desired.policy_name)
+        .policy_type("TargetTrackingScaling")
+        .target_tracking_configuration(
+            TargetTrackingConfiguration::builder()
+                .predefined_metric_specification(
+                    PredefinedMetricSpecification::builder()
+                        .predefined_metric_type(MetricType::AsgAverageCpuUtilization)
+                        .build(),
+                )
+                .target_value(desired.target_cpu)
+                .build(),
+        )
+        .send()
+        .await
+        .aws("PutScalingPolicy")?;
+    Ok(())
+}
+
+fn asg_tags(group: &str, tags: &Tags) -> Vec<AsgTag> {
+    tags.iter()
+        .map(|(k, v)| {
+            AsgTag::builder()
+                .resource_id(group)
+                .resource_type("auto-scaling-group")
+                .key(k)
+                .value(v)
+                .propagate_at_launch(false)
+                .build()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desired() -> AutoScalingGroupDesired {
+        AutoScalingGroupDesired {
+            name: "shop-app".into(),
+            launch_template_id: "lt-1".into(),
+            subnets: ["subnet-a".to_string(), "subnet-b".to_string()].into(),
+            min_size: 1,
+            max_size: 3,
+            initial_capacity: 2,
+            target_groups: ["arn:tg".to_string()].into(),
+            health_check_grace_seconds: 300,
+            policy_name: "shop-cpu-target".into(),
+            target_cpu: 60.0,
+            tags: Tags::new(),
+        }
+    }
+
+    fn live() -> AutoScalingGroupLive {
+        let d = desired();
+        AutoScalingGroupLive {
+            name: d.name,
+            arn: "arn:asg".into(),
+            launch_template_id: d.launch_template_id,
+            launch_template_version: DEFAULT_VERSION.into(),
+            subnets: d.subnets,
+            min_size: 1,
+            max_size: 3,
+            desired_capacity: 2,
+            target_groups: d.target_groups,
+            health_check_type: "ELB".into(),
+            health_check_grace_seconds: 300,
+            target_cpu: Some(60.0),
+            tags: Tags::new(),
+        }
+    }
+
+    #[test]
+    fn desired_capacity_is_never_drift_but_min_and_max_are() {
+        let mut l = live();
+        l.desired_capacity = 3;
+        assert!(AutoScalingGroups.diff(&desired(), &l).is_empty());
+        l.min_size = 0;
+        l.max_size = 10;
+        let fields: Vec<String> = AutoScalingGroups
+            .diff(&desired(), &l)
+            .into_iter()
+            .map(|d| d.field)
+            .collect();
+        assert_eq!(fields, ["minSize", "maxSize"]);
+    }
+
+    #[test]
+    fn a_pinned_template_version_is_drift() {
+        let mut l = live();
+        l.launch_template_version = "3".into();
+        let diffs = AutoScalingGroups.diff(&desired(), &l);
+        assert_eq!(diffs[0].field, "launchTemplate.version");
+    }
+}

@@ -1,0 +1,435 @@
+//! The launch template of the instances: AMI, type, instance profile, security group, IMDSv2
+//! with its hop limit, encrypted gp3 root volume, and the rendered user data.
+//!
+//! A change never edits instances in place: it creates a new template version with the whole
+//! desired data, makes it the default, and the Auto Scaling group rolls (instance refresh).
+//! Observation: one `DescribeLaunchTemplates` filtered by name, then the default version of
+//! each stack's template, concurrently. AMI references (SSM public parameters) are resolved
+//! with one `GetParameters` call per ten parameters.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_ec2::types::{
+    Filter, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
+    LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
+    LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
+    LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData, ResourceType, VolumeType,
+};
+use futures::future::try_join_all;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::clients::Aws;
+use crate::diff::{Diffs, FieldDiff, Kind};
+use crate::driver::{Driver, Scope};
+use crate::error::{AwsError, AwsResultExt};
+use crate::tags::{self, Tags};
+
+/// Device name of the Amazon Linux 2023 root volume.
+pub const ROOT_DEVICE: &str = "/dev/xvda";
+
+/// The part of a template that instances are built from: one version's data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateData {
+    pub image_id: String,
+    pub instance_type: String,
+    pub instance_profile: String,
+    pub security_groups: BTreeSet<String>,
+    /// The user-data script, plain text.
+    pub user_data: String,
+    pub http_tokens: String,
+    pub hop_limit: i32,
+    pub root_volume_gib: i32,
+    pub root_encrypted: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct LaunchTemplateDesired {
+    pub name: String,
+    pub data: TemplateData,
+    pub tags: Tags,
+    /// Tags put on the instances and volumes launched from the template.
+    pub instance_tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchTemplateLive {
+    pub id: String,
+    pub name: String,
+    pub default_version: i64,
+    pub latest_version: i64,
+    /// Data of the default version.
+    pub data: TemplateData,
+    pub tags: Tags,
+}
+
+/// A user-data script as a plan shows it: its digest and size, not its text.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+struct Digested(String);
+
+fn digest(text: &str) -> Digested {
+    let hash = Sha256::digest(text.as_bytes());
+    let hex: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    Digested(format!("sha256:{hex}… ({} bytes)", text.len()))
+}
+
+pub struct LaunchTemplates;
+
+impl Driver for LaunchTemplates {
+    const KIND: Kind = Kind::LaunchTemplate;
+    type Desired = LaunchTemplateDesired;
+    type Live = LaunchTemplateLive;
+
+    fn name(desired: &LaunchTemplateDesired) -> String {
+        desired.name.clone()
+    }
+
+    fn id(live: &LaunchTemplateLive) -> String {
+        live.id.clone()
+    }
+
+    async fn observe(
+        &self,
+        aws: &Aws,
+        scope: &Scope,
+    ) -> Result<BTreeMap<String, LaunchTemplateLive>, AwsError> {
+        if scope.names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let templates = aws
+            .ec2
+            .describe_launch_templates()
+            .filters(
+                Filter::builder()
+                    .name("launch-template-name")
+                    .set_values(Some(scope.names.clone()))
+                    .build(),
+            )
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .aws("DescribeLaunchTemplates")?;
+        let lives = try_join_all(templates.iter().map(|t| async move {
+            let id = t.launch_template_id().unwrap_or_default();
+            let out = aws
+                .ec2
+                .describe_launch_template_versions()
+                .launch_template_id(id)
+                .versions("$Default")
+                .send()
+                .await
+                .aws("DescribeLaunchTemplateVersions")?;
+            let version = out.launch_template_versions().first();
+            let data = version.and_then(|v| v.launch_template_data());
+            let root = data
+                .and_then(|d| {
+                    d.block_device_mappings()
+                        .iter()
+                        .find(|b| b.device_name() == Some(ROOT_DEVICE))
+                })
+                .and_then(|b| b.ebs());
+            let user_data = data
+                .and_then(|d| d.user_data())
+                .and_then(|b64| aws_smithy_types::base64::decode(b64).ok())
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                .unwrap_or_default();
+            Ok::<_, AwsError>(LaunchTemplateLive {
+                id: id.to_string(),
+                name: t.launch_template_name().unwrap_or_default().to_string(),
+                default_version: t.default_version_number().unwrap_or(0),
+                latest_version: t.latest_version_number().unwrap_or(0),
+                data: TemplateData {
+                    image_id: data
+                        .and_then(|d| d.image_id())
+                        .unwrap_or_default()
+                        .to_string(),
+                    instance_type: data
+                        .and_then(|d| d.instance_type())
+                        .map(|t| t.as_str().to_string())
+                        .unwrap_or_default(),
+                    instance_profile: data
+                        .and_then(|d| d.iam_instance_profile())
+                        .and_then(|p| p.name())
+                        .unwrap_or_default()
+                        .to_string(),
+                    security_groups: data
+                        .map(|d| d.security_group_ids().iter().cloned().collect())
+                        .unwrap_or_default(),
+                    user_data,
+                    http_tokens: data
+                        .and_then(|d| d.metadata_options())
+                        .and_then(|m| m.http_tokens())
+                        .map(|t| t.as_str().to_string())
+                        .unwrap_or_default(),
+                    hop_limit: data
+                        .and_then(|d| d.metadata_options())
+                        .and_then(|m| m.http_put_response_hop_limit())
+                        .unwrap_or(0),
+                    root_volume_gib: root.and_then(|e| e.volume_size()).unwrap_or(0),
+                    root_encrypted: root.and_then(|e| e.encrypted()).unwrap_or(false),
+                },
+                tags: tags::from_ec2(t.tags()),
+            })
+        }))
+        .await?;
+        Ok(lives.into_iter().map(|l| (l.name.clone(), l)).collect())
+    }
+
+    fn diff(&self, desired: &LaunchTemplateDesired, live: &LaunchTemplateLive) -> Vec<FieldDiff> {
+        let (w, h) = (&desired.data, &live.data);
+        let mut d = Diffs::new();
+        d.field("imageId", &w.image_id, &h.image_id)
+            .field("instanceType", &w.instance_type, &h.instance_type)
+            .field("instanceProfile", &w.instance_profile, &h.instance_profile)
+            .set("securityGroups", &w.security_groups, &h.security_groups)
+            .field("userData", &digest(&w.user_data), &digest(&h.user_data))
+            .field("metadataOptions.httpTokens", &w.http_tokens, &h.http_tokens)
+            .field("metadataOptions.hopLimit", &w.hop_limit, &h.hop_limit)
+            .field("rootVolume.sizeGiB", &w.root_volume_gib, &h.root_volume_gib)
+            .field("rootVolume.encrypted", &w.root_encrypted, &h.root_encrypted)
+            .tags(&desired.tags, &live.tags);
+        d.finish()
+    }
+
+    /// Creates the template (version 1 is the default). The client token derives from the
+    /// name and data, so a retried create cannot make a second template.
+    async fn create(
+        &self,
+        aws: &Aws,
+        desired: &LaunchTemplateDesired,
+    ) -> Result<LaunchTemplateLive, AwsError> {
+        let res = aws
+            .ec2
+            .create_launch_template()
+            .launch_template_name(&desired.name)
+            .client_token(client_token(&desired.name, &desired.data))
+            .version_description("presta-reconciler")
+            .launch_template_data(request_data(desired))
+            .tag_specifications(tags::ec2_spec(ResourceType::LaunchTemplate, &desired.tags))
+            .send()
+            .await
+            .aws("CreateLaunchTemplate");
+        match res {
+            Ok(_) => {}
+            Err(e) if e.class == crate::ErrorClass::Conflict => {}
+            Err(e) => return Err(e),
+        }
+        let scope = Scope {
+            names: vec![desired.name.clone()],
+            ..Scope::default()
+        };
+        let live = self
+            .observe(aws, &scope)
+            .await?
+            .remove(&desired.name)
+            .ok_or_else(|| {
+                AwsError::unexpected(
+                    "DescribeLaunchTemplates",
+                    format!("{} is not visible after CreateLaunchTemplate", desired.name),
+                )
+            })?;
+        let diffs = self.diff(desired, &live);
+        if diffs.is_empty() {
+            Ok(live)
+        } else {
+            self.update(aws, desired, &live, &diffs).await
+        }
+    }
+
+    /// A new version with the whole desired data, made the default; tags restored apart.
+    async fn update(
+        &self,
+        aws: &Aws,
+        desired: &LaunchTemplateDesired,
+        live: &LaunchTemplateLive,
+        diffs: &[FieldDiff],
+    ) -> Result<LaunchTemplateLive, AwsError> {
+        let mut version = live.default_version;
+        if diffs.iter().any(|d| !d.field.starts_with("tags.")) {
+            let out = aws
+                .ec2
+                .create_launch_template_version()
+                .launch_template_id(&live.id)
+                .client_token(client_token(
+                    &format!("{}-v{}", desired.name, live.latest_version),
+                    &desired.data,
+                ))
+                .version_description("presta-reconciler")
+                .launch_template_data(request_data(desired))
+                .send()
+                .await
+                .aws("CreateLaunchTemplateVersion")?;
+            version = out
+                .launch_template_version()
+                .and_then(|v| v.version_number())
+                .unwrap_or(live.latest_version + 1);
+            aws.ec2
+                .modify_launch_template()
+                .launch_template_id(&live.id)
+                .default_version(version.to_string())
+                .send()
+                .await
+                .aws("ModifyLaunchTemplate")?;
+        }
+        let add = tags::missing(&desired.tags, &live.tags);
+        if !add.is_empty() {
+            aws.ec2
+                .create_tags()
+                .resources(&live.id)
+                .set_tags(Some(tags::ec2(&add)))
+                .send()
+                .await
+                .aws("CreateTags")?;
+        }
+        Ok(LaunchTemplateLive {
+            default_version: version,
+            latest_version: version.max(live.latest_version),
+            data: desired.data.clone(),
+            tags: live.tags.clone().into_iter().chain(add).collect(),
+            ..live.clone()
+        })
+    }
+}
+
+fn client_token(name: &str, data: &TemplateData) -> String {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update(format!("{data:?}").as_bytes());
+    let hex: String = h
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("presta-{hex}")
+}
+
+fn request_data(desired: &LaunchTemplateDesired) -> RequestLaunchTemplateData {
+    let d = &desired.data;
+    let instance_tags = |rt| {
+        LaunchTemplateTagSpecificationRequest::builder()
+            .resource_type(rt)
+            .set_tags(Some(tags::ec2(&desired.instance_tags)))
+            .build()
+    };
+    RequestLaunchTemplateData::builder()
+        .image_id(&d.image_id)
+        .instance_type(d.instance_type.as_str().into())
+        .iam_instance_profile(
+            LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                .name(&d.instance_profile)
+                .build(),
+        )
+        .set_security_group_ids(Some(d.security_groups.iter().cloned().collect()))
+        .user_data(aws_smithy_types::base64::encode(d.user_data.as_bytes()))
+        .metadata_options(
+            LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                .http_tokens(LaunchTemplateHttpTokensState::from(d.http_tokens.as_str()))
+                .http_put_response_hop_limit(d.hop_limit)
+                .http_endpoint(LaunchTemplateInstanceMetadataEndpointState::Enabled)
+                .build(),
+        )
+        .block_device_mappings(
+            LaunchTemplateBlockDeviceMappingRequest::builder()
+                .device_name(ROOT_DEVICE)
+                .ebs(
+                    LaunchTemplateEbsBlockDeviceRequest::builder()
+                        .volume_size(d.root_volume_gib)
+                        .volume_type(VolumeType::Gp3)
+                        .encrypted(d.root_encrypted)
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .build(),
+        )
+        .tag_specifications(instance_tags(ResourceType::Instance))
+        .tag_specifications(instance_tags(ResourceType::Volume))
+        .build()
+}
+
+/// Resolves AMI references: SSM parameter name → AMI id, ten names a call.
+pub async fn resolve_amis(
+    aws: &Aws,
+    parameters: &[String],
+) -> Result<BTreeMap<String, String>, AwsError> {
+    let unique: BTreeSet<&String> = parameters.iter().collect();
+    let unique: Vec<String> = unique.into_iter().cloned().collect();
+    let mut out = BTreeMap::new();
+    for chunk in unique.chunks(10) {
+        let resp = aws
+            .ssm
+            .get_parameters()
+            .set_names(Some(chunk.to_vec()))
+            .send()
+            .await
+            .aws("GetParameters")?;
+        for p in resp.parameters() {
+            if let (Some(n), Some(v)) = (p.name(), p.value()) {
+                out.insert(n.to_string(), v.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data() -> TemplateData {
+        TemplateData {
+            image_id: "ami-1".into(),
+            instance_type: "t3.small".into(),
+            instance_profile: "p".into(),
+            security_groups: ["sg-app".to_string()].into(),
+            user_data: "#!/bin/bash\necho hi\n".into(),
+            http_tokens: "required".into(),
+            hop_limit: 1,
+            root_volume_gib: 20,
+            root_encrypted: true,
+        }
+    }
+
+    #[test]
+    fn user_data_changes_show_digests_not_text() {
+        let desired = LaunchTemplateDesired {
+            name: "shop-app".into(),
+            data: data(),
+            tags: Tags::new(),
+            instance_tags: Tags::new(),
+        };
+        let mut live = LaunchTemplateLive {
+            id: "lt-1".into(),
+            name: "shop-app".into(),
+            default_version: 1,
+            latest_version: 1,
+            data: data(),
+            tags: Tags::new(),
+        };
+        assert!(LaunchTemplates.diff(&desired, &live).is_empty());
+        live.data.user_data = "#!/bin/bash\necho other\n".into();
+        live.data.hop_limit = 2;
+        let diffs = LaunchTemplates.diff(&desired, &live);
+        assert_eq!(
+            diffs.iter().map(|d| d.field.as_str()).collect::<Vec<_>>(),
+            ["userData", "metadataOptions.hopLimit"]
+        );
+        let shown = diffs[0].desired.as_str().unwrap();
+        assert!(
+            shown.starts_with("sha256:") && !shown.contains("echo"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn client_tokens_follow_the_data() {
+        let a = client_token("x", &data());
+        assert_eq!(a, client_token("x", &data()));
+        let mut other = data();
+        other.image_id = "ami-2".into();
+        assert_ne!(a, client_token("x", &other));
+        assert!(a.len() <= 64);
+    }
+}
