@@ -471,7 +471,8 @@ mod tests {
         l.engine = "mariadb".into();
         l.encrypted = false;
         l.engine_version = "8.0.39".into();
-        let got = fields(&DbInstances.diff(&desired(), &l));
+        let diffs = DbInstances.diff(&desired(), &l);
+        let got = fields(&diffs);
         assert_eq!(
             got,
             [
