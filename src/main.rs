@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 error (invalid configuration, AWS failure); 2 wrong command line.
 
 mod demo;
+mod reconcile_cmd;
 mod telemetry;
 mod validate_cmd;
 
@@ -31,6 +32,11 @@ enum Command {
     /// Checks desired-state files without calling AWS. Exit code 0: valid; 1: problems found
     /// (each printed with file, line, column, field and what is allowed).
     Validate(validate_cmd::Args),
+    /// Shows what apply would change, field by field, without changing anything. Exit code 0:
+    /// no changes; 2: changes or drift pending; 1: error.
+    Plan(reconcile_cmd::Args),
+    /// Creates what is missing and corrects drift; prints what it did and the outputs.
+    Apply(reconcile_cmd::Args),
     /// Prints the JSON Schema of a PrestaShopStack document (for editors and CI).
     Schema,
     /// Starts the local AWS emulator, seeds the demo network and runs the demo stack against it.
@@ -47,6 +53,8 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => demo::run(&args),
+        Command::Plan(args) => reconcile_cmd::run(&args, presta_aws::Mode::Plan),
+        Command::Apply(args) => reconcile_cmd::run(&args, presta_aws::Mode::Apply),
     };
     match result {
         Ok(code) => code,

@@ -171,6 +171,8 @@ pub enum Action {
     Blocked,
     /// Cannot be decided yet: a dependency is missing, pending or failed.
     Waiting,
+    /// The AWS call failed; `reason` has AWS's code and message.
+    Failed,
 }
 
 impl Action {
@@ -184,6 +186,7 @@ impl Action {
             Action::Delete => "-",
             Action::Blocked => "!",
             Action::Waiting => "…",
+            Action::Failed => "✗",
         }
     }
 }

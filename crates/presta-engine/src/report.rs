@@ -1,0 +1,204 @@
+//! What a plan or an apply found and did, per stack: changes, outputs, errors; printed for
+//! people or serialised as JSON. No secret value can appear: diffs never carry one.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use presta_aws::{Action, Change, Mode};
+use presta_spec::Stack;
+use serde::Serialize;
+
+/// Values other systems need from a stack.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Outputs {
+    pub alb_dns_name: Option<String>,
+    pub tg_arn: Option<String>,
+    pub db_endpoint: Option<String>,
+    pub efs_id: Option<String>,
+    pub asg_name: Option<String>,
+    pub launch_template_version: Option<i64>,
+}
+
+/// One stack's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct StackReport {
+    pub stack: String,
+    pub region: String,
+    /// `plan` or `apply`, as asked.
+    pub mode: &'static str,
+    /// True when the stack's policy is `observe`: nothing was changed whatever was asked.
+    pub observe_only: bool,
+    pub changes: Vec<Change>,
+    pub outputs: Outputs,
+    /// A stack-level failure (network not found, region unreachable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(serialize_with = "millis")]
+    pub duration: Duration,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0 * 10.0).round() / 10.0)
+}
+
+impl StackReport {
+    pub fn new(stack: &Stack, mode: Mode, observe_only: bool) -> Self {
+        StackReport {
+            stack: stack.name().to_string(),
+            region: stack.spec.region.clone(),
+            mode: match mode {
+                Mode::Plan => "plan",
+                Mode::Apply => "apply",
+            },
+            observe_only,
+            changes: Vec::new(),
+            outputs: Outputs::default(),
+            error: None,
+            duration: Duration::ZERO,
+        }
+    }
+
+    fn count(&self, a: Action) -> usize {
+        self.changes.iter().filter(|c| c.action == a).count()
+    }
+
+    /// Changes a (further) apply would make.
+    pub fn pending(&self) -> usize {
+        self.changes.iter().filter(|c| c.is_pending()).count()
+    }
+
+    /// Drift that stays, with a reason (including the blocked fields of an update).
+    pub fn blocked(&self) -> usize {
+        self.changes
+            .iter()
+            .filter(|c| {
+                c.action == Action::Blocked
+                    || (c.action == Action::Update && c.blocked().next().is_some())
+            })
+            .count()
+    }
+
+    /// Resources whose step failed, or the stack's own error.
+    pub fn failed(&self) -> usize {
+        self.count(Action::Failed) + usize::from(self.error.is_some())
+    }
+
+    /// Whether live equals desired (nothing pending, blocked, waiting or failed).
+    pub fn converged(&self) -> bool {
+        self.error.is_none() && self.changes.iter().all(|c| c.action == Action::None)
+    }
+
+    /// The report as people read it.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let verb = if self.mode == "plan" { "to" } else { "" };
+        let _ = writeln!(
+            out,
+            "stack {} ({}){}",
+            self.stack,
+            self.region,
+            if self.observe_only {
+                " [policy: observe, nothing is changed]"
+            } else {
+                ""
+            }
+        );
+        if let Some(e) = &self.error {
+            let _ = writeln!(out, "  error: {e}");
+            return out;
+        }
+        let summary = [
+            (Action::Create, "create"),
+            (Action::Update, "update"),
+            (Action::Replace, "replace"),
+            (Action::Delete, "delete"),
+            (Action::Blocked, "blocked"),
+            (Action::Waiting, "waiting"),
+            (Action::Failed, "failed"),
+        ]
+        .iter()
+        .filter_map(|(a, word)| {
+            let n = self.count(*a);
+            (n > 0).then(|| {
+                if matches!(a, Action::Blocked | Action::Waiting | Action::Failed) {
+                    format!("{n} {word}")
+                } else {
+                    format!("{n} {verb} {word}").replace("  ", " ")
+                }
+            })
+        })
+        .collect::<Vec<_>>();
+        let unchanged = self.count(Action::None);
+        if summary.is_empty() {
+            let _ = writeln!(out, "  no changes: {unchanged} resources match the spec");
+        } else {
+            let _ = writeln!(out, "  {}; {unchanged} unchanged", summary.join(", "));
+        }
+        for c in self.changes.iter().filter(|c| c.action != Action::None) {
+            let _ = write!(
+                out,
+                "  {:>3} {:<19} {}",
+                c.action.symbol(),
+                c.kind.as_str(),
+                c.name
+            );
+            if let Some(id) = &c.id {
+                let _ = write!(out, " ({id})");
+            }
+            let _ = writeln!(out);
+            for d in &c.diffs {
+                let _ = write!(out, "        {}: {} → {}", d.field, d.live, d.desired);
+                if let Some(b) = &d.blocked {
+                    let _ = write!(out, "  [blocked: {b}]");
+                }
+                let _ = writeln!(out);
+            }
+            if let Some(r) = &c.reason {
+                if c.action != Action::Blocked || c.diffs.is_empty() {
+                    let _ = writeln!(out, "        {r}");
+                }
+            }
+        }
+        let o = &self.outputs;
+        let show = |v: &Option<String>| {
+            v.clone()
+                .unwrap_or_else(|| presta_aws::diff::UNKNOWN.to_string())
+        };
+        let _ = writeln!(out, "  outputs:");
+        let _ = writeln!(out, "    alb_dns_name = {}", show(&o.alb_dns_name));
+        let _ = writeln!(out, "    tg_arn       = {}", show(&o.tg_arn));
+        let _ = writeln!(out, "    db_endpoint  = {}", show(&o.db_endpoint));
+        let _ = writeln!(out, "    efs_id       = {}", show(&o.efs_id));
+        out
+    }
+}
+
+/// The result of one run over several stacks.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub stacks: Vec<StackReport>,
+    /// AWS calls made by the run, and how many could change state.
+    pub aws_calls: u64,
+    pub mutating_calls: u64,
+    #[serde(serialize_with = "millis")]
+    pub duration: Duration,
+}
+
+impl RunReport {
+    pub fn render(&self) -> String {
+        let mut out: String = self
+            .stacks
+            .iter()
+            .map(StackReport::render)
+            .collect::<Vec<_>>()
+            .join("\n");
+        let _ = writeln!(
+            out,
+            "\n{} AWS calls ({} mutating) in {:.2}s",
+            self.aws_calls,
+            self.mutating_calls,
+            self.duration.as_secs_f64()
+        );
+        out
+    }
+}

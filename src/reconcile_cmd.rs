@@ -1,0 +1,106 @@
+//! `presta-reconciler plan` and `apply`.
+//!
+//! plan exit codes (like `terraform plan -detailed-exitcode`): 0 no changes, 2 changes or
+//! drift pending, 1 error. apply: 0 when every stack converged or only blocked drift remains
+//! (reported), 1 when a step failed or a resource is still waiting.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use presta_aws::{Action, ClientSettings, Mode};
+use presta_engine::{Engine, Progress, RunReport, Settings};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Desired-state files or directories.
+    #[arg(short = 'f', long = "file", required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Only these stacks (repeatable); default: every stack of the files.
+    #[arg(long = "stack", value_name = "NAME")]
+    stacks: Vec<String>,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// AWS endpoint for every service (else the SDK's own, which honours AWS_ENDPOINT_URL).
+    #[arg(long, env = "PRESTA_AWS_ENDPOINT_URL", value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// How long apply waits for a resource to become usable (RDS, EFS), in seconds.
+    #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
+    wait_timeout: u64,
+    /// Stacks reconciled at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+struct StderrProgress;
+
+impl Progress for StderrProgress {
+    fn report(&self, line: &str) {
+        eprintln!("{line}");
+    }
+}
+
+pub fn run(args: &Args, mode: Mode) -> anyhow::Result<ExitCode> {
+    let mut loaded = presta_spec::load_paths(&args.files)?;
+    for wanted in &args.stacks {
+        if !loaded.iter().any(|s| s.stack.name() == wanted) {
+            let known: Vec<&str> = loaded.iter().map(|s| s.stack.name()).collect();
+            anyhow::bail!(
+                "no stack `{wanted}` in the files given\n  help: stacks found: {}",
+                known.join(", ")
+            );
+        }
+    }
+    if !args.stacks.is_empty() {
+        loaded.retain(|s| args.stacks.iter().any(|w| w == s.stack.name()));
+    }
+    let stacks: Vec<_> = loaded
+        .into_iter()
+        .map(|l| l.stack.with_defaults())
+        .collect();
+    let settings = Settings {
+        client: ClientSettings {
+            endpoint_url: args.endpoint_url.clone(),
+            ..ClientSettings::default()
+        },
+        wait_timeout: Duration::from_secs(args.wait_timeout),
+        poll_interval: Duration::from_secs(10),
+        concurrency: args.concurrency,
+        progress: Arc::new(StderrProgress),
+    };
+    let engine = Engine::new(settings);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(engine.run(&stacks, mode));
+    match args.output {
+        Output::Text => print!("{}", report.render()),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(exit_code(&report, mode))
+}
+
+fn exit_code(report: &RunReport, mode: Mode) -> ExitCode {
+    let failed = report.stacks.iter().any(|s| s.failed() > 0);
+    let waiting = report
+        .stacks
+        .iter()
+        .any(|s| s.changes.iter().any(|c| c.action == Action::Waiting));
+    match mode {
+        Mode::Plan if failed => ExitCode::from(1),
+        Mode::Plan if report.stacks.iter().all(|s| s.converged()) => ExitCode::SUCCESS,
+        Mode::Plan => ExitCode::from(2),
+        Mode::Apply if failed || waiting => ExitCode::from(1),
+        Mode::Apply => ExitCode::SUCCESS,
+    }
+}
