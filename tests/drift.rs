@@ -1,0 +1,598 @@
+//! Drift: each test converges the demo stack, changes one thing by hand through the AWS SDK,
+//! and checks that `plan` names the field (live → desired) with exit code 2, that `apply`
+//! restores it, and that the stack then plans clean.
+
+mod common;
+
+use std::path::Path;
+
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
+use common::{Env, change, diffs};
+
+/// Plan shows exactly `expected` on the resource, apply heals, plan is clean again.
+fn expect_healed(
+    env: &Env,
+    file: &Path,
+    kind: &str,
+    name: &str,
+    action: &str,
+    expected: &[&str],
+) -> serde_json::Value {
+    let (code, report) = env.plan_json(file);
+    assert_eq!(code, 2, "drift must make plan exit 2: {report:#}");
+    let c = change(&report, kind, name);
+    assert_eq!(c["action"], action, "{c:#}");
+    assert_eq!(diffs(c), expected, "{c:#}");
+    let pending: Vec<&serde_json::Value> = common::changes(&report)
+        .iter()
+        .filter(|c| c["action"] != "none")
+        .collect();
+    assert_eq!(
+        pending.len(),
+        1,
+        "only the drifted resource differs: {pending:#?}"
+    );
+    env.apply(file);
+    let (code, after) = env.plan_json(file);
+    assert_eq!(code, 0, "apply must heal the drift: {after:#}");
+    report
+}
+
+async fn converged() -> (Env, aws_config::SdkConfig) {
+    let env = Env::start();
+    env.apply(&env.demo());
+    let sdk = env.sdk().await;
+    (env, sdk)
+}
+
+async fn group_id(ec2: &aws_sdk_ec2::Client, name: &str) -> String {
+    let out = ec2
+        .describe_security_groups()
+        .filters(Filter::builder().name("group-name").values(name).build())
+        .send()
+        .await
+        .unwrap();
+    out.security_groups()[0].group_id().unwrap().to_string()
+}
+
+fn tcp(port: i32, cidr: &str) -> IpPermission {
+    IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(port)
+        .to_port(port)
+        .ip_ranges(IpRange::builder().cidr_ip(cidr).build())
+        .build()
+}
+
+#[tokio::test]
+async fn an_extra_ingress_rule_is_revoked() {
+    let (env, sdk) = converged().await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let app = group_id(&ec2, "demo-app-sg").await;
+    let alb = group_id(&ec2, "demo-alb-sg").await;
+    ec2.authorize_security_group_ingress()
+        .group_id(&app)
+        .ip_permissions(tcp(22, "0.0.0.0/0"))
+        .send()
+        .await
+        .unwrap();
+    let expected = format!(
+        "ingress: [\"tcp/22 from 0.0.0.0/0\",\"tcp/80 from {alb}\"] → [\"tcp/80 from {alb}\"]"
+    );
+    expect_healed(
+        &env,
+        &env.demo(),
+        "security_group",
+        "demo-app-sg",
+        "update",
+        &[&expected],
+    );
+    let rules = ec2
+        .describe_security_groups()
+        .group_ids(&app)
+        .send()
+        .await
+        .unwrap();
+    let shown: Vec<String> =
+        presta_aws::security_group::rules_of(rules.security_groups()[0].ip_permissions())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+    assert_eq!(shown, [format!("tcp/80 from {alb}")]);
+}
+
+#[tokio::test]
+async fn a_removed_load_balancer_rule_is_authorised_again() {
+    let (env, sdk) = converged().await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let alb = group_id(&ec2, "demo-alb-sg").await;
+    ec2.revoke_security_group_ingress()
+        .group_id(&alb)
+        .ip_permissions(tcp(80, "0.0.0.0/0"))
+        .send()
+        .await
+        .unwrap();
+    expect_healed(
+        &env,
+        &env.demo(),
+        "security_group",
+        "demo-alb-sg",
+        "update",
+        &["ingress: [] → [\"tcp/80 from 0.0.0.0/0\"]"],
+    );
+}
+
+#[tokio::test]
+async fn a_changed_health_check_path_is_restored() {
+    let (env, sdk) = converged().await;
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&sdk);
+    let tg = elb
+        .describe_target_groups()
+        .names("demo-tg")
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string();
+    elb.modify_target_group()
+        .target_group_arn(&tg)
+        .health_check_path("/index.php")
+        .send()
+        .await
+        .unwrap();
+    expect_healed(
+        &env,
+        &env.demo(),
+        "target_group",
+        "demo-tg",
+        "update",
+        &["healthCheck.path: \"/index.php\" → \"/presta-health.txt\""],
+    );
+    let after = elb
+        .describe_target_groups()
+        .names("demo-tg")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        after.target_groups()[0].health_check_path(),
+        Some("/presta-health.txt")
+    );
+}
+
+#[tokio::test]
+async fn a_changed_listener_action_is_restored_and_a_deleted_listener_recreated() {
+    use aws_sdk_elasticloadbalancingv2::types::{
+        Action, ActionTypeEnum, FixedResponseActionConfig,
+    };
+    let (env, sdk) = converged().await;
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&sdk);
+    let lb = elb
+        .describe_load_balancers()
+        .names("demo-alb")
+        .send()
+        .await
+        .unwrap()
+        .load_balancers()[0]
+        .load_balancer_arn()
+        .unwrap()
+        .to_string();
+    let tg = elb
+        .describe_target_groups()
+        .names("demo-tg")
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string();
+    let listener = elb
+        .describe_listeners()
+        .load_balancer_arn(&lb)
+        .send()
+        .await
+        .unwrap()
+        .listeners()[0]
+        .listener_arn()
+        .unwrap()
+        .to_string();
+    let fixed = Action::builder()
+        .r#type(ActionTypeEnum::FixedResponse)
+        .fixed_response_config(
+            FixedResponseActionConfig::builder()
+                .status_code("503")
+                .content_type("text/plain")
+                .message_body("maintenance")
+                .build(),
+        )
+        .build();
+    elb.modify_listener()
+        .listener_arn(&listener)
+        .default_actions(fixed)
+        .send()
+        .await
+        .unwrap();
+    let expected = format!("defaultAction: \"fixed-response\" → \"forward to {tg}\"");
+    expect_healed(
+        &env,
+        &env.demo(),
+        "listener",
+        "demo-alb:80",
+        "update",
+        &[&expected],
+    );
+    let l = elb
+        .describe_listeners()
+        .load_balancer_arn(&lb)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        l.listeners()[0].default_actions()[0].target_group_arn(),
+        Some(tg.as_str())
+    );
+
+    // Deleted: re-created and linked to the target group again.
+    elb.delete_listener()
+        .listener_arn(l.listeners()[0].listener_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    expect_healed(&env, &env.demo(), "listener", "demo-alb:80", "create", &[]);
+    let l = elb
+        .describe_listeners()
+        .load_balancer_arn(&lb)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(l.listeners().len(), 1);
+    assert_eq!(
+        l.listeners()[0].default_actions()[0].target_group_arn(),
+        Some(tg.as_str())
+    );
+}
+
+#[tokio::test]
+async fn changed_group_limits_are_restored_but_desired_capacity_is_not_drift() {
+    let (env, sdk) = converged().await;
+    let asg = aws_sdk_autoscaling::Client::new(&sdk);
+    // Scaling moved the desired capacity: not drift.
+    asg.set_desired_capacity()
+        .auto_scaling_group_name("demo-app")
+        .desired_capacity(2)
+        .send()
+        .await
+        .unwrap();
+    let (code, report) = env.plan_json(&env.demo());
+    assert_eq!(code, 0, "desired capacity is not drift: {report:#}");
+    // Someone changed the limits: drift.
+    asg.update_auto_scaling_group()
+        .auto_scaling_group_name("demo-app")
+        .min_size(0)
+        .max_size(6)
+        .send()
+        .await
+        .unwrap();
+    expect_healed(
+        &env,
+        &env.demo(),
+        "auto_scaling_group",
+        "demo-app",
+        "update",
+        &["minSize: 0 → 1", "maxSize: 6 → 2"],
+    );
+    let g = asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("demo-app")
+        .send()
+        .await
+        .unwrap()
+        .auto_scaling_groups()[0]
+        .clone();
+    assert_eq!(
+        (g.min_size(), g.max_size(), g.desired_capacity()),
+        (Some(1), Some(2), Some(2)),
+        "limits restored, capacity left as scaling set it"
+    );
+}
+
+#[tokio::test]
+async fn a_new_default_template_version_is_replaced_and_the_group_rolls() {
+    use aws_sdk_ec2::types::{
+        InstanceType, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
+        LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
+        LaunchTemplateInstanceMetadataOptionsRequest, RequestLaunchTemplateData,
+    };
+    let (env, sdk) = converged().await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let lt = ec2
+        .describe_launch_templates()
+        .launch_template_names("demo-app")
+        .send()
+        .await
+        .unwrap()
+        .launch_templates()[0]
+        .clone();
+    let id = lt.launch_template_id().unwrap().to_string();
+    // The same data as the current version but another instance type, made the default by
+    // hand. (moto ignores SourceVersion, so the data is copied here.)
+    let current = ec2
+        .describe_launch_template_versions()
+        .launch_template_id(&id)
+        .versions("$Default")
+        .send()
+        .await
+        .unwrap();
+    let d = current.launch_template_versions()[0]
+        .launch_template_data()
+        .unwrap()
+        .clone();
+    let md = d.metadata_options().unwrap();
+    let root = &d.block_device_mappings()[0];
+    let data = RequestLaunchTemplateData::builder()
+        .image_id(d.image_id().unwrap())
+        .instance_type(InstanceType::M5Large)
+        .iam_instance_profile(
+            LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                .name(d.iam_instance_profile().unwrap().name().unwrap())
+                .build(),
+        )
+        .set_security_group_ids(Some(d.security_group_ids().to_vec()))
+        .user_data(d.user_data().unwrap())
+        .metadata_options(
+            LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                .http_tokens(LaunchTemplateHttpTokensState::Required)
+                .http_put_response_hop_limit(md.http_put_response_hop_limit().unwrap())
+                .build(),
+        )
+        .block_device_mappings(
+            LaunchTemplateBlockDeviceMappingRequest::builder()
+                .device_name(root.device_name().unwrap())
+                .ebs(
+                    LaunchTemplateEbsBlockDeviceRequest::builder()
+                        .volume_size(root.ebs().unwrap().volume_size().unwrap())
+                        .encrypted(true)
+                        .build(),
+                )
+                .build(),
+        )
+        .build();
+    let v = ec2
+        .create_launch_template_version()
+        .launch_template_id(&id)
+        .launch_template_data(data)
+        .send()
+        .await
+        .unwrap();
+    let hand = v
+        .launch_template_version()
+        .unwrap()
+        .version_number()
+        .unwrap();
+    ec2.modify_launch_template()
+        .launch_template_id(&id)
+        .default_version(hand.to_string())
+        .send()
+        .await
+        .unwrap();
+    let report = expect_healed(
+        &env,
+        &env.demo(),
+        "launch_template",
+        "demo-app",
+        "update",
+        &["instanceType: \"m5.large\" → \"t3.small\""],
+    );
+    assert!(
+        report["stacks"][0]["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["kind"] == "auto_scaling_group"
+                && c["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("instance refresh will roll the group")))
+    );
+    let after = ec2
+        .describe_launch_templates()
+        .launch_template_ids(&id)
+        .send()
+        .await
+        .unwrap()
+        .launch_templates()[0]
+        .clone();
+    assert!(
+        after.default_version_number().unwrap() > hand,
+        "a new version became the default"
+    );
+    let asg = aws_sdk_autoscaling::Client::new(&sdk);
+    let refreshes = asg
+        .describe_instance_refreshes()
+        .auto_scaling_group_name("demo-app")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refreshes.instance_refreshes().len(),
+        1,
+        "an instance refresh was started"
+    );
+}
+
+#[tokio::test]
+async fn lowered_backups_and_protection_off_are_restored() {
+    let env = Env::start();
+    let file = env.config("protected.yaml", |t| {
+        t.replace("deletionProtection: false", "deletionProtection: true")
+            .replace("backupRetentionDays: 1", "backupRetentionDays: 7")
+    });
+    env.apply(&file);
+    let rds = aws_sdk_rds::Client::new(&env.sdk().await);
+    rds.modify_db_instance()
+        .db_instance_identifier("demo-db")
+        .backup_retention_period(1)
+        .deletion_protection(false)
+        .apply_immediately(true)
+        .send()
+        .await
+        .unwrap();
+    expect_healed(
+        &env,
+        &file,
+        "db_instance",
+        "demo-db",
+        "update",
+        &[
+            "backupRetentionDays: 1 → 7",
+            "deletionProtection: false → true",
+        ],
+    );
+    let db = rds
+        .describe_db_instances()
+        .db_instance_identifier("demo-db")
+        .send()
+        .await
+        .unwrap()
+        .db_instances()[0]
+        .clone();
+    assert_eq!(
+        (db.backup_retention_period(), db.deletion_protection()),
+        (Some(7), Some(true))
+    );
+}
+
+#[tokio::test]
+async fn a_removed_file_system_lifecycle_is_restored() {
+    let (env, sdk) = converged().await;
+    let efs = aws_sdk_efs::Client::new(&sdk);
+    let fs = efs
+        .describe_file_systems()
+        .creation_token("presta-reconciler-demo-efs")
+        .send()
+        .await
+        .unwrap()
+        .file_systems()[0]
+        .file_system_id()
+        .to_string();
+    efs.put_lifecycle_configuration()
+        .file_system_id(&fs)
+        .set_lifecycle_policies(Some(vec![]))
+        .send()
+        .await
+        .unwrap();
+    expect_healed(
+        &env,
+        &env.demo(),
+        "file_system",
+        "presta-reconciler-demo-efs",
+        "update",
+        &[
+            "lifecycle.transitionToIa: null → \"AFTER_30_DAYS\"",
+            "lifecycle.transitionToPrimaryOnAccess: false → true",
+        ],
+    );
+    let lc = efs
+        .describe_lifecycle_configuration()
+        .file_system_id(&fs)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lc.lifecycle_policies().len(), 2);
+}
+
+#[tokio::test]
+async fn a_deleted_mount_target_is_recreated() {
+    let (env, sdk) = converged().await;
+    let efs = aws_sdk_efs::Client::new(&sdk);
+    let fs = efs
+        .describe_file_systems()
+        .creation_token("presta-reconciler-demo-efs")
+        .send()
+        .await
+        .unwrap()
+        .file_systems()[0]
+        .file_system_id()
+        .to_string();
+    let mts = efs
+        .describe_mount_targets()
+        .file_system_id(&fs)
+        .send()
+        .await
+        .unwrap();
+    let gone = mts.mount_targets()[0].clone();
+    efs.delete_mount_target()
+        .mount_target_id(gone.mount_target_id())
+        .send()
+        .await
+        .unwrap();
+    expect_healed(
+        &env,
+        &env.demo(),
+        "mount_target",
+        gone.subnet_id(),
+        "create",
+        &[],
+    );
+    let after = efs
+        .describe_mount_targets()
+        .file_system_id(&fs)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.mount_targets().len(), 2);
+    let back = after
+        .mount_targets()
+        .iter()
+        .find(|m| m.subnet_id() == gone.subnet_id())
+        .expect("recreated in the same subnet");
+    let sgs = efs
+        .describe_mount_target_security_groups()
+        .mount_target_id(back.mount_target_id())
+        .send()
+        .await
+        .unwrap();
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    assert_eq!(
+        sgs.security_groups(),
+        [group_id(&ec2, "demo-efs-sg").await],
+        "relinked to the EFS security group"
+    );
+}
+
+#[tokio::test]
+async fn a_removed_ownership_tag_is_restored() {
+    let (env, sdk) = converged().await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let db_sg = group_id(&ec2, "demo-db-sg").await;
+    ec2.delete_tags()
+        .resources(&db_sg)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("presta-reconciler/stack")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_healed(
+        &env,
+        &env.demo(),
+        "security_group",
+        "demo-db-sg",
+        "update",
+        &["tags.presta-reconciler/stack: null → \"demo\""],
+    );
+    let g = ec2
+        .describe_security_groups()
+        .group_ids(&db_sg)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        presta_aws::tags::from_ec2(g.security_groups()[0].tags())["presta-reconciler/stack"],
+        "demo"
+    );
+}
