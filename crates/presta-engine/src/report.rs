@@ -153,10 +153,10 @@ impl StackReport {
                 }
                 let _ = writeln!(out);
             }
-            if let Some(r) = &c.reason {
-                if c.action != Action::Blocked || c.diffs.is_empty() {
-                    let _ = writeln!(out, "        {r}");
-                }
+            if let Some(r) = &c.reason
+                && (c.action != Action::Blocked || c.diffs.is_empty())
+            {
+                let _ = writeln!(out, "        {r}");
             }
         }
         let o = &self.outputs;

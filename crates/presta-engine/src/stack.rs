@@ -110,20 +110,20 @@ impl Run<'_> {
         let name = D::name(desired);
         match sync(driver, self.aws, desired, live, self.mode).await {
             Ok(mut synced) => {
-                if self.mode == Mode::Apply {
-                    if let Some(l) = &synced.live {
-                        match self.wait_ready(driver, &name, l.clone()).await {
-                            Ok(ready) => synced.live = Some(ready),
-                            Err(reason) => {
-                                synced.change.reason = Some(reason);
-                                synced.change.action = if synced.change.action == Action::None {
-                                    Action::Waiting
-                                } else {
-                                    synced.change.action
-                                };
-                                self.record(synced.change);
-                                return None;
-                            }
+                if self.mode == Mode::Apply
+                    && let Some(l) = &synced.live
+                {
+                    match self.wait_ready(driver, &name, l.clone()).await {
+                        Ok(ready) => synced.live = Some(ready),
+                        Err(reason) => {
+                            synced.change.reason = Some(reason);
+                            synced.change.action = if synced.change.action == Action::None {
+                                Action::Waiting
+                            } else {
+                                synced.change.action
+                            };
+                            self.record(synced.change);
+                            return None;
                         }
                     }
                 }
@@ -708,11 +708,11 @@ async fn listeners(run: &Run<'_>, lb: Option<&LoadBalancerLive>, tg: Option<&Tar
             diffs: Vec::new(),
             reason: Some("not declared".into()),
         };
-        if run.mode == Mode::Apply {
-            if let Err(e) = Listeners.delete(run.aws, extra).await {
-                change.action = Action::Failed;
-                change.reason = Some(e.to_string());
-            }
+        if run.mode == Mode::Apply
+            && let Err(e) = Listeners.delete(run.aws, extra).await
+        {
+            change.action = Action::Failed;
+            change.reason = Some(e.to_string());
         }
         run.record(change);
     }
@@ -761,11 +761,11 @@ async fn mount_targets(
             diffs: Vec::new(),
             reason: Some("in a subnet the stack no longer uses".into()),
         };
-        if run.mode == Mode::Apply {
-            if let Err(e) = MountTargets.delete(run.aws, extra).await {
-                change.action = Action::Failed;
-                change.reason = Some(e.to_string());
-            }
+        if run.mode == Mode::Apply
+            && let Err(e) = MountTargets.delete(run.aws, extra).await
+        {
+            change.action = Action::Failed;
+            change.reason = Some(e.to_string());
         }
         run.record(change);
     }
