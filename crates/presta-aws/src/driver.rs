@@ -54,6 +54,12 @@ pub trait Driver: Send + Sync {
         Readiness::Ready
     }
 
+    /// For kinds observed through a parent (listeners, mount targets): the parent ids to put
+    /// in [`Scope::parents`] to observe this resource again.
+    fn parents(_live: &Self::Live) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Every live resource of this kind owned by one of the stacks in scope, keyed by name:
     /// one list call per kind (paginated), not one per resource. Never mutates.
     fn observe(

@@ -87,6 +87,10 @@ impl Driver for Listeners {
         desired.key.clone()
     }
 
+    fn parents(live: &Self::Live) -> Vec<String> {
+        vec![live.load_balancer_arn.clone()]
+    }
+
     fn id(live: &ListenerLive) -> String {
         live.arn.clone()
     }

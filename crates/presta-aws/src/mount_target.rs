@@ -47,6 +47,10 @@ impl Driver for MountTargets {
         key(&desired.file_system_id, &desired.subnet_id)
     }
 
+    fn parents(live: &Self::Live) -> Vec<String> {
+        vec![live.file_system_id.clone()]
+    }
+
     fn id(live: &MountTargetLive) -> String {
         live.id.clone()
     }

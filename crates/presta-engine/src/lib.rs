@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod report;
 pub mod snapshot;
 pub mod stack;
+pub mod wait;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -35,7 +35,7 @@ use presta_aws::security_group::{
     Rule, SecurityGroupDesired, SecurityGroupLive, SecurityGroups, Source,
 };
 use presta_aws::target_group::{HealthCheck, TargetGroupDesired, TargetGroupLive, TargetGroups};
-use presta_aws::{Action, Aws, Change, Driver, Kind, Mode, Readiness, Scope, sync};
+use presta_aws::{Action, Aws, Change, Driver, Kind, Mode, sync};
 use presta_spec::Stack;
 use presta_spec::model::Mode as PolicyMode;
 use presta_spec::naming::{self, Component};
@@ -113,7 +113,16 @@ impl Run<'_> {
                 if self.mode == Mode::Apply
                     && let Some(l) = &synced.live
                 {
-                    match self.wait_ready(driver, &name, l.clone()).await {
+                    match crate::wait::wait_ready(
+                        driver,
+                        self.aws,
+                        &name,
+                        l.clone(),
+                        self.settings,
+                        self.stack.name(),
+                    )
+                    .await
+                    {
                         Ok(ready) => synced.live = Some(ready),
                         Err(reason) => {
                             synced.change.reason = Some(reason);
@@ -144,68 +153,6 @@ impl Run<'_> {
                 live.cloned()
             }
         }
-    }
-
-    /// Waits, bounded and visibly, until a resource is usable (RDS and EFS take minutes on AWS).
-    async fn wait_ready<D: Driver>(
-        &self,
-        driver: &D,
-        name: &str,
-        mut live: D::Live,
-    ) -> Result<D::Live, String> {
-        let started = Instant::now();
-        loop {
-            match D::readiness(&live) {
-                Readiness::Ready => return Ok(live),
-                Readiness::Failed(reason) => return Err(reason),
-                Readiness::Pending(status) => {
-                    let waited = started.elapsed();
-                    if waited >= self.settings.wait_timeout {
-                        return Err(format!(
-                            "still `{status}` after {}s (--wait-timeout): run apply again later",
-                            waited.as_secs()
-                        ));
-                    }
-                    self.settings.progress.report(&format!(
-                        "{}: waiting for {} {name}: {status} ({}s)",
-                        self.stack.name(),
-                        D::KIND,
-                        waited.as_secs()
-                    ));
-                    tokio::time::sleep(self.settings.poll_interval).await;
-                    let scope = Scope {
-                        names: vec![name.to_string()],
-                        parents: self.parents_for::<D>(&live),
-                        ..Scope::default()
-                    };
-                    match driver.observe(self.aws, &scope).await {
-                        Ok(mut found) => {
-                            if let Some(l) = found.remove(name) {
-                                live = l;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "observation while waiting failed; retrying")
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn parents_for<D: Driver>(&self, live: &D::Live) -> Vec<String> {
-        // Mount targets are observed per file system: their id carries it.
-        if D::KIND == Kind::MountTarget {
-            let id = D::id(live);
-            return self
-                .snap
-                .mount_targets
-                .values()
-                .filter(|m| m.id == id)
-                .map(|m| m.file_system_id.clone())
-                .collect();
-        }
-        Vec::new()
     }
 
     fn security_group(
