@@ -594,3 +594,71 @@ async fn two_stacks_converge_independently_and_one_failure_does_not_stop_the_oth
         "per-stack detail reads: {per_stack}: {ops_two:?}"
     );
 }
+
+#[tokio::test]
+async fn two_concurrent_applies_create_nothing_twice() {
+    let env = Env::start();
+    let demo = env.demo();
+    let file = demo.to_str().unwrap();
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| env.cli(&["apply", "-f", file]));
+        let b = s.spawn(|| env.cli(&["apply", "-f", file]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    // One may lose a race and report it; neither may duplicate anything.
+    let outputs = format!(
+        "{}\n{}\n{}\n{}",
+        String::from_utf8_lossy(&a.stdout),
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stdout),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let config = env.sdk().await;
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let groups = ec2
+        .describe_security_groups()
+        .filters(filter("tag:presta-reconciler/stack", "demo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(groups.security_groups().len(), 4, "{outputs}");
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&config);
+    let lbs = elb.describe_load_balancers().send().await.unwrap();
+    assert_eq!(lbs.load_balancers().len(), 1, "{outputs}");
+    let tgs = elb.describe_target_groups().send().await.unwrap();
+    assert_eq!(tgs.target_groups().len(), 1, "{outputs}");
+    let listeners = elb
+        .describe_listeners()
+        .load_balancer_arn(lbs.load_balancers()[0].load_balancer_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listeners.listeners().len(), 1, "{outputs}");
+    let efs = aws_sdk_efs::Client::new(&config);
+    let fss = efs.describe_file_systems().send().await.unwrap();
+    assert_eq!(fss.file_systems().len(), 1, "{outputs}");
+    let mts = efs
+        .describe_mount_targets()
+        .file_system_id(fss.file_systems()[0].file_system_id())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mts.mount_targets().len(), 2, "{outputs}");
+    let lts = ec2.describe_launch_templates().send().await.unwrap();
+    assert_eq!(lts.launch_templates().len(), 1, "{outputs}");
+    let rds = aws_sdk_rds::Client::new(&config);
+    assert_eq!(
+        rds.describe_db_instances()
+            .send()
+            .await
+            .unwrap()
+            .db_instances()
+            .len(),
+        1,
+        "{outputs}"
+    );
+    // And whatever the race left, the next apply converges it.
+    env.apply(&demo);
+    let (code, report) = env.plan_json(&demo);
+    assert_eq!(code, 0, "{report:#}");
+}

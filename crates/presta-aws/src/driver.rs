@@ -11,7 +11,7 @@ use std::future::Future;
 
 use crate::clients::Aws;
 use crate::diff::{Action, Change, FieldDiff, Kind};
-use crate::error::AwsError;
+use crate::error::{AwsError, ErrorClass};
 
 /// What an observation covers: the stacks of one region, and for kinds that hang off another
 /// resource (listeners, mount targets), the live ids of their parents.
@@ -52,6 +52,15 @@ pub trait Driver: Send + Sync {
     /// `creating`, an ALB `provisioning` are pending). Most kinds are ready once they exist.
     fn readiness(_live: &Self::Live) -> Readiness {
         Readiness::Ready
+    }
+
+    /// How to observe this one desired resource (after a create lost a race): its name, and
+    /// for kinds observed through a parent, that parent.
+    fn lookup(desired: &Self::Desired) -> Scope {
+        Scope {
+            names: vec![Self::name(desired)],
+            ..Scope::default()
+        }
     }
 
     /// For kinds observed through a parent (listeners, mount targets): the parent ids to put
@@ -115,22 +124,55 @@ pub async fn sync<D: Driver>(
     mode: Mode,
 ) -> Result<Synced<D::Live>, AwsError> {
     let name = D::name(desired);
-    let Some(live) = live else {
-        let created = match mode {
-            Mode::Apply => Some(driver.create(aws, desired).await?),
-            Mode::Plan => None,
-        };
-        return Ok(Synced {
-            change: Change {
-                kind: D::KIND,
-                name,
-                id: created.as_ref().map(D::id),
-                action: Action::Create,
-                diffs: Vec::new(),
-                reason: None,
+    let adopted;
+    let mut note = None;
+    let live = match (live, mode) {
+        (Some(l), _) => l,
+        (None, Mode::Plan) => {
+            return Ok(Synced {
+                change: Change {
+                    kind: D::KIND,
+                    name,
+                    id: None,
+                    action: Action::Create,
+                    diffs: Vec::new(),
+                    reason: None,
+                },
+                live: None,
+            });
+        }
+        (None, Mode::Apply) => match driver.create(aws, desired).await {
+            Ok(created) => {
+                return Ok(Synced {
+                    change: Change {
+                        kind: D::KIND,
+                        name,
+                        id: Some(D::id(&created)),
+                        action: Action::Create,
+                        diffs: Vec::new(),
+                        reason: None,
+                    },
+                    live: Some(created),
+                });
+            }
+            // Another writer created it since our observation: adopt theirs, then correct it.
+            Err(e) if e.class == ErrorClass::Conflict => match driver
+                .observe(aws, &D::lookup(desired))
+                .await?
+                .remove(&name)
+            {
+                Some(existing) => {
+                    note = Some(format!(
+                        "created meanwhile by another writer ({}); adopted",
+                        e.code.as_deref().unwrap_or("conflict")
+                    ));
+                    adopted = existing;
+                    &adopted
+                }
+                None => return Err(e),
             },
-            live: created,
-        });
+            Err(e) => return Err(e),
+        },
     };
     let diffs = driver.diff(desired, live);
     let id = Some(D::id(live));
@@ -175,7 +217,12 @@ pub async fn sync<D: Driver>(
         Mode::Plan => live.clone(),
     };
     let blocked: Vec<String> = diffs.iter().filter_map(|d| d.blocked.clone()).collect();
-    let reason = (!blocked.is_empty()).then(|| format!("not corrected: {}", blocked.join("; ")));
+    let not_corrected =
+        (!blocked.is_empty()).then(|| format!("not corrected: {}", blocked.join("; ")));
+    let reason = [note, not_corrected]
+        .into_iter()
+        .flatten()
+        .reduce(|a, b| format!("{a}; {b}"));
     Ok(Synced {
         change: Change {
             kind: D::KIND,

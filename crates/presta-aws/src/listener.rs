@@ -87,6 +87,13 @@ impl Driver for Listeners {
         desired.key.clone()
     }
 
+    fn lookup(desired: &Self::Desired) -> Scope {
+        Scope {
+            parents: vec![desired.load_balancer_arn.clone()],
+            ..Scope::default()
+        }
+    }
+
     fn parents(live: &Self::Live) -> Vec<String> {
         vec![live.load_balancer_arn.clone()]
     }

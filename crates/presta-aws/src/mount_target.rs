@@ -47,6 +47,13 @@ impl Driver for MountTargets {
         key(&desired.file_system_id, &desired.subnet_id)
     }
 
+    fn lookup(desired: &Self::Desired) -> Scope {
+        Scope {
+            parents: vec![desired.file_system_id.clone()],
+            ..Scope::default()
+        }
+    }
+
     fn parents(live: &Self::Live) -> Vec<String> {
         vec![live.file_system_id.clone()]
     }

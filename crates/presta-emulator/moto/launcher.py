@@ -196,6 +196,43 @@ def _patch_efs() -> None:
     EFSResponse.put_backup_policy = put_backup_policy
 
 
+def _patch_elbv2() -> None:
+    """CreateLoadBalancer, CreateTargetGroup and CreateListener are idempotent on AWS ("if you attempt
+    to create multiple ... with the same settings, each call succeeds"); moto creates a second
+    load balancer and refuses a second target group. Return the existing one, as AWS does."""
+    from moto.elbv2.models import ELBv2Backend
+
+    original_lb = ELBv2Backend.create_load_balancer
+    original_tg = ELBv2Backend.create_target_group
+
+    def create_load_balancer(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        for lb in self.load_balancers.values():
+            if lb.name == name:
+                return lb
+        return original_lb(self, name, *args, **kwargs)
+
+    def create_target_group(self: Any, name: str, **kwargs: Any) -> Any:
+        for tg in self.target_groups.values():
+            if tg.name == name:
+                return tg
+        return original_tg(self, name, **kwargs)
+
+    original_listener = ELBv2Backend.create_listener
+
+    def create_listener(self: Any, load_balancer_arn: str, protocol: str, port: Any, *args: Any, **kwargs: Any) -> Any:
+        # moto's duplicate check compares the port with listener ARNs and never matches.
+        balancer = self.load_balancers.get(load_balancer_arn)
+        if balancer is not None:
+            for listener in balancer.listeners.values():
+                if str(listener.port) == str(port):
+                    return listener
+        return original_listener(self, load_balancer_arn, protocol, port, *args, **kwargs)
+
+    ELBv2Backend.create_load_balancer = create_load_balancer
+    ELBv2Backend.create_target_group = create_target_group
+    ELBv2Backend.create_listener = create_listener
+
+
 # --------------------------------------------------------------------------
 # Request log: which service and operation every call was, counted at the
 # emulator so that every client (our daemon, Terraform, boto3) is counted the
@@ -370,6 +407,7 @@ def main() -> int:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     _patch_autoscaling()
     _patch_efs()
+    _patch_elbv2()
 
     log = CallLog()
     app = Instrumented(DomainDispatcherApplication(create_backend_app), log)
