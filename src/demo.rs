@@ -1,6 +1,7 @@
-//! `presta-reconciler demo`: the local emulator, seeded, with the demo stack validated against
-//! it. Nothing here can reach real AWS: the emulator binds 127.0.0.1 and every client gets
-//! its endpoint and dummy credentials.
+//! `presta-reconciler demo`: the local emulator, seeded, and the demo stack applied to it
+//! (by this same binary's `apply`, run with the emulator's environment, as a person would).
+//! Nothing here can reach real AWS: the emulator binds 127.0.0.1 and every client gets its
+//! endpoint and dummy credentials.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,11 +57,28 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             s.stack.spec.region
         );
     }
+    println!("\n$ presta-reconciler apply -f {}", args.file.display());
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let status = std::process::Command::new(exe)
+        .arg("apply")
+        .arg("-f")
+        .arg(&args.file)
+        .envs(emulator.env())
+        .env_remove("AWS_PROFILE")
+        .status()
+        .context("running apply")?;
+    if !status.success() {
+        anyhow::bail!("apply against the emulator failed ({status})");
+    }
     println!("\nTo talk to the emulator from another shell:");
     for (k, v) in emulator.env() {
         println!("  export {k}={v}");
     }
     println!("  export AWS_REGION={region}");
+    println!(
+        "Then, for example: presta-reconciler plan -f {}",
+        args.file.display()
+    );
     if args.once {
         return Ok(ExitCode::SUCCESS);
     }

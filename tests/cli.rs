@@ -226,7 +226,7 @@ fn schema_accepts_the_examples_and_rejects_unknown_fields() {
 }
 
 #[test]
-fn demo_once_starts_the_emulator_seeds_and_validates() {
+fn demo_once_starts_the_emulator_and_builds_the_demo_stack() {
     let out = bin()
         .args(["demo", "--once"])
         .output()
@@ -236,6 +236,11 @@ fn demo_once_starts_the_emulator_seeds_and_validates() {
     assert!(stdout.contains("emulator: http://127.0.0.1:"), "{stdout}");
     assert!(stdout.contains("seeded:   vpc-"), "{stdout}");
     assert!(stdout.contains("stack `demo` is valid"), "{stdout}");
+    assert!(
+        stdout.contains("16 create"),
+        "the demo builds the stack: {stdout}"
+    );
+    assert!(stdout.contains("alb_dns_name = demo-alb-"), "{stdout}");
     assert!(
         stdout.contains("export AWS_ENDPOINT_URL=http://127.0.0.1:"),
         "{stdout}"
