@@ -662,3 +662,114 @@ async fn two_concurrent_applies_create_nothing_twice() {
     let (code, report) = env.plan_json(&demo);
     assert_eq!(code, 0, "{report:#}");
 }
+
+#[tokio::test]
+async fn https_redirects_http_and_serves_the_certificate() {
+    let env = Env::start();
+    let net = env.emu.network("demo").unwrap().clone();
+    let file = env.config("https.yaml", |t| {
+        t.replace(
+            "  prestashop:\n",
+            &format!("  loadBalancer:\n    https:\n      certificateArn: {}\n  prestashop:\n    domain: {}\n", net.certificate_arn, net.domain),
+        )
+    });
+    let stdout = env.apply(&file);
+    assert!(stdout.contains("17 create"), "{stdout}");
+    let config = env.sdk().await;
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&config);
+    let lb = elb
+        .describe_load_balancers()
+        .names("demo-alb")
+        .send()
+        .await
+        .unwrap()
+        .load_balancers()[0]
+        .load_balancer_arn()
+        .unwrap()
+        .to_string();
+    let tg = elb
+        .describe_target_groups()
+        .names("demo-tg")
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string();
+    let mut listeners = elb
+        .describe_listeners()
+        .load_balancer_arn(&lb)
+        .send()
+        .await
+        .unwrap()
+        .listeners()
+        .to_vec();
+    listeners.sort_by_key(|l| l.port());
+    assert_eq!(listeners.len(), 2);
+    let redirect = listeners[0].default_actions()[0]
+        .redirect_config()
+        .expect("HTTP redirects");
+    assert_eq!(
+        (listeners[0].port(), redirect.protocol(), redirect.port()),
+        (Some(80), Some("HTTPS"), Some("443"))
+    );
+    assert_eq!(listeners[1].port(), Some(443));
+    assert_eq!(
+        listeners[1].certificates()[0].certificate_arn(),
+        Some(net.certificate_arn.as_str())
+    );
+    assert_eq!(
+        listeners[1].ssl_policy(),
+        Some("ELBSecurityPolicy-TLS13-1-2-2021-06")
+    );
+    assert_eq!(
+        listeners[1].default_actions()[0].target_group_arn(),
+        Some(tg.as_str())
+    );
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let sg = ec2
+        .describe_security_groups()
+        .filters(filter("group-name", "demo-alb-sg"))
+        .send()
+        .await
+        .unwrap();
+    let rules: Vec<String> =
+        presta_aws::security_group::rules_of(sg.security_groups()[0].ip_permissions())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+    assert_eq!(rules, ["tcp/80 from 0.0.0.0/0", "tcp/443 from 0.0.0.0/0"]);
+    // The shop is told its own domain and that it is served over HTTPS.
+    let lt = ec2
+        .describe_launch_template_versions()
+        .launch_template_name("demo-app")
+        .versions("$Default")
+        .send()
+        .await
+        .unwrap();
+    let data = lt.launch_template_versions()[0]
+        .launch_template_data()
+        .unwrap()
+        .user_data()
+        .unwrap()
+        .to_string();
+    let user_data = String::from_utf8(aws_smithy_types::base64::decode(data).unwrap()).unwrap();
+    assert!(user_data.contains(&format!("readonly PS_DOMAIN='{}'", net.domain)));
+    assert!(user_data.contains("readonly PS_ENABLE_SSL='1'"));
+    let (code, report) = env.plan_json(&file);
+    assert_eq!(code, 0, "{report:#}");
+
+    // Dropping HTTPS from the spec removes the HTTPS listener and the redirect.
+    let plain = env.config("plain.yaml", |t| t);
+    let (code, report) = env.plan_json(&plain);
+    assert_eq!(code, 2);
+    assert_eq!(
+        change(&report, "listener", "demo-alb:443")["action"],
+        "delete"
+    );
+    assert_eq!(
+        change(&report, "listener", "demo-alb:80")["action"],
+        "update"
+    );
+}

@@ -372,7 +372,21 @@ def seed(endpoint: str, region: str, name: str) -> dict[str, Any]:
         iam.create_instance_profile(InstanceProfileName=profile)
         iam.add_role_to_instance_profile(InstanceProfileName=profile, RoleName=profile)
 
-    return {"name": name, "region": region, "vpc_id": vpc_id, "subnets": subnets, "instance_profile": profile}
+    # A certificate for the HTTPS examples (moto issues it at once).
+    acm = boto3.client("acm", region_name=region, endpoint_url=endpoint)
+    domain = f"shop.{name}.example.com"
+    certs = [c for c in acm.list_certificates()["CertificateSummaryList"] if c["DomainName"] == domain]
+    cert_arn = certs[0]["CertificateArn"] if certs else acm.request_certificate(DomainName=domain)["CertificateArn"]
+
+    return {
+        "name": name,
+        "region": region,
+        "vpc_id": vpc_id,
+        "subnets": subnets,
+        "instance_profile": profile,
+        "certificate_arn": cert_arn,
+        "domain": domain,
+    }
 
 
 # --------------------------------------------------------------------------

@@ -64,6 +64,10 @@ pub struct SeededNetwork {
     /// `public-a`, `public-b`, `private-a`, `private-b` → subnet id.
     pub subnets: BTreeMap<String, String>,
     pub instance_profile: String,
+    /// An ACM certificate for `domain` (for HTTPS listeners).
+    pub certificate_arn: String,
+    /// `shop.<name>.example.com`.
+    pub domain: String,
 }
 
 impl SeededNetwork {
