@@ -773,3 +773,91 @@ async fn https_redirects_http_and_serves_the_certificate() {
         "update"
     );
 }
+
+#[tokio::test]
+async fn a_resource_made_by_hand_with_the_stack_name_is_left_alone_unless_adopted() {
+    use aws_sdk_elasticloadbalancingv2::types::ProtocolEnum;
+    let env = Env::start();
+    let config = env.sdk().await;
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&config);
+    let vpc = env.emu.network("demo").unwrap().vpc_id.clone();
+    elb.create_target_group()
+        .name("demo-tg")
+        .protocol(ProtocolEnum::Http)
+        .port(80)
+        .vpc_id(&vpc)
+        .health_check_path("/mine")
+        .send()
+        .await
+        .unwrap();
+
+    let out = env.cli(&[
+        "apply",
+        "-f",
+        env.demo().to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the group waits for a target group it may not use"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tg = change(&report, "target_group", "demo-tg");
+    assert_eq!(tg["action"], "blocked");
+    assert!(
+        tg["reason"]
+            .as_str()
+            .unwrap()
+            .contains("set `spec.policy.adoptExisting: true`"),
+        "{tg:#}"
+    );
+    assert_eq!(
+        change(&report, "auto_scaling_group", "demo-app")["action"],
+        "waiting"
+    );
+    let path = elb
+        .describe_target_groups()
+        .names("demo-tg")
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .health_check_path()
+        .map(String::from);
+    assert_eq!(path.as_deref(), Some("/mine"), "left alone");
+
+    let adopt = env.config("adopt.yaml", |t| {
+        format!("{t}  policy:\n    adoptExisting: true\n")
+    });
+    env.apply(&adopt);
+    let tgs = elb
+        .describe_target_groups()
+        .names("demo-tg")
+        .send()
+        .await
+        .unwrap();
+    let tg = &tgs.target_groups()[0];
+    assert_eq!(
+        tg.health_check_path(),
+        Some("/presta-health.txt"),
+        "adopted and corrected"
+    );
+    let tags = elb
+        .describe_tags()
+        .resource_arns(tg.target_group_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let tags = presta_aws::tags::from_elbv2(tags.tag_descriptions()[0].tags());
+    assert_eq!(
+        tags["presta-reconciler/stack"], "demo",
+        "and now carries the ownership tags"
+    );
+    let (code, _) = env.plan_json(&env.demo());
+    assert_eq!(
+        code, 0,
+        "once tagged, it is the stack's without the adoption flag"
+    );
+}

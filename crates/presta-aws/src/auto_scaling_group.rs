@@ -70,6 +70,10 @@ impl Driver for AutoScalingGroups {
         live.arn.clone()
     }
 
+    fn tags(live: &Self::Live) -> Option<&Tags> {
+        Some(&live.tags)
+    }
+
     async fn observe(
         &self,
         aws: &Aws,

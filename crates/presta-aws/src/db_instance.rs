@@ -86,6 +86,10 @@ impl Driver for DbInstances {
         live.identifier.clone()
     }
 
+    fn tags(live: &Self::Live) -> Option<&Tags> {
+        Some(&live.tags)
+    }
+
     fn readiness(live: &DbInstanceLive) -> Readiness {
         match live.status.as_str() {
             "available" => Readiness::Ready,

@@ -12,6 +12,8 @@ use std::future::Future;
 use crate::clients::Aws;
 use crate::diff::{Action, Change, FieldDiff, Kind};
 use crate::error::{AwsError, ErrorClass};
+use crate::tags::Tags;
+use presta_spec::naming::{MANAGED_BY_VALUE, TAG_MANAGED_BY, TAG_STACK};
 
 /// What an observation covers: the stacks of one region, and for kinds that hang off another
 /// resource (listeners, mount targets), the live ids of their parents.
@@ -63,6 +65,11 @@ pub trait Driver: Send + Sync {
         }
     }
 
+    /// The live resource's tags, for kinds whose observation returns them (ownership checks).
+    fn tags(_live: &Self::Live) -> Option<&Tags> {
+        None
+    }
+
     /// For kinds observed through a parent (listeners, mount targets): the parent ids to put
     /// in [`Scope::parents`] to observe this resource again.
     fn parents(_live: &Self::Live) -> Vec<String> {
@@ -97,6 +104,32 @@ pub trait Driver: Send + Sync {
     ) -> impl Future<Output = Result<Self::Live, AwsError>> + Send;
 }
 
+/// Who may be touched: the stack that owns the run, and whether its spec adopts untagged
+/// resources that carry its deterministic names.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    pub stack: &'a str,
+    pub adopt_existing: bool,
+}
+
+impl Owner<'_> {
+    /// Why a live resource must be left alone, if it must.
+    pub fn refusal(&self, tags: &Tags) -> Option<String> {
+        // A resource with some of the stack's ownership tags is the stack's, even if someone
+        // removed one of them (that is drift the diff restores).
+        match tags.get(TAG_STACK) {
+            Some(other) if other != self.stack => Some(format!("it belongs to stack `{other}` (tag {TAG_STACK}); the reconciler never touches another stack's resources")),
+            Some(_) => None,
+            None if tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_VALUE) => None,
+            None if self.adopt_existing => None,
+            None => Some(
+                "it exists with this stack's name but without its ownership tags (made by hand or another tool): set `spec.policy.adoptExisting: true` to let the reconciler manage it"
+                    .to_string(),
+            ),
+        }
+    }
+}
+
 /// Plan only, or apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -114,16 +147,31 @@ pub struct Synced<L> {
     pub live: Option<L>,
 }
 
-/// The generic step, for every kind: absent → create; differs → update what may be updated,
-/// report what may not; in [`Mode::Plan`] nothing is called but observation.
+/// The generic step, for every kind: someone else's resource → left alone; absent → create;
+/// differs → update what may be updated, report what may not; in [`Mode::Plan`] nothing is
+/// called but observation.
 pub async fn sync<D: Driver>(
     driver: &D,
     aws: &Aws,
     desired: &D::Desired,
     live: Option<&D::Live>,
     mode: Mode,
+    owner: Owner<'_>,
 ) -> Result<Synced<D::Live>, AwsError> {
     let name = D::name(desired);
+    if let Some(reason) = live.and_then(D::tags).and_then(|t| owner.refusal(t)) {
+        return Ok(Synced {
+            change: Change {
+                kind: D::KIND,
+                name,
+                id: live.map(D::id),
+                action: Action::Blocked,
+                diffs: Vec::new(),
+                reason: Some(reason),
+            },
+            live: None,
+        });
+    }
     let adopted;
     let mut note = None;
     let live = match (live, mode) {
@@ -234,4 +282,53 @@ pub async fn sync<D: Driver>(
         },
         live: Some(after),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(pairs: &[(&str, &str)]) -> Tags {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn ownership_decides_what_may_be_touched() {
+        let owner = Owner {
+            stack: "shop",
+            adopt_existing: false,
+        };
+        assert_eq!(
+            owner.refusal(&tags(&[
+                ("managed-by", "presta-reconciler"),
+                ("presta-reconciler/stack", "shop")
+            ])),
+            None
+        );
+        assert_eq!(
+            owner.refusal(&tags(&[("managed-by", "presta-reconciler")])),
+            None,
+            "a removed stack tag is drift, not a stranger"
+        );
+        let stranger = owner.refusal(&tags(&[("Name", "shop-db")])).unwrap();
+        assert!(stranger.contains("adoptExisting"), "{stranger}");
+        let other = owner
+            .refusal(&tags(&[("presta-reconciler/stack", "other")]))
+            .unwrap();
+        assert!(other.contains("belongs to stack `other`"), "{other}");
+        let adopting = Owner {
+            stack: "shop",
+            adopt_existing: true,
+        };
+        assert_eq!(adopting.refusal(&tags(&[("Name", "shop-db")])), None);
+        assert!(
+            adopting
+                .refusal(&tags(&[("presta-reconciler/stack", "other")]))
+                .is_some(),
+            "adoption never takes another stack's resource"
+        );
+    }
 }

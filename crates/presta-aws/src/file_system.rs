@@ -73,6 +73,10 @@ impl Driver for FileSystems {
         live.id.clone()
     }
 
+    fn tags(live: &Self::Live) -> Option<&Tags> {
+        Some(&live.tags)
+    }
+
     fn readiness(live: &FileSystemLive) -> Readiness {
         match live.state.as_str() {
             "available" => Readiness::Ready,

@@ -88,6 +88,10 @@ impl Driver for LaunchTemplates {
         live.id.clone()
     }
 
+    fn tags(live: &Self::Live) -> Option<&Tags> {
+        Some(&live.tags)
+    }
+
     async fn observe(
         &self,
         aws: &Aws,

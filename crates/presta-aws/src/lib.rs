@@ -13,7 +13,7 @@ pub mod error;
 
 pub use clients::{Aws, ClientSettings};
 pub use diff::{Action, Change, FieldDiff, Kind};
-pub use driver::{Driver, Mode, Readiness, Scope, Synced, sync};
+pub use driver::{Driver, Mode, Owner, Readiness, Scope, Synced, sync};
 pub use error::{AwsError, ErrorClass};
 pub mod auto_scaling_group;
 pub mod db_instance;

@@ -61,6 +61,10 @@ impl Driver for LoadBalancers {
         live.arn.clone()
     }
 
+    fn tags(live: &Self::Live) -> Option<&Tags> {
+        Some(&live.tags)
+    }
+
     async fn observe(
         &self,
         aws: &Aws,

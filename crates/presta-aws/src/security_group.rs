@@ -97,6 +97,10 @@ impl Driver for SecurityGroups {
         live.id.clone()
     }
 
+    fn tags(live: &Self::Live) -> Option<&Tags> {
+        Some(&live.tags)
+    }
+
     /// One `DescribeSecurityGroups` filtered by the deterministic names and the stacks' VPCs
     /// (`scope.parents`): found by name even if someone removed the ownership tag.
     async fn observe(

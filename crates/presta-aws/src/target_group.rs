@@ -72,6 +72,10 @@ impl Driver for TargetGroups {
         live.arn.clone()
     }
 
+    fn tags(live: &Self::Live) -> Option<&Tags> {
+        Some(&live.tags)
+    }
+
     async fn observe(
         &self,
         aws: &Aws,

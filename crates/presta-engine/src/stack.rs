@@ -66,6 +66,13 @@ impl Run<'_> {
         naming::tags(self.stack.name(), c, &self.stack.metadata.labels)
     }
 
+    fn owner(&self) -> presta_aws::Owner<'_> {
+        presta_aws::Owner {
+            stack: self.stack.name(),
+            adopt_existing: self.stack.spec.policy.adopt_existing,
+        }
+    }
+
     fn record(&self, change: Change) {
         self.changes
             .lock()
@@ -108,7 +115,7 @@ impl Run<'_> {
         D::Live: 'static,
     {
         let name = D::name(desired);
-        match sync(driver, self.aws, desired, live, self.mode).await {
+        match sync(driver, self.aws, desired, live, self.mode, self.owner()).await {
             Ok(mut synced) => {
                 if self.mode == Mode::Apply
                     && let Some(l) = &synced.live

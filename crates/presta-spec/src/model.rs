@@ -461,11 +461,19 @@ pub enum Mode {
 pub struct Policy {
     #[serde(default = "d::mode")]
     pub mode: Mode,
+    /// Take over resources that already carry the stack's deterministic names but no ownership
+    /// tag (made by hand or by another tool). Off by default: such a resource is reported as
+    /// blocked and left alone.
+    #[serde(default)]
+    pub adopt_existing: bool,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { mode: d::mode() }
+        Self {
+            mode: d::mode(),
+            adopt_existing: false,
+        }
     }
 }
 
