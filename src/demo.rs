@@ -74,7 +74,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     for (k, v) in emulator.env() {
         println!("  export {k}={v}");
     }
-    println!("  export AWS_REGION={region}");
+    println!("  export AWS_REGION={region} AWS_DEFAULT_REGION={region}");
     println!(
         "Then, for example: presta-reconciler plan -f {}",
         args.file.display()
