@@ -298,3 +298,12 @@ fn every_schema_field_is_documented_in_docs_spec_md() {
         "docs/spec.md does not document: {missing:?}"
     );
 }
+
+#[test]
+fn an_unknown_stack_is_refused_before_any_aws_call() {
+    let out = run(&["plan", "-f", "config/demo.yaml", "--stack", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("no stack `nope` in the files given"), "{err}");
+    assert!(err.contains("stacks found: demo"), "{err}");
+}
