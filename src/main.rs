@@ -3,7 +3,9 @@
 //! Exit codes: 0 success; 1 error (invalid configuration, AWS failure); 2 wrong command line.
 
 mod demo;
+mod probe;
 mod reconcile_cmd;
+mod serve;
 mod telemetry;
 mod validate_cmd;
 
@@ -39,7 +41,13 @@ enum Command {
     Apply(reconcile_cmd::Args),
     /// Prints the JSON Schema of a PrestaShopStack document (for editors and CI).
     Schema,
-    /// Starts the local AWS emulator, seeds the demo network and runs the demo stack against it.
+    /// The daemon: reconciles every stack periodically and on demand, serves /healthz,
+    /// /readyz, /metrics, POST /reconcile and /stacks; reloads on SIGHUP or file change.
+    Serve(serve::Args),
+    /// Container health check: exit 0 when the daemon's /healthz (or /readyz) answers 200.
+    Probe(probe::Args),
+    /// Starts the local AWS emulator, seeds the demo network and runs the daemon on the demo
+    /// stack against it.
     Demo(demo::Args),
 }
 
@@ -53,6 +61,8 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => demo::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Probe(args) => probe::run(&args),
         Command::Plan(args) => reconcile_cmd::run(&args, presta_aws::Mode::Plan),
         Command::Apply(args) => reconcile_cmd::run(&args, presta_aws::Mode::Apply),
     };

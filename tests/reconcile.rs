@@ -541,10 +541,30 @@ async fn two_stacks_converge_independently_and_one_failure_does_not_stop_the_oth
     assert_eq!(names, ["demo-alb", "shop2-alb"]);
 
     // --stack limits a run to the stacks named.
-    let out = env.cli(&["plan", "-f", file.to_str().unwrap(), "--stack", "shop2", "--output", "json"]);
+    let out = env.cli(&[
+        "plan",
+        "-f",
+        file.to_str().unwrap(),
+        "--stack",
+        "shop2",
+        "--output",
+        "json",
+    ]);
     let only: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(only["stacks"].as_array().unwrap().iter().map(|s| s["stack"].as_str().unwrap()).collect::<Vec<_>>(), ["shop2"]);
-    assert_eq!(out.status.code(), Some(0), "shop2 is converged; the broken stack is not part of this run");
+    assert_eq!(
+        only["stacks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["stack"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["shop2"]
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "shop2 is converged; the broken stack is not part of this run"
+    );
 
     // Observing two stacks lists each kind as often as observing one: only the reads AWS has
     // no batch form for (attributes, listeners, EFS details, template versions) grow.

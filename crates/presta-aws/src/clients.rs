@@ -27,6 +27,9 @@ pub struct ClientSettings {
     pub max_attempts: u32,
     /// Adaptive retry adds client-side rate limiting when AWS throttles.
     pub adaptive_retry: bool,
+    /// Fixed credentials instead of the standard chain (tests against a local endpoint, so
+    /// that the chain never probes the instance metadata service).
+    pub static_credentials: Option<(String, String)>,
 }
 
 impl Default for ClientSettings {
@@ -38,6 +41,7 @@ impl Default for ClientSettings {
             operation_timeout: Duration::from_secs(60),
             max_attempts: 5,
             adaptive_retry: true,
+            static_credentials: None,
         }
     }
 }
@@ -78,6 +82,15 @@ impl Aws {
             .retry_config(retry.with_max_attempts(settings.max_attempts));
         if let Some(url) = &settings.endpoint_url {
             loader = loader.endpoint_url(url);
+        }
+        if let Some((key, secret)) = &settings.static_credentials {
+            loader = loader.credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                key,
+                secret,
+                None,
+                None,
+                "presta-static",
+            ));
         }
         let shared = loader.load().await;
         let counter = CountingInterceptor { recorder };

@@ -4,6 +4,8 @@
 //! know AWS; this crate knows the order and wiring.
 
 pub mod bootstrap;
+pub mod controller;
+pub mod metrics;
 pub mod report;
 pub mod snapshot;
 pub mod stack;
@@ -13,10 +15,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use presta_aws::calls::{CallRecorder, CallStats, Recorders};
 use presta_aws::{Aws, ClientSettings, Mode};
 use presta_spec::Stack;
+use tracing::Instrument;
 
 pub use report::{Outputs, RunReport, StackReport};
 
@@ -63,13 +65,18 @@ pub struct Engine {
     pub settings: Settings,
     /// Extra receivers of AWS call records (the daemon's metrics).
     pub recorders: Vec<Arc<dyn CallRecorder>>,
+    /// Bounds the stacks reconciled at once across every concurrent run of this engine (the
+    /// daemon's periodic sweep and a forced run of one stack share it).
+    limit: Arc<tokio::sync::Semaphore>,
 }
 
 impl Engine {
     pub fn new(settings: Settings) -> Self {
+        let limit = Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1)));
         Engine {
             settings,
             recorders: Vec::new(),
+            limit,
         }
     }
 
@@ -77,20 +84,12 @@ impl Engine {
     pub async fn run(&self, stacks: &[Stack], mode: Mode) -> RunReport {
         let started = Instant::now();
         let stats = CallStats::default();
-        let mut all: Vec<Arc<dyn CallRecorder>> = vec![Arc::new(stats.clone())];
-        all.extend(self.recorders.iter().cloned());
-        let recorder: Arc<dyn CallRecorder> = Arc::new(Recorders(all));
-
-        let mut by_region: BTreeMap<&str, Vec<&Stack>> = BTreeMap::new();
-        for s in stacks {
-            by_region.entry(s.spec.region.as_str()).or_default().push(s);
-        }
-        let regions = futures::future::join_all(by_region.into_iter().map(|(region, stacks)| {
-            let recorder = recorder.clone();
-            async move { self.run_region(region, &stacks, mode, recorder).await }
-        }))
+        let collected = std::sync::Mutex::new(Vec::new());
+        self.run_each(stacks, mode, &stats, &|r| {
+            collected.lock().unwrap_or_else(|e| e.into_inner()).push(r)
+        })
         .await;
-        let mut reports: Vec<StackReport> = regions.into_iter().flatten().collect();
+        let mut reports = collected.into_inner().unwrap_or_else(|e| e.into_inner());
         let order: BTreeMap<&str, usize> = stacks
             .iter()
             .enumerate()
@@ -105,38 +104,64 @@ impl Engine {
         }
     }
 
+    /// Plans or applies every stack, handing each stack's report to `done` as soon as that
+    /// stack is finished (a slow stack does not hold back the others' results). Each region is
+    /// observed once for all its stacks; `stats` counts the calls of this run.
+    pub async fn run_each(
+        &self,
+        stacks: &[Stack],
+        mode: Mode,
+        stats: &CallStats,
+        done: &(dyn Fn(StackReport) + Sync),
+    ) {
+        let mut all: Vec<Arc<dyn CallRecorder>> = vec![Arc::new(stats.clone())];
+        all.extend(self.recorders.iter().cloned());
+        let recorder: Arc<dyn CallRecorder> = Arc::new(Recorders(all));
+        let mut by_region: BTreeMap<&str, Vec<&Stack>> = BTreeMap::new();
+        for s in stacks {
+            by_region.entry(s.spec.region.as_str()).or_default().push(s);
+        }
+        futures::future::join_all(by_region.into_iter().map(|(region, stacks)| {
+            let recorder = recorder.clone();
+            async move { self.run_region(region, &stacks, mode, recorder, done).await }
+        }))
+        .await;
+    }
+
     async fn run_region(
         &self,
         region: &str,
         stacks: &[&Stack],
         mode: Mode,
         recorder: Arc<dyn CallRecorder>,
-    ) -> Vec<StackReport> {
+        done: &(dyn Fn(StackReport) + Sync),
+    ) {
         let aws = Aws::connect(region, &self.settings.client, recorder).await;
         let snap = match snapshot::Snapshot::observe(&aws, stacks).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(region, code = e.code.as_deref().unwrap_or(""), error = %e, "observing the region failed");
-                return stacks
-                    .iter()
-                    .map(|s| {
-                        let mut r = StackReport::new(s, mode, false);
-                        r.error = Some(format!("observing {region} failed: {e}"));
-                        r
-                    })
-                    .collect();
+                for s in stacks {
+                    let mut r = StackReport::new(s, mode, false);
+                    r.error = Some(format!("observing {region} failed: {e}"));
+                    r.observation_failed = true;
+                    done(r);
+                }
+                return;
             }
         };
-        futures::stream::iter(stacks.iter().map(|s| {
-            let (aws, snap) = (&aws, &snap);
-            async move {
+        let (aws, snap) = (&aws, &snap);
+        let runs: Vec<_> = stacks
+            .iter()
+            .map(|s| async move {
+                let _permit = self.limit.acquire().await.ok();
                 let span = tracing::info_span!("reconcile", stack = %s.name());
-                let _enter = span.enter();
-                stack::reconcile(aws, s, snap, mode, &self.settings).await
-            }
-        }))
-        .buffer_unordered(self.settings.concurrency.max(1))
-        .collect()
-        .await
+                let report = stack::reconcile(aws, s, snap, mode, &self.settings)
+                    .instrument(span)
+                    .await;
+                done(report);
+            })
+            .collect();
+        futures::future::join_all(runs).await;
     }
 }

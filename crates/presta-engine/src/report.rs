@@ -33,6 +33,9 @@ pub struct StackReport {
     /// A stack-level failure (network not found, region unreachable).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// True when the region could not be observed at all (AWS unreachable, credentials).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub observation_failed: bool,
     #[serde(serialize_with = "millis")]
     pub duration: Duration,
 }
@@ -54,6 +57,7 @@ impl StackReport {
             changes: Vec::new(),
             outputs: Outputs::default(),
             error: None,
+            observation_failed: false,
             duration: Duration::ZERO,
         }
     }

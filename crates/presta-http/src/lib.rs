@@ -1,1 +1,272 @@
-//! placeholder
+//! The daemon's HTTP API (axum). Every endpoint is documented in `docs/openapi.yaml`.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /healthz` | the process is alive (no AWS call) |
+//! | `GET /readyz` | configuration loaded and the last AWS observation succeeded recently; 503 with the reason otherwise |
+//! | `GET /metrics` | Prometheus text format |
+//! | `POST /reconcile`, `POST /reconcile/{stack}` | force a run (202); `?wait=true` waits and returns the result |
+//! | `GET /stacks`, `GET /stacks/{stack}` | status: per resource, drift, last run, outputs |
+//! | `GET /stacks/{stack}/plan` | a fresh dry run |
+//!
+//! The handlers never reconcile themselves: they ask the [`Controller`]. Endpoints that act or
+//! call AWS (`POST /reconcile*`, `GET /stacks/{stack}/plan`) require `Authorization: Bearer
+//! <token>` when a token is configured. Errors are JSON: `{"error": "...", "status": 404}`.
+//! No response carries a secret value: reports hold field diffs, and secrets never enter one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use presta_engine::controller::{Controller, TriggerError};
+use presta_engine::metrics::RunResult;
+use serde::Deserialize;
+use serde_json::json;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub controller: Controller,
+    /// The bearer token that guards the endpoints that act, if one is configured.
+    pub token: Option<Arc<str>>,
+    /// The longest `?wait=true` waits before answering 202 with the run still going.
+    pub wait_timeout: Duration,
+}
+
+/// The API's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/reconcile", post(reconcile_all))
+        .route("/reconcile/{stack}", post(reconcile_one))
+        .route("/stacks", get(stacks))
+        .route("/stacks/{stack}", get(stack))
+        .route("/stacks/{stack}/plan", get(plan))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// A JSON error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (
+            self.status,
+            Json(json!({"error": self.message, "status": self.status.as_u16()})),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"presta-reconciler\""),
+            );
+        }
+        resp
+    }
+}
+
+impl From<TriggerError> for ApiError {
+    fn from(e: TriggerError) -> ApiError {
+        let status = match e {
+            TriggerError::UnknownStack { .. } => StatusCode::NOT_FOUND,
+            TriggerError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+/// Compares in time independent of where the first difference is.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &state.token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this endpoint needs `Authorization: Bearer <token>` (the daemon's --token-file)",
+        )),
+        Some(t) if same_secret(t.trim().as_bytes(), token.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "wrong bearer token")),
+    }
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.controller.readiness() {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not ready", "reason": reason})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.controller.metrics().render(),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReconcileParams {
+    #[serde(default)]
+    wait: bool,
+}
+
+async fn reconcile_all(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<ReconcileParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    reconcile(state, headers, params, None).await
+}
+
+async fn reconcile_one(
+    State(state): State<AppState>,
+    Path(stack): Path<String>,
+    headers: HeaderMap,
+    params: Result<Query<ReconcileParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    reconcile(state, headers, params, Some(stack)).await
+}
+
+async fn reconcile(
+    state: AppState,
+    headers: HeaderMap,
+    params: Result<Query<ReconcileParams>, QueryRejection>,
+    stack: Option<String>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let Query(params) = params.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{}; the only parameter is `wait=true|false`", e.body_text()),
+        )
+    })?;
+    let targets = state.controller.trigger(stack.as_deref())?;
+    let names: Vec<&str> = targets.iter().map(|(n, _)| n.as_str()).collect();
+    if !params.wait {
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"accepted": names, "message": "reconcile queued"})),
+        )
+            .into_response());
+    }
+    match state
+        .controller
+        .wait_for(&targets, state.wait_timeout)
+        .await
+    {
+        Some(reports) => {
+            let results: Vec<_> = reports
+                .iter()
+                .map(|r| json!({"stack": r.stack, "result": RunResult::of(r), "report": r}))
+                .collect();
+            Ok(Json(json!({"finished": true, "results": results})).into_response())
+        }
+        None => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "accepted": names,
+                "finished": false,
+                "message": format!("the run did not finish within {}s; it goes on (see GET /stacks)", state.wait_timeout.as_secs()),
+            })),
+        )
+            .into_response()),
+    }
+}
+
+async fn stacks(State(state): State<AppState>) -> Json<presta_engine::controller::Overview> {
+    Json(state.controller.overview())
+}
+
+async fn stack(
+    State(state): State<AppState>,
+    Path(stack): Path<String>,
+) -> Result<Response, ApiError> {
+    match state.controller.status(&stack) {
+        Some(s) => Ok(Json(s).into_response()),
+        None => Err(unknown(&state, &stack)),
+    }
+}
+
+async fn plan(
+    State(state): State<AppState>,
+    Path(stack): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let report = state.controller.plan(&stack).await?;
+    Ok(Json(json!({
+        "stack": report.stack,
+        "converged": report.converged(),
+        "pending": report.pending(),
+        "blocked": report.blocked(),
+        "report": report,
+    }))
+    .into_response())
+}
+
+fn unknown(state: &AppState, stack: &str) -> ApiError {
+    ApiError::from(TriggerError::UnknownStack {
+        stack: stack.to_string(),
+        known: state.controller.stack_names().join(", "),
+    })
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no such endpoint; see docs/openapi.yaml (/healthz, /readyz, /metrics, /reconcile, /stacks)",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint (POST /reconcile..., GET for the others)",
+    )
+}
+
+#[cfg(test)]
+mod tests;

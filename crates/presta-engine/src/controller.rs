@@ -1,0 +1,843 @@
+//! The daemon's reconcile loop: keeps every configured stack converged, periodically and on
+//! demand, and keeps the status the HTTP API serves.
+//!
+//! Scheduling, like kube-runtime's controller:
+//! - every stack has a due time; the scheduler gathers the stacks that are due and not
+//!   running into one batch, so a periodic sweep observes each region once for all its
+//!   stacks (the engine's batched observation);
+//! - a stack is never reconciled twice at once; a trigger during a run queues exactly one
+//!   follow-up run, however many triggers arrive;
+//! - each stack's result is taken as soon as that stack finishes, so a slow or failing stack
+//!   never holds back the others; the engine bounds the stacks reconciled at once;
+//! - after a success the next run is due one interval later (with jitter); a failure backs
+//!   off exponentially (capped) and a success resets it; a stack still waiting for AWS (an
+//!   RDS instance being created) is looked at again soon, without blocking a worker;
+//! - on shutdown no new run starts and the runs in flight get a bounded time to finish.
+//!
+//! HTTP handlers never reconcile themselves: they call [`Controller::trigger`] and, to wait,
+//! [`Controller::wait_for`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use presta_aws::calls::CallStats;
+use presta_aws::{Action, Mode};
+use presta_spec::Stack;
+use presta_spec::model::Mode as PolicyMode;
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+
+use crate::Engine;
+use crate::metrics::{Metrics, RunResult};
+use crate::report::{Outputs, StackReport};
+
+/// How often and how patiently the daemon reconciles.
+#[derive(Debug, Clone)]
+pub struct ControllerSettings {
+    /// Time between two runs of a converged stack.
+    pub interval: Duration,
+    /// Spread of the interval, as a fraction (0.1: ±10%), so that stacks do not all hit AWS at
+    /// the same second.
+    pub jitter: f64,
+    /// Next look at a stack that waits for AWS (a database being created).
+    pub pending_requeue: Duration,
+    /// First delay after a failure; doubles with each further failure.
+    pub backoff_base: Duration,
+    /// The longest delay after failures.
+    pub backoff_max: Duration,
+    /// `/readyz` fails when the last successful AWS observation is older than this.
+    pub ready_max_age: Duration,
+}
+
+impl Default for ControllerSettings {
+    fn default() -> Self {
+        ControllerSettings {
+            interval: Duration::from_secs(60),
+            jitter: 0.1,
+            pending_requeue: Duration::from_secs(15),
+            backoff_base: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(300),
+            ready_max_age: Duration::from_secs(180),
+        }
+    }
+}
+
+impl ControllerSettings {
+    /// The delay before the next run after `failures` failures in a row (at least one).
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+        self.backoff_base
+            .saturating_mul(factor)
+            .min(self.backoff_max)
+    }
+
+    /// The interval, spread by up to ±`jitter`.
+    fn jittered_interval(&self) -> Duration {
+        let mut buf = [0u8; 8];
+        let unit = if getrandom::fill(&mut buf).is_ok() {
+            (u64::from_le_bytes(buf) >> 11) as f64 / (1u64 << 53) as f64
+        } else {
+            0.5
+        };
+        let spread = self.jitter.clamp(0.0, 0.9) * (2.0 * unit - 1.0);
+        self.interval.mul_f64(1.0 + spread)
+    }
+}
+
+/// Why a trigger was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TriggerError {
+    #[error("no stack `{stack}` in the configuration (stacks: {known})")]
+    UnknownStack { stack: String, known: String },
+    #[error("the daemon is shutting down and takes no new runs")]
+    ShuttingDown,
+}
+
+/// One resource as last seen.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceStatus {
+    pub kind: &'static str,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `in_sync`, `drifted`, `blocked`, `absent`, `undeclared`, `waiting` or `failed`, at the
+    /// last observation (after the corrections of that run).
+    pub state: &'static str,
+    /// What the last reconcile run did to it (`none`, `create`, `update`, `delete`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_action: Option<Action>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One field that differs at the last observation.
+#[derive(Debug, Clone, Serialize)]
+pub struct DriftStatus {
+    pub kind: &'static str,
+    pub name: String,
+    pub field: String,
+    pub desired: serde_json::Value,
+    pub live: serde_json::Value,
+    /// Set when the reconciler refuses to correct it, with the reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
+}
+
+/// What the daemon knows of one stack; `GET /stacks/{stack}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StackStatus {
+    pub stack: String,
+    pub region: String,
+    /// `enforce` or `observe`.
+    pub policy: &'static str,
+    /// `converged`, `blocked`, `pending`, `error`, or `unknown` before the first run.
+    pub state: &'static str,
+    pub running: bool,
+    pub runs: u64,
+    pub consecutive_failures: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_observed_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_run_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_run_duration_ms: Option<f64>,
+    /// Seconds until the next scheduled run (0 when due or running).
+    pub next_run_in_seconds: f64,
+    pub outputs: Outputs,
+    /// Fields that differ at the last observation (corrected drift is gone from here; see
+    /// `last_run` for what the last run changed).
+    pub drift: Vec<DriftStatus>,
+    pub resources: Vec<ResourceStatus>,
+    /// The last reconcile run's report: every change it made, field by field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<Arc<StackReport>>,
+}
+
+/// The daemon-wide figures of `GET /stacks`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Overview {
+    pub stacks: Vec<StackStatus>,
+    pub config: ConfigStatus,
+}
+
+/// Which configuration runs.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConfigStatus {
+    /// Where the configuration was read from.
+    pub sources: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loaded_at: Option<String>,
+    /// The last reload that was refused (the previous configuration kept running).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_reload_error: Option<String>,
+}
+
+struct Entry {
+    stack: Arc<Stack>,
+    due: Instant,
+    running: bool,
+    follow_up: bool,
+    runs_started: u64,
+    runs_done: u64,
+    failures: u32,
+    last_result: Option<RunResult>,
+    last_error: Option<String>,
+    last_run: Option<Arc<StackReport>>,
+    last_run_at: Option<SystemTime>,
+    last_success_at: Option<SystemTime>,
+    /// The freshest observation (plan or apply), and when it started.
+    observation: Option<(Instant, SystemTime, Arc<StackReport>)>,
+}
+
+impl Entry {
+    fn new(stack: Arc<Stack>, due: Instant) -> Entry {
+        Entry {
+            stack,
+            due,
+            running: false,
+            follow_up: false,
+            runs_started: 0,
+            runs_done: 0,
+            failures: 0,
+            last_result: None,
+            last_error: None,
+            last_run: None,
+            last_run_at: None,
+            last_success_at: None,
+            observation: None,
+        }
+    }
+}
+
+struct State {
+    stacks: BTreeMap<String, Entry>,
+    accepting: bool,
+    config: ConfigStatus,
+    last_observation_ok: Option<Instant>,
+    last_observation_error: Option<(Instant, String)>,
+}
+
+struct Inner {
+    engine: Engine,
+    metrics: Metrics,
+    settings: ControllerSettings,
+    state: Mutex<State>,
+    wake: Notify,
+    /// Bumped after every finished run, for waiters.
+    finished: watch::Sender<u64>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// The daemon's controller; cheap to clone (shared).
+#[derive(Clone)]
+pub struct Controller {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller").finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// A controller for `stacks` (with defaults applied). The engine's AWS calls are counted in
+    /// `metrics`. Nothing runs until [`Controller::run`] is polled.
+    pub fn new(
+        mut engine: Engine,
+        metrics: Metrics,
+        settings: ControllerSettings,
+        stacks: Vec<Stack>,
+        sources: Vec<String>,
+    ) -> Controller {
+        engine.recorders.push(Arc::new(metrics.clone()));
+        let now = Instant::now();
+        let entries = stacks
+            .into_iter()
+            .map(|s| (s.name().to_string(), Entry::new(Arc::new(s), now)))
+            .collect::<BTreeMap<_, _>>();
+        metrics.stacks_configured.set(entries.len() as f64);
+        Controller {
+            inner: Arc::new(Inner {
+                engine,
+                metrics,
+                settings,
+                state: Mutex::new(State {
+                    stacks: entries,
+                    accepting: true,
+                    config: ConfigStatus {
+                        sources,
+                        loaded_at: Some(rfc3339(SystemTime::now())),
+                        last_reload_error: None,
+                    },
+                    last_observation_ok: None,
+                    last_observation_error: None,
+                }),
+                wake: Notify::new(),
+                finished: watch::channel(0).0,
+                shutdown: watch::channel(false).0,
+            }),
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs the loop until [`Controller::shutdown`]; then lets the runs in flight finish for
+    /// at most `drain`, and returns whether they all did.
+    pub async fn run(&self, drain: Duration) -> bool {
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut shutdown = self.inner.shutdown.subscribe();
+        loop {
+            if *shutdown.borrow_and_update() {
+                break;
+            }
+            let (batch, next) = self.take_due();
+            if !batch.is_empty() {
+                let me = self.clone();
+                tasks.spawn(async move { me.run_batch(batch).await });
+            }
+            while tasks.try_join_next().is_some() {}
+            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(
+                next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
+            ));
+            tokio::select! {
+                _ = sleep => {}
+                _ = self.inner.wake.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        let in_flight = tasks.len();
+        if in_flight > 0 {
+            tracing::info!(
+                runs = in_flight,
+                drain_seconds = drain.as_secs(),
+                "shutting down: letting the runs in flight finish"
+            );
+        }
+        let drained =
+            tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} })
+                .await
+                .is_ok();
+        if !drained {
+            tracing::warn!("shutdown: runs still in flight after the drain time; stopping them");
+            tasks.abort_all();
+        }
+        drained
+    }
+
+    /// Stops taking triggers and ends [`Controller::run`]'s loop.
+    pub fn shutdown(&self) {
+        self.state().accepting = false;
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// The stacks due now (marked running), and when the next one is due.
+    fn take_due(&self) -> (Vec<Arc<Stack>>, Option<Instant>) {
+        let now = Instant::now();
+        let mut st = self.state();
+        let mut batch = Vec::new();
+        let mut next: Option<Instant> = None;
+        for e in st.stacks.values_mut() {
+            if e.running {
+                continue;
+            }
+            if e.due <= now {
+                e.running = true;
+                e.follow_up = false;
+                e.runs_started += 1;
+                batch.push(e.stack.clone());
+            } else {
+                next = Some(next.map_or(e.due, |n| n.min(e.due)));
+            }
+        }
+        (batch, next)
+    }
+
+    async fn run_batch(&self, batch: Vec<Arc<Stack>>) {
+        let stacks: Vec<Stack> = batch.iter().map(|s| (**s).clone()).collect();
+        let stats = CallStats::default();
+        let started = (Instant::now(), SystemTime::now());
+        self.inner
+            .engine
+            .run_each(&stacks, Mode::Apply, &stats, &|report| {
+                self.finish(report, started)
+            })
+            .await;
+        tracing::debug!(
+            stacks = stacks.len(),
+            aws_calls = stats.total(),
+            "batch finished"
+        );
+    }
+
+    /// Takes one stack's result: status, metrics, next due time, waiters.
+    fn finish(&self, report: StackReport, started: (Instant, SystemTime)) {
+        let now = SystemTime::now();
+        self.inner.metrics.observe_report(&report, unix(now));
+        let result = RunResult::of(&report);
+        let settings = &self.inner.settings;
+        {
+            let mut st = self.state();
+            note_observation(&mut st, &report, started.0);
+            if let Some(e) = st.stacks.get_mut(&report.stack) {
+                e.running = false;
+                e.runs_done += 1;
+                e.last_result = Some(result);
+                e.last_run_at = Some(now);
+                let delay = match result {
+                    RunResult::Error => {
+                        e.failures += 1;
+                        settings.backoff(e.failures)
+                    }
+                    RunResult::Pending => {
+                        e.failures = 0;
+                        settings.pending_requeue
+                    }
+                    RunResult::Converged | RunResult::Blocked => {
+                        e.failures = 0;
+                        e.last_success_at = Some(now);
+                        settings.jittered_interval()
+                    }
+                };
+                e.last_error = first_error(&report);
+                e.due = if e.follow_up {
+                    Instant::now()
+                } else {
+                    Instant::now() + delay
+                };
+                let report = Arc::new(report);
+                e.last_run = Some(report.clone());
+                if !report.observation_failed {
+                    set_observation(e, started, report);
+                }
+                match result {
+                    RunResult::Error => {
+                        tracing::warn!(stack = %e.stack.name(), failures = e.failures, retry_in_seconds = delay.as_secs(), error = e.last_error.as_deref().unwrap_or(""), "reconcile failed")
+                    }
+                    _ => {
+                        tracing::info!(stack = %e.stack.name(), result = result.as_str(), next_in_seconds = delay.as_secs(), "reconciled")
+                    }
+                }
+            }
+        }
+        self.inner.finished.send_modify(|n| *n += 1);
+        self.inner.wake.notify_one();
+    }
+
+    /// Asks for a run of one stack (or of all with `None`) as soon as possible. Returns, per
+    /// stack, the number of the run that will take the request into account (for
+    /// [`Controller::wait_for`]). A stack that is running gets exactly one follow-up run.
+    pub fn trigger(&self, stack: Option<&str>) -> Result<Vec<(String, u64)>, TriggerError> {
+        let mut st = self.state();
+        if !st.accepting {
+            return Err(TriggerError::ShuttingDown);
+        }
+        if let Some(name) = stack
+            && !st.stacks.contains_key(name)
+        {
+            return Err(TriggerError::UnknownStack {
+                stack: name.to_string(),
+                known: st.stacks.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        }
+        let now = Instant::now();
+        let mut targets = Vec::new();
+        for (name, e) in st.stacks.iter_mut() {
+            if stack.is_some_and(|s| s != name) {
+                continue;
+            }
+            if e.running {
+                e.follow_up = true;
+            } else {
+                e.due = now;
+            }
+            targets.push((name.clone(), e.runs_started + 1));
+        }
+        drop(st);
+        self.inner.wake.notify_one();
+        Ok(targets)
+    }
+
+    /// Waits until each `(stack, run)` is finished (or the stack left the configuration) and
+    /// returns the reports of those runs, or `None` on timeout.
+    pub async fn wait_for(
+        &self,
+        targets: &[(String, u64)],
+        timeout: Duration,
+    ) -> Option<Vec<Arc<StackReport>>> {
+        let mut finished = self.inner.finished.subscribe();
+        let wait = async {
+            loop {
+                let done = {
+                    let st = self.state();
+                    targets
+                        .iter()
+                        .map(|(name, run)| match st.stacks.get(name) {
+                            Some(e) if e.runs_done >= *run => Some(e.last_run.clone()),
+                            Some(_) => None,
+                            None => Some(None),
+                        })
+                        .collect::<Option<Vec<_>>>()
+                };
+                if let Some(reports) = done {
+                    return reports.into_iter().flatten().collect();
+                }
+                if finished.changed().await.is_err() {
+                    return Vec::new();
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.ok()
+    }
+
+    /// A fresh dry run of one stack; its observation updates the status and drift figures.
+    pub async fn plan(&self, stack: &str) -> Result<StackReport, TriggerError> {
+        let spec = {
+            let st = self.state();
+            match st.stacks.get(stack) {
+                Some(e) => (*e.stack).clone(),
+                None => {
+                    return Err(TriggerError::UnknownStack {
+                        stack: stack.to_string(),
+                        known: st.stacks.keys().cloned().collect::<Vec<_>>().join(", "),
+                    });
+                }
+            }
+        };
+        let started = (Instant::now(), SystemTime::now());
+        let mut run = self
+            .inner
+            .engine
+            .run(std::slice::from_ref(&spec), Mode::Plan)
+            .await;
+        let report = run.stacks.pop().unwrap_or_else(|| {
+            let mut r = StackReport::new(&spec, Mode::Plan, false);
+            r.error = Some("the engine returned no report".into());
+            r
+        });
+        self.inner
+            .metrics
+            .observe_report(&report, unix(SystemTime::now()));
+        let mut st = self.state();
+        note_observation(&mut st, &report, started.0);
+        if !report.observation_failed
+            && let Some(e) = st.stacks.get_mut(stack)
+        {
+            set_observation(e, started, Arc::new(report.clone()));
+        }
+        Ok(report)
+    }
+
+    /// Replaces the configuration: new stacks run at once, changed ones get a run (a
+    /// follow-up if running), removed ones are no longer reconciled. Nothing in AWS is
+    /// deleted because a stack left the file.
+    pub fn set_stacks(&self, stacks: Vec<Stack>, sources: Vec<String>) {
+        let now = Instant::now();
+        let mut st = self.state();
+        let mut seen = std::collections::BTreeSet::new();
+        for s in stacks {
+            let name = s.name().to_string();
+            seen.insert(name.clone());
+            match st.stacks.get_mut(&name) {
+                Some(e) if *e.stack == s => {}
+                Some(e) => {
+                    e.stack = Arc::new(s);
+                    if e.running {
+                        e.follow_up = true;
+                    } else {
+                        e.due = now;
+                    }
+                }
+                None => {
+                    st.stacks.insert(name, Entry::new(Arc::new(s), now));
+                }
+            }
+        }
+        let removed: Vec<String> = st
+            .stacks
+            .keys()
+            .filter(|k| !seen.contains(*k))
+            .cloned()
+            .collect();
+        for name in &removed {
+            st.stacks.remove(name);
+            self.inner.metrics.forget_stack(name);
+            tracing::warn!(stack = %name, "stack left the configuration: no longer reconciled (its AWS resources are kept)");
+        }
+        self.inner
+            .metrics
+            .stacks_configured
+            .set(st.stacks.len() as f64);
+        st.config = ConfigStatus {
+            sources,
+            loaded_at: Some(rfc3339(SystemTime::now())),
+            last_reload_error: None,
+        };
+        drop(st);
+        self.inner.wake.notify_one();
+    }
+
+    /// Records a refused reload (the running configuration stays).
+    pub fn reload_refused(&self, message: String) {
+        self.state().config.last_reload_error = Some(message);
+    }
+
+    /// Names of the configured stacks.
+    pub fn stack_names(&self) -> Vec<String> {
+        self.state().stacks.keys().cloned().collect()
+    }
+
+    /// `Ok` when the daemon is ready: it has a configuration and its last AWS observation
+    /// succeeded recently. Otherwise the reason.
+    pub fn readiness(&self) -> Result<(), String> {
+        let st = self.state();
+        if !st.accepting {
+            return Err("shutting down".into());
+        }
+        if st.stacks.is_empty() {
+            return Ok(());
+        }
+        let max_age = self.inner.settings.ready_max_age;
+        match (st.last_observation_ok, &st.last_observation_error) {
+            (_, Some((at, err))) if st.last_observation_ok.is_none_or(|ok| *at > ok) => {
+                Err(format!("the last AWS observation failed: {err}"))
+            }
+            (None, _) => Err("no AWS observation has completed yet".into()),
+            (Some(ok), _) if ok.elapsed() > max_age => Err(format!(
+                "the last successful AWS observation is {}s old (limit {}s)",
+                ok.elapsed().as_secs(),
+                max_age.as_secs()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The status of every stack and of the configuration.
+    pub fn overview(&self) -> Overview {
+        let st = self.state();
+        Overview {
+            stacks: st.stacks.values().map(status_of).collect(),
+            config: st.config.clone(),
+        }
+    }
+
+    /// The status of one stack.
+    pub fn status(&self, stack: &str) -> Option<StackStatus> {
+        self.state().stacks.get(stack).map(status_of)
+    }
+}
+
+fn note_observation(st: &mut State, report: &StackReport, started: Instant) {
+    if report.observation_failed {
+        st.last_observation_error = Some((
+            started,
+            report.error.clone().unwrap_or_else(|| "unknown".into()),
+        ));
+    } else if st.last_observation_ok.is_none_or(|t| t < started) {
+        st.last_observation_ok = Some(started);
+    }
+}
+
+fn set_observation(e: &mut Entry, started: (Instant, SystemTime), report: Arc<StackReport>) {
+    if e.observation
+        .as_ref()
+        .is_none_or(|(t, _, _)| *t <= started.0)
+    {
+        e.observation = Some((started.0, started.1, report));
+    }
+}
+
+fn first_error(report: &StackReport) -> Option<String> {
+    report.error.clone().or_else(|| {
+        report
+            .changes
+            .iter()
+            .find(|c| c.action == Action::Failed)
+            .map(|c| {
+                format!(
+                    "{} {}: {}",
+                    c.kind,
+                    c.name,
+                    c.reason.as_deref().unwrap_or("failed")
+                )
+            })
+    })
+}
+
+fn status_of(e: &Entry) -> StackStatus {
+    let stack = &e.stack;
+    let observation = e.observation.as_ref().map(|(_, _, r)| r);
+    let applied = |r: &StackReport| r.mode == "apply" && !r.observe_only;
+    let mut drift = Vec::new();
+    let mut resources = Vec::new();
+    if let Some(r) = observation {
+        for c in &r.changes {
+            let corrected = applied(r) && c.is_pending();
+            for d in &c.diffs {
+                if corrected && d.blocked.is_none() {
+                    continue;
+                }
+                drift.push(DriftStatus {
+                    kind: c.kind.as_str(),
+                    name: c.name.clone(),
+                    field: d.field.clone(),
+                    desired: d.desired.clone(),
+                    live: d.live.clone(),
+                    blocked: d.blocked.clone(),
+                });
+            }
+            let has_blocked = c.action == Action::Blocked || c.blocked().next().is_some();
+            let state = match c.action {
+                _ if has_blocked => "blocked",
+                Action::None => "in_sync",
+                _ if corrected => "in_sync",
+                Action::Create => "absent",
+                Action::Delete => "undeclared",
+                Action::Update | Action::Replace => "drifted",
+                Action::Blocked => "blocked",
+                Action::Waiting => "waiting",
+                Action::Failed => "failed",
+            };
+            let last_action = e.last_run.as_ref().and_then(|run| {
+                run.changes
+                    .iter()
+                    .find(|x| x.kind == c.kind && x.name == c.name)
+                    .map(|x| x.action)
+            });
+            resources.push(ResourceStatus {
+                kind: c.kind.as_str(),
+                name: c.name.clone(),
+                id: c.id.clone(),
+                state,
+                last_action,
+                reason: c.reason.clone(),
+            });
+        }
+    }
+    StackStatus {
+        stack: stack.name().to_string(),
+        region: stack.spec.region.clone(),
+        policy: match stack.spec.policy.mode {
+            PolicyMode::Enforce => "enforce",
+            PolicyMode::Observe => "observe",
+        },
+        state: e.last_result.map_or("unknown", RunResult::as_str),
+        running: e.running,
+        runs: e.runs_done,
+        consecutive_failures: e.failures,
+        last_error: e.last_error.clone(),
+        last_observed_at: e.observation.as_ref().map(|(_, t, _)| rfc3339(*t)),
+        last_run_at: e.last_run_at.map(rfc3339),
+        last_success_at: e.last_success_at.map(rfc3339),
+        last_run_duration_ms: e
+            .last_run
+            .as_ref()
+            .map(|r| (r.duration.as_secs_f64() * 10_000.0).round() / 10.0),
+        next_run_in_seconds: if e.running {
+            0.0
+        } else {
+            (e.due
+                .saturating_duration_since(Instant::now())
+                .as_secs_f64()
+                * 10.0)
+                .round()
+                / 10.0
+        },
+        outputs: observation
+            .map(|r| r.outputs.clone())
+            .or_else(|| e.last_run.as_ref().map(|r| r.outputs.clone()))
+            .unwrap_or_default(),
+        drift,
+        resources,
+        last_run: e.last_run.clone(),
+    }
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// `2026-11-24T17:41:00Z` (UTC, second precision).
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let s = ControllerSettings {
+            backoff_base: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(60),
+            ..ControllerSettings::default()
+        };
+        let got: Vec<u64> = (1..=6).map(|n| s.backoff(n).as_secs()).collect();
+        assert_eq!(got, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(s.backoff(1000), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn jitter_stays_within_its_spread() {
+        let s = ControllerSettings {
+            interval: Duration::from_secs(100),
+            jitter: 0.1,
+            ..ControllerSettings::default()
+        };
+        let samples: Vec<Duration> = (0..200).map(|_| s.jittered_interval()).collect();
+        assert!(
+            samples
+                .iter()
+                .all(|d| *d >= Duration::from_secs(90) && *d <= Duration::from_secs(110))
+        );
+        let distinct: std::collections::BTreeSet<_> = samples.iter().collect();
+        assert!(distinct.len() > 100, "the interval is spread, not fixed");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_545_660)),
+            "2026-11-24T18:41:00Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
+    }
+}

@@ -1,0 +1,500 @@
+//! The daemon's Prometheus metrics, owned by a registry of their own (no global): every
+//! figure the controller and the AWS call interceptor update, and the text format
+//! `GET /metrics` serves. Names follow Prometheus conventions (prefix `presta_`, base units,
+//! `_total` for counters); labels never carry ids, ARNs or error messages. The reference is
+//! `docs/metrics.md` (a test keeps the two in step).
+
+use std::time::Duration;
+
+use presta_aws::calls::{CallRecorder, Outcome};
+use presta_aws::{Action, Kind};
+use prometheus::{
+    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::report::StackReport;
+
+/// How a stack run ended, as the `result` label of `presta_reconcile_runs_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunResult {
+    /// Live matches desired at the end of the run (corrections included).
+    Converged,
+    /// Converged except for drift the reconciler refuses to correct (data at risk, not owned).
+    Blocked,
+    /// Something is still being created or waits for a dependency; runs again soon.
+    Pending,
+    /// A step or the observation failed.
+    Error,
+}
+
+impl RunResult {
+    pub fn of(report: &StackReport) -> RunResult {
+        if report.failed() > 0 {
+            RunResult::Error
+        } else if report
+            .changes
+            .iter()
+            .any(|c| c.action == Action::Waiting || (report.mode == "plan" && c.is_pending()))
+        {
+            RunResult::Pending
+        } else if report.blocked() > 0 {
+            RunResult::Blocked
+        } else {
+            RunResult::Converged
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Converged => "converged",
+            RunResult::Blocked => "blocked",
+            RunResult::Pending => "pending",
+            RunResult::Error => "error",
+        }
+    }
+}
+
+/// Every metric of the daemon.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub reconcile_runs: IntCounterVec,
+    pub reconcile_duration: HistogramVec,
+    pub drifted_resources: IntGaugeVec,
+    pub drift_detected: IntCounterVec,
+    pub drift_corrected: IntCounterVec,
+    pub blocked_drifts: IntGaugeVec,
+    pub resources_ready: IntGaugeVec,
+    pub resources_managed: IntGaugeVec,
+    pub last_success: GaugeVec,
+    pub aws_calls: IntCounterVec,
+    pub aws_call_duration: HistogramVec,
+    pub config_reloads: IntCounterVec,
+    pub stacks_configured: Gauge,
+    pub build_info: IntGaugeVec,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // Only reachable with a malformed name or duplicate registration: a programming error
+    // that every test run would show.
+    r.unwrap_or_else(|e| panic!("metric definition: {e}"))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = must(IntCounterVec::new(Opts::new(name, help), labels));
+            must(registry.register(Box::new(c.clone())));
+            c
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = must(IntGaugeVec::new(Opts::new(name, help), labels));
+            must(registry.register(Box::new(g.clone())));
+            g
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
+            let h = must(HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets),
+                labels,
+            ));
+            must(registry.register(Box::new(h.clone())));
+            h
+        };
+        let last_success = must(GaugeVec::new(
+            Opts::new(
+                "presta_last_successful_reconcile_timestamp_seconds",
+                "Unix time of the last run of the stack that ended converged or blocked.",
+            ),
+            &["stack"],
+        ));
+        must(registry.register(Box::new(last_success.clone())));
+        let stacks_configured = must(Gauge::new(
+            "presta_stacks_configured",
+            "Stacks in the configuration the daemon runs.",
+        ));
+        must(registry.register(Box::new(stacks_configured.clone())));
+        let m = Metrics {
+            reconcile_runs: counter(
+                "presta_reconcile_runs_total",
+                "Reconcile runs by stack and result (converged, blocked, pending, error).",
+                &["stack", "result"],
+            ),
+            reconcile_duration: histogram(
+                "presta_reconcile_duration_seconds",
+                "Wall time of one reconcile run of a stack.",
+                &["stack"],
+                vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
+            ),
+            drifted_resources: gauge(
+                "presta_drifted_resources",
+                "Resources whose live state differs from the spec at the last observation, by stack and kind.",
+                &["stack", "kind"],
+            ),
+            drift_detected: counter(
+                "presta_drift_detected_total",
+                "Differences found between live and desired, by stack, kind and field (`(absent)` for a missing resource, `(undeclared)` for an extra one).",
+                &["stack", "kind", "field"],
+            ),
+            drift_corrected: counter(
+                "presta_drift_corrected_total",
+                "Differences corrected by the reconciler, by stack, kind and field.",
+                &["stack", "kind", "field"],
+            ),
+            blocked_drifts: gauge(
+                "presta_blocked_drifts",
+                "Resources with drift the reconciler refuses to correct (it would destroy data, or the resource is not the stack's), by stack and kind.",
+                &["stack", "kind"],
+            ),
+            resources_ready: gauge(
+                "presta_resources_ready",
+                "Resources of the stack that exist and match the spec.",
+                &["stack"],
+            ),
+            resources_managed: gauge(
+                "presta_resources_managed",
+                "Resources the stack declares.",
+                &["stack"],
+            ),
+            last_success,
+            aws_calls: counter(
+                "presta_aws_api_calls_total",
+                "AWS API calls by service, operation and outcome (success, client_error, server_error, transport_error).",
+                &["service", "operation", "outcome"],
+            ),
+            aws_call_duration: histogram(
+                "presta_aws_api_call_duration_seconds",
+                "Latency of AWS API calls, retries included.",
+                &["service", "operation"],
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+            ),
+            config_reloads: counter(
+                "presta_config_reloads_total",
+                "Configuration reloads by result (success, error).",
+                &["result"],
+            ),
+            stacks_configured,
+            build_info: gauge(
+                "presta_build_info",
+                "Always 1; the labels say which build runs.",
+                &["version"],
+            ),
+            registry,
+        };
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        for result in ["success", "error"] {
+            m.config_reloads.with_label_values(&[result]);
+        }
+        m
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# encoding metrics failed: {e}\n"))
+    }
+
+    /// Updates the figures of one stack from a run's report. `applied` tells whether the run
+    /// was allowed to change things (an apply on an `enforce` stack) or only looked (a plan).
+    pub fn observe_report(&self, report: &StackReport, unix_now: f64) {
+        let stack = report.stack.as_str();
+        if report.mode == "apply" {
+            let result = RunResult::of(report);
+            self.reconcile_runs
+                .with_label_values(&[stack, result.as_str()])
+                .inc();
+            self.reconcile_duration
+                .with_label_values(&[stack])
+                .observe(report.duration.as_secs_f64());
+            if matches!(result, RunResult::Converged | RunResult::Blocked) {
+                self.last_success.with_label_values(&[stack]).set(unix_now);
+            }
+        }
+        if report.observation_failed {
+            // Nothing was seen: keep the last observed figures rather than claiming zero drift.
+            return;
+        }
+        let applied = report.mode == "apply" && !report.observe_only;
+        let mut drifted: std::collections::BTreeMap<Kind, i64> = Default::default();
+        let mut blocked: std::collections::BTreeMap<Kind, i64> = Default::default();
+        let mut ready = 0;
+        for c in &report.changes {
+            let kind = c.kind.as_str();
+            let fields: Vec<&str> = match c.action {
+                Action::Create => vec!["(absent)"],
+                Action::Delete => vec!["(undeclared)"],
+                Action::Update | Action::Replace | Action::Blocked => {
+                    c.diffs.iter().map(|d| d.field.as_str()).collect()
+                }
+                Action::None | Action::Waiting | Action::Failed => Vec::new(),
+            };
+            for f in &fields {
+                self.drift_detected
+                    .with_label_values(&[stack, kind, f])
+                    .inc();
+            }
+            let corrected = applied && c.is_pending();
+            if corrected {
+                for d in c.applicable() {
+                    self.drift_corrected
+                        .with_label_values(&[stack, kind, &d.field])
+                        .inc();
+                }
+                if matches!(c.action, Action::Create | Action::Delete) {
+                    self.drift_corrected
+                        .with_label_values(&[stack, kind, fields[0]])
+                        .inc();
+                }
+            }
+            let still_blocked = c.action == Action::Blocked
+                || (c.action == Action::Update && c.blocked().next().is_some());
+            if still_blocked {
+                *blocked.entry(c.kind).or_default() += 1;
+            }
+            let in_sync = c.action == Action::None || (corrected && !still_blocked);
+            if in_sync {
+                ready += 1;
+            } else if c.action != Action::Waiting && c.action != Action::Failed {
+                *drifted.entry(c.kind).or_default() += 1;
+            }
+        }
+        for kind in ALL_KINDS {
+            self.drifted_resources
+                .with_label_values(&[stack, kind.as_str()])
+                .set(drifted.get(&kind).copied().unwrap_or(0));
+            self.blocked_drifts
+                .with_label_values(&[stack, kind.as_str()])
+                .set(blocked.get(&kind).copied().unwrap_or(0));
+        }
+        self.resources_ready.with_label_values(&[stack]).set(ready);
+        self.resources_managed
+            .with_label_values(&[stack])
+            .set(report.changes.len() as i64);
+    }
+
+    /// Drops the series of a stack that left the configuration.
+    pub fn forget_stack(&self, stack: &str) {
+        for kind in ALL_KINDS {
+            let _ = self
+                .drifted_resources
+                .remove_label_values(&[stack, kind.as_str()]);
+            let _ = self
+                .blocked_drifts
+                .remove_label_values(&[stack, kind.as_str()]);
+        }
+        let _ = self.resources_ready.remove_label_values(&[stack]);
+        let _ = self.resources_managed.remove_label_values(&[stack]);
+        let _ = self.last_success.remove_label_values(&[stack]);
+    }
+}
+
+/// Every kind, so that gauges read 0 rather than vanish when a kind is back in sync.
+pub const ALL_KINDS: [Kind; 11] = [
+    Kind::Parameter,
+    Kind::SecurityGroup,
+    Kind::TargetGroup,
+    Kind::LoadBalancer,
+    Kind::Listener,
+    Kind::DbSubnetGroup,
+    Kind::DbInstance,
+    Kind::FileSystem,
+    Kind::MountTarget,
+    Kind::LaunchTemplate,
+    Kind::AutoScalingGroup,
+];
+
+impl CallRecorder for Metrics {
+    fn record(&self, service: &str, operation: &str, outcome: Outcome, elapsed: Duration) {
+        self.aws_calls
+            .with_label_values(&[service, operation, outcome.as_str()])
+            .inc();
+        self.aws_call_duration
+            .with_label_values(&[service, operation])
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use presta_aws::{Change, FieldDiff};
+    use serde_json::json;
+
+    use super::*;
+
+    fn report(mode: &'static str, changes: Vec<Change>) -> StackReport {
+        StackReport {
+            stack: "shop".into(),
+            region: "eu-west-3".into(),
+            mode,
+            observe_only: false,
+            changes,
+            outputs: Default::default(),
+            error: None,
+            observation_failed: false,
+            duration: Duration::from_millis(120),
+        }
+    }
+
+    fn change(kind: Kind, action: Action, field: &str, blocked: Option<&str>) -> Change {
+        Change {
+            kind,
+            name: "x".into(),
+            id: None,
+            action,
+            diffs: vec![FieldDiff {
+                field: field.into(),
+                desired: json!(1),
+                live: json!(2),
+                blocked: blocked.map(str::to_string),
+            }],
+            reason: None,
+        }
+    }
+
+    fn ok(kind: Kind) -> Change {
+        Change {
+            kind,
+            name: "y".into(),
+            id: None,
+            action: Action::None,
+            diffs: vec![],
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn a_plan_shows_drift_and_an_apply_corrects_it() {
+        let m = Metrics::new();
+        let drift = change(Kind::SecurityGroup, Action::Update, "ingress", None);
+        m.observe_report(
+            &report("plan", vec![drift.clone(), ok(Kind::TargetGroup)]),
+            1.0,
+        );
+        let text = m.render();
+        assert!(
+            text.contains(r#"presta_drifted_resources{kind="security_group",stack="shop"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"presta_drift_detected_total{field="ingress",kind="security_group",stack="shop"} 1"#), "{text}");
+        assert!(
+            !text.contains("presta_drift_corrected_total{"),
+            "a plan corrects nothing:\n{text}"
+        );
+        assert!(
+            !text.contains("presta_reconcile_runs_total{"),
+            "a plan is not a run:\n{text}"
+        );
+
+        m.observe_report(
+            &report("apply", vec![drift, ok(Kind::TargetGroup)]),
+            1700000000.0,
+        );
+        let text = m.render();
+        assert!(
+            text.contains(r#"presta_drifted_resources{kind="security_group",stack="shop"} 0"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"presta_drift_corrected_total{field="ingress",kind="security_group",stack="shop"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"presta_reconcile_runs_total{result="converged",stack="shop"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"presta_resources_ready{stack="shop"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"presta_last_successful_reconcile_timestamp_seconds{stack="shop"} 1700000000"#
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn blocked_drift_stays_counted_and_is_never_corrected() {
+        let m = Metrics::new();
+        let blocked = change(
+            Kind::FileSystem,
+            Action::Blocked,
+            "encrypted",
+            Some("fixed at creation"),
+        );
+        let r = report("apply", vec![blocked]);
+        assert_eq!(RunResult::of(&r), RunResult::Blocked);
+        m.observe_report(&r, 5.0);
+        let text = m.render();
+        assert!(
+            text.contains(r#"presta_blocked_drifts{kind="file_system",stack="shop"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"presta_drifted_resources{kind="file_system",stack="shop"} 1"#),
+            "{text}"
+        );
+        assert!(!text.contains("presta_drift_corrected_total{"), "{text}");
+        assert!(
+            text.contains(r#"presta_reconcile_runs_total{result="blocked",stack="shop"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn failures_and_waits_are_results_not_successes() {
+        let mut failed = report("apply", vec![]);
+        failed.error = Some("observing eu-west-3 failed".into());
+        assert_eq!(RunResult::of(&failed), RunResult::Error);
+        let mut waiting = ok(Kind::DbInstance);
+        waiting.action = Action::Waiting;
+        assert_eq!(
+            RunResult::of(&report("apply", vec![waiting])),
+            RunResult::Pending
+        );
+        let m = Metrics::new();
+        m.observe_report(&failed, 9.0);
+        let text = m.render();
+        assert!(
+            text.contains(r#"presta_reconcile_runs_total{result="error",stack="shop"} 1"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains("presta_last_successful_reconcile_timestamp_seconds{"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn aws_calls_are_counted_by_service_operation_and_outcome() {
+        let m = Metrics::new();
+        m.record(
+            "EC2",
+            "DescribeSecurityGroups",
+            Outcome::Success,
+            Duration::from_millis(8),
+        );
+        m.record(
+            "EC2",
+            "DescribeSecurityGroups",
+            Outcome::ClientError,
+            Duration::from_millis(8),
+        );
+        let text = m.render();
+        assert!(text.contains(r#"presta_aws_api_calls_total{operation="DescribeSecurityGroups",outcome="success",service="EC2"} 1"#), "{text}");
+        assert!(text.contains(r#"presta_aws_api_calls_total{operation="DescribeSecurityGroups",outcome="client_error",service="EC2"} 1"#), "{text}");
+        assert!(text.contains(r#"presta_aws_api_call_duration_seconds_count{operation="DescribeSecurityGroups",service="EC2"} 2"#), "{text}");
+        assert!(text.contains("presta_build_info{version="), "{text}");
+    }
+}

@@ -1,0 +1,315 @@
+//! `presta-reconciler serve`: the daemon. Loads and validates the configuration, reconciles
+//! every stack periodically and on demand, serves the HTTP API, reloads the configuration on
+//! SIGHUP and when its files change (a broken edit is refused and the last good configuration
+//! keeps running), and on SIGTERM/SIGINT stops taking triggers, lets the runs in flight finish
+//! (bounded by `--drain-timeout`) and exits 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use presta_aws::ClientSettings;
+use presta_engine::controller::{Controller, ControllerSettings};
+use presta_engine::metrics::Metrics;
+use presta_engine::{Engine, LogProgress, Settings};
+use presta_spec::Stack;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Desired-state files or directories of YAML files.
+    #[arg(
+        short = 'f',
+        long = "file",
+        required = true,
+        value_name = "FILE",
+        env = "PRESTA_CONFIG",
+        value_delimiter = ','
+    )]
+    files: Vec<PathBuf>,
+    /// Address of the HTTP API. A non-loopback address needs a token.
+    #[arg(long, default_value = "127.0.0.1:9480", env = "PRESTA_LISTEN")]
+    listen: SocketAddr,
+    /// File holding the bearer token that `POST /reconcile*` and `/stacks/*/plan` require.
+    #[arg(long, env = "PRESTA_TOKEN_FILE", value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// Seconds between two runs of a converged stack (spread by ±10%).
+    #[arg(long, default_value_t = 60, env = "PRESTA_INTERVAL", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    interval: u64,
+    /// Stacks reconciled at once.
+    #[arg(long, default_value_t = 8, env = "PRESTA_CONCURRENCY", value_parser = clap::value_parser!(u64).range(1..=256))]
+    concurrency: u64,
+    /// Seconds the runs in flight get to finish on shutdown.
+    #[arg(
+        long,
+        default_value_t = 30,
+        env = "PRESTA_DRAIN_TIMEOUT",
+        value_name = "SECONDS"
+    )]
+    drain_timeout: u64,
+    /// Longest wait of `POST /reconcile?wait=true`, in seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    request_wait_timeout: u64,
+    /// Seconds between two checks of the configuration files for changes (0: SIGHUP only).
+    #[arg(
+        long,
+        default_value_t = 2,
+        env = "PRESTA_RELOAD_POLL",
+        value_name = "SECONDS"
+    )]
+    reload_poll: u64,
+    /// Longest delay between runs after repeated failures, in seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    max_backoff: u64,
+    /// AWS endpoint for every service (else the SDK's own, which honours AWS_ENDPOINT_URL).
+    #[arg(long, env = "PRESTA_AWS_ENDPOINT_URL", value_name = "URL")]
+    endpoint_url: Option<String>,
+}
+
+/// The token, from `--token-file` or `PRESTA_TOKEN`. Never logged.
+fn token(args: &Args) -> anyhow::Result<Option<Arc<str>>> {
+    let raw = match (&args.token_file, std::env::var("PRESTA_TOKEN")) {
+        (Some(path), _) => std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "reading the token file {}\n  help: check --token-file / PRESTA_TOKEN_FILE",
+                path.display()
+            )
+        })?,
+        (None, Ok(t)) => t,
+        (None, Err(_)) => return Ok(None),
+    };
+    let t = raw.trim();
+    if t.len() < 16 {
+        bail!(
+            "the API token is too short ({} characters)\n  help: use at least 16 random characters, e.g. `openssl rand -hex 32 > token`",
+            t.len()
+        );
+    }
+    Ok(Some(Arc::from(t)))
+}
+
+fn load(files: &[PathBuf]) -> Result<Vec<Stack>, presta_spec::ConfigError> {
+    Ok(presta_spec::load_paths(files)?
+        .into_iter()
+        .map(|l| l.stack.with_defaults())
+        .collect())
+}
+
+fn sources(files: &[PathBuf]) -> Vec<String> {
+    files.iter().map(|p| p.display().to_string()).collect()
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let token = token(args)?;
+    if token.is_none() && !args.listen.ip().is_loopback() {
+        bail!(
+            "refusing to listen on {} without an API token: anyone who reaches it could force runs\n  help: set --token-file (or PRESTA_TOKEN), or listen on 127.0.0.1",
+            args.listen
+        );
+    }
+    let stacks = load(&args.files)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(serve(args, token, stacks))
+}
+
+async fn serve(
+    args: &Args,
+    token: Option<Arc<str>>,
+    stacks: Vec<Stack>,
+) -> anyhow::Result<ExitCode> {
+    let engine = Engine::new(Settings {
+        client: ClientSettings {
+            endpoint_url: args.endpoint_url.clone(),
+            ..ClientSettings::default()
+        },
+        // The daemon never blocks a worker on a slow resource: it looks again soon.
+        wait_timeout: Duration::ZERO,
+        poll_interval: Duration::from_secs(1),
+        concurrency: args.concurrency as usize,
+        progress: Arc::new(LogProgress),
+    });
+    let metrics = Metrics::new();
+    let settings = ControllerSettings {
+        interval: Duration::from_secs(args.interval),
+        backoff_max: Duration::from_secs(args.max_backoff),
+        ready_max_age: Duration::from_secs(args.interval * 3 + 60),
+        ..ControllerSettings::default()
+    };
+    let names: Vec<String> = stacks.iter().map(|s| s.name().to_string()).collect();
+    let controller = Controller::new(engine, metrics, settings, stacks, sources(&args.files));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "listening on {}\n  help: is another presta-reconciler running? choose another --listen",
+                args.listen
+            )
+        })?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        address = %local,
+        stacks = ?names,
+        interval_seconds = args.interval,
+        auth = if token.is_some() { "bearer token" } else { "none (loopback only)" },
+        "presta-reconciler serving"
+    );
+    let app = presta_http::router(presta_http::AppState {
+        controller: controller.clone(),
+        token,
+        wait_timeout: Duration::from_secs(args.request_wait_timeout),
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let drain = Duration::from_secs(args.drain_timeout);
+    let looping = controller.clone();
+    let control = tokio::spawn(async move { looping.run(drain).await });
+    let reload = tokio::spawn(reload_loop(
+        controller.clone(),
+        args.files.clone(),
+        Duration::from_secs(args.reload_poll),
+        stop_rx.clone(),
+    ));
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+
+    let signal = shutdown_signal().await;
+    tracing::info!(
+        signal,
+        drain_seconds = args.drain_timeout,
+        "shutting down: no new runs; waiting for the runs in flight"
+    );
+    controller.shutdown();
+    let _ = stop_tx.send(true);
+    let drained = control.await.unwrap_or(false);
+    // Open HTTP connections (a `?wait=true` caller) get the same bound.
+    match tokio::time::timeout(drain + Duration::from_secs(1), server).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
+        Err(_) => tracing::warn!("HTTP connections still open after the drain time; closing"),
+        _ => {}
+    }
+    reload.abort();
+    tracing::info!(drained, "stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for SIGTERM (systemd, ECS) or SIGINT (Ctrl-C); returns its name.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}
+
+/// The content of the configuration, to notice changes (an edit, a new file in a directory).
+fn fingerprint(files: &[PathBuf]) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    for path in files {
+        if path.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+                .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                .unwrap_or_default();
+            entries.sort();
+            for p in entries
+                .into_iter()
+                .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            {
+                let content = std::fs::read(&p).ok();
+                out.push((p, content));
+            }
+        } else {
+            out.push((path.clone(), std::fs::read(path).ok()));
+        }
+    }
+    out
+}
+
+/// Reloads on SIGHUP and when the files change.
+async fn reload_loop(
+    controller: Controller,
+    files: Vec<PathBuf>,
+    poll: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut last = fingerprint(&files);
+    loop {
+        let tick = async {
+            if poll.is_zero() {
+                std::future::pending::<()>().await
+            } else {
+                tokio::time::sleep(poll).await
+            }
+        };
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<()>();
+        let forced = tokio::select! {
+            _ = tick => false,
+            _ = hangup => true,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let now = fingerprint(&files);
+        if !forced && now == last {
+            continue;
+        }
+        last = now;
+        let why = if forced { "SIGHUP" } else { "file changed" };
+        match load(&files) {
+            Ok(stacks) => {
+                let names: Vec<String> = stacks.iter().map(|s| s.name().to_string()).collect();
+                controller.set_stacks(stacks, sources(&files));
+                controller
+                    .metrics()
+                    .config_reloads
+                    .with_label_values(&["success"])
+                    .inc();
+                tracing::info!(trigger = why, stacks = ?names, "configuration reloaded");
+            }
+            Err(e) => {
+                controller
+                    .metrics()
+                    .config_reloads
+                    .with_label_values(&["error"])
+                    .inc();
+                let message = e.to_string();
+                tracing::error!(trigger = why, problems = %message, "configuration reload refused: the previous configuration keeps running");
+                controller.reload_refused(message);
+            }
+        }
+    }
+}
