@@ -151,6 +151,8 @@ async fn serve(
             )
         })?;
     let local = listener.local_addr()?;
+    // On stdout, for people and scripts (with `--listen 127.0.0.1:0` it says which port).
+    println!("listening on http://{local}");
     tracing::info!(
         address = %local,
         stacks = ?names,

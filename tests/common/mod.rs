@@ -141,3 +141,125 @@ pub fn diffs(change: &serde_json::Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// A `presta-reconciler serve` process against the emulator, stopped (SIGKILL) when dropped.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub addr: String,
+    /// Everything the daemon logged (stderr).
+    pub log: PathBuf,
+}
+
+impl Env {
+    /// Starts `serve -f file` on a free loopback port with `extra` arguments; returns once the
+    /// daemon says where it listens.
+    pub fn serve(&self, file: &Path, extra: &[&str]) -> Daemon {
+        use std::io::BufRead;
+        let log = self.dir.path().join(format!(
+            "daemon-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_presta-reconciler"));
+        cmd.current_dir(root())
+            .args(["--log-level", "debug", "serve", "-f"])
+            .arg(file)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("AWS_PROFILE")
+            .env_remove("PRESTA_TOKEN")
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in self.emu.env() {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("the daemon starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected first line {line:?}; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+            .to_string();
+        Daemon { child, addr, log }
+    }
+}
+
+impl Daemon {
+    /// One HTTP/1.0 request; returns the status and the body.
+    pub fn http(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.addr).expect("the daemon answers");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(120)))
+            .unwrap();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            s,
+            "{method} {path} HTTP/1.0\r\nHost: {}\r\n{auth}Content-Length: 0\r\n\r\n",
+            self.addr
+        )
+        .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        (status, body.to_string())
+    }
+
+    pub fn json(&self, method: &str, path: &str) -> serde_json::Value {
+        let (status, body) = self.http(method, path, None);
+        assert!(status < 300, "{method} {path}: {status} {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method} {path}: {e}: {body}"))
+    }
+
+    /// Polls `check` every 200 ms until it holds or `secs` pass.
+    pub fn eventually(&self, secs: u64, what: &str, mut check: impl FnMut(&Daemon) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            if check(self) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        panic!("{what}: not within {secs}s; log:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The value of one metric series (`name{labels}` as printed), if present.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (_, text) = self.http("GET", "/metrics", None);
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// Sends a signal with kill(1) (no unsafe code needed).
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
