@@ -1,5 +1,6 @@
-//! `presta-reconciler demo`: the local emulator, seeded, and the demo stack applied to it
-//! (by this same binary's `apply`, run with the emulator's environment, as a person would).
+//! `presta-reconciler demo`: the local emulator, seeded, and the daemon (`serve`) keeping the
+//! demo stack converged on it; with `--once`, a single `apply` instead. Both are this same
+//! binary, run with the emulator's environment, as a person would.
 //! Nothing here can reach real AWS: the emulator binds 127.0.0.1 and every client gets its
 //! endpoint and dummy credentials.
 
@@ -17,9 +18,15 @@ pub struct Args {
     /// Name of the seeded network (`presta-<name>-vpc`, `presta-<name>-public-*`, ...).
     #[arg(long, default_value = "demo")]
     seed: String,
-    /// Exit after the first pass instead of running until Ctrl-C.
+    /// Apply once and exit instead of running the daemon until Ctrl-C.
     #[arg(long)]
     once: bool,
+    /// Where the daemon's HTTP API listens.
+    #[arg(long, default_value = "127.0.0.1:9480")]
+    listen: std::net::SocketAddr,
+    /// Seconds between two runs of the daemon.
+    #[arg(long, default_value_t = 30)]
+    interval: u64,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -57,36 +64,84 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             s.stack.spec.region
         );
     }
-    println!("\n$ presta-reconciler apply -f {}", args.file.display());
     let exe = std::env::current_exe().context("locating this binary")?;
-    let status = std::process::Command::new(exe)
-        .arg("apply")
-        .arg("-f")
-        .arg(&args.file)
-        .envs(emulator.env())
-        .env_remove("AWS_PROFILE")
-        .status()
-        .context("running apply")?;
-    if !status.success() {
-        anyhow::bail!("apply against the emulator failed ({status})");
-    }
-    println!("\nTo talk to the emulator from another shell:");
-    for (k, v) in emulator.env() {
-        println!("  export {k}={v}");
-    }
-    println!("  export AWS_REGION={region} AWS_DEFAULT_REGION={region}");
-    println!(
-        "Then, for example: presta-reconciler plan -f {}",
-        args.file.display()
-    );
+    let show_env = || {
+        println!("\nTo talk to the emulator from another shell:");
+        for (k, v) in emulator.env() {
+            println!("  export {k}={v}");
+        }
+        println!("  export AWS_REGION={region} AWS_DEFAULT_REGION={region}");
+    };
     if args.once {
+        println!("\n$ presta-reconciler apply -f {}", args.file.display());
+        let status = std::process::Command::new(exe)
+            .arg("apply")
+            .arg("-f")
+            .arg(&args.file)
+            .envs(emulator.env())
+            .env_remove("AWS_PROFILE")
+            .status()
+            .context("running apply")?;
+        if !status.success() {
+            anyhow::bail!("apply against the emulator failed ({status})");
+        }
+        show_env();
+        println!(
+            "Then, for example: presta-reconciler plan -f {}",
+            args.file.display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("\nRunning until Ctrl-C.");
-    tokio::runtime::Builder::new_current_thread()
+    show_env();
+    let base = format!("http://{}", args.listen);
+    println!(
+        "\nThe daemon builds the stack on its first run, then keeps it converged (every {}s). Try:",
+        args.interval
+    );
+    println!("  curl -s {base}/stacks/demo | jq '.state, .outputs'");
+    println!("  curl -s {base}/metrics | grep '^presta_'");
+    println!("  curl -s -X POST '{base}/reconcile/demo?wait=true' | jq '.results[0].result'");
+    println!("Ctrl-C stops the daemon and the emulator.");
+    println!(
+        "\n$ presta-reconciler serve -f {} --listen {} --interval {}",
+        args.file.display(),
+        args.listen,
+        args.interval
+    );
+    let mut daemon = tokio::process::Command::new(exe);
+    daemon
+        .arg("serve")
+        .arg("-f")
+        .arg(&args.file)
+        .arg("--listen")
+        .arg(args.listen.to_string())
+        .arg("--interval")
+        .arg(args.interval.to_string())
+        .envs(emulator.env())
+        .env_remove("AWS_PROFILE");
+    let status = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(tokio::signal::ctrl_c())?;
+        .block_on(async {
+            let mut child = daemon.spawn().context("running the daemon")?;
+            loop {
+                // Ctrl-C reaches the daemon too (same process group): wait for its clean stop.
+                tokio::select! {
+                    status = child.wait() => return anyhow::Ok(status?),
+                    _ = tokio::signal::ctrl_c() => {
+                        // Also when the signal was sent to this process alone.
+                        if let Some(pid) = child.id() {
+                            let _ = std::process::Command::new("kill")
+                                .args(["-TERM", &pid.to_string()])
+                                .status();
+                        }
+                    }
+                }
+            }
+        })?;
     emulator.stop();
+    if !status.success() {
+        anyhow::bail!("the daemon stopped with {status}");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -416,6 +416,9 @@ impl Controller {
                 } else {
                     Instant::now() + delay
                 };
+                let changed = report.changes.iter().filter(|c| c.is_pending()).count();
+                let blocked = report.blocked();
+                let duration_ms = report.duration.as_millis() as u64;
                 let report = Arc::new(report);
                 e.last_run = Some(report.clone());
                 if !report.observation_failed {
@@ -426,7 +429,7 @@ impl Controller {
                         tracing::warn!(stack = %e.stack.name(), failures = e.failures, retry_in_seconds = delay.as_secs(), error = e.last_error.as_deref().unwrap_or(""), "reconcile failed")
                     }
                     _ => {
-                        tracing::info!(stack = %e.stack.name(), result = result.as_str(), next_in_seconds = delay.as_secs(), "reconciled")
+                        tracing::info!(stack = %e.stack.name(), result = result.as_str(), changed, blocked, duration_ms, next_in_seconds = delay.as_secs(), "reconciled")
                     }
                 }
             }
