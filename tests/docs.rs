@@ -38,7 +38,10 @@ fn docs_metrics_md_lists_exactly_the_registered_metrics() {
         .filter(|n| n.starts_with("presta_"))
         .map(str::to_string)
         .collect();
-    assert_eq!(registered, documented, "docs/metrics.md and metrics.rs differ");
+    assert_eq!(
+        registered, documented,
+        "docs/metrics.md and metrics.rs differ"
+    );
 }
 
 #[test]
