@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success; 1 error (invalid configuration, AWS failure); 2 wrong command line.
 
+mod bootstrap_cmd;
 mod demo;
 mod probe;
 mod reconcile_cmd;
@@ -44,6 +45,8 @@ enum Command {
     /// The daemon: reconciles every stack periodically and on demand, serves /healthz,
     /// /readyz, /metrics, POST /reconcile and /stacks; reloads on SIGHUP or file change.
     Serve(serve::Args),
+    /// Prints the instance bootstrap (user data) rendered for a stack, without calling AWS.
+    Bootstrap(bootstrap_cmd::Args),
     /// Container health check: exit 0 when the daemon's /healthz (or /readyz) answers 200.
     Probe(probe::Args),
     /// Starts the local AWS emulator, seeds the demo network and runs the daemon on the demo
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Probe(args) => probe::run(&args),
+        Command::Bootstrap(args) => bootstrap_cmd::run(&args),
         Command::Plan(args) => reconcile_cmd::run(&args, presta_aws::Mode::Plan),
         Command::Apply(args) => reconcile_cmd::run(&args, presta_aws::Mode::Apply),
     };

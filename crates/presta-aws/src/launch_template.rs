@@ -73,6 +73,52 @@ fn digest(text: &str) -> Digested {
     Digested(format!("sha256:{hex}… ({} bytes)", text.len()))
 }
 
+/// User data as EC2 stores it: gzip (cloud-init unpacks it), so that the bootstrap and its
+/// scripts fit EC2's 16 KiB limit. Deterministic (no timestamp), so equal text, equal bytes.
+pub fn encode_user_data(text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::best());
+    // Writing to a Vec cannot fail.
+    let _ = gz.write_all(text.as_bytes());
+    gz.finish().unwrap_or_default()
+}
+
+/// The text of stored user data, gzip or plain (a template written by hand).
+pub fn decode_user_data(bytes: &[u8]) -> String {
+    use std::io::Read;
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut text = String::new();
+        if flate2::read::GzDecoder::new(bytes)
+            .read_to_string(&mut text)
+            .is_ok()
+        {
+            return text;
+        }
+    }
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The `readonly NAME='value'` lines of a rendered bootstrap, unquoted.
+pub fn bootstrap_values(user_data: &str) -> BTreeMap<String, String> {
+    user_data
+        .lines()
+        .filter_map(|l| l.strip_prefix("readonly "))
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, v)| {
+            k.chars().all(|c| c.is_ascii_uppercase() || c == '_') && v.starts_with('\'')
+        })
+        .map(|(k, v)| {
+            let inner = v
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .unwrap_or(v);
+            (k.to_string(), inner.replace("'\\''", "'"))
+        })
+        .collect()
+}
+
 pub struct LaunchTemplates;
 
 impl Driver for LaunchTemplates {
@@ -137,7 +183,7 @@ impl Driver for LaunchTemplates {
             let user_data = data
                 .and_then(|d| d.user_data())
                 .and_then(|b64| aws_smithy_types::base64::decode(b64).ok())
-                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                .map(|bytes| decode_user_data(&bytes))
                 .unwrap_or_default();
             Ok::<_, AwsError>(LaunchTemplateLive {
                 id: id.to_string(),
@@ -187,9 +233,9 @@ impl Driver for LaunchTemplates {
         d.field("imageId", &w.image_id, &h.image_id)
             .field("instanceType", &w.instance_type, &h.instance_type)
             .field("instanceProfile", &w.instance_profile, &h.instance_profile)
-            .set("securityGroups", &w.security_groups, &h.security_groups)
-            .field("userData", &digest(&w.user_data), &digest(&h.user_data))
-            .field("metadataOptions.httpTokens", &w.http_tokens, &h.http_tokens)
+            .set("securityGroups", &w.security_groups, &h.security_groups);
+        user_data_diff(&mut d, &w.user_data, &h.user_data);
+        d.field("metadataOptions.httpTokens", &w.http_tokens, &h.http_tokens)
             .field("metadataOptions.hopLimit", &w.hop_limit, &h.hop_limit)
             .field("rootVolume.sizeGiB", &w.root_volume_gib, &h.root_volume_gib)
             .field("rootVolume.encrypted", &w.root_encrypted, &h.root_encrypted)
@@ -297,6 +343,38 @@ impl Driver for LaunchTemplates {
     }
 }
 
+/// User data differences, by the bootstrap value that changed (`userData.IMAGE`,
+/// `userData.PS_DOMAIN`), so that a plan says what the instances will run differently; a
+/// change of the script itself (a new reconciler version) shows as `userData` digests.
+fn user_data_diff(d: &mut Diffs, desired: &str, live: &str) {
+    if desired == live {
+        return;
+    }
+    let (want, have) = (bootstrap_values(desired), bootstrap_values(live));
+    if want != have && !have.is_empty() {
+        let keys: BTreeSet<&String> = want.keys().chain(have.keys()).collect();
+        for k in keys {
+            if k != "PRESTA_VALUES" {
+                d.field(&format!("userData.{k}"), &want.get(k), &have.get(k));
+            }
+        }
+    }
+    let strip = |m: &BTreeMap<String, String>, text: &str| {
+        let mut t = text.to_string();
+        for (k, v) in m {
+            t = t.replace(&format!("readonly {k}={}", quote(v)), "");
+        }
+        t
+    };
+    if have.is_empty() || strip(&want, desired) != strip(&have, live) {
+        d.field("userData", &digest(desired), &digest(live));
+    }
+}
+
+fn quote(v: &str) -> String {
+    format!("'{}'", v.replace('\'', r"'\''"))
+}
+
 fn client_token(name: &str, data: &TemplateData) -> String {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
@@ -327,7 +405,9 @@ fn request_data(desired: &LaunchTemplateDesired) -> RequestLaunchTemplateData {
                 .build(),
         )
         .set_security_group_ids(Some(d.security_groups.iter().cloned().collect()))
-        .user_data(aws_smithy_types::base64::encode(d.user_data.as_bytes()))
+        .user_data(aws_smithy_types::base64::encode(encode_user_data(
+            &d.user_data,
+        )))
         .metadata_options(
             LaunchTemplateInstanceMetadataOptionsRequest::builder()
                 .http_tokens(LaunchTemplateHttpTokensState::from(d.http_tokens.as_str()))

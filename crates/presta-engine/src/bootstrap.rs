@@ -1,8 +1,10 @@
 //! Renders the instance bootstrap (`deploy/bootstrap/user-data.sh`) with a stack's values.
 //!
 //! The template is a real shell script; rendering replaces its values marker with one quoted
-//! assignment per value, so no value can break out of its quotes. No secret is ever rendered:
-//! the script reads passwords from SSM at start.
+//! assignment per value, so no value can break out of its quotes, and each file marker with
+//! that file of `deploy/bootstrap/` (the operator's `presta-ctl`, the thumbnail script), inside
+//! a quoted heredoc. No secret is ever rendered: the instance reads passwords from SSM at each
+//! start of the PrestaShop unit.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +14,20 @@ use presta_spec::naming;
 /// The template, kept in `deploy/` and compiled in.
 pub const TEMPLATE: &str = include_str!("../../../deploy/bootstrap/user-data.sh");
 const MARKER: &str = "# @presta-values@";
-/// EC2 refuses user data over 16 KiB (before base64).
+/// Files inlined into the template at `# @presta-file:NAME@`.
+pub const FILES: [(&str, &str); 2] = [
+    (
+        "presta-ctl.sh",
+        include_str!("../../../deploy/bootstrap/presta-ctl.sh"),
+    ),
+    (
+        "rebuild_thumbs.php",
+        include_str!("../../../deploy/bootstrap/rebuild_thumbs.php"),
+    ),
+];
+/// The heredoc delimiter around inlined files; no file may contain it as a line.
+const FILE_EOF: &str = "PRESTA_FILE_EOF";
+/// EC2 refuses user data over 16 KiB (before base64); it is stored gzipped.
 pub const USER_DATA_LIMIT: usize = 16 * 1024;
 
 /// Values the bootstrap needs from the rest of the stack.
@@ -28,10 +43,12 @@ pub struct Inputs {
 /// Why the bootstrap cannot be rendered.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error("the rendered user data is {0} bytes, over EC2's {USER_DATA_LIMIT}-byte limit")]
+    #[error("the rendered user data is {0} bytes gzipped, over EC2's {USER_DATA_LIMIT}-byte limit")]
     TooLarge(usize),
-    #[error("the bootstrap template has no `{MARKER}` line")]
-    NoMarker,
+    #[error("the bootstrap template has no `{0}` line")]
+    NoMarker(String),
+    #[error("deploy/bootstrap/{0} contains the line `{FILE_EOF}`, which would end its heredoc")]
+    Delimiter(&'static str),
 }
 
 /// Quotes a value for a POSIX shell: `'...'` with embedded quotes escaped.
@@ -80,15 +97,29 @@ pub fn values(stack: &Stack, inputs: &Inputs) -> BTreeMap<&'static str, String> 
 /// The user data for `stack`.
 pub fn render(stack: &Stack, inputs: &Inputs) -> Result<String, RenderError> {
     if !TEMPLATE.contains(MARKER) {
-        return Err(RenderError::NoMarker);
+        return Err(RenderError::NoMarker(MARKER.into()));
     }
-    let block: Vec<String> = values(stack, inputs)
+    let values = values(stack, inputs);
+    let mut block: Vec<String> = values
         .iter()
         .map(|(k, v)| format!("readonly {k}={}", shell_quote(v)))
         .collect();
-    let rendered = TEMPLATE.replacen(MARKER, &block.join("\n"), 1);
-    if rendered.len() > USER_DATA_LIMIT {
-        return Err(RenderError::TooLarge(rendered.len()));
+    let names: Vec<&str> = values.keys().copied().collect();
+    block.push(format!("readonly PRESTA_VALUES='{}'", names.join(" ")));
+    let mut rendered = TEMPLATE.replacen(MARKER, &block.join("\n"), 1);
+    for (name, content) in FILES {
+        let marker = format!("# @presta-file:{name}@");
+        if !rendered.contains(&marker) {
+            return Err(RenderError::NoMarker(marker));
+        }
+        if content.lines().any(|l| l == FILE_EOF) {
+            return Err(RenderError::Delimiter(name));
+        }
+        rendered = rendered.replacen(&marker, content.trim_end(), 1);
+    }
+    let stored = presta_aws::launch_template::encode_user_data(&rendered).len();
+    if stored > USER_DATA_LIMIT {
+        return Err(RenderError::TooLarge(stored));
     }
     Ok(rendered)
 }
@@ -127,7 +158,8 @@ mod tests {
         assert!(out.contains("readonly DB_PASSWORD_PARAM='/presta-reconciler/demo/db-password'"));
         assert!(out.contains("readonly PS_ENABLE_SSL='0'"));
         assert!(!out.contains(MARKER));
-        assert!(out.len() < USER_DATA_LIMIT);
+        let stored = presta_aws::launch_template::encode_user_data(&out).len();
+        assert!(stored < USER_DATA_LIMIT / 2, "{stored} bytes gzipped");
     }
 
     #[test]
