@@ -596,3 +596,124 @@ async fn a_removed_ownership_tag_is_restored() {
         "demo"
     );
 }
+
+#[tokio::test]
+async fn a_new_image_tag_rolls_the_group_through_a_new_template_version() {
+    let (env, sdk) = converged().await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let before = ec2
+        .describe_launch_templates()
+        .launch_template_names("demo-app")
+        .send()
+        .await
+        .unwrap()
+        .launch_templates()[0]
+        .default_version_number()
+        .unwrap();
+    let file = env.config("new-tag.yaml", |t| {
+        t.replace("8.2.7-8.1-apache", "8.2.8-8.1-apache")
+    });
+    let (code, plan) = env.plan_json(&file);
+    assert_eq!(code, 2);
+    let lt = change(&plan, "launch_template", "demo-app");
+    assert_eq!(
+        diffs(lt),
+        [
+            "userData.IMAGE: \"prestashop/prestashop:8.2.7-8.1-apache\" → \"prestashop/prestashop:8.2.8-8.1-apache\""
+        ],
+        "the plan names the value that changes, not a digest"
+    );
+    assert!(
+        plan["stacks"][0]["instance_refresh"].is_null(),
+        "no refresh yet"
+    );
+
+    let out = env.cli(&["apply", "-f", file.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let applied: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let refresh = &applied["stacks"][0]["instance_refresh"];
+    assert_eq!(refresh["started_by_this_run"], true, "{applied:#}");
+    assert!(refresh["id"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(
+        ["Pending", "InProgress"].contains(&refresh["status"].as_str().unwrap()),
+        "{refresh}"
+    );
+    let version = applied["stacks"][0]["outputs"]["launch_template_version"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(version, before + 1);
+    let live = ec2
+        .describe_launch_templates()
+        .launch_template_names("demo-app")
+        .send()
+        .await
+        .unwrap()
+        .launch_templates()[0]
+        .clone();
+    assert_eq!(
+        live.default_version_number(),
+        Some(before + 1),
+        "the default moved"
+    );
+    let asg = aws_sdk_autoscaling::Client::new(&sdk);
+    let refreshes = asg
+        .describe_instance_refreshes()
+        .auto_scaling_group_name("demo-app")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refreshes.instance_refreshes()[0].instance_refresh_id(),
+        refresh["id"].as_str()
+    );
+    // The next look reports how the refresh goes (the emulator finishes it in 1 s).
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let (code, after) = env.plan_json(&file);
+    assert_eq!(code, 0, "{after:#}");
+    let status = &after["stacks"][0]["instance_refresh"];
+    assert_eq!(status["status"], "Successful");
+    assert_eq!(status["percentage_complete"], 100);
+    assert_eq!(status["started_by_this_run"], false);
+}
+
+#[tokio::test]
+async fn a_custom_domain_is_reported_as_a_domain_change_carried_by_the_refresh() {
+    let (env, _sdk) = converged().await;
+    let file = env.config("domain.yaml", |t| {
+        t.replace(
+            "    adminEmail:",
+            "    domain: Shop.Example.com\n    adminEmail:",
+        )
+    });
+    let out = env.cli(&["apply", "-f", file.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let change = &report["stacks"][0]["domain_change"];
+    assert!(
+        change["from"].as_str().unwrap().starts_with("demo-alb-"),
+        "{change}"
+    );
+    assert_eq!(change["to"], "shop.example.com");
+    assert!(
+        change["how"]
+            .as_str()
+            .unwrap()
+            .contains("presta-ctl set-domain")
+    );
+    assert_eq!(
+        report["stacks"][0]["instance_refresh"]["started_by_this_run"],
+        true
+    );
+    let text = env.cli(&["plan", "-f", file.to_str().unwrap()]);
+    assert_eq!(text.status.code(), Some(0));
+}

@@ -149,6 +149,12 @@ pub struct StackStatus {
     /// Seconds until the next scheduled run (0 when due or running).
     pub next_run_in_seconds: f64,
     pub outputs: Outputs,
+    /// The Auto Scaling group's latest instance refresh (rolling onto a new template version).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_refresh: Option<crate::report::RefreshStatus>,
+    /// The shop's domain change seen at the last observation, and how it is carried out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain_change: Option<crate::report::DomainChange>,
     /// Fields that differ at the last observation (corrected drift is gone from here; see
     /// `last_run` for what the last run changed).
     pub drift: Vec<DriftStatus>,
@@ -761,6 +767,8 @@ fn status_of(e: &Entry) -> StackStatus {
             .map(|r| r.outputs.clone())
             .or_else(|| e.last_run.as_ref().map(|r| r.outputs.clone()))
             .unwrap_or_default(),
+        instance_refresh: observation.and_then(|r| r.instance_refresh.clone()),
+        domain_change: observation.and_then(|r| r.domain_change.clone()),
         drift,
         resources,
         last_run: e.last_run.clone(),

@@ -342,6 +342,8 @@ mod tests {
             observe_only: false,
             changes,
             outputs: Default::default(),
+            instance_refresh: None,
+            domain_change: None,
             error: None,
             observation_failed: false,
             duration: Duration::from_millis(120),

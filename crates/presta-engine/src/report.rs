@@ -19,6 +19,26 @@ pub struct Outputs {
     pub launch_template_version: Option<i64>,
 }
 
+/// The group's latest instance refresh, as AWS reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RefreshStatus {
+    pub id: String,
+    /// `Pending`, `InProgress`, `Successful`, `Failed`, `Cancelled`, ...
+    pub status: String,
+    pub percentage_complete: i32,
+    /// True when this run started it (the launch template changed).
+    pub started_by_this_run: bool,
+}
+
+/// The shop's domain moves (new load balancer name, custom domain set or changed).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DomainChange {
+    pub from: String,
+    pub to: String,
+    /// How the database side follows.
+    pub how: String,
+}
+
 /// One stack's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct StackReport {
@@ -30,6 +50,10 @@ pub struct StackReport {
     pub observe_only: bool,
     pub changes: Vec<Change>,
     pub outputs: Outputs,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_refresh: Option<RefreshStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain_change: Option<DomainChange>,
     /// A stack-level failure (network not found, region unreachable).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -56,6 +80,8 @@ impl StackReport {
             observe_only,
             changes: Vec::new(),
             outputs: Outputs::default(),
+            instance_refresh: None,
+            domain_change: None,
             error: None,
             observation_failed: false,
             duration: Duration::ZERO,
@@ -162,6 +188,24 @@ impl StackReport {
             {
                 let _ = writeln!(out, "        {r}");
             }
+        }
+        if let Some(d) = &self.domain_change {
+            let _ = writeln!(out, "  shop domain: {} → {}", d.from, d.to);
+            let _ = writeln!(out, "        {}", d.how);
+        }
+        if let Some(r) = &self.instance_refresh {
+            let _ = writeln!(
+                out,
+                "  instance refresh {}: {} ({}%){}",
+                r.id,
+                r.status,
+                r.percentage_complete,
+                if r.started_by_this_run {
+                    ", started by this run"
+                } else {
+                    ""
+                }
+            );
         }
         let o = &self.outputs;
         let show = |v: &Option<String>| {

@@ -42,7 +42,7 @@ use presta_spec::naming::{self, Component};
 
 use crate::Settings;
 use crate::bootstrap;
-use crate::report::{Outputs, StackReport};
+use crate::report::{DomainChange, Outputs, StackReport};
 use crate::snapshot::Snapshot;
 
 struct Run<'a> {
@@ -207,14 +207,34 @@ pub async fn reconcile(
         settings,
         changes: std::sync::Mutex::new(Vec::new()),
     };
-    let outputs = converge(&run, &net).await;
+    let (outputs, refresh) = converge(&run, &net).await;
     report.changes = run.changes.into_inner().unwrap_or_else(|e| e.into_inner());
     report.outputs = outputs;
+    report.instance_refresh = refresh;
+    report.domain_change = domain_change(&report.changes);
     report.duration = started.elapsed();
     report
 }
 
-async fn converge(run: &Run<'_>, net: &Network) -> Outputs {
+/// The shop's domain change, if the launch template's bootstrap values say so.
+fn domain_change(changes: &[Change]) -> Option<DomainChange> {
+    let diff = changes
+        .iter()
+        .filter(|c| c.kind == Kind::LaunchTemplate && c.action == Action::Update)
+        .flat_map(|c| c.diffs.iter())
+        .find(|d| d.field == "userData.PS_DOMAIN")?;
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    Some(DomainChange {
+        from: text(&diff.live),
+        to: text(&diff.desired),
+        how: "instances started from the new template version store the new domain in the \
+              database at start (`presta-ctl set-domain`: ps_shop_url, PS_SHOP_DOMAIN[_SSL], \
+              .htaccess, caches); the instance refresh starts them"
+            .into(),
+    })
+}
+
+async fn converge(run: &Run<'_>, net: &Network) -> (Outputs, Option<crate::report::RefreshStatus>) {
     let spec = &run.stack.spec;
     let snap = run.snap;
     let prefix = run.stack.parameter_prefix();
@@ -569,6 +589,7 @@ async fn converge(run: &Run<'_>, net: &Network) -> Outputs {
     } else {
         run.step(&AutoScalingGroups, &asg_d, asg_before).await
     };
+    let mut started = None;
     if lt_changed && asg_before.is_some() {
         let refresh = &compute.instance_refresh;
         let note = match run.mode {
@@ -577,7 +598,11 @@ async fn converge(run: &Run<'_>, net: &Network) -> Outputs {
                 .start_refresh(run.aws, &asg_d.name, refresh.min_healthy_percentage as i32, refresh.instance_warmup_seconds as i32)
                 .await
             {
-                Ok(Some(id)) => format!("instance refresh {id} started (min healthy {}%)", refresh.min_healthy_percentage),
+                Ok(Some(id)) => {
+                    let note = format!("instance refresh {id} started (min healthy {}%)", refresh.min_healthy_percentage);
+                    started = Some(id);
+                    note
+                }
                 Ok(None) => "an instance refresh is already in progress; the new template applies to instances it launches".to_string(),
                 Err(e) => format!("could not start an instance refresh: {e}"),
             },
@@ -594,14 +619,35 @@ async fn converge(run: &Run<'_>, net: &Network) -> Outputs {
         }
     }
 
-    Outputs {
+    // The group's rolling state is part of the stack's status.
+    let refresh = match (&asg, asg_before) {
+        (Some(group), _) | (None, Some(group)) => {
+            match AutoScalingGroups.latest_refresh(run.aws, &group.name).await {
+                Ok(Some((id, status, pct))) => Some(crate::report::RefreshStatus {
+                    started_by_this_run: started.as_deref() == Some(id.as_str()),
+                    id,
+                    status,
+                    percentage_complete: pct,
+                }),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(group = %group.name, error = %e, "reading the instance refresh failed");
+                    None
+                }
+            }
+        }
+        (None, None) => None,
+    };
+
+    let outputs = Outputs {
         alb_dns_name: lb.as_ref().map(|l| l.dns_name.clone()),
         tg_arn: tg.as_ref().map(|t| t.arn.clone()),
         db_endpoint: db.as_ref().and_then(|d| d.endpoint.clone()),
         efs_id: fs.as_ref().map(|f| f.id.clone()),
         asg_name: asg.as_ref().map(|a| a.name.clone()),
         launch_template_version: lt.as_ref().map(|l| l.default_version),
-    }
+    };
+    (outputs, refresh)
 }
 
 async fn listeners(run: &Run<'_>, lb: Option<&LoadBalancerLive>, tg: Option<&TargetGroupLive>) {
