@@ -177,9 +177,9 @@ async fn apply_builds_the_whole_stack_from_nothing() {
         (root.encrypted(), root.volume_size()),
         (Some(true), Some(20))
     );
-    let user_data =
-        String::from_utf8(aws_smithy_types::base64::decode(data.user_data().unwrap()).unwrap())
-            .unwrap();
+    let user_data = presta_aws::launch_template::decode_user_data(
+        &aws_smithy_types::base64::decode(data.user_data().unwrap()).unwrap(),
+    );
 
     // RDS, EFS.
     let rds = aws_sdk_rds::Client::new(&config);
@@ -780,7 +780,9 @@ async fn https_redirects_http_and_serves_the_certificate() {
         .user_data()
         .unwrap()
         .to_string();
-    let user_data = String::from_utf8(aws_smithy_types::base64::decode(data).unwrap()).unwrap();
+    let user_data = presta_aws::launch_template::decode_user_data(
+        &aws_smithy_types::base64::decode(data).unwrap(),
+    );
     assert!(user_data.contains(&format!("readonly PS_DOMAIN='{}'", net.domain)));
     assert!(user_data.contains("readonly PS_ENABLE_SSL='1'"));
     let (code, report) = env.plan_json(&file);

@@ -340,7 +340,46 @@ impl Driver for AutoScalingGroups {
     }
 }
 
+/// Tag that marks a group while an instance refresh the reconciler started may still run, so
+/// that later observations ask for its status (one call per rolling group) and steady-state
+/// observations make no per-group call at all.
+pub const TAG_REFRESH: &str = "presta-reconciler/refresh";
+
 impl AutoScalingGroups {
+    /// Marks the group as rolling (see [`TAG_REFRESH`]), or clears the mark with `None`.
+    pub async fn mark_refresh(
+        &self,
+        aws: &Aws,
+        group: &str,
+        refresh_id: Option<&str>,
+    ) -> Result<(), AwsError> {
+        let tag = AsgTag::builder()
+            .resource_id(group)
+            .resource_type("auto-scaling-group")
+            .key(TAG_REFRESH)
+            .set_value(refresh_id.map(String::from))
+            .propagate_at_launch(false)
+            .build();
+        match refresh_id {
+            Some(_) => aws
+                .autoscaling
+                .create_or_update_tags()
+                .tags(tag)
+                .send()
+                .await
+                .map(|_| ())
+                .aws("CreateOrUpdateTags"),
+            None => aws
+                .autoscaling
+                .delete_tags()
+                .tags(tag)
+                .send()
+                .await
+                .map(|_| ())
+                .aws("DeleteTags"),
+        }
+    }
+
     /// Starts a rolling replacement of the group's instances onto the template's default
     /// version. Returns the refresh id, or `None` when one is already in progress.
     pub async fn start_refresh(

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use presta_aws::auto_scaling_group::{
-    AutoScalingGroupDesired, AutoScalingGroupLive, AutoScalingGroups,
+    AutoScalingGroupDesired, AutoScalingGroupLive, AutoScalingGroups, TAG_REFRESH,
 };
 use presta_aws::db_instance::{DbInstanceDesired, DbInstanceLive, DbInstances};
 use presta_aws::db_subnet_group::{DbSubnetGroupDesired, DbSubnetGroups};
@@ -619,25 +619,52 @@ async fn converge(run: &Run<'_>, net: &Network) -> (Outputs, Option<crate::repor
         }
     }
 
-    // The group's rolling state is part of the stack's status.
-    let refresh = match (&asg, asg_before) {
-        (Some(group), _) | (None, Some(group)) => {
-            match AutoScalingGroups.latest_refresh(run.aws, &group.name).await {
-                Ok(Some((id, status, pct))) => Some(crate::report::RefreshStatus {
-                    started_by_this_run: started.as_deref() == Some(id.as_str()),
+    // The group's rolling state is part of the stack's status. A refresh this run started is
+    // marked with a tag on the group; only marked groups are asked for their refresh (one call
+    // per rolling group), and the mark goes once the refresh has ended.
+    let group = asg.as_ref().or(asg_before);
+    let mut refresh = None;
+    if let (Some(group), Some(id)) = (group, &started) {
+        if let Err(e) = AutoScalingGroups
+            .mark_refresh(run.aws, &group.name, Some(id))
+            .await
+        {
+            tracing::warn!(group = %group.name, error = %e, "marking the instance refresh failed");
+        }
+        refresh = Some(crate::report::RefreshStatus {
+            id: id.clone(),
+            status: "Pending".into(),
+            percentage_complete: 0,
+            started_by_this_run: true,
+        });
+    } else if let Some(group) = group.filter(|g| g.tags.contains_key(TAG_REFRESH)) {
+        match AutoScalingGroups.latest_refresh(run.aws, &group.name).await {
+            Ok(Some((id, status, pct))) => {
+                let ended = matches!(
+                    status.as_str(),
+                    "Successful" | "Failed" | "Cancelled" | "RollbackSuccessful" | "RollbackFailed"
+                );
+                if ended && run.mode == Mode::Apply {
+                    if let Err(e) = AutoScalingGroups
+                        .mark_refresh(run.aws, &group.name, None)
+                        .await
+                    {
+                        tracing::warn!(group = %group.name, error = %e, "clearing the refresh mark failed");
+                    }
+                }
+                refresh = Some(crate::report::RefreshStatus {
                     id,
                     status,
                     percentage_complete: pct,
-                }),
-                Ok(None) => None,
-                Err(e) => {
-                    tracing::warn!(group = %group.name, error = %e, "reading the instance refresh failed");
-                    None
-                }
+                    started_by_this_run: false,
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(group = %group.name, error = %e, "reading the instance refresh failed")
             }
         }
-        (None, None) => None,
-    };
+    }
 
     let outputs = Outputs {
         alb_dns_name: lb.as_ref().map(|l| l.dns_name.clone()),
