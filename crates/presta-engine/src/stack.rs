@@ -644,13 +644,13 @@ async fn converge(run: &Run<'_>, net: &Network) -> (Outputs, Option<crate::repor
                     status.as_str(),
                     "Successful" | "Failed" | "Cancelled" | "RollbackSuccessful" | "RollbackFailed"
                 );
-                if ended && run.mode == Mode::Apply {
-                    if let Err(e) = AutoScalingGroups
+                if ended
+                    && run.mode == Mode::Apply
+                    && let Err(e) = AutoScalingGroups
                         .mark_refresh(run.aws, &group.name, None)
                         .await
-                    {
-                        tracing::warn!(group = %group.name, error = %e, "clearing the refresh mark failed");
-                    }
+                {
+                    tracing::warn!(group = %group.name, error = %e, "clearing the refresh mark failed");
                 }
                 refresh = Some(crate::report::RefreshStatus {
                     id,
