@@ -109,7 +109,8 @@ fn the_rendered_bootstrap_carries_the_stacks_values_and_no_secret() {
                 &presta_aws::launch_template::encode_user_data(text),
             ),
         );
-        assert_eq!(values.get("STACK").map(String::as_str).is_some(), true);
+        assert_eq!(values.get("REGION").map(String::as_str), Some("eu-west-3"));
+        assert!(values.contains_key("IMAGE") && values.contains_key("PS_DOMAIN"));
     }
 }
 
