@@ -717,3 +717,52 @@ async fn a_custom_domain_is_reported_as_a_domain_change_carried_by_the_refresh()
     let text = env.cli(&["plan", "-f", file.to_str().unwrap()]);
     assert_eq!(text.status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn a_mount_target_given_another_security_group_is_restored() {
+    let (env, sdk) = converged().await;
+    let efs = aws_sdk_efs::Client::new(&sdk);
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let fs = efs
+        .describe_file_systems()
+        .creation_token("presta-reconciler-demo-efs")
+        .send()
+        .await
+        .unwrap()
+        .file_systems()[0]
+        .file_system_id()
+        .to_string();
+    let mt = efs
+        .describe_mount_targets()
+        .file_system_id(&fs)
+        .send()
+        .await
+        .unwrap()
+        .mount_targets()[0]
+        .clone();
+    let (efs_sg, app_sg) = (
+        group_id(&ec2, "demo-efs-sg").await,
+        group_id(&ec2, "demo-app-sg").await,
+    );
+    efs.modify_mount_target_security_groups()
+        .mount_target_id(mt.mount_target_id())
+        .security_groups(&app_sg)
+        .send()
+        .await
+        .unwrap();
+    expect_healed(
+        &env,
+        &env.demo(),
+        "mount_target",
+        mt.subnet_id(),
+        "update",
+        &[&format!("securityGroups: [\"{app_sg}\"] → [\"{efs_sg}\"]")],
+    );
+    let groups = efs
+        .describe_mount_target_security_groups()
+        .mount_target_id(mt.mount_target_id())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(groups.security_groups(), [efs_sg]);
+}

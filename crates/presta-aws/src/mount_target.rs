@@ -84,31 +84,67 @@ impl Driver for MountTargets {
                 .send()
                 .await
                 .aws("DescribeMountTargets")?;
-            try_join_all(out.mount_targets().iter().map(|mt| async move {
-                let sgs = aws
+            Ok::<_, AwsError>(out.mount_targets().to_vec())
+        }))
+        .await?;
+        let targets: Vec<_> = per_fs.into_iter().flatten().collect();
+        // A mount target's security groups are those of its network interface: one
+        // DescribeNetworkInterfaces for every mount target of the region, instead of one
+        // DescribeMountTargetSecurityGroups per mount target.
+        let enis: Vec<String> = targets
+            .iter()
+            .filter_map(|m| m.network_interface_id().map(String::from))
+            .collect();
+        let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        if !enis.is_empty() {
+            let interfaces = aws
+                .ec2
+                .describe_network_interfaces()
+                .set_network_interface_ids(Some(enis))
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .aws("DescribeNetworkInterfaces")?;
+            for eni in interfaces {
+                groups.insert(
+                    eni.network_interface_id().unwrap_or_default().to_string(),
+                    eni.groups()
+                        .iter()
+                        .filter_map(|g| g.group_id().map(String::from))
+                        .collect(),
+                );
+            }
+        }
+        let mut live = BTreeMap::new();
+        for mt in &targets {
+            let security_groups = match mt.network_interface_id().and_then(|e| groups.get(e)) {
+                Some(g) => g.clone(),
+                // No interface yet (creating): ask the mount target itself.
+                None => aws
                     .efs
                     .describe_mount_target_security_groups()
                     .mount_target_id(mt.mount_target_id())
                     .send()
                     .await
-                    .aws("DescribeMountTargetSecurityGroups")?;
-                Ok::<_, AwsError>(MountTargetLive {
-                    id: mt.mount_target_id().to_string(),
-                    file_system_id: mt.file_system_id().to_string(),
-                    subnet_id: mt.subnet_id().to_string(),
-                    state: mt.life_cycle_state().as_str().to_string(),
-                    ip_address: mt.ip_address().map(String::from),
-                    security_groups: sgs.security_groups().iter().cloned().collect(),
-                })
-            }))
-            .await
-        }))
-        .await?;
-        Ok(per_fs
-            .into_iter()
-            .flatten()
-            .map(|m| (key(&m.file_system_id, &m.subnet_id), m))
-            .collect())
+                    .aws("DescribeMountTargetSecurityGroups")?
+                    .security_groups()
+                    .iter()
+                    .cloned()
+                    .collect(),
+            };
+            let m = MountTargetLive {
+                id: mt.mount_target_id().to_string(),
+                file_system_id: mt.file_system_id().to_string(),
+                subnet_id: mt.subnet_id().to_string(),
+                state: mt.life_cycle_state().as_str().to_string(),
+                ip_address: mt.ip_address().map(String::from),
+                security_groups,
+            };
+            live.insert(key(&m.file_system_id, &m.subnet_id), m);
+        }
+        Ok(live)
     }
 
     fn diff(&self, desired: &MountTargetDesired, live: &MountTargetLive) -> Vec<FieldDiff> {

@@ -1,0 +1,493 @@
+#!/usr/bin/env python3
+"""presta-reconciler vs Terraform, side by side, on the same emulator and the same stack.
+
+    python3 tests/bench/bench.py                 # everything (about 6-10 minutes on 2 cores)
+    python3 tests/bench/bench.py --quick         # fewer repetitions, scale up to 50 stacks
+
+It builds the release binary, starts the local AWS emulator (moto on 127.0.0.1, seeded with the
+demo network), and measures, for the demo stack:
+
+  1. cold create of the whole stack         presta-reconciler apply   vs terraform apply
+  2. drift detection on a converged stack   presta-reconciler plan    vs terraform plan -refresh-only
+  3. heal one drift (port 22 opened by hand on the instances' security group)
+                                            presta-reconciler apply   vs terraform apply
+  4. scale: presta-reconciler plan for 1, 10, 50 and 100 stacks in one region
+
+Wall time (median, min, max over several runs), peak RSS of the whole process tree (Terraform
+starts its provider as a child process) and the AWS calls each tool makes, counted at the
+emulator (its request log tells the callers apart by User-Agent), so both are counted alike.
+
+Terraform is found on the PATH; the hashicorp/aws provider through a setting: PRESTA_TF_MIRROR
+(a filesystem mirror directory), else the filesystem_mirror of the CLI config named by
+TF_CLI_CONFIG_FILE. Without either, the Terraform half is skipped and the report says so.
+
+Results: tests/bench/results/report.md and report.json; --update-docs also writes the tables
+into docs/performance.md. Nothing here is a test: it never fails on a number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "tests" / "bench"
+LAUNCHER = ROOT / "crates" / "presta-emulator" / "moto" / "launcher.py"
+REGION = "eu-west-3"
+DB_PASSWORD = "BenchPassw0rdBenchPassw0rd"
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def tree_rss_kib(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in KiB."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/status") as f:
+                m = re.search(r"^VmRSS:\s+(\d+)", f.read(), re.M)
+            rss[int(entry)] = int(m.group(1)) if m else 0
+            children.setdefault(ppid, []).append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        total += rss.get(p, 0)
+        stack.extend(children.get(p, []))
+    return total
+
+
+def measure(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> dict:
+    """Runs cmd; returns wall seconds, peak RSS (MiB) of its process tree, exit code, output."""
+    out = tempfile.TemporaryFile()
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss_kib(proc.pid))
+            done.wait(0.01)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out.seek(0)
+    # ru_maxrss is the largest single process (KiB); the sampler sums the tree.
+    peak = max(peak, usage.ru_maxrss)
+    return {
+        "wall": wall,
+        "rss_mib": peak / 1024,
+        "code": proc.returncode,
+        "output": out.read().decode(errors="replace"),
+    }
+
+
+# ----------------------------------------------------------------------------- emulator
+
+
+class Emulator:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(LAUNCHER), "--host", "127.0.0.1", "--port", "0", "--seed", "demo",
+             "--region", REGION],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        line = self.proc.stdout.readline()
+        ready = json.loads(line)
+        if ready.get("event") != "ready":
+            raise SystemExit(f"the emulator did not start: {line}")
+        self.endpoint = ready["endpoint"]
+        assert self.endpoint.startswith("http://127.0.0.1:"), self.endpoint
+
+    def calls(self) -> list[dict]:
+        with urllib.request.urlopen(f"{self.endpoint}/_presta/calls") as r:
+            return json.load(r)["calls"]
+
+    def reset_calls(self) -> None:
+        req = urllib.request.Request(f"{self.endpoint}/_presta/calls", method="DELETE")
+        urllib.request.urlopen(req).read()
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update({
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing", "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
+            "RUST_LOG": "warn",
+        })
+        return env
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def counted(emu: Emulator, agent: str, fn):
+    """Runs fn; returns its result and the calls `agent` made meanwhile."""
+    emu.reset_calls()
+    result = fn()
+    calls = [c for c in emu.calls() if c.get("agent") == agent]
+    return result, calls
+
+
+def summary(calls: list[dict]) -> dict:
+    by_op: dict[str, int] = {}
+    for c in calls:
+        key = f"{c['service']} {c['operation']}"
+        by_op[key] = by_op.get(key, 0) + 1
+    reads = sum(n for k, n in by_op.items() if re.search(r" (Describe|Get|List|GET )", k))
+    return {"total": len(calls), "reads": reads, "writes": len(calls) - reads, "by_operation": by_op}
+
+
+def open_ssh(emu: Emulator, group_name: str) -> None:
+    import boto3
+
+    ec2 = boto3.client("ec2", endpoint_url=emu.endpoint, region_name=REGION,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    gid = ec2.describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": [group_name]}])["SecurityGroups"][0]["GroupId"]
+    ec2.authorize_security_group_ingress(
+        GroupId=gid, IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+                                     "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+
+
+def ssh_open(emu: Emulator, group_name: str) -> bool:
+    import boto3
+
+    ec2 = boto3.client("ec2", endpoint_url=emu.endpoint, region_name=REGION,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    g = ec2.describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": [group_name]}])["SecurityGroups"][0]
+    return any(p.get("FromPort") == 22 for p in g["IpPermissions"])
+
+
+def stats(samples: list[dict]) -> dict:
+    walls = [s["wall"] for s in samples]
+    return {
+        "runs": len(samples),
+        "median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),
+        "peak_rss_mib": max(s["rss_mib"] for s in samples),
+    }
+
+
+# ----------------------------------------------------------------------------- terraform
+
+
+def find_mirror() -> tuple[Path | None, str]:
+    if os.environ.get("PRESTA_TF_MIRROR"):
+        return Path(os.environ["PRESTA_TF_MIRROR"]), "PRESTA_TF_MIRROR"
+    cfg = os.environ.get("TF_CLI_CONFIG_FILE")
+    if cfg and Path(cfg).is_file():
+        m = re.search(r'filesystem_mirror\s*{[^}]*path\s*=\s*"([^"]+)"', Path(cfg).read_text())
+        if m:
+            return Path(m.group(1)), f"TF_CLI_CONFIG_FILE ({cfg})"
+    return None, "neither PRESTA_TF_MIRROR nor a filesystem_mirror in TF_CLI_CONFIG_FILE is set"
+
+
+class Terraform:
+    def __init__(self, mirror: Path, emu: Emulator, user_data: Path) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="presta-bench-tf-"))
+        shutil.copy(BENCH / "terraform" / "main.tf", self.dir / "main.tf")
+        (self.dir / "cli.tfrc").write_text(
+            'provider_installation {\n'
+            f'  filesystem_mirror {{\n    path = "{mirror}"\n'
+            '    include = ["registry.terraform.io/hashicorp/aws"]\n  }\n'
+            '  direct { exclude = ["registry.terraform.io/hashicorp/aws"] }\n}\n')
+        self.env = emu.env()
+        self.env.update({"TF_CLI_CONFIG_FILE": str(self.dir / "cli.tfrc"), "TF_IN_AUTOMATION": "1",
+                         "CHECKPOINT_DISABLE": "1"})
+        self.vars = ["-var", f"endpoint={emu.endpoint}", "-var", f"user_data_file={user_data}",
+                     "-var", f"db_password={DB_PASSWORD}", "-var", f"admin_password={DB_PASSWORD}"]
+        r = measure(["terraform", "init", "-input=false", "-no-color"], self.env, self.dir)
+        if r["code"] != 0:
+            raise RuntimeError("terraform init failed:\n" + r["output"][-2000:])
+
+    def run(self, *args: str) -> dict:
+        return measure(["terraform", *args, "-input=false", "-no-color", *self.vars], self.env, self.dir)
+
+    def version(self) -> str:
+        out = subprocess.run(["terraform", "version"], capture_output=True, text=True).stdout
+        return " ".join(out.split("\n")[0:1])
+
+
+# ----------------------------------------------------------------------------- the benchmark
+
+
+def stacks_yaml(n: int) -> str:
+    base = (ROOT / "config" / "demo.yaml").read_text()
+    body = base[base.index("apiVersion:"):]
+    docs = [body.replace("name: demo\n", f"name: s{i:03d}\n", 1) for i in range(1, n + 1)]
+    return "---\n".join(docs)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="3 runs per figure, scale up to 50 stacks")
+    ap.add_argument("--runs", type=int, default=None, help="runs per drift-detection figure (default 7)")
+    ap.add_argument("--binary", type=Path, help="use this presta-reconciler instead of building it")
+    ap.add_argument("--no-terraform", action="store_true", help="skip the Terraform half")
+    ap.add_argument("--scale", default=None, help="stack counts, comma-separated (default 1,10,50,100)")
+    ap.add_argument("--update-docs", action="store_true", help="write the tables into docs/performance.md")
+    args = ap.parse_args()
+    runs = args.runs or (3 if args.quick else 7)
+    scale = [int(x) for x in (args.scale or ("1,10,50" if args.quick else "1,10,50,100")).split(",")]
+    started = time.time()
+    results: dict = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                     "machine": {}, "skipped": [], "notes": []}
+
+    # Machine and versions.
+    results["machine"] = {
+        "cpus": os.cpu_count(), "platform": platform.platform(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+    }
+    try:
+        import moto
+        results["machine"]["moto"] = moto.__version__
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-r",
+                        str(LAUNCHER.parent / "requirements.txt")], check=True)
+        import moto
+        results["machine"]["moto"] = moto.__version__
+
+    binary = args.binary
+    if binary is None:
+        log("building the release binary (cargo build --release)")
+        t = time.perf_counter()
+        subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "presta-reconciler"],
+                       cwd=ROOT, check=True)
+        results["notes"].append(f"release build took {time.perf_counter() - t:.0f} s (incremental if target/ existed)")
+        binary = ROOT / "target" / "release" / "presta-reconciler"
+    results["machine"]["presta-reconciler"] = subprocess.run(
+        [str(binary), "--version"], capture_output=True, text=True).stdout.strip()
+
+    emu = Emulator()
+    log(f"emulator at {emu.endpoint}")
+    env = emu.env()
+    demo = ROOT / "config" / "demo.yaml"
+    work = Path(tempfile.mkdtemp(prefix="presta-bench-"))
+    try:
+        tf = None
+        mirror, how = find_mirror()
+        if args.no_terraform:
+            results["skipped"].append("Terraform: --no-terraform")
+        elif shutil.which("terraform") is None:
+            results["skipped"].append("Terraform: `terraform` is not on the PATH")
+        elif mirror is None or not mirror.is_dir():
+            results["skipped"].append(f"Terraform: no provider mirror ({how})")
+        else:
+            user_data = work / "user-data.sh"
+            user_data.write_text(subprocess.run(
+                [str(binary), "bootstrap", "-f", str(demo)], capture_output=True, text=True, check=True).stdout)
+            log(f"terraform init (provider mirror from {how})")
+            tf = Terraform(mirror, emu, user_data)
+            results["machine"]["terraform"] = tf.version()
+            results["machine"]["terraform_provider"] = "hashicorp/aws 5.100.0"
+
+        # 1. Cold create.
+        log("cold create: presta-reconciler apply")
+        r, calls = counted(emu, "other", lambda: measure([str(binary), "apply", "-f", str(demo)], env))
+        assert r["code"] == 0, r["output"][-3000:]
+        results["cold_create"] = {"presta": {**stats([r]), "calls": summary(calls)}}
+        if tf:
+            log("cold create: terraform apply (its waiters poll the ALB and RDS for about 90 s)")
+            r, calls = counted(emu, "terraform", lambda: tf.run("apply", "-auto-approve"))
+            assert r["code"] == 0, r["output"][-3000:]
+            results["cold_create"]["terraform"] = {**stats([r]), "calls": summary(calls)}
+            settle = tf.run("apply", "-refresh-only", "-auto-approve")
+            assert settle["code"] == 0, settle["output"][-2000:]
+
+        # 2. Drift detection on a converged stack.
+        log(f"drift detection: {runs} runs each")
+        samples, per_run = [], []
+        for _ in range(runs):
+            r, calls = counted(emu, "other", lambda: measure([str(binary), "plan", "-f", str(demo)], env))
+            assert r["code"] == 0, "the demo stack is converged: " + r["output"][-2000:]
+            samples.append(r)
+            per_run.append(summary(calls))
+        results["drift_detection"] = {"presta": {**stats(samples), "calls": per_run[-1]}}
+        if tf:
+            samples, per_run = [], []
+            for _ in range(runs):
+                r, calls = counted(emu, "terraform", lambda: tf.run("plan", "-refresh-only", "-detailed-exitcode"))
+                assert r["code"] in (0, 2), r["output"][-2000:]
+                samples.append(r)
+                per_run.append(summary(calls))
+            results["drift_detection"]["terraform"] = {**stats(samples), "calls": per_run[-1]}
+
+        # 3. Heal one drift: the same change on both stacks.
+        log("heal one drift: port 22 opened by hand")
+        open_ssh(emu, "demo-app-sg")
+        r, calls = counted(emu, "other", lambda: measure([str(binary), "apply", "-f", str(demo)], env))
+        assert r["code"] == 0 and not ssh_open(emu, "demo-app-sg"), r["output"][-2000:]
+        results["heal"] = {"presta": {**stats([r]), "calls": summary(calls)}}
+        if tf:
+            open_ssh(emu, "tfdemo-app-sg")
+            r, calls = counted(emu, "terraform", lambda: tf.run("apply", "-auto-approve"))
+            healed = not ssh_open(emu, "tfdemo-app-sg")
+            assert r["code"] == 0, r["output"][-2000:]
+            results["heal"]["terraform"] = {**stats([r]), "calls": summary(calls), "healed": healed}
+
+        # 4. Scale: N stacks in one region.
+        results["scale"] = []
+        created = 0
+        for n in scale:
+            path = work / f"stacks-{n}.yaml"
+            path.write_text(stacks_yaml(n))
+            if n > created:
+                log(f"scale: creating stacks up to {n}")
+                r = measure([str(binary), "apply", "-f", str(path), "--concurrency", "16"], env)
+                assert r["code"] == 0, r["output"][-3000:]
+                created = n
+            log(f"scale: plan of {n} stacks")
+            samples, per_run = [], []
+            for _ in range(max(3, runs // 2)):
+                r, calls = counted(emu, "other", lambda: measure(
+                    [str(binary), "plan", "-f", str(path), "--concurrency", "16"], env))
+                assert r["code"] == 0, r["output"][-2000:]
+                samples.append(r)
+                per_run.append(summary(calls))
+            s = stats(samples)
+            results["scale"].append({"stacks": n, **s, "calls": per_run[-1]})
+    finally:
+        emu.stop()
+    results["duration_s"] = round(time.time() - started)
+    write_report(results, args.update_docs)
+    return 0
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.0f}×" if b else "n/a"
+
+
+def tables(r: dict) -> str:
+    out = []
+    tf = "terraform" in r.get("drift_detection", {})
+    out.append("| figure | presta-reconciler | Terraform | ratio |")
+    out.append("|---|---|---|---|")
+
+    def row(label: str, key: str, fmt, better_low=True) -> None:
+        p = r[key]["presta"]
+        t = r[key].get("terraform")
+        pv = fmt(p)
+        tv = fmt(t) if t else "skipped"
+        out.append(f"| {label} | {pv} | {tv} | {ratios.get(label, '')} |")
+
+    ratios: dict[str, str] = {}
+    d = r["drift_detection"]
+    if tf:
+        ratios["drift detection: wall time (median)"] = ratio(d["terraform"]["median_s"], d["presta"]["median_s"]) + " faster"
+        ratios["drift detection: peak RSS"] = ratio(d["terraform"]["peak_rss_mib"], d["presta"]["peak_rss_mib"]) + " less"
+        ratios["heal one drift: wall time"] = ratio(r["heal"]["terraform"]["median_s"], r["heal"]["presta"]["median_s"]) + " faster"
+        ratios["cold create: wall time"] = ratio(r["cold_create"]["terraform"]["median_s"], r["cold_create"]["presta"]["median_s"]) + " faster"
+    row("drift detection: wall time (median)", "drift_detection",
+        lambda s: f"{s['median_s']:.3f} s (min {s['min_s']:.3f}, max {s['max_s']:.3f}; {s['runs']} runs)")
+    row("drift detection: peak RSS", "drift_detection", lambda s: f"{s['peak_rss_mib']:.0f} MiB")
+    row("drift detection: AWS calls", "drift_detection",
+        lambda s: f"{s['calls']['total']} ({s['calls']['reads']} reads)")
+    row("heal one drift: wall time", "heal", lambda s: f"{s['median_s']:.2f} s")
+    row("heal one drift: AWS calls", "heal", lambda s: f"{s['calls']['total']} ({s['calls']['writes']} writes)")
+    row("cold create: wall time", "cold_create", lambda s: f"{s['median_s']:.1f} s")
+    row("cold create: peak RSS", "cold_create", lambda s: f"{s['peak_rss_mib']:.0f} MiB")
+    row("cold create: AWS calls", "cold_create", lambda s: f"{s['calls']['total']} ({s['calls']['writes']} writes)")
+    out.append("")
+    out.append("Scale: `presta-reconciler plan` of N stacks in one region (every stack converged).")
+    out.append("")
+    out.append("| stacks | wall (median) | min | max | peak RSS | AWS calls | calls per stack | list calls (DescribeSecurityGroups, DescribeLoadBalancers, DescribeDBInstances) |")
+    out.append("|---|---|---|---|---|---|---|---|")
+    for s in r["scale"]:
+        ops = s["calls"]["by_operation"]
+        lists = ", ".join(str(ops.get(k, 0)) for k in (
+            "ec2 DescribeSecurityGroups", "elasticloadbalancing DescribeLoadBalancers", "rds DescribeDBInstances"))
+        out.append(f"| {s['stacks']} | {s['median_s']:.3f} s | {s['min_s']:.3f} | {s['max_s']:.3f} | "
+                   f"{s['peak_rss_mib']:.0f} MiB | {s['calls']['total']} | {s['calls']['total'] / s['stacks']:.1f} | {lists} |")
+    return "\n".join(out)
+
+
+def calls_table(r: dict) -> str:
+    d = r["drift_detection"]
+    ops = sorted(set(d["presta"]["calls"]["by_operation"]) | set(d.get("terraform", {}).get("calls", {}).get("by_operation", {})))
+    out = ["| operation | presta-reconciler | Terraform |", "|---|---|---|"]
+    for op in ops:
+        p = d["presta"]["calls"]["by_operation"].get(op, 0)
+        t = d.get("terraform", {}).get("calls", {}).get("by_operation", {}).get(op, 0) if "terraform" in d else "-"
+        out.append(f"| `{op}` | {p} | {t} |")
+    return "\n".join(out)
+
+
+def write_report(r: dict, update_docs: bool) -> None:
+    outdir = BENCH / "results"
+    outdir.mkdir(exist_ok=True)
+    (outdir / "report.json").write_text(json.dumps(r, indent=2) + "\n")
+    m = r["machine"]
+    md = [
+        f"# Benchmark results ({r['date']})",
+        "",
+        f"Machine: {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['platform']}; moto {m.get('moto')}, "
+        f"Python {m['python']}; {m.get('presta-reconciler')}; {m.get('terraform', 'Terraform skipped')} "
+        f"{('with ' + m['terraform_provider']) if 'terraform_provider' in m else ''}. Whole run: {r['duration_s']} s.",
+        "",
+        tables(r),
+        "",
+        "AWS calls of one drift detection, by operation (counted at the emulator):",
+        "",
+        calls_table(r),
+        "",
+    ]
+    if r["skipped"]:
+        md += ["Skipped:", ""] + [f"- {s}" for s in r["skipped"]] + [""]
+    if r["notes"]:
+        md += ["Notes:", ""] + [f"- {s}" for s in r["notes"]] + [""]
+    text = "\n".join(md)
+    (outdir / "report.md").write_text(text)
+    print(text)
+    if update_docs:
+        doc = ROOT / "docs" / "performance.md"
+        body = doc.read_text()
+        start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+        i, j = body.index(start) + len(start), body.index(end)
+        doc.write_text(body[:i] + "\n" + "\n".join(md[2:]) + "\n" + body[j:])
+        log(f"updated {doc}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
