@@ -304,3 +304,50 @@ fn dropping_the_harness_stops_the_emulator() {
     assert!(!proc_dir.exists(), "the emulator process is still there");
     assert!(std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err());
 }
+
+#[tokio::test]
+async fn db_instances_get_their_own_resource_id_and_the_filter_finds_one() {
+    let emu = Emulator::builder().start().expect("the emulator starts");
+    let rds = aws_sdk_rds::Client::new(&sdk(&emu, "eu-west-3").await);
+    let mut ids = Vec::new();
+    for name in ["one-db", "two-db"] {
+        let out = rds
+            .create_db_instance()
+            .db_instance_identifier(name)
+            .engine("mysql")
+            .db_instance_class("db.t4g.micro")
+            .master_username("admin")
+            .master_user_password("Passw0rdPassw0rd")
+            .allocated_storage(20)
+            .send()
+            .await
+            .unwrap();
+        ids.push(
+            out.db_instance()
+                .unwrap()
+                .dbi_resource_id()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_ne!(ids[0], ids[1], "moto alone gives both the same id");
+    for (name, id) in ["one-db", "two-db"].iter().zip(&ids) {
+        let found = rds
+            .describe_db_instances()
+            .filters(
+                aws_sdk_rds::types::Filter::builder()
+                    .name("dbi-resource-id")
+                    .values(id)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let names: Vec<_> = found
+            .db_instances()
+            .iter()
+            .filter_map(|d| d.db_instance_identifier())
+            .collect();
+        assert_eq!(names, [*name]);
+    }
+}

@@ -196,6 +196,27 @@ def _patch_efs() -> None:
     EFSResponse.put_backup_policy = put_backup_policy
 
 
+def _patch_rds() -> None:
+    """moto gives every DB instance the same DbiResourceId, so a lookup by resource id (the
+    `dbi-resource-id` filter, which Terraform's provider uses) matches every instance once a
+    region holds two. On AWS it is unique per instance: derive one from the identifier."""
+    import hashlib
+
+    from moto.rds.models import DBInstance
+
+    original_init = DBInstance.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        digest = hashlib.sha256(
+            f"{self.account_id}/{self.region}/{self.db_instance_identifier}".encode()
+        ).hexdigest()
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+        self.dbi_resource_id = "db-" + "".join(alphabet[int(digest[i : i + 2], 16) % 32] for i in range(0, 52, 2))
+
+    DBInstance.__init__ = __init__
+
+
 def _patch_elbv2() -> None:
     """CreateLoadBalancer, CreateTargetGroup and CreateListener are idempotent on AWS ("if you attempt
     to create multiple ... with the same settings, each call succeeds"); moto creates a second
@@ -421,6 +442,7 @@ def main() -> int:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     _patch_autoscaling()
     _patch_efs()
+    _patch_rds()
     _patch_elbv2()
 
     log = CallLog()
