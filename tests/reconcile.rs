@@ -890,3 +890,33 @@ async fn a_resource_made_by_hand_with_the_stack_name_is_left_alone_unless_adopte
         "once tagged, it is the stack's without the adoption flag"
     );
 }
+
+#[tokio::test]
+async fn twenty_stacks_in_one_region_converge_and_plan_clean() {
+    // More stacks than one page of EC2 results (moto's default page is 15 launch templates).
+    let env = Env::start();
+    let text = std::fs::read_to_string(common::root().join("config/demo.yaml")).unwrap();
+    let doc = &text[text.find("apiVersion:").unwrap()..];
+    let all: Vec<String> = (1..=20)
+        .map(|i| doc.replacen("name: demo\n", &format!("name: s{i:02}\n"), 1))
+        .collect();
+    let file = env.dir.path().join("twenty.yaml");
+    std::fs::write(&file, all.join("---\n")).unwrap();
+    let out = env.cli(&["apply", "-f", file.to_str().unwrap(), "--concurrency", "16"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    env.emu.reset_calls().unwrap();
+    let (code, report) = env.plan_json(&file);
+    assert_eq!(code, 0, "every stack is converged: {report:#}");
+    assert_eq!(report["stacks"].as_array().unwrap().len(), 20);
+    let calls = env.emu.calls().unwrap();
+    let count = |op: &str| calls.iter().filter(|c| c.operation == op).count();
+    assert_eq!(count("DescribeLaunchTemplates"), 1);
+    assert_eq!(count("DescribeSecurityGroups"), 1, "80 groups, one call");
+    assert_eq!(count("DescribeLoadBalancers"), 1);
+    assert_eq!(count("DescribeNetworkInterfaces"), 1);
+}

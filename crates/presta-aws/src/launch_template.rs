@@ -146,21 +146,26 @@ impl Driver for LaunchTemplates {
         if scope.names.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let templates = aws
-            .ec2
-            .describe_launch_templates()
-            .filters(
-                Filter::builder()
-                    .name("launch-template-name")
-                    .set_values(Some(scope.names.clone()))
-                    .build(),
-            )
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .aws("DescribeLaunchTemplates")?;
+        // EC2 takes at most 200 values per filter; a page of 200 holds every match.
+        let pages = try_join_all(scope.names.chunks(200).map(|names| async move {
+            aws.ec2
+                .describe_launch_templates()
+                .filters(
+                    Filter::builder()
+                        .name("launch-template-name")
+                        .set_values(Some(names.to_vec()))
+                        .build(),
+                )
+                .max_results(200)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .aws("DescribeLaunchTemplates")
+        }))
+        .await?;
+        let templates: Vec<_> = pages.into_iter().flatten().collect();
         let lives = try_join_all(templates.iter().map(|t| async move {
             let id = t.launch_template_id().unwrap_or_default();
             let out = aws

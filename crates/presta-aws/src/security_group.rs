@@ -111,27 +111,32 @@ impl Driver for SecurityGroups {
         if scope.names.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let mut req = aws.ec2.describe_security_groups().filters(
-            Filter::builder()
-                .name("group-name")
-                .set_values(Some(scope.names.clone()))
-                .build(),
-        );
-        if !scope.parents.is_empty() {
-            req = req.filters(
-                Filter::builder()
-                    .name("vpc-id")
-                    .set_values(Some(scope.parents.clone()))
-                    .build(),
-            );
-        }
-        let groups = req
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .aws("DescribeSecurityGroups")?;
+        // EC2 takes at most 200 values per filter: one call per 200 groups (50 stacks).
+        let pages =
+            futures::future::try_join_all(scope.names.chunks(200).map(|names| async move {
+                let mut req = aws.ec2.describe_security_groups().filters(
+                    Filter::builder()
+                        .name("group-name")
+                        .set_values(Some(names.to_vec()))
+                        .build(),
+                );
+                if !scope.parents.is_empty() {
+                    req = req.filters(
+                        Filter::builder()
+                            .name("vpc-id")
+                            .set_values(Some(scope.parents.clone()))
+                            .build(),
+                    );
+                }
+                req.into_paginator()
+                    .items()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>()
+                    .await
+                    .aws("DescribeSecurityGroups")
+            }))
+            .await?;
+        let groups: Vec<_> = pages.into_iter().flatten().collect();
         Ok(groups
             .iter()
             .map(|g| {
