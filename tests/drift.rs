@@ -503,10 +503,10 @@ async fn a_removed_file_system_lifecycle_is_restored() {
     assert_eq!(lc.lifecycle_policies().len(), 2);
 }
 
-#[tokio::test]
-async fn a_deleted_mount_target_is_recreated() {
-    let (env, sdk) = converged().await;
-    let efs = aws_sdk_efs::Client::new(&sdk);
+/// The demo stack's file system id and its mount targets.
+async fn demo_mount_targets(
+    efs: &aws_sdk_efs::Client,
+) -> (String, Vec<aws_sdk_efs::types::MountTargetDescription>) {
     let fs = efs
         .describe_file_systems()
         .creation_token("presta-reconciler-demo-efs")
@@ -521,8 +521,18 @@ async fn a_deleted_mount_target_is_recreated() {
         .file_system_id(&fs)
         .send()
         .await
-        .unwrap();
-    let gone = mts.mount_targets()[0].clone();
+        .unwrap()
+        .mount_targets()
+        .to_vec();
+    (fs, mts)
+}
+
+#[tokio::test]
+async fn a_deleted_mount_target_is_recreated() {
+    let (env, sdk) = converged().await;
+    let efs = aws_sdk_efs::Client::new(&sdk);
+    let (fs, mts) = demo_mount_targets(&efs).await;
+    let gone = mts[0].clone();
     efs.delete_mount_target()
         .mount_target_id(gone.mount_target_id())
         .send()
@@ -723,23 +733,7 @@ async fn a_mount_target_given_another_security_group_is_restored() {
     let (env, sdk) = converged().await;
     let efs = aws_sdk_efs::Client::new(&sdk);
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let fs = efs
-        .describe_file_systems()
-        .creation_token("presta-reconciler-demo-efs")
-        .send()
-        .await
-        .unwrap()
-        .file_systems()[0]
-        .file_system_id()
-        .to_string();
-    let mt = efs
-        .describe_mount_targets()
-        .file_system_id(&fs)
-        .send()
-        .await
-        .unwrap()
-        .mount_targets()[0]
-        .clone();
+    let mt = demo_mount_targets(&efs).await.1[0].clone();
     let (efs_sg, app_sg) = (
         group_id(&ec2, "demo-efs-sg").await,
         group_id(&ec2, "demo-app-sg").await,
