@@ -607,19 +607,23 @@ async fn a_removed_ownership_tag_is_restored() {
     );
 }
 
-#[tokio::test]
-async fn a_new_image_tag_rolls_the_group_through_a_new_template_version() {
-    let (env, sdk) = converged().await;
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let before = ec2
-        .describe_launch_templates()
+/// The default version of the demo stack's launch template.
+async fn default_version(ec2: &aws_sdk_ec2::Client) -> i64 {
+    ec2.describe_launch_templates()
         .launch_template_names("demo-app")
         .send()
         .await
         .unwrap()
         .launch_templates()[0]
         .default_version_number()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_new_image_tag_rolls_the_group_through_a_new_template_version() {
+    let (env, sdk) = converged().await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let before = default_version(&ec2).await;
     let file = env.config("new-tag.yaml", |t| {
         t.replace("8.2.7-8.1-apache", "8.2.8-8.1-apache")
     });
@@ -657,19 +661,7 @@ async fn a_new_image_tag_rolls_the_group_through_a_new_template_version() {
         .as_i64()
         .unwrap();
     assert_eq!(version, before + 1);
-    let live = ec2
-        .describe_launch_templates()
-        .launch_template_names("demo-app")
-        .send()
-        .await
-        .unwrap()
-        .launch_templates()[0]
-        .clone();
-    assert_eq!(
-        live.default_version_number(),
-        Some(before + 1),
-        "the default moved"
-    );
+    assert_eq!(default_version(&ec2).await, before + 1, "the default moved");
     let asg = aws_sdk_autoscaling::Client::new(&sdk);
     let refreshes = asg
         .describe_instance_refreshes()
