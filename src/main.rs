@@ -4,6 +4,7 @@
 
 mod bootstrap_cmd;
 mod demo;
+mod destroy_cmd;
 mod probe;
 mod reconcile_cmd;
 mod serve;
@@ -40,6 +41,10 @@ enum Command {
     Plan(reconcile_cmd::Args),
     /// Creates what is missing and corrects drift; prints what it did and the outputs.
     Apply(reconcile_cmd::Args),
+    /// Tears a stack down in reverse dependency order, keeping its data as
+    /// spec.policy.deletion says (default: database final snapshot, file system and passwords
+    /// kept); `apply` brings it back.
+    Destroy(destroy_cmd::Args),
     /// Prints the JSON Schema of a PrestaShopStack document (for editors and CI).
     Schema,
     /// The daemon: reconciles every stack periodically and on demand, serves /healthz,
@@ -64,6 +69,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => demo::run(&args),
+        Command::Destroy(args) => destroy_cmd::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Probe(args) => probe::run(&args),
         Command::Bootstrap(args) => bootstrap_cmd::run(&args),

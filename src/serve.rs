@@ -228,27 +228,17 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-/// The content of the configuration, to notice changes (an edit, a new file in a directory).
+/// The content of the configuration, to notice changes (an edit, a new file in a directory):
+/// the same list of files the loader reads.
 fn fingerprint(files: &[PathBuf]) -> Vec<(PathBuf, Option<Vec<u8>>)> {
-    let mut out = Vec::new();
-    for path in files {
-        if path.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-                .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-                .unwrap_or_default();
-            entries.sort();
-            for p in entries
-                .into_iter()
-                .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-            {
-                let content = std::fs::read(&p).ok();
-                out.push((p, content));
-            }
-        } else {
-            out.push((path.clone(), std::fs::read(path).ok()));
-        }
-    }
-    out
+    presta_spec::load::config_files(files)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            let content = std::fs::read(&p).ok();
+            (p, content)
+        })
+        .collect()
 }
 
 /// Reloads on SIGHUP and when the files change.

@@ -88,6 +88,7 @@ const IMPLICIT: &[&str] = &[
     "iam:passrole",                // the template hands the instance profile to EC2
     "iam:createservicelinkedrole", // first ALB/ASG/RDS/EFS of an account
     "ssm:addtagstoresource",       // PutParameter with tags
+    "rds:createdbsnapshot",        // DeleteDBInstance with a final snapshot
 ];
 
 #[test]

@@ -642,14 +642,7 @@ async fn a_new_image_tag_rolls_the_group_through_a_new_template_version() {
         "no refresh yet"
     );
 
-    let out = env.cli(&["apply", "-f", file.to_str().unwrap(), "--output", "json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let applied: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let applied = env.apply_json(&file);
     let refresh = &applied["stacks"][0]["instance_refresh"];
     assert_eq!(refresh["started_by_this_run"], true, "{applied:#}");
     assert!(refresh["id"].as_str().is_some_and(|s| !s.is_empty()));
@@ -692,14 +685,7 @@ async fn a_custom_domain_is_reported_as_a_domain_change_carried_by_the_refresh()
             "    domain: Shop.Example.com\n    adminEmail:",
         )
     });
-    let out = env.cli(&["apply", "-f", file.to_str().unwrap(), "--output", "json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = env.apply_json(&file);
     let change = &report["stacks"][0]["domain_change"];
     assert!(
         change["from"].as_str().unwrap().starts_with("demo-alb-"),

@@ -427,20 +427,7 @@ async fn a_change_that_would_replace_the_database_is_blocked_and_the_rest_conver
         .replace("maxSize: 2", "maxSize: 3")
     });
     env.emu.reset_calls().unwrap();
-    let out = env.cli(&[
-        "apply",
-        "-f",
-        downgrade.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = env.apply_json(&downgrade);
     let db = change(&report, "db_instance", "demo-db");
     assert_eq!(db["action"], "blocked", "{db:#}");
     assert!(
@@ -493,13 +480,8 @@ async fn two_stacks_converge_independently_and_one_failure_does_not_stop_the_oth
         .replace("name: demo\n", "name: broken\n")
         .replace("Name: presta-demo-vpc", "Name: no-such-vpc");
     let file = env.config("three.yaml", |_| format!("{demo}---\n{shop2}---\n{broken}"));
-    let out = env.cli(&["apply", "-f", file.to_str().unwrap(), "--output", "json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "a failed stack makes apply fail"
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, report) = env.json(&["apply", "-f", file.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(code, 1, "a failed stack makes apply fail");
     let stacks = report["stacks"].as_array().unwrap();
     assert_eq!(
         stacks
@@ -541,7 +523,7 @@ async fn two_stacks_converge_independently_and_one_failure_does_not_stop_the_oth
     assert_eq!(names, ["demo-alb", "shop2-alb"]);
 
     // --stack limits a run to the stacks named.
-    let out = env.cli(&[
+    let (code, only) = env.json(&[
         "plan",
         "-f",
         file.to_str().unwrap(),
@@ -550,7 +532,6 @@ async fn two_stacks_converge_independently_and_one_failure_does_not_stop_the_oth
         "--output",
         "json",
     ]);
-    let only: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         only["stacks"]
             .as_array()
@@ -561,8 +542,7 @@ async fn two_stacks_converge_independently_and_one_failure_does_not_stop_the_oth
         ["shop2"]
     );
     assert_eq!(
-        out.status.code(),
-        Some(0),
+        code, 0,
         "shop2 is converged; the broken stack is not part of this run"
     );
 
@@ -820,19 +800,14 @@ async fn a_resource_made_by_hand_with_the_stack_name_is_left_alone_unless_adopte
         .await
         .unwrap();
 
-    let out = env.cli(&[
+    let (code, report) = env.json(&[
         "apply",
         "-f",
         env.demo().to_str().unwrap(),
         "--output",
         "json",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "the group waits for a target group it may not use"
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(code, 1, "the group waits for a target group it may not use");
     let tg = change(&report, "target_group", "demo-tg");
     assert_eq!(tg["action"], "blocked");
     assert!(

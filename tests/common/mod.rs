@@ -69,17 +69,30 @@ impl Env {
         stdout
     }
 
-    /// `plan -f file --output json`: exit code and the report.
-    pub fn plan_json(&self, file: &Path) -> (i32, serde_json::Value) {
-        let out = self.cli(&["plan", "-f", file.to_str().unwrap(), "--output", "json"]);
+    /// Runs the binary with `args` (which end in `--output json`): exit code and the report.
+    pub fn json(&self, args: &[&str]) -> (i32, serde_json::Value) {
+        let out = self.cli(args);
         let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
-                "plan output is not JSON ({e}):\n{}\n{}",
+                "{args:?} did not print JSON ({e}):\n{}\n{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             )
         });
         (out.status.code().unwrap_or(-1), report)
+    }
+
+    /// `plan -f file --output json`: exit code and the report.
+    pub fn plan_json(&self, file: &Path) -> (i32, serde_json::Value) {
+        self.json(&["plan", "-f", file.to_str().unwrap(), "--output", "json"])
+    }
+
+    /// `apply -f file --output json`, asserting success; the report.
+    pub fn apply_json(&self, file: &Path) -> serde_json::Value {
+        let (code, report) =
+            self.json(&["apply", "-f", file.to_str().unwrap(), "--output", "json"]);
+        assert_eq!(code, 0, "apply failed: {report:#}");
+        report
     }
 
     /// Mutating calls the emulator saw since the last reset.

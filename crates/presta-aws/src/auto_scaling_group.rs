@@ -70,6 +70,25 @@ impl Driver for AutoScalingGroups {
         live.arn.clone()
     }
 
+    /// `DeleteAutoScalingGroup` with `ForceDelete`: its instances are terminated (they hold
+    /// no data: the shop's files are on EFS, its data in RDS) and its policies go with it.
+    async fn delete(&self, aws: &Aws, live: &AutoScalingGroupLive) -> Result<(), AwsError> {
+        match aws
+            .autoscaling
+            .delete_auto_scaling_group()
+            .auto_scaling_group_name(&live.name)
+            .force_delete(true)
+            .send()
+            .await
+            .aws("DeleteAutoScalingGroup")
+        {
+            Ok(_) => Ok(()),
+            // Auto Scaling answers a missing group with a ValidationError.
+            Err(e) if e.is_not_found() || e.message.contains("not found") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     fn tags(live: &Self::Live) -> Option<&Tags> {
         Some(&live.tags)
     }

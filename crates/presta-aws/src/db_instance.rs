@@ -9,7 +9,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::time::SystemTime;
+
 use crate::clients::Aws;
+use crate::db_snapshot;
 use crate::db_subnet_group::{from_rds, rds_tags};
 use crate::diff::{Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Readiness, Scope};
@@ -88,6 +91,13 @@ impl Driver for DbInstances {
 
     fn tags(live: &Self::Live) -> Option<&Tags> {
         Some(&live.tags)
+    }
+
+    /// Deletes the database the safe way: a final snapshot `<id>-final-<UTC time>` with the
+    /// stack's tags, automated backups retained. See [`DbInstances::delete_with`].
+    async fn delete(&self, aws: &Aws, live: &DbInstanceLive) -> Result<(), AwsError> {
+        let snapshot = db_snapshot::final_snapshot_id(&live.identifier, SystemTime::now());
+        self.delete_with(aws, live, Some(&snapshot)).await
     }
 
     fn readiness(live: &DbInstanceLive) -> Readiness {
@@ -387,6 +397,56 @@ impl Driver for DbInstances {
             .await?
             .remove(&live.identifier)
             .unwrap_or_else(|| live.clone()))
+    }
+}
+
+impl DbInstances {
+    /// Deletes the database, with a final snapshot named `final_snapshot` (tagged like the
+    /// instance) or, with `None`, without one (the data is gone: only `destroy --delete-data`).
+    /// A database with deletion protection is refused with the command that lifts it: the
+    /// reconciler never lifts it itself.
+    pub async fn delete_with(
+        &self,
+        aws: &Aws,
+        live: &DbInstanceLive,
+        final_snapshot: Option<&str>,
+    ) -> Result<(), AwsError> {
+        if live.deletion_protection {
+            return Err(AwsError {
+                operation: "DeleteDBInstance",
+                code: Some("DeletionProtection".into()),
+                message: format!(
+                    "{} has deletion protection on; turn it off yourself if you mean it: \
+                     aws rds modify-db-instance --db-instance-identifier {} --no-deletion-protection --apply-immediately",
+                    live.identifier, live.identifier
+                ),
+                class: crate::error::ErrorClass::Refused,
+            });
+        }
+        if live.status == "deleting" {
+            return Ok(());
+        }
+        let res = aws
+            .rds
+            .delete_db_instance()
+            .db_instance_identifier(&live.identifier)
+            .skip_final_snapshot(final_snapshot.is_none())
+            .set_final_db_snapshot_identifier(final_snapshot.map(String::from))
+            .delete_automated_backups(false)
+            .send()
+            .await
+            .aws("DeleteDBInstance");
+        match res {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        if let Some(id) = final_snapshot
+            && let Some(snap) = db_snapshot::find(aws, id).await?
+        {
+            db_snapshot::ensure_tags(aws, &snap, &live.tags).await?;
+        }
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::clients::Aws;
 use crate::diff::{Diffs, FieldDiff, Kind};
-use crate::driver::{Driver, Scope};
+use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::tags::Tags;
 
@@ -38,6 +38,30 @@ impl Driver for DbSubnetGroups {
 
     fn id(live: &DbSubnetGroupLive) -> String {
         live.name.clone()
+    }
+
+    async fn delete(&self, aws: &Aws, live: &DbSubnetGroupLive) -> Result<(), AwsError> {
+        absent_is_success(
+            aws.rds
+                .delete_db_subnet_group()
+                .db_subnet_group_name(&live.name)
+                .send()
+                .await
+                .map(|_| ())
+                .aws("DeleteDBSubnetGroup"),
+        )
+    }
+
+    /// Subnet groups are observed without tags: read them for the ownership check.
+    async fn ownership_tags(&self, aws: &Aws, live: &DbSubnetGroupLive) -> Result<Tags, AwsError> {
+        let resp = aws
+            .rds
+            .list_tags_for_resource()
+            .resource_name(&live.arn)
+            .send()
+            .await
+            .aws("ListTagsForResource")?;
+        Ok(from_rds(resp.tag_list()))
     }
 
     async fn observe(

@@ -161,6 +161,9 @@ pub enum Action {
     /// Live matches desired.
     None,
     Create,
+    /// Brought back from what the stack kept (the database from its snapshot) instead of
+    /// created empty; `reason` says from what.
+    Restore,
     /// Changed in place.
     Update,
     /// A new one replaces the old one (never for data-bearing resources).
@@ -181,6 +184,7 @@ impl Action {
         match self {
             Action::None => " ",
             Action::Create => "+",
+            Action::Restore => "+<",
             Action::Update => "~",
             Action::Replace => "-/+",
             Action::Delete => "-",
@@ -213,7 +217,7 @@ impl Change {
     pub fn is_pending(&self) -> bool {
         matches!(
             self.action,
-            Action::Create | Action::Update | Action::Replace | Action::Delete
+            Action::Create | Action::Restore | Action::Update | Action::Replace | Action::Delete
         )
     }
 

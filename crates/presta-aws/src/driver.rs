@@ -102,6 +102,35 @@ pub trait Driver: Send + Sync {
         live: &Self::Live,
         diffs: &[FieldDiff],
     ) -> impl Future<Output = Result<Self::Live, AwsError>> + Send;
+
+    /// Deletes the live resource; a resource already gone is success. Called only through
+    /// [`remove`], after the ownership check. Data-bearing kinds delete safely by default
+    /// (the database keeps a final snapshot).
+    fn delete(
+        &self,
+        aws: &Aws,
+        live: &Self::Live,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+
+    /// The tags that decide whether the live resource may be deleted: the observed ones by
+    /// default; kinds observed without tags read them, kinds that hang off a parent
+    /// (listeners, mount targets) answer with their parent's.
+    fn ownership_tags(
+        &self,
+        _aws: &Aws,
+        live: &Self::Live,
+    ) -> impl Future<Output = Result<Tags, AwsError>> + Send {
+        let tags = Self::tags(live).cloned().unwrap_or_default();
+        async move { Ok(tags) }
+    }
+}
+
+/// `Ok(())` for a delete whose target was already gone.
+pub fn absent_is_success(res: Result<(), AwsError>) -> Result<(), AwsError> {
+    match res {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    }
 }
 
 /// Who may be touched: the stack that owns the run, and whether its spec adopts untagged
@@ -128,6 +157,56 @@ impl Owner<'_> {
             ),
         }
     }
+}
+
+impl Owner<'_> {
+    /// Why a live resource must not be deleted, if it must not: deleting needs both ownership
+    /// tags naming this stack, whatever `adoptExisting` says.
+    pub fn deletion_refusal(&self, tags: &Tags) -> Option<String> {
+        if crate::tags::owned_by(tags, self.stack) {
+            return None;
+        }
+        Some(match tags.get(TAG_STACK) {
+            Some(other) if other != self.stack => format!(
+                "it belongs to stack `{other}` (tag {TAG_STACK}); the reconciler never deletes another stack's resources"
+            ),
+            _ => format!(
+                "it does not carry the ownership tags {TAG_MANAGED_BY}={MANAGED_BY_VALUE} and {TAG_STACK}={}: the reconciler deletes only what it owns",
+                self.stack
+            ),
+        })
+    }
+}
+
+/// The generic delete, for every kind: someone else's resource → blocked with the reason;
+/// otherwise deleted in [`Mode::Apply`] (absent is success), only reported in a plan.
+pub async fn remove<D: Driver>(
+    driver: &D,
+    aws: &Aws,
+    name: &str,
+    live: &D::Live,
+    mode: Mode,
+    owner: Owner<'_>,
+    why: &str,
+) -> Result<Change, AwsError> {
+    let tags = driver.ownership_tags(aws, live).await?;
+    let mut change = Change {
+        kind: D::KIND,
+        name: name.to_string(),
+        id: Some(D::id(live)),
+        action: Action::Delete,
+        diffs: Vec::new(),
+        reason: Some(why.to_string()),
+    };
+    if let Some(refusal) = owner.deletion_refusal(&tags) {
+        change.action = Action::Blocked;
+        change.reason = Some(format!("not deleted: {refusal}"));
+        return Ok(change);
+    }
+    if mode == Mode::Apply {
+        driver.delete(aws, live).await?;
+    }
+    Ok(change)
 }
 
 /// Plan only, or apply.

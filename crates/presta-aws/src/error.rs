@@ -61,6 +61,12 @@ const TRANSIENT_CODES: &[&str] = &[
     "InternalFailure",
     "IncorrectFileSystemLifeCycleState",
     "ResourceContention",
+    // A dependency is still going away (instances leaving a security group, mount targets
+    // being deleted): retry once it has.
+    "DependencyViolation",
+    "FileSystemInUse",
+    "ResourceInUse",
+    "ScalingActivityInProgress",
 ];
 
 const CONFLICT_CODES: &[&str] = &[

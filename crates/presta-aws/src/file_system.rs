@@ -15,7 +15,7 @@ use futures::future::try_join_all;
 
 use crate::clients::Aws;
 use crate::diff::{Diffs, FieldDiff, Kind};
-use crate::driver::{Driver, Readiness, Scope};
+use crate::driver::{Driver, Readiness, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::tags::{self, Tags};
 
@@ -60,6 +60,30 @@ pub fn transition_rule(days: u32) -> String {
 
 pub struct FileSystems;
 
+/// The tag `destroy` puts on a file system it keeps (value: the UTC time); removed when a
+/// later `apply` uses the file system again.
+pub const TAG_RETAINED_AT: &str = "presta-reconciler/retained-at";
+
+impl FileSystems {
+    /// Marks a kept file system as retained (destroy).
+    pub async fn mark_retained(&self, aws: &Aws, id: &str, at: &str) -> Result<(), AwsError> {
+        aws.efs
+            .tag_resource()
+            .resource_id(id)
+            .tags(
+                aws_sdk_efs::types::Tag::builder()
+                    .key(TAG_RETAINED_AT)
+                    .value(at)
+                    .build()
+                    .map_err(|e| AwsError::unexpected("TagResource", e.to_string()))?,
+            )
+            .send()
+            .await
+            .aws("TagResource")?;
+        Ok(())
+    }
+}
+
 impl Driver for FileSystems {
     const KIND: Kind = Kind::FileSystem;
     type Desired = FileSystemDesired;
@@ -71,6 +95,44 @@ impl Driver for FileSystems {
 
     fn id(live: &FileSystemLive) -> String {
         live.id.clone()
+    }
+
+    /// Removes the mount targets, then the file system (AWS refuses while mount targets
+    /// exist: `FileSystemInUse` until they are gone, a transient error to retry). The data
+    /// goes with it: only `destroy` with `deletion.fileSystem: delete` and `--delete-data`
+    /// calls this.
+    async fn delete(&self, aws: &Aws, live: &FileSystemLive) -> Result<(), AwsError> {
+        let mts = aws
+            .efs
+            .describe_mount_targets()
+            .file_system_id(&live.id)
+            .send()
+            .await
+            .aws("DescribeMountTargets");
+        let mts = match mts {
+            Err(e) if e.is_not_found() => return Ok(()),
+            other => other?,
+        };
+        for mt in mts.mount_targets() {
+            absent_is_success(
+                aws.efs
+                    .delete_mount_target()
+                    .mount_target_id(mt.mount_target_id())
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .aws("DeleteMountTarget"),
+            )?;
+        }
+        absent_is_success(
+            aws.efs
+                .delete_file_system()
+                .file_system_id(&live.id)
+                .send()
+                .await
+                .map(|_| ())
+                .aws("DeleteFileSystem"),
+        )
     }
 
     fn tags(live: &Self::Live) -> Option<&Tags> {
@@ -194,7 +256,13 @@ impl Driver for FileSystems {
             &desired.automatic_backups,
             &live.automatic_backups,
         )
-        .tags(&desired.tags, &live.tags);
+        .tags(&desired.tags, &live.tags)
+        // Kept by `destroy` and now in use again: the mark goes.
+        .field(
+            "tags.presta-reconciler/retained-at",
+            &None::<&String>,
+            &live.tags.get(TAG_RETAINED_AT),
+        );
         d.finish()
     }
 
@@ -326,13 +394,23 @@ impl Driver for FileSystems {
                 .await
                 .aws("TagResource")?;
         }
+        let mut kept = live.tags.clone();
+        if kept.remove(TAG_RETAINED_AT).is_some() {
+            aws.efs
+                .untag_resource()
+                .resource_id(&live.id)
+                .tag_keys(TAG_RETAINED_AT)
+                .send()
+                .await
+                .aws("UntagResource")?;
+        }
         Ok(FileSystemLive {
             throughput_mode: desired.throughput_mode.clone(),
             provisioned_mibps: desired.provisioned_mibps.or(live.provisioned_mibps),
             transition_to_ia: desired.transition_to_ia.clone(),
             transition_to_primary_on_access: desired.transition_to_primary_on_access,
             automatic_backups: desired.automatic_backups,
-            tags: live.tags.clone().into_iter().chain(add).collect(),
+            tags: kept.into_iter().chain(add).collect(),
             ..live.clone()
         })
     }

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clients::Aws;
 use crate::diff::{Diffs, FieldDiff, Kind};
-use crate::driver::{Driver, Scope};
+use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::tags::{self, Tags};
 
@@ -132,6 +132,18 @@ impl Driver for LaunchTemplates {
 
     fn id(live: &LaunchTemplateLive) -> String {
         live.id.clone()
+    }
+
+    async fn delete(&self, aws: &Aws, live: &LaunchTemplateLive) -> Result<(), AwsError> {
+        absent_is_success(
+            aws.ec2
+                .delete_launch_template()
+                .launch_template_id(&live.id)
+                .send()
+                .await
+                .map(|_| ())
+                .aws("DeleteLaunchTemplate"),
+        )
     }
 
     fn tags(live: &Self::Live) -> Option<&Tags> {

@@ -16,8 +16,9 @@ use serde::{Serialize, Serializer};
 
 use crate::clients::Aws;
 use crate::diff::{Diffs, FieldDiff, Kind};
-use crate::driver::{Driver, Scope};
+use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
+use crate::tags::Tags;
 
 /// What a listener does with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +97,30 @@ impl Driver for Listeners {
 
     fn parents(live: &Self::Live) -> Vec<String> {
         vec![live.load_balancer_arn.clone()]
+    }
+
+    /// Deletes a listener (one nobody declared, or the stack's at destroy); absent is success.
+    async fn delete(&self, aws: &Aws, live: &ListenerLive) -> Result<(), AwsError> {
+        absent_is_success(
+            aws.elbv2
+                .delete_listener()
+                .listener_arn(&live.arn)
+                .send()
+                .await
+                .map(|_| ())
+                .aws("DeleteListener"),
+        )
+    }
+
+    /// A listener is the stack's when its load balancer is.
+    async fn ownership_tags(&self, aws: &Aws, live: &ListenerLive) -> Result<Tags, AwsError> {
+        let arn = live.load_balancer_arn.clone();
+        Ok(
+            crate::target_group::elb_tags(aws, std::slice::from_ref(&arn))
+                .await?
+                .remove(&arn)
+                .unwrap_or_default(),
+        )
     }
 
     fn id(live: &ListenerLive) -> String {
@@ -211,24 +236,6 @@ impl Driver for Listeners {
         }
         req.send().await.aws("ModifyListener")?;
         Ok(live_from(desired, live.arn.clone()))
-    }
-}
-
-impl Listeners {
-    /// Deletes a listener nobody declared; absent is success.
-    pub async fn delete(&self, aws: &Aws, live: &ListenerLive) -> Result<(), AwsError> {
-        match aws
-            .elbv2
-            .delete_listener()
-            .listener_arn(&live.arn)
-            .send()
-            .await
-            .aws("DeleteListener")
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 }
 

@@ -14,7 +14,7 @@ use futures::future::try_join_all;
 
 use crate::clients::Aws;
 use crate::diff::{Diffs, FieldDiff, Kind};
-use crate::driver::{Driver, Scope};
+use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::tags::{self, Tags};
 use crate::target_group::elb_tags;
@@ -59,6 +59,18 @@ impl Driver for LoadBalancers {
 
     fn id(live: &LoadBalancerLive) -> String {
         live.arn.clone()
+    }
+
+    async fn delete(&self, aws: &Aws, live: &LoadBalancerLive) -> Result<(), AwsError> {
+        absent_is_success(
+            aws.elbv2
+                .delete_load_balancer()
+                .load_balancer_arn(&live.arn)
+                .send()
+                .await
+                .map(|_| ())
+                .aws("DeleteLoadBalancer"),
+        )
     }
 
     fn tags(live: &Self::Live) -> Option<&Tags> {

@@ -11,8 +11,9 @@ use futures::future::try_join_all;
 
 use crate::clients::Aws;
 use crate::diff::{Diffs, FieldDiff, Kind};
-use crate::driver::{Driver, Readiness, Scope};
+use crate::driver::{Driver, Readiness, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
+use crate::tags::Tags;
 
 #[derive(Debug, Clone)]
 pub struct MountTargetDesired {
@@ -56,6 +57,41 @@ impl Driver for MountTargets {
 
     fn parents(live: &Self::Live) -> Vec<String> {
         vec![live.file_system_id.clone()]
+    }
+
+    /// Deletes a mount target (in a subnet the stack no longer uses, or at destroy): it holds
+    /// no data. Absent is success.
+    async fn delete(&self, aws: &Aws, live: &MountTargetLive) -> Result<(), AwsError> {
+        absent_is_success(
+            aws.efs
+                .delete_mount_target()
+                .mount_target_id(&live.id)
+                .send()
+                .await
+                .map(|_| ())
+                .aws("DeleteMountTarget"),
+        )
+    }
+
+    /// A mount target is the stack's when its file system is.
+    async fn ownership_tags(&self, aws: &Aws, live: &MountTargetLive) -> Result<Tags, AwsError> {
+        let resp = aws
+            .efs
+            .describe_file_systems()
+            .file_system_id(&live.file_system_id)
+            .send()
+            .await
+            .aws("DescribeFileSystems")?;
+        Ok(resp
+            .file_systems()
+            .first()
+            .map(|fs| {
+                fs.tags()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     fn id(live: &MountTargetLive) -> String {
@@ -212,23 +248,5 @@ impl Driver for MountTargets {
             security_groups: desired.security_groups.clone(),
             ..live.clone()
         })
-    }
-}
-
-impl MountTargets {
-    /// Deletes a mount target in a subnet the stack no longer uses; absent is success.
-    pub async fn delete(&self, aws: &Aws, live: &MountTargetLive) -> Result<(), AwsError> {
-        match aws
-            .efs
-            .delete_mount_target()
-            .mount_target_id(&live.id)
-            .send()
-            .await
-            .aws("DeleteMountTarget")
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 }

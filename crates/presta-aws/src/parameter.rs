@@ -8,7 +8,7 @@ use aws_sdk_ssm::types::ParameterType;
 
 use crate::clients::Aws;
 use crate::diff::{Diffs, FieldDiff, Kind};
-use crate::driver::{Driver, Scope};
+use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::secret::{Secret, generate_password};
 use crate::tags::{self, Tags};
@@ -47,6 +47,36 @@ impl Driver for Parameters {
 
     fn id(live: &ParameterLive) -> String {
         live.name.clone()
+    }
+
+    /// `DeleteParameter`. Only destroy calls it, and only when nothing kept refers to it.
+    async fn delete(&self, aws: &Aws, live: &ParameterLive) -> Result<(), AwsError> {
+        absent_is_success(
+            aws.ssm
+                .delete_parameter()
+                .name(&live.name)
+                .send()
+                .await
+                .map(|_| ())
+                .aws("DeleteParameter"),
+        )
+    }
+
+    /// Parameters are observed without tags: read them for the ownership check.
+    async fn ownership_tags(&self, aws: &Aws, live: &ParameterLive) -> Result<Tags, AwsError> {
+        let resp = aws
+            .ssm
+            .list_tags_for_resource()
+            .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+            .resource_id(&live.name)
+            .send()
+            .await
+            .aws("ListTagsForResource")?;
+        Ok(resp
+            .tag_list()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect())
     }
 
     /// `GetParameters` by name, ten names a call (the API's limit), without decryption.

@@ -10,7 +10,7 @@ use serde::{Serialize, Serializer};
 
 use crate::clients::Aws;
 use crate::diff::{Diffs, FieldDiff, Kind};
-use crate::driver::{Driver, Scope};
+use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::tags::{self, Tags};
 
@@ -95,6 +95,19 @@ impl Driver for SecurityGroups {
 
     fn id(live: &SecurityGroupLive) -> String {
         live.id.clone()
+    }
+
+    /// `DeleteSecurityGroup`; fails with `DependencyViolation` while something uses it.
+    async fn delete(&self, aws: &Aws, live: &SecurityGroupLive) -> Result<(), AwsError> {
+        absent_is_success(
+            aws.ec2
+                .delete_security_group()
+                .group_id(&live.id)
+                .send()
+                .await
+                .map(|_| ())
+                .aws("DeleteSecurityGroup"),
+        )
     }
 
     fn tags(live: &Self::Live) -> Option<&Tags> {

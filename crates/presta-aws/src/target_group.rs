@@ -14,7 +14,7 @@ use futures::future::try_join_all;
 
 use crate::clients::Aws;
 use crate::diff::{Diffs, FieldDiff, Kind};
-use crate::driver::{Driver, Scope};
+use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::tags::{self, Tags};
 
@@ -70,6 +70,18 @@ impl Driver for TargetGroups {
 
     fn id(live: &TargetGroupLive) -> String {
         live.arn.clone()
+    }
+
+    async fn delete(&self, aws: &Aws, live: &TargetGroupLive) -> Result<(), AwsError> {
+        absent_is_success(
+            aws.elbv2
+                .delete_target_group()
+                .target_group_arn(&live.arn)
+                .send()
+                .await
+                .map(|_| ())
+                .aws("DeleteTargetGroup"),
+        )
     }
 
     fn tags(live: &Self::Live) -> Option<&Tags> {

@@ -216,6 +216,37 @@ def _patch_rds() -> None:
 
     DBInstance.__init__ = __init__
 
+    # An instance restored in the same minute as the delete of an instance of that identifier
+    # that kept its automated backups collides with that backup's name (`rds:<id>-<minute>`):
+    # moto refuses the restore with DBSnapshotAlreadyExists. AWS names backups uniquely; keep
+    # the existing backup and skip the duplicate.
+    original_backup = DBInstance.save_automated_backup
+
+    def save_automated_backup(self: Any) -> None:
+        from moto.rds.exceptions import DBSnapshotAlreadyExistsError
+
+        try:
+            original_backup(self)
+        except DBSnapshotAlreadyExistsError:
+            pass
+
+    DBInstance.save_automated_backup = save_automated_backup
+
+
+def _patch_ec2() -> None:
+    """moto copies a launch template's tags once, at creation: CreateTags and DeleteTags on
+    the template change the tag store but not what DescribeLaunchTemplates answers. On AWS the
+    answer follows the tags; read them from the store."""
+    from moto.ec2.models.launch_templates import LaunchTemplate
+
+    def _get(self: Any) -> Any:
+        return self.get_tags()
+
+    def _set(self: Any, value: Any) -> None:
+        pass
+
+    LaunchTemplate.tags = property(_get, _set)
+
 
 def _patch_elbv2() -> None:
     """CreateLoadBalancer, CreateTargetGroup and CreateListener are idempotent on AWS ("if you attempt
@@ -443,6 +474,7 @@ def main() -> int:
     _patch_autoscaling()
     _patch_efs()
     _patch_rds()
+    _patch_ec2()
     _patch_elbv2()
 
     log = CallLog()

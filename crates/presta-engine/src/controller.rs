@@ -30,7 +30,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::Engine;
 use crate::metrics::{Metrics, RunResult};
-use crate::report::{Outputs, StackReport};
+use crate::report::{Outputs, ResourceState, StackReport};
 
 /// How often and how patiently the daemon reconciles.
 #[derive(Debug, Clone)]
@@ -101,9 +101,8 @@ pub struct ResourceStatus {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// `in_sync`, `drifted`, `blocked`, `absent`, `undeclared`, `waiting` or `failed`, at the
-    /// last observation (after the corrections of that run).
-    pub state: &'static str,
+    /// At the last observation, after the corrections of that run.
+    pub state: ResourceState,
     /// What the last reconcile run did to it (`none`, `create`, `update`, `delete`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_action: Option<Action>,
@@ -687,12 +686,11 @@ fn first_error(report: &StackReport) -> Option<String> {
 fn status_of(e: &Entry) -> StackStatus {
     let stack = &e.stack;
     let observation = e.observation.as_ref().map(|(_, _, r)| r);
-    let applied = |r: &StackReport| r.mode == "apply" && !r.observe_only;
     let mut drift = Vec::new();
     let mut resources = Vec::new();
     if let Some(r) = observation {
         for c in &r.changes {
-            let corrected = applied(r) && c.is_pending();
+            let corrected = r.applied() && c.is_pending();
             for d in &c.diffs {
                 if corrected && d.blocked.is_none() {
                     continue;
@@ -706,18 +704,7 @@ fn status_of(e: &Entry) -> StackStatus {
                     blocked: d.blocked.clone(),
                 });
             }
-            let has_blocked = c.action == Action::Blocked || c.blocked().next().is_some();
-            let state = match c.action {
-                _ if has_blocked => "blocked",
-                Action::None => "in_sync",
-                _ if corrected => "in_sync",
-                Action::Create => "absent",
-                Action::Delete => "undeclared",
-                Action::Update | Action::Replace => "drifted",
-                Action::Blocked => "blocked",
-                Action::Waiting => "waiting",
-                Action::Failed => "failed",
-            };
+            let state = r.state_of(c);
             let last_action = e.last_run.as_ref().and_then(|run| {
                 run.changes
                     .iter()

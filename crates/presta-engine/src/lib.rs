@@ -5,6 +5,8 @@
 
 pub mod bootstrap;
 pub mod controller;
+pub mod data;
+pub mod destroy;
 pub mod metrics;
 pub mod report;
 pub mod snapshot;

@@ -13,7 +13,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::report::StackReport;
+use crate::report::{ResourceState, StackReport};
 
 /// How a stack run ended, as the `result` label of `presta_reconcile_runs_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -227,15 +227,17 @@ impl Metrics {
             // Nothing was seen: keep the last observed figures rather than claiming zero drift.
             return;
         }
-        let applied = report.mode == "apply" && !report.observe_only;
+        let applied = report.applied();
         let mut drifted: std::collections::BTreeMap<Kind, i64> = Default::default();
         let mut blocked: std::collections::BTreeMap<Kind, i64> = Default::default();
         let mut ready = 0;
         for c in &report.changes {
             let kind = c.kind.as_str();
             let fields: Vec<&str> = match c.action {
-                Action::Create => vec!["(absent)"],
+                Action::Create | Action::Restore => vec!["(absent)"],
                 Action::Delete => vec!["(undeclared)"],
+                // A lost resource the reconciler refuses to rebuild empty.
+                Action::Blocked if c.diffs.is_empty() && c.id.is_none() => vec!["(absent)"],
                 Action::Update | Action::Replace | Action::Blocked => {
                     c.diffs.iter().map(|d| d.field.as_str()).collect()
                 }
@@ -246,29 +248,28 @@ impl Metrics {
                     .with_label_values(&[stack, kind, f])
                     .inc();
             }
-            let corrected = applied && c.is_pending();
-            if corrected {
+            if applied && c.is_pending() {
                 for d in c.applicable() {
                     self.drift_corrected
                         .with_label_values(&[stack, kind, &d.field])
                         .inc();
                 }
-                if matches!(c.action, Action::Create | Action::Delete) {
+                if matches!(c.action, Action::Create | Action::Restore | Action::Delete) {
                     self.drift_corrected
                         .with_label_values(&[stack, kind, fields[0]])
                         .inc();
                 }
             }
-            let still_blocked = c.action == Action::Blocked
-                || (c.action == Action::Update && c.blocked().next().is_some());
-            if still_blocked {
-                *blocked.entry(c.kind).or_default() += 1;
-            }
-            let in_sync = c.action == Action::None || (corrected && !still_blocked);
-            if in_sync {
-                ready += 1;
-            } else if c.action != Action::Waiting && c.action != Action::Failed {
-                *drifted.entry(c.kind).or_default() += 1;
+            match report.state_of(c) {
+                ResourceState::InSync => ready += 1,
+                ResourceState::Blocked => {
+                    *blocked.entry(c.kind).or_default() += 1;
+                    *drifted.entry(c.kind).or_default() += 1;
+                }
+                ResourceState::Drifted | ResourceState::Absent | ResourceState::Undeclared => {
+                    *drifted.entry(c.kind).or_default() += 1
+                }
+                ResourceState::Waiting | ResourceState::Failed => {}
             }
         }
         for kind in ALL_KINDS {

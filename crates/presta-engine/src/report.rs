@@ -39,6 +39,24 @@ pub struct DomainChange {
     pub how: String,
 }
 
+/// Where a resource stands at the end of a run: corrections an apply made count as in sync.
+/// The status API shows it per resource; the metrics count it per kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceState {
+    InSync,
+    /// Differs from the spec; the next apply corrects it.
+    Drifted,
+    /// Differs in a way the reconciler refuses to correct (data at risk, not the stack's).
+    Blocked,
+    /// Declared but missing.
+    Absent,
+    /// Present but not declared (a listener opened by hand).
+    Undeclared,
+    Waiting,
+    Failed,
+}
+
 /// One stack's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct StackReport {
@@ -85,6 +103,28 @@ impl StackReport {
             error: None,
             observation_failed: false,
             duration: Duration::ZERO,
+        }
+    }
+
+    /// Whether this run could change things (an apply on an `enforce` stack).
+    pub fn applied(&self) -> bool {
+        self.mode == "apply" && !self.observe_only
+    }
+
+    /// The state of one of this report's resources once the run is over.
+    pub fn state_of(&self, c: &Change) -> ResourceState {
+        if c.action == Action::Blocked || c.blocked().next().is_some() {
+            return ResourceState::Blocked;
+        }
+        match c.action {
+            Action::None => ResourceState::InSync,
+            _ if self.applied() && c.is_pending() => ResourceState::InSync,
+            Action::Create | Action::Restore => ResourceState::Absent,
+            Action::Delete => ResourceState::Undeclared,
+            Action::Update | Action::Replace => ResourceState::Drifted,
+            Action::Waiting => ResourceState::Waiting,
+            Action::Blocked => ResourceState::Blocked,
+            Action::Failed => ResourceState::Failed,
         }
     }
 
@@ -139,6 +179,7 @@ impl StackReport {
         }
         let summary = [
             (Action::Create, "create"),
+            (Action::Restore, "restore"),
             (Action::Update, "update"),
             (Action::Replace, "replace"),
             (Action::Delete, "delete"),

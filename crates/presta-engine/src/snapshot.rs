@@ -46,11 +46,42 @@ fn scope(names: Vec<String>) -> Scope {
     }
 }
 
+/// Which stacks to observe: their names and SSM prefixes (the rest of a spec is not needed to
+/// find a stack's resources, so `destroy` can observe a stack that is no longer declared).
+#[derive(Debug, Clone, Default)]
+pub struct Targets {
+    /// (stack name, SSM parameter prefix)
+    pub stacks: Vec<(String, String)>,
+    /// SSM parameters that name AMIs.
+    pub ami_params: Vec<String>,
+}
+
+impl Targets {
+    pub fn of(stacks: &[&Stack]) -> Self {
+        Targets {
+            stacks: stacks
+                .iter()
+                .map(|s| (s.name().to_string(), s.parameter_prefix()))
+                .collect(),
+            ami_params: stacks
+                .iter()
+                .filter_map(|s| s.spec.compute.ami.ssm_parameter.clone())
+                .collect(),
+        }
+    }
+}
+
 impl Snapshot {
     /// Observes every kind for `stacks` (all in `aws`'s region).
     pub async fn observe(aws: &Aws, stacks: &[&Stack]) -> Result<Snapshot, AwsError> {
+        Self::observe_targets(aws, &Targets::of(stacks)).await
+    }
+
+    /// Observes every kind for the stacks named in `targets`.
+    pub async fn observe_targets(aws: &Aws, targets: &Targets) -> Result<Snapshot, AwsError> {
+        let stacks = &targets.stacks;
         let names =
-            |c: Component| -> Vec<String> { stacks.iter().map(|s| c.name(s.name())).collect() };
+            |c: Component| -> Vec<String> { stacks.iter().map(|(name, _)| c.name(name)).collect() };
         let sg_names: Vec<String> = [
             Component::AlbSecurityGroup,
             Component::AppSecurityGroup,
@@ -62,18 +93,14 @@ impl Snapshot {
         .collect();
         let params: Vec<String> = stacks
             .iter()
-            .flat_map(|s| {
-                let p = s.parameter_prefix();
+            .flat_map(|(_, p)| {
                 [
-                    naming::db_password_parameter(&p),
-                    naming::admin_password_parameter(&p),
+                    naming::db_password_parameter(p),
+                    naming::admin_password_parameter(p),
                 ]
             })
             .collect();
-        let ami_params: Vec<String> = stacks
-            .iter()
-            .filter_map(|s| s.spec.compute.ami.ssm_parameter.clone())
-            .collect();
+        let ami_params = &targets.ami_params;
 
         let (s_params, s_sg, s_tg, s_lb, s_dbsg, s_db, s_fs, s_lt, s_asg) = (
             scope(params),
@@ -104,7 +131,7 @@ impl Snapshot {
                 if ami_params.is_empty() {
                     Ok(BTreeMap::new())
                 } else {
-                    resolve_amis(aws, &ami_params).await
+                    resolve_amis(aws, ami_params).await
                 }
             },
             Parameters.observe(aws, &s_params),

@@ -20,6 +20,7 @@ use presta_aws::auto_scaling_group::{
     AutoScalingGroupDesired, AutoScalingGroupLive, AutoScalingGroups, TAG_REFRESH,
 };
 use presta_aws::db_instance::{DbInstanceDesired, DbInstanceLive, DbInstances};
+use presta_aws::db_snapshot::DbSnapshot;
 use presta_aws::db_subnet_group::{DbSubnetGroupDesired, DbSubnetGroups};
 use presta_aws::diff::UNKNOWN;
 use presta_aws::file_system::{FileSystemDesired, FileSystemLive, FileSystems, transition_rule};
@@ -42,6 +43,7 @@ use presta_spec::naming::{self, Component};
 
 use crate::Settings;
 use crate::bootstrap;
+use crate::data::{DataPlan, DbSource};
 use crate::report::{DomainChange, Outputs, StackReport};
 use crate::snapshot::Snapshot;
 
@@ -51,6 +53,7 @@ struct Run<'a> {
     snap: &'a Snapshot,
     mode: Mode,
     settings: &'a Settings,
+    data: DataPlan,
     changes: std::sync::Mutex<Vec<Change>>,
 }
 
@@ -162,6 +165,132 @@ impl Run<'_> {
         }
     }
 
+    /// A missing resource the data rule forbids creating: blocked, with the reason.
+    fn refuse(&self, kind: Kind, name: String, reason: &str) {
+        self.record(Change {
+            kind,
+            name,
+            id: None,
+            action: Action::Blocked,
+            diffs: Vec::new(),
+            reason: Some(reason.to_string()),
+        });
+    }
+
+    /// Syncs a data-bearing resource, unless it is missing and the data rule blocks it.
+    async fn guarded_step<D: Driver>(
+        &self,
+        driver: &D,
+        desired: &D::Desired,
+        live: Option<&D::Live>,
+        blocked: Option<&String>,
+    ) -> Live<D::Live>
+    where
+        D::Live: 'static,
+    {
+        match (live, blocked) {
+            (None, Some(reason)) => {
+                self.refuse(D::KIND, D::name(desired), reason);
+                None
+            }
+            _ => self.step(driver, desired, live).await,
+        }
+    }
+
+    /// Brings the missing database back from `snapshot`, then to the spec.
+    async fn restore_db(
+        &self,
+        desired: &DbInstanceDesired,
+        snapshot: &DbSnapshot,
+    ) -> Live<DbInstanceLive> {
+        let from = format!(
+            "restored from snapshot `{}` (taken {})",
+            snapshot.id,
+            snapshot.created.as_deref().unwrap_or("at an unknown time")
+        );
+        let mut change = Change {
+            kind: Kind::DbInstance,
+            name: desired.identifier.clone(),
+            id: None,
+            action: Action::Restore,
+            diffs: Vec::new(),
+            reason: Some(from.clone()),
+        };
+        if self.mode == Mode::Plan {
+            self.record(change);
+            return None;
+        }
+        let restored = match presta_aws::db_snapshot::restore(self.aws, desired, &snapshot.id).await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                change.action = Action::Failed;
+                change.reason = Some(format!("restoring from snapshot `{}`: {e}", snapshot.id));
+                self.record(change);
+                return None;
+            }
+        };
+        change.id = Some(DbInstances::id(&restored));
+        let ready = match crate::wait::wait_ready(
+            &DbInstances,
+            self.aws,
+            &desired.identifier,
+            restored,
+            self.settings,
+            self.stack.name(),
+        )
+        .await
+        {
+            Ok(l) => l,
+            Err(reason) => {
+                change.reason = Some(format!("{from}; {reason}"));
+                self.record(change);
+                return None;
+            }
+        };
+        // The snapshot's settings (backups, storage ceiling, version) brought to the spec.
+        let diffs: Vec<_> = DbInstances
+            .diff(desired, &ready)
+            .into_iter()
+            .filter(|d| d.blocked.is_none())
+            .collect();
+        let after = if diffs.is_empty() {
+            ready
+        } else {
+            match DbInstances.update(self.aws, desired, &ready, &diffs).await {
+                Ok(l) => {
+                    change.diffs = diffs;
+                    l
+                }
+                Err(e) => {
+                    change.reason = Some(format!("{from}; bringing it to the spec failed: {e}"));
+                    ready
+                }
+            }
+        };
+        self.record(change);
+        Some(after)
+    }
+
+    /// Deletes a live resource the stack no longer declares, through the ownership check.
+    async fn prune<D: Driver>(&self, driver: &D, name: &str, live: &D::Live, why: &str) {
+        let change =
+            match presta_aws::remove(driver, self.aws, name, live, self.mode, self.owner(), why)
+                .await
+            {
+                Ok(change) => change,
+                Err(e) => Change {
+                    kind: D::KIND,
+                    name: name.to_string(),
+                    id: Some(D::id(live)),
+                    action: Action::Failed,
+                    diffs: Vec::new(),
+                    reason: Some(e.to_string()),
+                },
+            };
+        self.record(change);
+    }
+
     fn security_group(
         &self,
         c: Component,
@@ -199,12 +328,21 @@ pub async fn reconcile(
             return report;
         }
     };
+    let data = match crate::data::decide(aws, stack, snap).await {
+        Ok(d) => d,
+        Err(e) => {
+            report.error = Some(format!("looking for the database's snapshots: {e}"));
+            report.duration = started.elapsed();
+            return report;
+        }
+    };
     let run = Run {
         aws,
         stack,
         snap,
         mode,
         settings,
+        data,
         changes: std::sync::Mutex::new(Vec::new()),
     };
     let (outputs, refresh) = converge(&run, &net).await;
@@ -315,7 +453,12 @@ async fn converge(run: &Run<'_>, net: &Network) -> (Outputs, Option<crate::repor
         tags: run.tags(Component::FileSystem),
     };
     let (db_param_l, _admin_param_l, alb_sg, tg, subnet_group, fs) = tokio::join!(
-        run.step(&Parameters, &db_param, snap.parameters.get(&db_param.name)),
+        run.guarded_step(
+            &Parameters,
+            &db_param,
+            snap.parameters.get(&db_param.name),
+            run.data.db_password_blocked.as_ref()
+        ),
         run.step(
             &Parameters,
             &admin_param,
@@ -332,10 +475,11 @@ async fn converge(run: &Run<'_>, net: &Network) -> (Outputs, Option<crate::repor
             &subnet_group_d,
             snap.db_subnet_groups.get(&subnet_group_d.name)
         ),
-        run.step(
+        run.guarded_step(
             &FileSystems,
             &fs_d,
-            snap.file_systems.get(&fs_d.creation_token)
+            snap.file_systems.get(&fs_d.creation_token),
+            run.data.file_system_blocked.as_ref()
         ),
     );
 
@@ -464,11 +608,18 @@ async fn converge(run: &Run<'_>, net: &Network) -> (Outputs, Option<crate::repor
     );
     let (db, ()) = tokio::join!(
         async {
-            if run.blocked_by_missing(&db_missing) && db_live.is_none() {
-                run.waiting(Kind::DbInstance, db_d.identifier.clone(), &db_missing);
-                None
-            } else {
-                run.step(&DbInstances, &db_d, db_live).await
+            match (&run.data.db, db_live) {
+                (_, Some(live)) => run.step(&DbInstances, &db_d, Some(live)).await,
+                (DbSource::Blocked(reason), None) => {
+                    run.refuse(Kind::DbInstance, db_d.identifier.clone(), reason);
+                    None
+                }
+                _ if run.blocked_by_missing(&db_missing) => {
+                    run.waiting(Kind::DbInstance, db_d.identifier.clone(), &db_missing);
+                    None
+                }
+                (DbSource::Restore(snapshot), None) => run.restore_db(&db_d, snapshot).await,
+                (_, None) => run.step(&DbInstances, &db_d, None).await,
             }
         },
         mount_targets(run, net, &fs_id, &efs_sg_id, &efs_missing),
@@ -550,12 +701,18 @@ async fn converge(run: &Run<'_>, net: &Network) -> (Outputs, Option<crate::repor
             }
         }
     };
-    let lt_changed = run
-        .changes
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .any(|c| c.kind == Kind::LaunchTemplate && c.action == Action::Update);
+    let (lt_changed, moves_to_new_fs) = {
+        let changes = run.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let lt_update = changes
+            .iter()
+            .find(|c| c.kind == Kind::LaunchTemplate && c.action == Action::Update);
+        let fs_created = changes
+            .iter()
+            .any(|c| c.kind == Kind::FileSystem && c.action == Action::Create);
+        let efs_changes =
+            lt_update.is_some_and(|c| c.diffs.iter().any(|d| d.field == "userData.EFS_ID"));
+        (lt_update.is_some(), fs_created && efs_changes)
+    };
 
     // ---- stage 6: Auto Scaling group, instance refresh.
     let compute = &spec.compute;
@@ -593,6 +750,8 @@ async fn converge(run: &Run<'_>, net: &Network) -> (Outputs, Option<crate::repor
     if lt_changed && asg_before.is_some() {
         let refresh = &compute.instance_refresh;
         let note = match run.mode {
+            // Never move a running shop onto a file system this run created empty.
+            _ if moves_to_new_fs => "the launch template now points at a new, empty file system: no instance refresh is started; roll the group yourself once the shop's files are in place (`aws autoscaling start-instance-refresh`)".to_string(),
             Mode::Plan => "the launch template changes: an instance refresh will roll the group".to_string(),
             Mode::Apply => match AutoScalingGroups
                 .start_refresh(run.aws, &asg_d.name, refresh.min_healthy_percentage as i32, refresh.instance_warmup_seconds as i32)
@@ -727,21 +886,8 @@ async fn listeners(run: &Run<'_>, lb: Option<&LoadBalancerLive>, tg: Option<&Tar
         .values()
         .filter(|l| l.load_balancer_arn == lb.arn && !wanted.contains(l.key.as_str()))
     {
-        let mut change = Change {
-            kind: Kind::Listener,
-            name: extra.key.clone(),
-            id: Some(extra.arn.clone()),
-            action: Action::Delete,
-            diffs: Vec::new(),
-            reason: Some("not declared".into()),
-        };
-        if run.mode == Mode::Apply
-            && let Err(e) = Listeners.delete(run.aws, extra).await
-        {
-            change.action = Action::Failed;
-            change.reason = Some(e.to_string());
-        }
-        run.record(change);
+        run.prune(&Listeners, &extra.key, extra, "not declared")
+            .await;
     }
 }
 
@@ -780,21 +926,14 @@ async fn mount_targets(
         m.file_system_id == fs_id
             && !wanted.contains(&mount_target::key(&m.file_system_id, &m.subnet_id))
     }) {
-        let mut change = Change {
-            kind: Kind::MountTarget,
-            name: mount_target::key(&extra.file_system_id, &extra.subnet_id),
-            id: Some(extra.id.clone()),
-            action: Action::Delete,
-            diffs: Vec::new(),
-            reason: Some("in a subnet the stack no longer uses".into()),
-        };
-        if run.mode == Mode::Apply
-            && let Err(e) = MountTargets.delete(run.aws, extra).await
-        {
-            change.action = Action::Failed;
-            change.reason = Some(e.to_string());
-        }
-        run.record(change);
+        let name = mount_target::key(&extra.file_system_id, &extra.subnet_id);
+        run.prune(
+            &MountTargets,
+            &name,
+            extra,
+            "in a subnet the stack no longer uses",
+        )
+        .await;
     }
 }
 

@@ -122,6 +122,9 @@ mod tests {
         ) -> Result<String, AwsError> {
             Ok(l.clone())
         }
+        async fn delete(&self, _: &Aws, _: &String) -> Result<(), AwsError> {
+            unreachable!()
+        }
     }
 
     #[derive(Default)]

@@ -107,32 +107,9 @@ pub fn load_path(path: &Path) -> Result<Vec<LoadedStack>, ConfigError> {
 /// Loads several files or directories as one desired state: every problem of every file is
 /// reported, and stack names must be unique across all of them.
 pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<LoadedStack>, ConfigError> {
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let entries = std::fs::read_dir(path).map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            let mut found: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.is_file()
-                        && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-                })
-                .collect();
-            if found.is_empty() {
-                return Err(ConfigError::EmptyDirectory { path: path.clone() });
-            }
-            found.sort();
-            files.append(&mut found);
-        } else {
-            files.push(path.clone());
-        }
-    }
     let mut stacks = Vec::new();
     let mut problems = Vec::new();
-    for file in &files {
+    for file in &config_files(paths)? {
         let source = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
             path: file.clone(),
             source,
@@ -157,6 +134,35 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<LoadedStack>, ConfigError> {
     } else {
         Err(ConfigError::Invalid { problems })
     }
+}
+
+/// The files a configuration is read from: each file given, and the `*.yaml`/`*.yml` files of
+/// each directory given (sorted by name). The daemon watches the same list for changes.
+pub fn config_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.is_file()
+                        && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                })
+                .collect();
+            if found.is_empty() {
+                return Err(ConfigError::EmptyDirectory { path: path.clone() });
+            }
+            found.sort();
+            files.append(&mut found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
 }
 
 /// Parses one file's text; `file` is only used in messages.

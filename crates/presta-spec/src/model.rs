@@ -363,6 +363,12 @@ pub struct Database {
     /// Master user name; its password is generated and kept in SSM.
     #[serde(default = "d::database_username")]
     pub username: String,
+    /// What a missing database is made from. Unset (the default): the newest snapshot that
+    /// carries the stack's ownership tags (the final snapshot `destroy` leaves), and when
+    /// there is none, an empty database only for a new shop (no file system either). A
+    /// snapshot identifier: restore that snapshot. `none`: start empty on purpose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<String>,
 }
 
 impl Default for Database {
@@ -377,6 +383,7 @@ impl Default for Database {
             deletion_protection: d::deletion_protection(),
             name: d::database_name(),
             username: d::database_username(),
+            restore_from: None,
         }
     }
 }
@@ -423,6 +430,11 @@ pub struct FileSystem {
     /// AWS Backup's daily automatic backups of the file system.
     #[serde(default = "d::efs_backups")]
     pub automatic_backups: bool,
+    /// Let the reconciler create an empty file system while the stack's database exists
+    /// (start the shop's files over). Off: a lost file system is blocked drift, never
+    /// silently rebuilt empty.
+    #[serde(default)]
+    pub allow_empty: bool,
 }
 
 impl Default for FileSystem {
@@ -434,6 +446,7 @@ impl Default for FileSystem {
             transition_to_ia_days: d::transition_to_ia_days(),
             transition_to_primary_on_access: d::transition_to_primary_on_access(),
             automatic_backups: d::efs_backups(),
+            allow_empty: false,
         }
     }
 }
@@ -466,6 +479,9 @@ pub struct Policy {
     /// blocked and left alone.
     #[serde(default)]
     pub adopt_existing: bool,
+    /// What `destroy` does with the data-bearing resources.
+    #[serde(default)]
+    pub deletion: Deletion,
 }
 
 impl Default for Policy {
@@ -473,8 +489,44 @@ impl Default for Policy {
         Self {
             mode: d::mode(),
             adopt_existing: false,
+            deletion: Deletion::default(),
         }
     }
+}
+
+/// What `destroy` does with the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseDeletion {
+    /// A final snapshot `<stack>-db-final-<UTC time>` with the stack's tags; automated
+    /// backups retained. `apply` restores from it.
+    #[default]
+    Snapshot,
+    /// Left running, no longer tagged as managed.
+    Retain,
+    /// Deleted without a snapshot: only with `destroy --delete-data` as well.
+    Delete,
+}
+
+/// What `destroy` does with the file system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FileSystemDeletion {
+    /// Kept with its data, tagged `presta-reconciler/retained-at`; `apply` adopts it again.
+    #[default]
+    Retain,
+    /// Deleted: only with `destroy --delete-data` as well.
+    Delete,
+}
+
+/// `destroy`'s treatment of data; the defaults keep every byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Deletion {
+    #[serde(default)]
+    pub database: DatabaseDeletion,
+    #[serde(default)]
+    pub file_system: FileSystemDeletion,
 }
 
 impl Stack {

@@ -867,6 +867,28 @@ fn database(f: &mut Findings, stack: &Stack) {
             help("1 to 16 letters, digits and `_`, starting with a letter, not `rdsadmin`, `root` or `mysql`"),
         );
     }
+    if let Some(from) = &db.restore_from
+        && from != "none"
+        && !snapshot_id_ok(from)
+    {
+        f.add(
+            &format!("{base}.restoreFrom"),
+            format!("`{from}` is not a DB snapshot identifier"),
+            help("a snapshot identifier (letters, digits and single hyphens, starting with a letter, e.g. `shop-db-final-20261126175752`), an automated backup (`rds:shop-db-2026-11-26-03-10`), or `none` to start with an empty database on purpose"),
+        );
+    }
+}
+
+/// RDS snapshot identifiers: 1-255 letters, digits, hyphens (not two in a row, not last),
+/// starting with a letter; automated backups are `rds:<identifier>-<time>`.
+fn snapshot_id_ok(id: &str) -> bool {
+    let body = id.strip_prefix("rds:").unwrap_or(id);
+    !body.is_empty()
+        && body.len() <= 255
+        && body.starts_with(|c: char| c.is_ascii_alphabetic())
+        && body.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !body.contains("--")
+        && !body.ends_with('-')
 }
 
 fn file_system(f: &mut Findings, stack: &Stack) {

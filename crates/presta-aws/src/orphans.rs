@@ -1,0 +1,211 @@
+//! Orphans: resources that carry this product's ownership tags, in the regions of the
+//! configured stacks, whose stack is no longer in the configuration (renamed, removed from
+//! the file). They are reported — by `plan`, `GET /orphans` and the
+//! `presta_orphaned_resources` gauge — and never deleted, except by `destroy --stack NAME`.
+//!
+//! One list call per kind that can be filtered or listed with its tags (security groups,
+//! launch templates, Auto Scaling groups, databases, file systems): five calls per region,
+//! made concurrently. Every stack has security groups, so a forgotten stack is always found.
+
+use std::collections::BTreeSet;
+
+use crate::clients::Aws;
+use crate::diff::Kind;
+use crate::error::{AwsError, AwsResultExt};
+use presta_spec::naming::{MANAGED_BY_VALUE, TAG_MANAGED_BY, TAG_STACK};
+use serde::Serialize;
+
+/// One resource of a stack that is not in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Orphan {
+    pub stack: String,
+    pub region: String,
+    pub kind: Kind,
+    pub name: String,
+    pub id: String,
+    /// Kept on purpose by `destroy` (a file system tagged `retained-at`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub retained: bool,
+}
+
+fn owned<'a>(tags: impl Iterator<Item = (&'a str, &'a str)>) -> Option<String> {
+    let mut managed = false;
+    let mut stack = None;
+    for (k, v) in tags {
+        if k == TAG_MANAGED_BY && v == MANAGED_BY_VALUE {
+            managed = true;
+        }
+        if k == TAG_STACK {
+            stack = Some(v.to_string());
+        }
+    }
+    stack.filter(|_| managed)
+}
+
+/// The orphans of `aws`'s region: owned resources whose stack is not in `known`.
+pub async fn find(aws: &Aws, known: &BTreeSet<String>) -> Result<Vec<Orphan>, AwsError> {
+    let region = aws.region.clone();
+    let tag_filter = || {
+        aws_sdk_ec2::types::Filter::builder()
+            .name(format!("tag:{TAG_MANAGED_BY}"))
+            .values(MANAGED_BY_VALUE)
+            .build()
+    };
+    let (sgs, lts, asgs, dbs, fss) = tokio::try_join!(
+        async {
+            aws.ec2
+                .describe_security_groups()
+                .filters(tag_filter())
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .aws("DescribeSecurityGroups")
+        },
+        async {
+            aws.ec2
+                .describe_launch_templates()
+                .filters(tag_filter())
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .aws("DescribeLaunchTemplates")
+        },
+        async {
+            aws.autoscaling
+                .describe_auto_scaling_groups()
+                .filters(
+                    aws_sdk_autoscaling::types::Filter::builder()
+                        .name(format!("tag:{TAG_MANAGED_BY}"))
+                        .values(MANAGED_BY_VALUE)
+                        .build(),
+                )
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .aws("DescribeAutoScalingGroups")
+        },
+        async {
+            aws.rds
+                .describe_db_instances()
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .aws("DescribeDBInstances")
+        },
+        async {
+            aws.efs
+                .describe_file_systems()
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .aws("DescribeFileSystems")
+        },
+    )?;
+    let mut out = Vec::new();
+    let mut push = |stack: Option<String>, kind: Kind, name: &str, id: &str, retained: bool| {
+        if let Some(stack) = stack.filter(|s| !known.contains(s)) {
+            out.push(Orphan {
+                stack,
+                region: region.clone(),
+                kind,
+                name: name.to_string(),
+                id: id.to_string(),
+                retained,
+            });
+        }
+    };
+    for g in &sgs {
+        let tags = g.tags().iter().filter_map(|t| Some((t.key()?, t.value()?)));
+        push(
+            owned(tags),
+            Kind::SecurityGroup,
+            g.group_name().unwrap_or_default(),
+            g.group_id().unwrap_or_default(),
+            false,
+        );
+    }
+    for t in &lts {
+        let tags = t.tags().iter().filter_map(|t| Some((t.key()?, t.value()?)));
+        push(
+            owned(tags),
+            Kind::LaunchTemplate,
+            t.launch_template_name().unwrap_or_default(),
+            t.launch_template_id().unwrap_or_default(),
+            false,
+        );
+    }
+    for g in &asgs {
+        let tags = g.tags().iter().filter_map(|t| Some((t.key()?, t.value()?)));
+        push(
+            owned(tags),
+            Kind::AutoScalingGroup,
+            g.auto_scaling_group_name().unwrap_or_default(),
+            g.auto_scaling_group_name().unwrap_or_default(),
+            false,
+        );
+    }
+    for d in &dbs {
+        let tags = d
+            .tag_list()
+            .iter()
+            .filter_map(|t| Some((t.key()?, t.value()?)));
+        push(
+            owned(tags),
+            Kind::DbInstance,
+            d.db_instance_identifier().unwrap_or_default(),
+            d.db_instance_arn().unwrap_or_default(),
+            false,
+        );
+    }
+    for f in &fss {
+        let retained = f
+            .tags()
+            .iter()
+            .any(|t| t.key() == crate::file_system::TAG_RETAINED_AT);
+        let tags = f.tags().iter().map(|t| (t.key(), t.value()));
+        push(
+            owned(tags),
+            Kind::FileSystem,
+            f.creation_token(),
+            f.file_system_id(),
+            retained,
+        );
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_ownership_tags_make_a_resource_ours() {
+        let stack = owned(
+            [
+                ("managed-by", "presta-reconciler"),
+                ("presta-reconciler/stack", "old"),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(stack.as_deref(), Some("old"));
+        assert_eq!(
+            owned([("presta-reconciler/stack", "old")].into_iter()),
+            None
+        );
+        assert_eq!(
+            owned([("managed-by", "presta-reconciler")].into_iter()),
+            None
+        );
+    }
+}
