@@ -4,6 +4,7 @@
 //! drift pending, 1 error. apply: 0 when every stack converged or only blocked drift remains
 //! (reported), 1 when a step failed or a resource is still waiting.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -60,6 +61,9 @@ pub fn run(args: &Args, mode: Mode) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    // Orphans are stacks that are in none of the files, whatever --stack selects.
+    let known: BTreeSet<String> = loaded.iter().map(|l| l.stack.name().to_string()).collect();
+    let regions: BTreeSet<String> = loaded.iter().map(|l| l.stack.spec.region.clone()).collect();
     if !args.stacks.is_empty() {
         loaded.retain(|s| args.stacks.iter().any(|w| w == s.stack.name()));
     }
@@ -82,7 +86,21 @@ pub fn run(args: &Args, mode: Mode) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let report = runtime.block_on(engine.run(&stacks, mode));
+    let report = runtime.block_on(async {
+        if mode == Mode::Plan {
+            let stats = presta_aws::calls::CallStats::default();
+            let (mut report, (orphans, error)) = tokio::join!(
+                engine.run(&stacks, mode),
+                engine.orphans(&regions, &known, &stats)
+            );
+            report.orphans = orphans;
+            report.orphans_error = error;
+            report.aws_calls += stats.total();
+            report
+        } else {
+            engine.run(&stacks, mode).await
+        }
+    });
     match args.output {
         Output::Text => print!("{}", report.render()),
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),

@@ -303,7 +303,7 @@ async fn a_lost_database_is_restored_from_its_snapshot_and_never_rebuilt_empty()
         Some(1),
         "the shop cannot run: apply says so"
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("no snapshot with this stack's tags"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no snapshot of it was found"));
     assert!(
         !called(&env.mutating_calls(), "CreateDBInstance"),
         "never an empty database next to the shop's files"
@@ -443,4 +443,261 @@ async fn a_lost_password_next_to_its_database_is_never_regenerated() {
             .await
             .is_err()
     );
+}
+
+/// Tagged final snapshots of the demo database.
+async fn owned_snapshots(rds: &aws_sdk_rds::Client) -> Vec<String> {
+    let out = rds
+        .describe_db_snapshots()
+        .db_instance_identifier("demo-db")
+        .send()
+        .await
+        .unwrap();
+    out.db_snapshots()
+        .iter()
+        .filter(|s| {
+            s.tag_list()
+                .iter()
+                .any(|t| t.key() == Some("presta-reconciler/stack") && t.value() == Some("demo"))
+        })
+        .filter_map(|s| s.db_snapshot_identifier().map(String::from))
+        .filter(|id| id.starts_with("demo-db-final-"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destroy_killed_at_any_point_is_finished_by_running_it_again() {
+    let env = Env::start();
+    let demo = env.demo();
+    env.apply(&demo);
+    let (rds, efs, ssm, ec2) = clients(&env).await;
+    let fs = efs_ids(&efs).await;
+    let params = param_versions(&ssm).await;
+    // With 40 ms per call, a destroy takes about 2 s: killed at these points it stops before,
+    // during and after the deletes of each group of resources.
+    let mut cut_at = Vec::new();
+    for (round, kill_after_ms) in [150u64, 450, 800, 1200, 1700].into_iter().enumerate() {
+        if round > 0 {
+            // The shop comes back from what the last destroy kept.
+            env.apply(&demo);
+            assert_eq!(efs_ids(&efs).await, fs, "round {round}: same file system");
+        }
+        env.emu.set_latency(40).unwrap();
+        env.emu.reset_calls().unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_presta-reconciler"));
+        child
+            .current_dir(common::root())
+            .args([
+                "destroy",
+                "-f",
+                "config/demo.yaml",
+                "--stack",
+                "demo",
+                "--confirm",
+                "demo",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in env.emu.env() {
+            child.env(k, v);
+        }
+        let mut child = child.spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(kill_after_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        env.emu.set_latency(0).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let before_kill = env.mutating_calls();
+        cut_at.push(before_kill.len());
+        // Wait out the second of the last final snapshot's name.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+
+        let (code, report) = destroy(&env, &[]);
+        assert_eq!(
+            code, 0,
+            "round {round} (killed after {kill_after_ms} ms): {report:#}"
+        );
+        assert_eq!(db_count(&rds).await, 0, "round {round}");
+        let sgs = ec2
+            .describe_security_groups()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag:presta-reconciler/stack")
+                    .values("demo")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            sgs.security_groups().is_empty(),
+            "round {round}: groups left"
+        );
+        assert_eq!(
+            efs_ids(&efs).await,
+            fs,
+            "round {round}: the file system is kept"
+        );
+        assert_eq!(
+            param_versions(&ssm).await,
+            params,
+            "round {round}: secrets kept"
+        );
+        assert_eq!(
+            owned_snapshots(&rds).await.len(),
+            round + 1,
+            "round {round}: one tagged final snapshot per destroy"
+        );
+    }
+    eprintln!("kills landed after {cut_at:?} mutating calls");
+    // The kills landed at different points of the run (counted in mutating calls made).
+    let distinct: std::collections::BTreeSet<usize> = cut_at.iter().copied().collect();
+    assert!(distinct.len() >= 4, "kills landed at {cut_at:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renamed_stack_leaves_orphans_that_are_reported_and_never_deleted() {
+    let env = Env::start();
+    env.apply(&env.demo());
+    let renamed = env.config("renamed.yaml", |t| {
+        t.replace("name: demo\n", "name: shop\n")
+    });
+
+    // plan: a section, JSON, the exit code of the stack's own plan (creates: 2).
+    let (code, plan) = env.plan_json(&renamed);
+    assert_eq!(code, 2);
+    let orphans = plan["orphans"].as_array().unwrap();
+    assert!(orphans.iter().all(|o| o["stack"] == "demo"), "{orphans:#?}");
+    let kinds: std::collections::BTreeSet<&str> = orphans
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    for k in [
+        "security_group",
+        "launch_template",
+        "auto_scaling_group",
+        "db_instance",
+        "file_system",
+    ] {
+        assert!(kinds.contains(k), "{k} missing from {kinds:?}");
+    }
+    let out = env.cli(&["plan", "-f", renamed.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("orphaned:") && text.contains("stack demo (eu-west-3)"),
+        "{text}"
+    );
+    assert!(text.contains("destroy --stack demo"), "{text}");
+    // The stack that is in the file is not an orphan.
+    let (_, own) = env.plan_json(&env.demo());
+    assert!(own.get("orphans").is_none(), "{own:#}");
+
+    // The daemon: GET /orphans, the gauge, a log line on the reload that drops the stack;
+    // nothing of the old stack is deleted.
+    let live = env.dir.path().join("live.yaml");
+    std::fs::copy(env.demo(), &live).unwrap();
+    let d = env.serve(&live, &["--interval", "600"]);
+    d.eventually(60, "the demo stack converges", |d| {
+        d.json("GET", "/stacks/demo")["state"] == "converged"
+    });
+    assert_eq!(
+        d.json("GET", "/orphans")["orphans"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    env.emu.reset_calls().unwrap();
+    std::fs::copy(&renamed, &live).unwrap();
+    d.eventually(30, "the dropped stack is reported as orphaned", |d| {
+        d.json("GET", "/orphans")["stacks"] == serde_json::json!(["demo"])
+    });
+    assert_eq!(
+        d.metric(r#"presta_orphaned_resources{kind="db_instance",stack="demo"}"#),
+        Some(1.0)
+    );
+    assert!(
+        d.log_text()
+            .contains("stacks dropped from the configuration")
+    );
+    let deletes: Vec<String> = env
+        .mutating_calls()
+        .into_iter()
+        .filter(|c| c.contains("Delete"))
+        .collect();
+    assert!(deletes.is_empty(), "{deletes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_system_restored_from_backup_with_the_stack_tags_is_adopted() {
+    let env = Env::start();
+    let demo = env.demo();
+    env.apply(&demo);
+    let (_, efs, ..) = clients(&env).await;
+    let old = efs_ids(&efs).await.remove(0);
+    for mt in efs
+        .describe_mount_targets()
+        .file_system_id(&old)
+        .send()
+        .await
+        .unwrap()
+        .mount_targets()
+    {
+        efs.delete_mount_target()
+            .mount_target_id(mt.mount_target_id())
+            .send()
+            .await
+            .unwrap();
+    }
+    efs.delete_file_system()
+        .file_system_id(&old)
+        .send()
+        .await
+        .unwrap();
+    // What AWS Backup's restore makes: a new file system (new token), tagged by the person
+    // restoring it with the stack's ownership tags.
+    let tag = |k: &str, v: &str| {
+        aws_sdk_efs::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+            .unwrap()
+    };
+    let restored = efs
+        .create_file_system()
+        .creation_token("aws-backup-restore-1234")
+        .encrypted(true)
+        .tags(tag("managed-by", "presta-reconciler"))
+        .tags(tag("presta-reconciler/stack", "demo"))
+        .tags(tag("presta-reconciler/component", "efs"))
+        .send()
+        .await
+        .unwrap()
+        .file_system_id()
+        .to_string();
+
+    let (code, plan) = env.plan_json(&demo);
+    assert_eq!(
+        code, 2,
+        "new mount targets and a new template version are pending"
+    );
+    assert_ne!(
+        change(&plan, "file_system", "demo-efs")["action"],
+        "blocked"
+    );
+    env.emu.reset_calls().unwrap();
+    let report = env.apply_json(&demo);
+    let calls = env.mutating_calls();
+    assert!(
+        !called(&calls, "POST /2015-02-01/file-systems"),
+        "{calls:?}"
+    );
+    assert_eq!(report["stacks"][0]["outputs"]["efs_id"], restored.as_str());
+    assert!(
+        called(&calls, "POST /2015-02-01/mount-targets"),
+        "{calls:?}"
+    );
+    // The fleet moves to the adopted file system: that is the point of adopting it.
+    assert!(called(&calls, "StartInstanceRefresh"), "{calls:?}");
 }

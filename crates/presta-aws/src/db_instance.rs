@@ -432,7 +432,9 @@ impl DbInstances {
             .db_instance_identifier(&live.identifier)
             .skip_final_snapshot(final_snapshot.is_none())
             .set_final_db_snapshot_identifier(final_snapshot.map(String::from))
-            .delete_automated_backups(false)
+            // Kept with a final snapshot; gone with the data otherwise (so that a later
+            // apply starts a new, empty shop instead of restoring a backup of the old one).
+            .delete_automated_backups(final_snapshot.is_none())
             .send()
             .await
             .aws("DeleteDBInstance");

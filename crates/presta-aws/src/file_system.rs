@@ -18,6 +18,7 @@ use crate::diff::{Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Readiness, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::tags::{self, Tags};
+use presta_spec::naming::{Component, MANAGED_BY_VALUE, TAG_COMPONENT, TAG_MANAGED_BY, TAG_STACK};
 
 #[derive(Debug, Clone)]
 pub struct FileSystemDesired {
@@ -165,11 +166,38 @@ impl Driver for FileSystems {
             .collect::<Result<Vec<_>, _>>()
             .await
             .aws("DescribeFileSystems")?;
-        let ours: Vec<_> = all
+        // By creation token; and, for a token with no file system, one that carries the
+        // stack's ownership tags (restored from a backup, which gets a new token): adopted.
+        let mut ours: Vec<(String, &aws_sdk_efs::types::FileSystemDescription)> = all
             .iter()
             .filter(|fs| scope.names.iter().any(|n| n == fs.creation_token()))
+            .map(|fs| (fs.creation_token().to_string(), fs))
             .collect();
-        let details = try_join_all(ours.iter().map(|fs| async move {
+        let mut tagged: Vec<(String, &aws_sdk_efs::types::FileSystemDescription)> = all
+            .iter()
+            .filter(|fs| fs.life_cycle_state().as_str() == "available")
+            .filter_map(|fs| {
+                let tag = |k: &str| {
+                    fs.tags()
+                        .iter()
+                        .find(|t| t.key() == k)
+                        .map(|t| t.value().to_string())
+                };
+                let stack = tag(TAG_STACK)?;
+                (tag(TAG_MANAGED_BY).as_deref() == Some(MANAGED_BY_VALUE)
+                    && tag(TAG_COMPONENT).as_deref() == Some(Component::FileSystem.tag()))
+                .then(|| (Component::FileSystem.name(&stack), fs))
+            })
+            .filter(|(key, _)| scope.names.contains(key) && !ours.iter().any(|(k, _)| k == key))
+            .collect();
+        // The newest first: the latest restore wins.
+        tagged.sort_by_key(|(_, fs)| std::cmp::Reverse(fs.creation_time().secs()));
+        for (key, fs) in tagged {
+            if !ours.iter().any(|(k, _)| *k == key) {
+                ours.push((key, fs));
+            }
+        }
+        let details = try_join_all(ours.iter().map(|(key, fs)| async move {
             let id = fs.file_system_id();
             let lifecycle = aws
                 .efs
@@ -202,32 +230,32 @@ impl Driver for FileSystems {
                 Err(e) if e.is_not_found() => false,
                 Err(e) => return Err(e),
             };
-            Ok::<_, AwsError>(FileSystemLive {
-                id: id.to_string(),
-                arn: fs.file_system_arn().unwrap_or_default().to_string(),
-                creation_token: fs.creation_token().to_string(),
-                state: fs.life_cycle_state().as_str().to_string(),
-                encrypted: fs.encrypted().unwrap_or(false),
-                throughput_mode: fs
-                    .throughput_mode()
-                    .map(|t| t.as_str().to_string())
-                    .unwrap_or_default(),
-                provisioned_mibps: fs.provisioned_throughput_in_mibps(),
-                transition_to_ia: to_ia,
-                transition_to_primary_on_access: to_primary,
-                automatic_backups: backups,
-                tags: fs
-                    .tags()
-                    .iter()
-                    .map(|t| (t.key().to_string(), t.value().to_string()))
-                    .collect(),
-            })
+            Ok::<_, AwsError>((
+                key.clone(),
+                FileSystemLive {
+                    id: id.to_string(),
+                    arn: fs.file_system_arn().unwrap_or_default().to_string(),
+                    creation_token: fs.creation_token().to_string(),
+                    state: fs.life_cycle_state().as_str().to_string(),
+                    encrypted: fs.encrypted().unwrap_or(false),
+                    throughput_mode: fs
+                        .throughput_mode()
+                        .map(|t| t.as_str().to_string())
+                        .unwrap_or_default(),
+                    provisioned_mibps: fs.provisioned_throughput_in_mibps(),
+                    transition_to_ia: to_ia,
+                    transition_to_primary_on_access: to_primary,
+                    automatic_backups: backups,
+                    tags: fs
+                        .tags()
+                        .iter()
+                        .map(|t| (t.key().to_string(), t.value().to_string()))
+                        .collect(),
+                },
+            ))
         }))
         .await?;
-        Ok(details
-            .into_iter()
-            .map(|l| (l.creation_token.clone(), l))
-            .collect())
+        Ok(details.into_iter().collect())
     }
 
     fn diff(&self, desired: &FileSystemDesired, live: &FileSystemLive) -> Vec<FieldDiff> {

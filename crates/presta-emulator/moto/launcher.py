@@ -17,6 +17,8 @@ Protocol with the parent process:
 Extra routes (never used by the product, only by tests and the benchmark):
   GET    /_presta/calls  -> {"total": N, "calls": [{"service", "operation", "status"}...]}
   DELETE /_presta/calls  -> resets the log
+  PUT    /_presta/latency?ms=N -> every AWS call answers N ms later (0: off), to
+                                  stop a client at chosen points of a run
   (moto's own POST /moto-api/reset wipes all emulated state.)
 
 It binds only to loopback addresses: it refuses any other host.
@@ -193,7 +195,26 @@ def _patch_efs() -> None:
         fss[0]._backup = status == "ENABLED"
         return json.dumps({"BackupPolicy": {"Status": status}}), {"Content-Type": "application/json"}
 
+    def update_file_system(self: Any) -> Any:
+        # moto has no UpdateFileSystem (throughput mode and provisioned throughput).
+        file_system_id = self.path.rstrip("/").split("/")[-1]
+        _, fss = self.efs_backend.describe_file_systems(file_system_id=file_system_id)
+        fs = fss[0]
+        mode = self._get_param("ThroughputMode")
+        if mode:
+            if mode not in ("bursting", "provisioned", "elastic"):
+                return (
+                    json.dumps({"ErrorCode": "ValidationException", "Message": f"invalid throughput mode {mode}"}),
+                    {"status": 400, "Content-Type": "application/json"},
+                )
+            fs.throughput_mode = mode
+        mibps = self._get_param("ProvisionedThroughputInMibps")
+        if mibps is not None:
+            fs.provisioned_throughput_in_mibps = mibps
+        return json.dumps(fs.info_json()), {"status": 202, "Content-Type": "application/json"}
+
     EFSResponse.put_backup_policy = put_backup_policy
+    EFSResponse.update_file_system = update_file_system
 
 
 def _patch_rds() -> None:
@@ -330,6 +351,7 @@ class Instrumented:
     def __init__(self, app: Any, log: CallLog) -> None:
         self.app = app
         self.log = log
+        self.latency_ms = 0.0
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -341,6 +363,12 @@ class Instrumented:
                 calls = self.log.snapshot()
                 payload = {"total": len(calls), "calls": calls}
             data = json.dumps(payload).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+            return [data]
+        if path == "/_presta/latency":
+            m = re.search(r"(?:^|&)ms=([0-9.]+)", environ.get("QUERY_STRING", ""))
+            self.latency_ms = float(m.group(1)) if m else 0.0
+            data = json.dumps({"latency_ms": self.latency_ms}).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
             return [data]
         if path.startswith("/moto-api") or path == "/_presta/health":
@@ -361,6 +389,8 @@ class Instrumented:
             status_holder["status"] = status.split(" ", 1)[0]
             return start_response(status, headers, exc_info)
 
+        if self.latency_ms > 0:
+            time.sleep(self.latency_ms / 1000)
         started = time.perf_counter()
         result = self.app(environ, _start)
         self.log.add(

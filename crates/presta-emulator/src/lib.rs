@@ -298,6 +298,13 @@ impl Emulator {
         self.http("DELETE", "/_presta/calls").map(|_| ())
     }
 
+    /// Makes every AWS call answer `ms` milliseconds later (0 turns it off): a run becomes
+    /// slow enough to be stopped at chosen points.
+    pub fn set_latency(&self, ms: u64) -> Result<(), EmulatorError> {
+        self.http("PUT", &format!("/_presta/latency?ms={ms}"))
+            .map(|_| ())
+    }
+
     fn http(&self, method: &str, path: &str) -> Result<String, EmulatorError> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;

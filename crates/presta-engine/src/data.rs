@@ -77,9 +77,19 @@ pub async fn decide(aws: &Aws, stack: &Stack, snap: &Snapshot) -> Result<DataPla
         match facts.restore_from.as_deref() {
             Some("none") => Lookup::NotNeeded,
             Some(id) => Lookup::Named(id.to_string(), db_snapshot::find(aws, id).await?),
-            None => Lookup::Owned(
-                db_snapshot::newest_owned(aws, &facts.db_identifier, &facts.stack).await?,
-            ),
+            None => {
+                let all = db_snapshot::list(aws, &facts.db_identifier).await?;
+                let usable = |s: &&DbSnapshot| s.status == "available";
+                let owned = all
+                    .iter()
+                    .filter(usable)
+                    .find(|s| presta_aws::tags::owned_by(&s.tags, &facts.stack))
+                    .cloned();
+                match owned {
+                    Some(s) => Lookup::Owned(Some(s)),
+                    None => Lookup::Untagged(all.iter().find(usable).cloned()),
+                }
+            }
         }
     };
     Ok(rule(&facts, found))
@@ -93,6 +103,9 @@ pub enum Lookup {
     Named(String, Option<DbSnapshot>),
     /// The newest snapshot with the stack's tags, if any.
     Owned(Option<DbSnapshot>),
+    /// No snapshot with the stack's tags; the newest snapshot of the identifier without them
+    /// (made by hand or another tool), named in the reason but never used on its own.
+    Untagged(Option<DbSnapshot>),
 }
 
 /// The rule itself, pure.
@@ -112,14 +125,27 @@ pub fn rule(f: &Facts, found: Lookup) -> DataPlan {
                 f.db_identifier
             )),
             Lookup::Owned(Some(s)) => DbSource::Restore(s),
-            Lookup::Owned(None) => match &f.fs_id {
+            Lookup::Owned(None) | Lookup::Untagged(None) => match &f.fs_id {
                 Some(fs) => DbSource::Blocked(format!(
-                    "the database `{db}` is missing while the shop's file system {fs} exists, and no snapshot with this stack's tags was found: an empty database next to the shop's files would lose every order and customer. \
+                    "the database `{db}` is missing while the shop's file system {fs} exists, and no snapshot of it was found: an empty database next to the shop's files would lose every order and customer. \
                      Restore it: set spec.database.restoreFrom to a snapshot (`aws rds describe-db-snapshots --db-instance-identifier {db}`; automated backups are `rds:…`), or set `restoreFrom: none` to start with an empty database on purpose",
                     db = f.db_identifier
                 )),
                 None => DbSource::Empty,
             },
+            // A snapshot exists but nothing says it is this stack's: a person decides.
+            Lookup::Untagged(Some(s)) => DbSource::Blocked(format!(
+                "the database `{db}` is missing; the snapshot `{id}` (taken {when}) has its identifier but not this stack's ownership tags, so it is not restored on its own. \
+                 Restore it: set `spec.database.restoreFrom: {id}`{tail}",
+                db = f.db_identifier,
+                id = s.id,
+                when = s.created.as_deref().unwrap_or("at an unknown time"),
+                tail = if f.fs_id.is_some() {
+                    "; an empty database next to the shop's files would lose every order and customer".to_string()
+                } else {
+                    ", or `restoreFrom: none` to start with an empty database".to_string()
+                }
+            )),
         }
     };
     let db_has_data = matches!(db, DbSource::Live | DbSource::Restore(_));
@@ -227,6 +253,33 @@ mod tests {
         let p = rule(&f, Lookup::Owned(Some(snapshot("available"))));
         assert_eq!(p.db, DbSource::Restore(snapshot("available")));
         assert_eq!(p.file_system_blocked, None);
+    }
+
+    #[test]
+    fn an_untagged_snapshot_is_named_but_never_used_on_its_own() {
+        let f = Facts {
+            db_live: false,
+            ..facts()
+        };
+        let DbSource::Blocked(why) = rule(&f, Lookup::Untagged(Some(snapshot("available")))).db
+        else {
+            panic!("not blocked")
+        };
+        assert!(
+            why.contains("restoreFrom: shop-db-final-20261126175752"),
+            "{why}"
+        );
+        // A new shop with an unrelated old snapshot of the same name is blocked too: the
+        // person says whether to restore it or to start empty.
+        let new = Facts {
+            db_live: false,
+            fs_id: None,
+            ..facts()
+        };
+        assert!(matches!(
+            rule(&new, Lookup::Untagged(Some(snapshot("available")))).db,
+            DbSource::Blocked(w) if w.contains("restoreFrom: none")
+        ));
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod snapshot;
 pub mod stack;
 pub mod wait;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -103,7 +103,41 @@ impl Engine {
             aws_calls: stats.total(),
             mutating_calls: stats.mutating(),
             duration: started.elapsed(),
+            orphans: Vec::new(),
+            orphans_error: None,
         }
+    }
+
+    /// The resources of stacks not in `known`, in the regions of `regions` (five list calls
+    /// per region). Errors are collected per region, not fatal.
+    pub async fn orphans(
+        &self,
+        regions: &BTreeSet<String>,
+        known: &BTreeSet<String>,
+        stats: &CallStats,
+    ) -> (Vec<presta_aws::orphans::Orphan>, Option<String>) {
+        let mut all: Vec<Arc<dyn CallRecorder>> = vec![Arc::new(stats.clone())];
+        all.extend(self.recorders.iter().cloned());
+        let recorder: Arc<dyn CallRecorder> = Arc::new(Recorders(all));
+        let found = futures::future::join_all(regions.iter().map(|region| {
+            let recorder = recorder.clone();
+            async move {
+                let aws = Aws::connect(region, &self.settings.client, recorder).await;
+                presta_aws::orphans::find(&aws, known)
+                    .await
+                    .map_err(|e| format!("{region}: {e}"))
+            }
+        }))
+        .await;
+        let mut orphans = Vec::new();
+        let mut errors = Vec::new();
+        for r in found {
+            match r {
+                Ok(mut o) => orphans.append(&mut o),
+                Err(e) => errors.push(e),
+            }
+        }
+        (orphans, (!errors.is_empty()).then(|| errors.join("; ")))
     }
 
     /// Plans or applies every stack, handing each stack's report to `done` as soon as that

@@ -73,6 +73,7 @@ pub struct Metrics {
     pub aws_call_duration: HistogramVec,
     pub config_reloads: IntCounterVec,
     pub stacks_configured: Gauge,
+    pub orphaned_resources: IntGaugeVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -184,6 +185,11 @@ impl Metrics {
                 &["result"],
             ),
             stacks_configured,
+            orphaned_resources: gauge(
+                "presta_orphaned_resources",
+                "Resources carrying the ownership tags of a stack that is not in the configuration, by stack and kind (never deleted; `destroy --stack` removes them).",
+                &["stack", "kind"],
+            ),
             build_info: gauge(
                 "presta_build_info",
                 "Always 1; the labels say which build runs.",
@@ -198,6 +204,16 @@ impl Metrics {
             m.config_reloads.with_label_values(&[result]);
         }
         m
+    }
+
+    /// Replaces the orphan figures with the last search's.
+    pub fn set_orphans(&self, orphans: &[presta_aws::orphans::Orphan]) {
+        self.orphaned_resources.reset();
+        for o in orphans {
+            self.orphaned_resources
+                .with_label_values(&[o.stack.as_str(), o.kind.as_str()])
+                .inc();
+        }
     }
 
     /// The text exposition format.

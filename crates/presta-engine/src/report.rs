@@ -271,6 +271,12 @@ pub struct RunReport {
     pub mutating_calls: u64,
     #[serde(serialize_with = "millis")]
     pub duration: Duration,
+    /// Resources of stacks that are not in the configuration (plan only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub orphans: Vec<presta_aws::orphans::Orphan>,
+    /// Why looking for orphans failed, if it did (the plan itself is unaffected).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orphans_error: Option<String>,
 }
 
 impl RunReport {
@@ -281,6 +287,46 @@ impl RunReport {
             .map(StackReport::render)
             .collect::<Vec<_>>()
             .join("\n");
+        if !self.orphans.is_empty() {
+            let stacks: std::collections::BTreeSet<(&str, &str)> = self
+                .orphans
+                .iter()
+                .map(|o| (o.stack.as_str(), o.region.as_str()))
+                .collect();
+            let _ = writeln!(
+                out,
+                "\norphaned: {} resources of stacks that are not in the configuration (left as they are)",
+                self.orphans.len()
+            );
+            for (stack, region) in stacks {
+                let _ = writeln!(out, "  stack {stack} ({region}):");
+                for o in self
+                    .orphans
+                    .iter()
+                    .filter(|o| o.stack == stack && o.region == region)
+                {
+                    let _ = writeln!(
+                        out,
+                        "    ? {:<19} {} {}{}",
+                        o.kind.as_str(),
+                        o.name,
+                        o.id,
+                        if o.retained {
+                            " (retained by destroy)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "    put it back in the configuration, or remove it: presta-reconciler destroy --stack {stack} --confirm {stack} --region {region}"
+                );
+            }
+        }
+        if let Some(e) = &self.orphans_error {
+            let _ = writeln!(out, "\nwarning: looking for orphaned resources failed: {e}");
+        }
         let _ = writeln!(
             out,
             "\n{} AWS calls ({} mutating) in {:.2}s",

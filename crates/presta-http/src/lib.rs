@@ -8,6 +8,7 @@
 //! | `POST /reconcile`, `POST /reconcile/{stack}` | force a run (202); `?wait=true` waits and returns the result |
 //! | `GET /stacks`, `GET /stacks/{stack}` | status: per resource, drift, last run, outputs |
 //! | `GET /stacks/{stack}/plan` | a fresh dry run |
+//! | `GET /orphans` | resources of stacks that are no longer in the configuration |
 //!
 //! The handlers never reconcile themselves: they ask the [`Controller`]. Endpoints that act or
 //! call AWS (`POST /reconcile*`, `GET /stacks/{stack}/plan`) require `Authorization: Bearer
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/stacks", get(stacks))
         .route("/stacks/{stack}", get(stack))
         .route("/stacks/{stack}/plan", get(plan))
+        .route("/orphans", get(orphans))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -220,6 +222,10 @@ async fn stacks(State(state): State<AppState>) -> Json<presta_engine::controller
     Json(state.controller.overview())
 }
 
+async fn orphans(State(state): State<AppState>) -> Json<presta_engine::controller::OrphanStatus> {
+    Json(state.controller.orphans())
+}
+
 async fn stack(
     State(state): State<AppState>,
     Path(stack): Path<String>,
@@ -257,7 +263,7 @@ fn unknown(state: &AppState, stack: &str) -> ApiError {
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "no such endpoint; see docs/openapi.yaml (/healthz, /readyz, /metrics, /reconcile, /stacks)",
+        "no such endpoint; see docs/openapi.yaml (/healthz, /readyz, /metrics, /reconcile, /stacks, /orphans)",
     )
 }
 

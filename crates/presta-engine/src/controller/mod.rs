@@ -29,8 +29,11 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 use crate::Engine;
+
+mod orphans;
 use crate::metrics::{Metrics, RunResult};
 use crate::report::{Outputs, ResourceState, StackReport};
+pub use orphans::OrphanStatus;
 
 /// How often and how patiently the daemon reconciles.
 #[derive(Debug, Clone)]
@@ -225,6 +228,9 @@ struct State {
     config: ConfigStatus,
     last_observation_ok: Option<Instant>,
     last_observation_error: Option<(Instant, String)>,
+    orphans: orphans::OrphanStatus,
+    /// When to look for orphans next.
+    orphans_due: Instant,
 }
 
 struct Inner {
@@ -282,6 +288,8 @@ impl Controller {
                     },
                     last_observation_ok: None,
                     last_observation_error: None,
+                    orphans: Default::default(),
+                    orphans_due: now,
                 }),
                 wake: Notify::new(),
                 finished: watch::channel(0).0,
@@ -312,6 +320,18 @@ impl Controller {
                 let me = self.clone();
                 tasks.spawn(async move { me.run_batch(batch).await });
             }
+            if self.orphans_due() {
+                let me = self.clone();
+                tasks.spawn(async move { me.check_orphans().await });
+            }
+            let next = {
+                let st = self.state();
+                if st.stacks.is_empty() {
+                    next
+                } else {
+                    Some(next.map_or(st.orphans_due, |n| n.min(st.orphans_due)))
+                }
+            };
             while tasks.try_join_next().is_some() {}
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(
                 next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
@@ -581,7 +601,10 @@ impl Controller {
         for name in &removed {
             st.stacks.remove(name);
             self.inner.metrics.forget_stack(name);
-            tracing::warn!(stack = %name, "stack left the configuration: no longer reconciled (its AWS resources are kept)");
+        }
+        if !removed.is_empty() {
+            tracing::warn!(stacks = %removed.join(", "), "stacks dropped from the configuration: no longer reconciled; their AWS resources are kept and reported as orphaned (GET /orphans)");
+            st.orphans_due = now;
         }
         self.inner
             .metrics
