@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use presta_aws::ClientSettings;
-use presta_engine::controller::{Controller, ControllerSettings};
-use presta_engine::metrics::Metrics;
+use presta_controller::metrics::Metrics;
+use presta_controller::{Controller, ControllerSettings};
 use presta_engine::{Engine, LogProgress, Settings};
 use presta_spec::Stack;
 

@@ -23,7 +23,7 @@ fn literals(text: &str, prefix: &str) -> BTreeSet<String> {
 
 #[test]
 fn docs_metrics_md_lists_exactly_the_registered_metrics() {
-    let code = read("crates/presta-engine/src/metrics.rs");
+    let code = read("crates/presta-controller/src/metrics.rs");
     let code = code.split("#[cfg(test)]").next().unwrap();
     let registered: BTreeSet<String> = literals(code, "presta_")
         .into_iter()

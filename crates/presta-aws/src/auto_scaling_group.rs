@@ -16,7 +16,10 @@ use crate::clients::Aws;
 use crate::diff::{Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Scope};
 use crate::error::{AwsError, AwsResultExt};
+use crate::network::Network;
 use crate::tags::Tags;
+use presta_spec::Stack;
+use presta_spec::naming::{self, Component};
 
 /// The launch-template version an Auto Scaling group follows.
 pub const DEFAULT_VERSION: &str = "$Default";
@@ -35,6 +38,35 @@ pub struct AutoScalingGroupDesired {
     pub policy_name: String,
     pub target_cpu: f64,
     pub tags: Tags,
+}
+
+impl AutoScalingGroupDesired {
+    /// The stack's group in the private subnets, from `spec.compute`.
+    pub fn for_stack(
+        stack: &Stack,
+        net: &Network,
+        launch_template: &str,
+        target_group: &str,
+    ) -> Self {
+        let compute = &stack.spec.compute;
+        AutoScalingGroupDesired {
+            name: Component::AutoScalingGroup.name(stack.name()),
+            launch_template_id: launch_template.to_string(),
+            subnets: net.private_ids().into_iter().collect(),
+            min_size: compute.min_size as i32,
+            max_size: compute.max_size as i32,
+            initial_capacity: compute.desired_capacity.unwrap_or(compute.min_size) as i32,
+            target_groups: [target_group.to_string()].into(),
+            health_check_grace_seconds: compute.health_check_grace_period_seconds as i32,
+            policy_name: Component::ScalingPolicy.name(stack.name()),
+            target_cpu: f64::from(compute.target_cpu_utilization),
+            tags: naming::tags(
+                stack.name(),
+                Component::AutoScalingGroup,
+                &stack.metadata.labels,
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -19,6 +19,8 @@ use crate::driver::{Driver, Readiness, Scope};
 use crate::error::{AwsError, AwsResultExt};
 use crate::parameter::read_secret;
 use crate::tags::{self, Tags};
+use presta_spec::Stack;
+use presta_spec::naming::{self, Component};
 
 #[derive(Debug, Clone)]
 pub struct DbInstanceDesired {
@@ -38,6 +40,35 @@ pub struct DbInstanceDesired {
     /// SSM parameter holding the master password (read at creation only).
     pub password_parameter: String,
     pub tags: Tags,
+}
+
+impl DbInstanceDesired {
+    /// The stack's database, from `spec.database`, in its subnet group and security group,
+    /// with the password of `password_parameter`.
+    pub fn for_stack(
+        stack: &Stack,
+        subnet_group: &str,
+        security_group: &str,
+        password_parameter: &str,
+    ) -> Self {
+        let db = &stack.spec.database;
+        DbInstanceDesired {
+            identifier: Component::DbInstance.name(stack.name()),
+            engine_version: db.engine_version.clone(),
+            instance_class: db.instance_class.clone(),
+            allocated_storage_gib: db.allocated_storage_gib as i32,
+            max_allocated_storage_gib: db.max_allocated_storage_gib.map(|v| v as i32),
+            multi_az: db.multi_az,
+            backup_retention_days: db.backup_retention_days as i32,
+            deletion_protection: db.deletion_protection,
+            db_name: db.name.clone(),
+            username: db.username.clone(),
+            subnet_group: subnet_group.to_string(),
+            security_groups: [security_group.to_string()].into(),
+            password_parameter: password_parameter.to_string(),
+            tags: naming::tags(stack.name(), Component::DbInstance, &stack.metadata.labels),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,10 @@ use crate::clients::Aws;
 use crate::diff::{Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
+use crate::network::Network;
 use crate::tags::Tags;
+use presta_spec::Stack;
+use presta_spec::naming::{self, Component};
 
 #[derive(Debug, Clone)]
 pub struct DbSubnetGroupDesired {
@@ -15,6 +18,25 @@ pub struct DbSubnetGroupDesired {
     pub description: String,
     pub subnets: BTreeSet<String>,
     pub tags: Tags,
+}
+
+impl DbSubnetGroupDesired {
+    /// The database's subnet group: the stack's private subnets.
+    pub fn for_stack(stack: &Stack, net: &Network) -> Self {
+        DbSubnetGroupDesired {
+            name: Component::DbSubnetGroup.name(stack.name()),
+            description: format!(
+                "presta-reconciler {}: private subnets of the database",
+                stack.name()
+            ),
+            subnets: net.private_ids().into_iter().collect(),
+            tags: naming::tags(
+                stack.name(),
+                Component::DbSubnetGroup,
+                &stack.metadata.labels,
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -210,6 +210,10 @@ pub struct Change {
     /// Why the action is blocked or waiting, or a note (e.g. an instance refresh started).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For a failed change: the class of the AWS error (throttled, transient, not found,
+    /// refused...), for the scheduler, the status and the error metrics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<crate::error::ErrorClass>,
 }
 
 impl Change {
@@ -288,6 +292,7 @@ mod tests {
             action: Action::Blocked,
             diffs: d.finish(),
             reason: None,
+            error_class: None,
         };
         assert_eq!(change.blocked().count(), 1);
         assert_eq!(change.applicable().count(), 0);

@@ -197,6 +197,7 @@ pub async fn remove<D: Driver>(
         action: Action::Delete,
         diffs: Vec::new(),
         reason: Some(why.to_string()),
+        error_class: None,
     };
     if let Some(refusal) = owner.deletion_refusal(&tags) {
         change.action = Action::Blocked;
@@ -247,6 +248,7 @@ pub async fn sync<D: Driver>(
                 action: Action::Blocked,
                 diffs: Vec::new(),
                 reason: Some(reason),
+                error_class: None,
             },
             live: None,
         });
@@ -264,6 +266,7 @@ pub async fn sync<D: Driver>(
                     action: Action::Create,
                     diffs: Vec::new(),
                     reason: None,
+                    error_class: None,
                 },
                 live: None,
             });
@@ -278,6 +281,7 @@ pub async fn sync<D: Driver>(
                         action: Action::Create,
                         diffs: Vec::new(),
                         reason: None,
+                        error_class: None,
                     },
                     live: Some(created),
                 });
@@ -312,6 +316,7 @@ pub async fn sync<D: Driver>(
                 action: Action::None,
                 diffs,
                 reason: None,
+                error_class: None,
             },
             live: Some(live.clone()),
         });
@@ -335,6 +340,7 @@ pub async fn sync<D: Driver>(
                 action: Action::Blocked,
                 diffs,
                 reason: Some(reason),
+                error_class: None,
             },
             live: Some(live.clone()),
         });
@@ -358,10 +364,15 @@ pub async fn sync<D: Driver>(
             action: Action::Update,
             diffs,
             reason,
+            error_class: None,
         },
         live: Some(after),
     })
 }
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod table_tests;
 
 #[cfg(test)]
 mod tests {

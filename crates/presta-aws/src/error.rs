@@ -4,8 +4,10 @@
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-/// What kind of failure, for the caller's next step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What kind of failure, for the caller's next step. Serialised (reports, the `class` label
+/// of the error metrics) as `not_found`, `transient`, `conflict`, `refused`, `transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
     /// The resource does not exist (absent, not an error, for observation).
     NotFound,
@@ -86,6 +88,19 @@ const CONFLICT_CODES: &[&str] = &[
     "InvalidDBInstanceState",
     "IncorrectState",
 ];
+
+impl ErrorClass {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::NotFound => "not_found",
+            ErrorClass::Transient => "transient",
+            ErrorClass::Conflict => "conflict",
+            ErrorClass::Refused => "refused",
+            ErrorClass::Transport => "transport",
+        }
+    }
+}
 
 impl AwsError {
     /// Classifies an SDK error of `operation`.

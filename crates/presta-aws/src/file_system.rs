@@ -18,7 +18,10 @@ use crate::diff::{Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Readiness, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::tags::{self, Tags};
-use presta_spec::naming::{Component, MANAGED_BY_VALUE, TAG_COMPONENT, TAG_MANAGED_BY, TAG_STACK};
+use presta_spec::Stack;
+use presta_spec::naming::{
+    self, Component, MANAGED_BY_VALUE, TAG_COMPONENT, TAG_MANAGED_BY, TAG_STACK,
+};
 
 #[derive(Debug, Clone)]
 pub struct FileSystemDesired {
@@ -32,6 +35,23 @@ pub struct FileSystemDesired {
     pub transition_to_primary_on_access: bool,
     pub automatic_backups: bool,
     pub tags: Tags,
+}
+
+impl FileSystemDesired {
+    /// The shop's file system, from `spec.fileSystem`.
+    pub fn for_stack(stack: &Stack) -> Self {
+        let fs = &stack.spec.file_system;
+        FileSystemDesired {
+            creation_token: Component::FileSystem.name(stack.name()),
+            encrypted: fs.encrypted,
+            throughput_mode: fs.throughput_mode.as_aws().to_string(),
+            provisioned_mibps: fs.provisioned_throughput_mibps,
+            transition_to_ia: fs.transition_to_ia_days.map(transition_rule),
+            transition_to_primary_on_access: fs.transition_to_primary_on_access,
+            automatic_backups: fs.automatic_backups,
+            tags: naming::tags(stack.name(), Component::FileSystem, &stack.metadata.labels),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -24,6 +24,8 @@ use crate::diff::{Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::tags::{self, Tags};
+use presta_spec::Stack;
+use presta_spec::naming::{self, Component};
 
 /// Device name of the Amazon Linux 2023 root volume.
 pub const ROOT_DEVICE: &str = "/dev/xvda";
@@ -50,6 +52,31 @@ pub struct LaunchTemplateDesired {
     pub tags: Tags,
     /// Tags put on the instances and volumes launched from the template.
     pub instance_tags: Tags,
+}
+
+impl LaunchTemplateDesired {
+    /// The stack's template: the AMI, `spec.compute`, the instances' group, the rendered
+    /// bootstrap; IMDSv2 required and an encrypted root volume, always.
+    pub fn for_stack(stack: &Stack, image_id: &str, app_group: &str, user_data: String) -> Self {
+        let compute = &stack.spec.compute;
+        let tags = |c| naming::tags(stack.name(), c, &stack.metadata.labels);
+        LaunchTemplateDesired {
+            name: Component::LaunchTemplate.name(stack.name()),
+            data: TemplateData {
+                image_id: image_id.to_string(),
+                instance_type: compute.instance_type.clone(),
+                instance_profile: compute.instance_profile.clone(),
+                security_groups: [app_group.to_string()].into(),
+                user_data,
+                http_tokens: "required".into(),
+                hop_limit: compute.imds_hop_limit as i32,
+                root_volume_gib: compute.root_volume_size_gib as i32,
+                root_encrypted: true,
+            },
+            tags: tags(Component::LaunchTemplate),
+            instance_tags: tags(Component::AutoScalingGroup),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

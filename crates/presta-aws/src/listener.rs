@@ -19,6 +19,8 @@ use crate::diff::{Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::tags::Tags;
+use presta_spec::Stack;
+use presta_spec::naming::Component;
 
 /// What a listener does with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +60,39 @@ pub struct ListenerDesired {
     pub action: DefaultAction,
     pub certificate_arn: Option<String>,
     pub ssl_policy: Option<String>,
+}
+
+impl ListenerDesired {
+    /// The stack's listeners: HTTP (forwarding, or redirecting to HTTPS), and HTTPS with the
+    /// certificate and TLS policy when the spec has it.
+    pub fn for_stack(stack: &Stack, load_balancer: &str, target_group: &str) -> Vec<Self> {
+        let lb = &stack.spec.load_balancer;
+        let name = Component::LoadBalancer.name(stack.name());
+        let mut out = vec![ListenerDesired {
+            key: format!("{name}:{}", lb.http_port),
+            load_balancer_arn: load_balancer.to_string(),
+            port: lb.http_port,
+            protocol: "HTTP".into(),
+            action: match &lb.https {
+                Some(h) if h.redirect_http => DefaultAction::RedirectHttps(h.port),
+                _ => DefaultAction::Forward(target_group.to_string()),
+            },
+            certificate_arn: None,
+            ssl_policy: None,
+        }];
+        if let Some(h) = &lb.https {
+            out.push(ListenerDesired {
+                key: format!("{name}:{}", h.port),
+                load_balancer_arn: load_balancer.to_string(),
+                port: h.port,
+                protocol: "HTTPS".into(),
+                action: DefaultAction::Forward(target_group.to_string()),
+                certificate_arn: Some(h.certificate_arn.clone()),
+                ssl_policy: Some(h.ssl_policy.clone()),
+            });
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

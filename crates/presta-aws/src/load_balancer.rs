@@ -16,8 +16,11 @@ use crate::clients::Aws;
 use crate::diff::{Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
+use crate::network::Network;
 use crate::tags::{self, Tags};
 use crate::target_group::elb_tags;
+use presta_spec::Stack;
+use presta_spec::naming::{self, Component};
 
 const IDLE_TIMEOUT: &str = "idle_timeout.timeout_seconds";
 
@@ -30,6 +33,25 @@ pub struct LoadBalancerDesired {
     pub security_groups: BTreeSet<String>,
     pub idle_timeout_seconds: u32,
     pub tags: Tags,
+}
+
+impl LoadBalancerDesired {
+    /// The stack's Application Load Balancer in the public subnets, with its group.
+    pub fn for_stack(stack: &Stack, net: &Network, alb_group: &str) -> Self {
+        let lb = &stack.spec.load_balancer;
+        LoadBalancerDesired {
+            name: Component::LoadBalancer.name(stack.name()),
+            scheme: lb.scheme.as_aws().to_string(),
+            subnets: net.public_ids().into_iter().collect(),
+            security_groups: [alb_group.to_string()].into(),
+            idle_timeout_seconds: lb.idle_timeout_seconds,
+            tags: naming::tags(
+                stack.name(),
+                Component::LoadBalancer,
+                &stack.metadata.labels,
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -13,6 +13,7 @@ use crate::clients::Aws;
 use crate::diff::{Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Readiness, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
+use crate::network::Network;
 use crate::tags::Tags;
 
 #[derive(Debug, Clone)]
@@ -20,6 +21,20 @@ pub struct MountTargetDesired {
     pub file_system_id: String,
     pub subnet_id: String,
     pub security_groups: BTreeSet<String>,
+}
+
+impl MountTargetDesired {
+    /// One mount target per private subnet, with the file system's security group.
+    pub fn for_network(net: &Network, file_system: &str, security_group: &str) -> Vec<Self> {
+        net.private
+            .iter()
+            .map(|s| MountTargetDesired {
+                file_system_id: file_system.to_string(),
+                subnet_id: s.id.clone(),
+                security_groups: [security_group.to_string()].into(),
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -12,6 +12,8 @@ use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::secret::{Secret, generate_password};
 use crate::tags::{self, Tags};
+use presta_spec::Stack;
+use presta_spec::naming::{self, Component};
 
 /// Length of generated passwords (about 190 bits).
 pub const PASSWORD_LENGTH: usize = 32;
@@ -23,6 +25,37 @@ pub struct ParameterDesired {
     pub name: String,
     pub description: String,
     pub tags: Tags,
+}
+
+impl ParameterDesired {
+    /// The stack's database master password parameter.
+    pub fn db_password(stack: &Stack) -> Self {
+        Self::secret(
+            stack,
+            naming::db_password_parameter(&stack.parameter_prefix()),
+            "database master password",
+        )
+    }
+
+    /// The shop's admin password parameter.
+    pub fn admin_password(stack: &Stack) -> Self {
+        Self::secret(
+            stack,
+            naming::admin_password_parameter(&stack.parameter_prefix()),
+            "PrestaShop admin password",
+        )
+    }
+
+    fn secret(stack: &Stack, name: String, what: &str) -> Self {
+        ParameterDesired {
+            description: format!(
+                "presta-reconciler {}: {what} (generated; never overwritten)",
+                stack.name()
+            ),
+            tags: naming::tags(stack.name(), Component::DbInstance, &stack.metadata.labels),
+            name,
+        }
+    }
 }
 
 /// A live parameter: metadata only, never the value.

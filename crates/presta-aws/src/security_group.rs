@@ -13,6 +13,8 @@ use crate::diff::{Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::tags::{self, Tags};
+use presta_spec::Stack;
+use presta_spec::naming::{self, Component};
 
 /// Where traffic may come from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -71,6 +73,73 @@ pub struct SecurityGroupDesired {
     pub vpc_id: String,
     pub ingress: BTreeSet<Rule>,
     pub tags: Tags,
+}
+
+impl SecurityGroupDesired {
+    fn of(stack: &Stack, c: Component, vpc: &str, ingress: BTreeSet<Rule>, what: &str) -> Self {
+        SecurityGroupDesired {
+            name: c.name(stack.name()),
+            description: format!("presta-reconciler {}: {what}", stack.name()),
+            vpc_id: vpc.to_string(),
+            ingress,
+            tags: naming::tags(stack.name(), c, &stack.metadata.labels),
+        }
+    }
+
+    /// The load balancer's group: HTTP (and HTTPS) from the allowed networks.
+    pub fn load_balancer(stack: &Stack, vpc: &str) -> Self {
+        let lb = &stack.spec.load_balancer;
+        let mut rules = BTreeSet::new();
+        for cidr in &lb.allowed_cidrs {
+            rules.insert(Rule::tcp(lb.http_port, Source::Cidr(cidr.clone())));
+            if let Some(https) = &lb.https {
+                rules.insert(Rule::tcp(https.port, Source::Cidr(cidr.clone())));
+            }
+        }
+        Self::of(
+            stack,
+            Component::AlbSecurityGroup,
+            vpc,
+            rules,
+            "load balancer, from the allowed networks",
+        )
+    }
+
+    /// The instances' group: HTTP from the load balancer's group only.
+    pub fn instances(stack: &Stack, vpc: &str, alb_group: &str) -> Self {
+        let rules = [Rule::tcp(80, Source::Group(alb_group.to_string()))].into();
+        Self::of(
+            stack,
+            Component::AppSecurityGroup,
+            vpc,
+            rules,
+            "instances, HTTP from the load balancer only",
+        )
+    }
+
+    /// The database's group: MySQL from the instances' group only.
+    pub fn database(stack: &Stack, vpc: &str, app_group: &str) -> Self {
+        let rules = [Rule::tcp(3306, Source::Group(app_group.to_string()))].into();
+        Self::of(
+            stack,
+            Component::DbSecurityGroup,
+            vpc,
+            rules,
+            "MySQL from the instances only",
+        )
+    }
+
+    /// The file system's group: NFS from the instances' group only.
+    pub fn file_system(stack: &Stack, vpc: &str, app_group: &str) -> Self {
+        let rules = [Rule::tcp(2049, Source::Group(app_group.to_string()))].into();
+        Self::of(
+            stack,
+            Component::EfsSecurityGroup,
+            vpc,
+            rules,
+            "NFS from the instances only",
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

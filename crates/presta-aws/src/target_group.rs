@@ -17,6 +17,8 @@ use crate::diff::{Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::tags::{self, Tags};
+use presta_spec::Stack;
+use presta_spec::naming::{self, Component};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
@@ -38,6 +40,33 @@ pub struct TargetGroupDesired {
     /// Cookie duration when stickiness is on.
     pub stickiness_seconds: Option<u32>,
     pub tags: Tags,
+}
+
+impl TargetGroupDesired {
+    /// The stack's target group: port 80, the spec's health check, stickiness, delay.
+    pub fn for_stack(stack: &Stack, vpc: &str) -> Self {
+        let lb = &stack.spec.load_balancer;
+        let hc = &lb.health_check;
+        TargetGroupDesired {
+            name: Component::TargetGroup.name(stack.name()),
+            vpc_id: vpc.to_string(),
+            port: 80,
+            health: HealthCheck {
+                path: hc.path.clone(),
+                matcher: hc.matcher.clone(),
+                interval_seconds: hc.interval_seconds as i32,
+                timeout_seconds: hc.timeout_seconds as i32,
+                healthy_threshold: hc.healthy_threshold as i32,
+                unhealthy_threshold: hc.unhealthy_threshold as i32,
+            },
+            deregistration_delay_seconds: lb.deregistration_delay_seconds,
+            stickiness_seconds: lb
+                .stickiness
+                .enabled
+                .then_some(lb.stickiness.duration_seconds),
+            tags: naming::tags(stack.name(), Component::TargetGroup, &stack.metadata.labels),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

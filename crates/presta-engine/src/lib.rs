@@ -4,10 +4,8 @@
 //! know AWS; this crate knows the order and wiring.
 
 pub mod bootstrap;
-pub mod controller;
 pub mod data;
 pub mod destroy;
-pub mod metrics;
 pub mod report;
 pub mod snapshot;
 pub mod stack;

@@ -24,8 +24,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use presta_engine::controller::{Controller, TriggerError};
-use presta_engine::metrics::RunResult;
+use presta_controller::metrics::RunResult;
+use presta_controller::{Controller, TriggerError};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -218,11 +218,11 @@ async fn reconcile(
     }
 }
 
-async fn stacks(State(state): State<AppState>) -> Json<presta_engine::controller::Overview> {
+async fn stacks(State(state): State<AppState>) -> Json<presta_controller::Overview> {
     Json(state.controller.overview())
 }
 
-async fn orphans(State(state): State<AppState>) -> Json<presta_engine::controller::OrphanStatus> {
+async fn orphans(State(state): State<AppState>) -> Json<presta_controller::OrphanStatus> {
     Json(state.controller.orphans())
 }
 

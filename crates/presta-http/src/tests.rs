@@ -8,8 +8,8 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use presta_aws::ClientSettings;
-use presta_engine::controller::{Controller, ControllerSettings};
-use presta_engine::metrics::Metrics;
+use presta_controller::metrics::Metrics;
+use presta_controller::{Controller, ControllerSettings};
 use presta_engine::{Engine, Settings};
 use tower::ServiceExt;
 

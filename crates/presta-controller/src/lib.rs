@@ -1,4 +1,5 @@
-//! The daemon's reconcile loop: keeps every configured stack converged, periodically and on
+//! presta-controller: the daemon's reconcile loop (scheduling here; the status the API serves
+//! in [`status`], metrics in [`metrics`], orphans in `orphans`): keeps every configured stack converged, periodically and on
 //! demand, and keeps the status the HTTP API serves.
 //!
 //! Scheduling, like kube-runtime's controller:
@@ -19,21 +20,27 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
+use presta_aws::Mode;
 use presta_aws::calls::CallStats;
-use presta_aws::{Action, Mode};
 use presta_spec::Stack;
-use presta_spec::model::Mode as PolicyMode;
-use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
-use crate::Engine;
+use presta_engine::Engine;
+use presta_engine::report::StackReport;
 
+pub mod metrics;
 mod orphans;
-use crate::metrics::{Metrics, RunResult};
-use crate::report::{Outputs, ResourceState, StackReport};
+mod status;
+mod time;
+
+use metrics::{Metrics, RunResult};
 pub use orphans::OrphanStatus;
+pub use status::{ConfigStatus, DriftStatus, Overview, ResourceStatus, StackStatus};
+use status::{first_error, note_observation, set_observation};
+pub use time::rfc3339;
+use time::unix;
 
 /// How often and how patiently the daemon reconciles.
 #[derive(Debug, Clone)]
@@ -95,94 +102,6 @@ pub enum TriggerError {
     UnknownStack { stack: String, known: String },
     #[error("the daemon is shutting down and takes no new runs")]
     ShuttingDown,
-}
-
-/// One resource as last seen.
-#[derive(Debug, Clone, Serialize)]
-pub struct ResourceStatus {
-    pub kind: &'static str,
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// At the last observation, after the corrections of that run.
-    pub state: ResourceState,
-    /// What the last reconcile run did to it (`none`, `create`, `update`, `delete`, ...).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_action: Option<Action>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-/// One field that differs at the last observation.
-#[derive(Debug, Clone, Serialize)]
-pub struct DriftStatus {
-    pub kind: &'static str,
-    pub name: String,
-    pub field: String,
-    pub desired: serde_json::Value,
-    pub live: serde_json::Value,
-    /// Set when the reconciler refuses to correct it, with the reason.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub blocked: Option<String>,
-}
-
-/// What the daemon knows of one stack; `GET /stacks/{stack}`.
-#[derive(Debug, Clone, Serialize)]
-pub struct StackStatus {
-    pub stack: String,
-    pub region: String,
-    /// `enforce` or `observe`.
-    pub policy: &'static str,
-    /// `converged`, `blocked`, `pending`, `error`, or `unknown` before the first run.
-    pub state: &'static str,
-    pub running: bool,
-    pub runs: u64,
-    pub consecutive_failures: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_observed_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_run_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_success_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_run_duration_ms: Option<f64>,
-    /// Seconds until the next scheduled run (0 when due or running).
-    pub next_run_in_seconds: f64,
-    pub outputs: Outputs,
-    /// The Auto Scaling group's latest instance refresh (rolling onto a new template version).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance_refresh: Option<crate::report::RefreshStatus>,
-    /// The shop's domain change seen at the last observation, and how it is carried out.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub domain_change: Option<crate::report::DomainChange>,
-    /// Fields that differ at the last observation (corrected drift is gone from here; see
-    /// `last_run` for what the last run changed).
-    pub drift: Vec<DriftStatus>,
-    pub resources: Vec<ResourceStatus>,
-    /// The last reconcile run's report: every change it made, field by field.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_run: Option<Arc<StackReport>>,
-}
-
-/// The daemon-wide figures of `GET /stacks`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Overview {
-    pub stacks: Vec<StackStatus>,
-    pub config: ConfigStatus,
-}
-
-/// Which configuration runs.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ConfigStatus {
-    /// Where the configuration was read from.
-    pub sources: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub loaded_at: Option<String>,
-    /// The last reload that was refused (the previous configuration kept running).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_reload_error: Option<String>,
 }
 
 struct Entry {
@@ -653,172 +572,12 @@ impl Controller {
             _ => Ok(()),
         }
     }
-
-    /// The status of every stack and of the configuration.
-    pub fn overview(&self) -> Overview {
-        let st = self.state();
-        Overview {
-            stacks: st.stacks.values().map(status_of).collect(),
-            config: st.config.clone(),
-        }
-    }
-
-    /// The status of one stack.
-    pub fn status(&self, stack: &str) -> Option<StackStatus> {
-        self.state().stacks.get(stack).map(status_of)
-    }
-}
-
-fn note_observation(st: &mut State, report: &StackReport, started: Instant) {
-    if report.observation_failed {
-        st.last_observation_error = Some((
-            started,
-            report.error.clone().unwrap_or_else(|| "unknown".into()),
-        ));
-    } else if st.last_observation_ok.is_none_or(|t| t < started) {
-        st.last_observation_ok = Some(started);
-    }
-}
-
-fn set_observation(e: &mut Entry, started: (Instant, SystemTime), report: Arc<StackReport>) {
-    if e.observation
-        .as_ref()
-        .is_none_or(|(t, _, _)| *t <= started.0)
-    {
-        e.observation = Some((started.0, started.1, report));
-    }
-}
-
-fn first_error(report: &StackReport) -> Option<String> {
-    report.error.clone().or_else(|| {
-        report
-            .changes
-            .iter()
-            .find(|c| c.action == Action::Failed)
-            .map(|c| {
-                format!(
-                    "{} {}: {}",
-                    c.kind,
-                    c.name,
-                    c.reason.as_deref().unwrap_or("failed")
-                )
-            })
-    })
-}
-
-fn status_of(e: &Entry) -> StackStatus {
-    let stack = &e.stack;
-    let observation = e.observation.as_ref().map(|(_, _, r)| r);
-    let mut drift = Vec::new();
-    let mut resources = Vec::new();
-    if let Some(r) = observation {
-        for c in &r.changes {
-            let corrected = r.applied() && c.is_pending();
-            for d in &c.diffs {
-                if corrected && d.blocked.is_none() {
-                    continue;
-                }
-                drift.push(DriftStatus {
-                    kind: c.kind.as_str(),
-                    name: c.name.clone(),
-                    field: d.field.clone(),
-                    desired: d.desired.clone(),
-                    live: d.live.clone(),
-                    blocked: d.blocked.clone(),
-                });
-            }
-            let state = r.state_of(c);
-            let last_action = e.last_run.as_ref().and_then(|run| {
-                run.changes
-                    .iter()
-                    .find(|x| x.kind == c.kind && x.name == c.name)
-                    .map(|x| x.action)
-            });
-            resources.push(ResourceStatus {
-                kind: c.kind.as_str(),
-                name: c.name.clone(),
-                id: c.id.clone(),
-                state,
-                last_action,
-                reason: c.reason.clone(),
-            });
-        }
-    }
-    StackStatus {
-        stack: stack.name().to_string(),
-        region: stack.spec.region.clone(),
-        policy: match stack.spec.policy.mode {
-            PolicyMode::Enforce => "enforce",
-            PolicyMode::Observe => "observe",
-        },
-        state: e.last_result.map_or("unknown", RunResult::as_str),
-        running: e.running,
-        runs: e.runs_done,
-        consecutive_failures: e.failures,
-        last_error: e.last_error.clone(),
-        last_observed_at: e.observation.as_ref().map(|(_, t, _)| rfc3339(*t)),
-        last_run_at: e.last_run_at.map(rfc3339),
-        last_success_at: e.last_success_at.map(rfc3339),
-        last_run_duration_ms: e
-            .last_run
-            .as_ref()
-            .map(|r| (r.duration.as_secs_f64() * 10_000.0).round() / 10.0),
-        next_run_in_seconds: if e.running {
-            0.0
-        } else {
-            (e.due
-                .saturating_duration_since(Instant::now())
-                .as_secs_f64()
-                * 10.0)
-                .round()
-                / 10.0
-        },
-        outputs: observation
-            .map(|r| r.outputs.clone())
-            .or_else(|| e.last_run.as_ref().map(|r| r.outputs.clone()))
-            .unwrap_or_default(),
-        instance_refresh: observation.and_then(|r| r.instance_refresh.clone()),
-        domain_change: observation.and_then(|r| r.domain_change.clone()),
-        drift,
-        resources,
-        last_run: e.last_run.clone(),
-    }
-}
-
-fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-/// `2026-11-24T17:41:00Z` (UTC, second precision).
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn backoff_doubles_and_is_capped() {
@@ -851,6 +610,7 @@ mod tests {
 
     #[test]
     fn timestamps_are_rfc3339_utc() {
+        use std::time::UNIX_EPOCH;
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
         assert_eq!(
             rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_545_660)),

@@ -13,7 +13,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::report::{ResourceState, StackReport};
+use presta_engine::report::{ResourceState, StackReport};
 
 /// How a stack run ended, as the `result` label of `presta_reconcile_runs_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -74,6 +74,7 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub stacks_configured: Gauge,
     pub orphaned_resources: IntGaugeVec,
+    pub reconcile_errors: IntCounterVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -185,6 +186,11 @@ impl Metrics {
                 &["result"],
             ),
             stacks_configured,
+            reconcile_errors: counter(
+                "presta_reconcile_errors_total",
+                "Resources whose step failed in a reconcile run, by stack, kind and the class of the AWS error (not_found, transient, conflict, refused, transport; `other` for a failure that is not an AWS error).",
+                &["stack", "kind", "class"],
+            ),
             orphaned_resources: gauge(
                 "presta_orphaned_resources",
                 "Resources carrying the ownership tags of a stack that is not in the configuration, by stack and kind (never deleted; `destroy --stack` removes them).",
@@ -249,6 +255,12 @@ impl Metrics {
         let mut ready = 0;
         for c in &report.changes {
             let kind = c.kind.as_str();
+            if c.action == Action::Failed {
+                let class = c.error_class.map_or("other", |e| e.as_str());
+                self.reconcile_errors
+                    .with_label_values(&[stack, kind, class])
+                    .inc();
+            }
             let fields: Vec<&str> = match c.action {
                 Action::Create | Action::Restore => vec!["(absent)"],
                 Action::Delete => vec!["(undeclared)"],
@@ -380,6 +392,7 @@ mod tests {
                 blocked: blocked.map(str::to_string),
             }],
             reason: None,
+            error_class: None,
         }
     }
 
@@ -391,6 +404,7 @@ mod tests {
             action: Action::None,
             diffs: vec![],
             reason: None,
+            error_class: None,
         }
     }
 

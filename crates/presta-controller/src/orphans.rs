@@ -10,7 +10,8 @@ use presta_aws::calls::CallStats;
 use presta_aws::orphans::Orphan;
 use serde::Serialize;
 
-use super::{Controller, rfc3339};
+use crate::Controller;
+use crate::time::rfc3339;
 
 /// What `GET /orphans` answers.
 #[derive(Debug, Clone, Default, Serialize)]

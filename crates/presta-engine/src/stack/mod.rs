@@ -1,0 +1,404 @@
+//! One stack, in dependency order. This is the only place that knows what depends on what:
+//!
+//! ```text
+//! stage 1   SSM secrets   ALB security group   target group   DB subnet group   EFS
+//! stage 2   app security group (80 from ALB sg)     load balancer (ALB sg)
+//! stage 3   DB sg (3306 from app)   EFS sg (2049 from app)   listeners (ALB, target group)
+//! stage 4   RDS instance (DB sg, subnet group, secret)   EFS mount targets (EFS, EFS sg)
+//! stage 5   launch template (app sg, AMI, user data ← ALB DNS, RDS endpoint, EFS id)
+//! stage 6   Auto Scaling group (launch template, target group) + instance refresh
+//! ```
+//!
+//! Work inside a stage runs concurrently. In a plan, a value that only exists once a
+//! dependency is created reads `(known after apply)`; in an apply, a resource whose dependency
+//! is missing, pending or failed waits (and says on what) while the rest converges.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use presta_aws::auto_scaling_group::{AutoScalingGroupDesired, AutoScalingGroups};
+use presta_aws::db_instance::{DbInstanceDesired, DbInstances};
+use presta_aws::db_subnet_group::{DbSubnetGroupDesired, DbSubnetGroups};
+use presta_aws::file_system::{FileSystemDesired, FileSystems};
+use presta_aws::launch_template::{LaunchTemplateDesired, LaunchTemplates};
+use presta_aws::listener::{ListenerDesired, Listeners};
+use presta_aws::load_balancer::{LoadBalancerDesired, LoadBalancerLive, LoadBalancers};
+use presta_aws::mount_target::{self, MountTargetDesired, MountTargets};
+use presta_aws::network::Network;
+use presta_aws::parameter::{ParameterDesired, Parameters};
+use presta_aws::security_group::{SecurityGroupDesired, SecurityGroups};
+use presta_aws::target_group::{TargetGroupDesired, TargetGroupLive, TargetGroups};
+use presta_aws::{Action, Aws, Change, Driver, Kind, Mode};
+use presta_spec::Stack;
+use presta_spec::model::Mode as PolicyMode;
+use presta_spec::naming::Component;
+
+use crate::Settings;
+use crate::bootstrap;
+use crate::data::DbSource;
+use crate::report::{Outputs, RefreshStatus, StackReport};
+use crate::snapshot::Snapshot;
+
+mod refresh;
+mod run;
+
+use run::Run;
+
+pub async fn reconcile(
+    aws: &Aws,
+    stack: &Stack,
+    snap: &Snapshot,
+    requested: Mode,
+    settings: &Settings,
+) -> StackReport {
+    let started = Instant::now();
+    let observe_only = stack.spec.policy.mode == PolicyMode::Observe;
+    let mode = if observe_only { Mode::Plan } else { requested };
+    let mut report = StackReport::new(stack, requested, observe_only);
+    let net = match snap.inventory.resolve(stack) {
+        Ok(n) => n,
+        Err(e) => {
+            report.error = Some(e.to_string());
+            report.duration = started.elapsed();
+            return report;
+        }
+    };
+    let data = match crate::data::decide(aws, stack, snap).await {
+        Ok(d) => d,
+        Err(e) => {
+            report.error = Some(format!("looking for the database's snapshots: {e}"));
+            report.duration = started.elapsed();
+            return report;
+        }
+    };
+    let run = Run {
+        aws,
+        stack,
+        snap,
+        mode,
+        settings,
+        data,
+        changes: std::sync::Mutex::new(Vec::new()),
+    };
+    let (outputs, refresh) = converge(&run, &net).await;
+    report.changes = run.changes.into_inner().unwrap_or_else(|e| e.into_inner());
+    report.outputs = outputs;
+    report.instance_refresh = refresh;
+    report.domain_change = refresh::domain_change(&report.changes);
+    report.duration = started.elapsed();
+    report
+}
+
+/// What a value a step needs is, or why it is not known yet.
+fn id_of<T>(live: &Option<T>, f: impl Fn(&T) -> String) -> Option<String> {
+    live.as_ref().map(f)
+}
+
+async fn converge(run: &Run<'_>, net: &Network) -> (Outputs, Option<RefreshStatus>) {
+    let stack = run.stack;
+    let snap = run.snap;
+    let vpc = net.vpc_id.as_str();
+
+    // ---- stage 1: secrets, ALB security group, target group, DB subnet group, EFS.
+    let db_param = ParameterDesired::db_password(stack);
+    let admin_param = ParameterDesired::admin_password(stack);
+    let alb_sg_d = SecurityGroupDesired::load_balancer(stack, vpc);
+    let tg_d = TargetGroupDesired::for_stack(stack, vpc);
+    let subnet_group_d = DbSubnetGroupDesired::for_stack(stack, net);
+    let fs_d = FileSystemDesired::for_stack(stack);
+    let (db_param_l, _admin_param_l, alb_sg, tg, subnet_group, fs) = tokio::join!(
+        run.guarded_step(
+            &Parameters,
+            &db_param,
+            snap.parameters.get(&db_param.name),
+            run.data.db_password_blocked.as_ref()
+        ),
+        run.step(
+            &Parameters,
+            &admin_param,
+            snap.parameters.get(&admin_param.name)
+        ),
+        run.step(
+            &SecurityGroups,
+            &alb_sg_d,
+            snap.security_groups.get(&alb_sg_d.name)
+        ),
+        run.step(&TargetGroups, &tg_d, snap.target_groups.get(&tg_d.name)),
+        run.step(
+            &DbSubnetGroups,
+            &subnet_group_d,
+            snap.db_subnet_groups.get(&subnet_group_d.name)
+        ),
+        run.guarded_step(
+            &FileSystems,
+            &fs_d,
+            snap.file_systems.get(&fs_d.creation_token),
+            run.data.file_system_blocked.as_ref()
+        ),
+    );
+
+    // ---- stage 2: app security group, load balancer.
+    let mut missing = Vec::new();
+    let alb_sg_id = run.need(
+        id_of(&alb_sg, |g| g.id.clone()),
+        "the load balancer's security group",
+        &mut missing,
+    );
+    let app_sg_d = SecurityGroupDesired::instances(stack, vpc, &alb_sg_id);
+    let lb_d = LoadBalancerDesired::for_stack(stack, net, &alb_sg_id);
+    let (app_sg, lb) = if run.blocked_by_missing(&missing) {
+        run.waiting(Kind::SecurityGroup, app_sg_d.name.clone(), &missing);
+        run.waiting(Kind::LoadBalancer, lb_d.name.clone(), &missing);
+        (None, None)
+    } else {
+        tokio::join!(
+            run.step(
+                &SecurityGroups,
+                &app_sg_d,
+                snap.security_groups.get(&app_sg_d.name)
+            ),
+            run.step(&LoadBalancers, &lb_d, snap.load_balancers.get(&lb_d.name)),
+        )
+    };
+
+    // ---- stage 3: database and file-system security groups, listeners.
+    let mut missing = Vec::new();
+    let app_sg_id = run.need(
+        id_of(&app_sg, |g| g.id.clone()),
+        "the instances' security group",
+        &mut missing,
+    );
+    let db_sg_d = SecurityGroupDesired::database(stack, vpc, &app_sg_id);
+    let efs_sg_d = SecurityGroupDesired::file_system(stack, vpc, &app_sg_id);
+    let (db_sg, efs_sg) = if run.blocked_by_missing(&missing) {
+        run.waiting(Kind::SecurityGroup, db_sg_d.name.clone(), &missing);
+        run.waiting(Kind::SecurityGroup, efs_sg_d.name.clone(), &missing);
+        (None, None)
+    } else {
+        let (db_sg, efs_sg, ()) = tokio::join!(
+            run.step(
+                &SecurityGroups,
+                &db_sg_d,
+                snap.security_groups.get(&db_sg_d.name)
+            ),
+            run.step(
+                &SecurityGroups,
+                &efs_sg_d,
+                snap.security_groups.get(&efs_sg_d.name)
+            ),
+            listeners(run, lb.as_ref(), tg.as_ref()),
+        );
+        (db_sg, efs_sg)
+    };
+
+    // ---- stage 4: database, mount targets.
+    let mut db_missing = Vec::new();
+    let db_sg_id = run.need(
+        id_of(&db_sg, |g| g.id.clone()),
+        "the database's security group",
+        &mut db_missing,
+    );
+    if subnet_group.is_none() {
+        db_missing.push("the DB subnet group".into());
+    }
+    if db_param_l.is_none() {
+        db_missing.push("the database password in SSM".into());
+    }
+    let db_d = DbInstanceDesired::for_stack(stack, &subnet_group_d.name, &db_sg_id, &db_param.name);
+    let db_live = snap.db_instances.get(&db_d.identifier);
+    let mut efs_missing = Vec::new();
+    let efs_sg_id = run.need(
+        id_of(&efs_sg, |g| g.id.clone()),
+        "the file system's security group",
+        &mut efs_missing,
+    );
+    let fs_id = run.need(
+        id_of(&fs, |f| f.id.clone()),
+        "the file system",
+        &mut efs_missing,
+    );
+    let (db, ()) = tokio::join!(
+        async {
+            match (&run.data.db, db_live) {
+                (_, Some(live)) => run.step(&DbInstances, &db_d, Some(live)).await,
+                (DbSource::Blocked(reason), None) => {
+                    run.refuse(Kind::DbInstance, db_d.identifier.clone(), reason);
+                    None
+                }
+                _ if run.blocked_by_missing(&db_missing) => {
+                    run.waiting(Kind::DbInstance, db_d.identifier.clone(), &db_missing);
+                    None
+                }
+                (DbSource::Restore(snapshot), None) => run.restore_db(&db_d, snapshot).await,
+                (_, None) => run.step(&DbInstances, &db_d, None).await,
+            }
+        },
+        mount_targets(run, net, &fs_id, &efs_sg_id, &efs_missing),
+    );
+
+    // ---- stage 5: launch template (the bootstrap needs the ALB, database and EFS).
+    let mut missing = Vec::new();
+    let ami = &stack.spec.compute.ami;
+    let image_id = match (&ami.id, &ami.ssm_parameter) {
+        (Some(id), _) => Some(id.clone()),
+        (None, Some(param)) => snap.amis.get(param).cloned(),
+        (None, None) => None,
+    };
+    let image_id = run.need(image_id, "the AMI (SSM parameter)", &mut missing);
+    let domain = match &stack.spec.prestashop.domain {
+        Some(d) => d.clone(),
+        None => run.need(
+            id_of(&lb, |l| l.dns_name.clone()),
+            "the load balancer's DNS name",
+            &mut missing,
+        ),
+    };
+    let inputs = bootstrap::Inputs {
+        efs_id: run.need(
+            id_of(&fs, |f| f.id.clone()),
+            "the file system",
+            &mut missing,
+        ),
+        db_host: run.need(
+            db.as_ref().and_then(|d| d.endpoint.clone()),
+            "the database endpoint",
+            &mut missing,
+        ),
+        db_port: db.as_ref().map(|d| d.port).unwrap_or(3306),
+        domain,
+    };
+    let app_sg_id = run.need(
+        id_of(&app_sg, |g| g.id.clone()),
+        "the instances' security group",
+        &mut missing,
+    );
+    let lt_name = Component::LaunchTemplate.name(stack.name());
+    let lt_before = snap.launch_templates.get(&lt_name);
+    let lt = match bootstrap::render(stack, &inputs) {
+        Err(e) => {
+            run.record(Change {
+                kind: Kind::LaunchTemplate,
+                name: lt_name.clone(),
+                id: None,
+                action: Action::Failed,
+                diffs: Vec::new(),
+                reason: Some(e.to_string()),
+                error_class: None,
+            });
+            lt_before.cloned()
+        }
+        Ok(_) if run.blocked_by_missing(&missing) => {
+            run.waiting(Kind::LaunchTemplate, lt_name.clone(), &missing);
+            lt_before.cloned()
+        }
+        Ok(user_data) => {
+            let lt_d = LaunchTemplateDesired::for_stack(stack, &image_id, &app_sg_id, user_data);
+            run.step(&LaunchTemplates, &lt_d, lt_before).await
+        }
+    };
+    let template_change = refresh::TemplateChange::of(run);
+
+    // ---- stage 6: Auto Scaling group, instance refresh.
+    let mut missing = Vec::new();
+    let lt_id = run.need(
+        id_of(&lt, |l| l.id.clone()),
+        "the launch template",
+        &mut missing,
+    );
+    let tg_arn = run.need(
+        id_of(&tg, |t| t.arn.clone()),
+        "the target group",
+        &mut missing,
+    );
+    let asg_d = AutoScalingGroupDesired::for_stack(stack, net, &lt_id, &tg_arn);
+    let asg_before = snap.auto_scaling_groups.get(&asg_d.name);
+    let asg = if run.blocked_by_missing(&missing) {
+        run.waiting(Kind::AutoScalingGroup, asg_d.name.clone(), &missing);
+        None
+    } else {
+        run.step(&AutoScalingGroups, &asg_d, asg_before).await
+    };
+    let refresh = refresh::roll(run, template_change, &asg_d.name, asg.as_ref(), asg_before).await;
+
+    let outputs = Outputs {
+        alb_dns_name: id_of(&lb, |l| l.dns_name.clone()),
+        tg_arn: id_of(&tg, |t| t.arn.clone()),
+        db_endpoint: db.as_ref().and_then(|d| d.endpoint.clone()),
+        efs_id: id_of(&fs, |f| f.id.clone()),
+        asg_name: id_of(&asg, |a| a.name.clone()),
+        launch_template_version: lt.as_ref().map(|l| l.default_version),
+    };
+    (outputs, refresh)
+}
+
+async fn listeners(run: &Run<'_>, lb: Option<&LoadBalancerLive>, tg: Option<&TargetGroupLive>) {
+    let mut missing = Vec::new();
+    let lb_arn = run.need(lb.map(|l| l.arn.clone()), "the load balancer", &mut missing);
+    let tg_arn = run.need(tg.map(|t| t.arn.clone()), "the target group", &mut missing);
+    let desired = ListenerDesired::for_stack(run.stack, &lb_arn, &tg_arn);
+    if run.blocked_by_missing(&missing) {
+        for d in &desired {
+            run.waiting(Kind::Listener, d.key.clone(), &missing);
+        }
+        return;
+    }
+    futures::future::join_all(
+        desired
+            .iter()
+            .map(|d| run.step(&Listeners, d, run.snap.listeners.get(&d.key))),
+    )
+    .await;
+    // Listeners nobody declared (a port opened by hand) are removed: they hold no data.
+    let wanted: BTreeSet<&str> = desired.iter().map(|d| d.key.as_str()).collect();
+    let Some(lb) = lb else { return };
+    for extra in run
+        .snap
+        .listeners
+        .values()
+        .filter(|l| l.load_balancer_arn == lb.arn && !wanted.contains(l.key.as_str()))
+    {
+        run.prune(&Listeners, &extra.key, extra, "not declared")
+            .await;
+    }
+}
+
+async fn mount_targets(
+    run: &Run<'_>,
+    net: &Network,
+    fs_id: &str,
+    efs_sg_id: &str,
+    missing: &[String],
+) {
+    let desired = MountTargetDesired::for_network(net, fs_id, efs_sg_id);
+    if run.blocked_by_missing(missing) {
+        for d in &desired {
+            run.waiting(Kind::MountTarget, MountTargets::name(d), missing);
+        }
+        return;
+    }
+    futures::future::join_all(desired.iter().map(|d| {
+        run.step(
+            &MountTargets,
+            d,
+            run.snap.mount_targets.get(&MountTargets::name(d)),
+        )
+    }))
+    .await;
+    let wanted: BTreeSet<String> = desired.iter().map(MountTargets::name).collect();
+    for extra in run.snap.mount_targets.values().filter(|m| {
+        m.file_system_id == fs_id
+            && !wanted.contains(&mount_target::key(&m.file_system_id, &m.subnet_id))
+    }) {
+        let name = mount_target::key(&extra.file_system_id, &extra.subnet_id);
+        run.prune(
+            &MountTargets,
+            &name,
+            extra,
+            "in a subnet the stack no longer uses",
+        )
+        .await;
+    }
+}
+
+/// How long `apply` waits for a resource to become usable by default.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(30 * 60);

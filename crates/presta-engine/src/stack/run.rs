@@ -1,0 +1,260 @@
+//! One run over one stack: the steps every kind goes through (sync and wait, guarded by
+//! the data rule, restore, prune), recording each resource's change.
+
+use presta_aws::db_instance::{DbInstanceDesired, DbInstanceLive, DbInstances};
+use presta_aws::db_snapshot::DbSnapshot;
+use presta_aws::diff::UNKNOWN;
+use presta_aws::{Action, Aws, Change, Driver, Kind, Mode, sync};
+use presta_spec::Stack;
+
+use crate::Settings;
+use crate::data::DataPlan;
+use crate::snapshot::Snapshot;
+
+pub(super) struct Run<'a> {
+    pub(super) aws: &'a Aws,
+    pub(super) stack: &'a Stack,
+    pub(super) snap: &'a Snapshot,
+    pub(super) mode: Mode,
+    pub(super) settings: &'a Settings,
+    pub(super) data: DataPlan,
+    pub(super) changes: std::sync::Mutex<Vec<Change>>,
+}
+
+/// The outcome of one step: the live resource afterwards, if any.
+pub(super) type Live<T> = Option<T>;
+
+impl Run<'_> {
+    pub(super) fn owner(&self) -> presta_aws::Owner<'_> {
+        presta_aws::Owner {
+            stack: self.stack.name(),
+            adopt_existing: self.stack.spec.policy.adopt_existing,
+        }
+    }
+
+    pub(super) fn record(&self, change: Change) {
+        self.changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(change);
+    }
+
+    pub(super) fn waiting(&self, kind: Kind, name: String, on: &[String]) {
+        self.record(Change {
+            kind,
+            name,
+            id: None,
+            action: Action::Waiting,
+            diffs: Vec::new(),
+            reason: Some(format!("waits for {}", on.join(", "))),
+            error_class: None,
+        });
+    }
+
+    /// A dependency's value: known, or `(known after apply)` in a plan. In an apply a missing
+    /// value is collected in `missing` and the step waits.
+    pub(super) fn need(
+        &self,
+        value: Option<String>,
+        what: &str,
+        missing: &mut Vec<String>,
+    ) -> String {
+        value.unwrap_or_else(|| {
+            missing.push(what.to_string());
+            UNKNOWN.to_string()
+        })
+    }
+
+    pub(super) fn blocked_by_missing(&self, missing: &[String]) -> bool {
+        self.mode == Mode::Apply && !missing.is_empty()
+    }
+
+    /// Syncs one resource, waits for it to be ready in an apply, records its change.
+    pub(super) async fn step<D: Driver>(
+        &self,
+        driver: &D,
+        desired: &D::Desired,
+        live: Option<&D::Live>,
+    ) -> Live<D::Live>
+    where
+        D::Live: 'static,
+    {
+        let name = D::name(desired);
+        match sync(driver, self.aws, desired, live, self.mode, self.owner()).await {
+            Ok(mut synced) => {
+                if self.mode == Mode::Apply
+                    && let Some(l) = &synced.live
+                {
+                    match crate::wait::wait_ready(
+                        driver,
+                        self.aws,
+                        &name,
+                        l.clone(),
+                        self.settings,
+                        self.stack.name(),
+                    )
+                    .await
+                    {
+                        Ok(ready) => synced.live = Some(ready),
+                        Err(reason) => {
+                            synced.change.reason = Some(reason);
+                            synced.change.action = if synced.change.action == Action::None {
+                                Action::Waiting
+                            } else {
+                                synced.change.action
+                            };
+                            self.record(synced.change);
+                            return None;
+                        }
+                    }
+                }
+                self.record(synced.change);
+                synced.live
+            }
+            Err(err) => {
+                tracing::warn!(stack = %self.stack.name(), kind = %D::KIND, name = %name, code = err.code.as_deref().unwrap_or(""), error = %err, "step failed");
+                self.record(Change {
+                    kind: D::KIND,
+                    name,
+                    id: live.map(D::id),
+                    action: Action::Failed,
+                    diffs: Vec::new(),
+                    reason: Some(err.to_string()),
+                    error_class: Some(err.class),
+                });
+                // A resource that exists still serves its dependents.
+                live.cloned()
+            }
+        }
+    }
+
+    /// A missing resource the data rule forbids creating: blocked, with the reason.
+    pub(super) fn refuse(&self, kind: Kind, name: String, reason: &str) {
+        self.record(Change {
+            kind,
+            name,
+            id: None,
+            action: Action::Blocked,
+            diffs: Vec::new(),
+            reason: Some(reason.to_string()),
+            error_class: None,
+        });
+    }
+
+    /// Syncs a data-bearing resource, unless it is missing and the data rule blocks it.
+    pub(super) async fn guarded_step<D: Driver>(
+        &self,
+        driver: &D,
+        desired: &D::Desired,
+        live: Option<&D::Live>,
+        blocked: Option<&String>,
+    ) -> Live<D::Live>
+    where
+        D::Live: 'static,
+    {
+        match (live, blocked) {
+            (None, Some(reason)) => {
+                self.refuse(D::KIND, D::name(desired), reason);
+                None
+            }
+            _ => self.step(driver, desired, live).await,
+        }
+    }
+
+    /// Brings the missing database back from `snapshot`, then to the spec.
+    pub(super) async fn restore_db(
+        &self,
+        desired: &DbInstanceDesired,
+        snapshot: &DbSnapshot,
+    ) -> Live<DbInstanceLive> {
+        let from = format!(
+            "restored from snapshot `{}` (taken {})",
+            snapshot.id,
+            snapshot.created.as_deref().unwrap_or("at an unknown time")
+        );
+        let mut change = Change {
+            kind: Kind::DbInstance,
+            name: desired.identifier.clone(),
+            id: None,
+            action: Action::Restore,
+            diffs: Vec::new(),
+            reason: Some(from.clone()),
+            error_class: None,
+        };
+        if self.mode == Mode::Plan {
+            self.record(change);
+            return None;
+        }
+        let restored = match presta_aws::db_snapshot::restore(self.aws, desired, &snapshot.id).await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                change.action = Action::Failed;
+                change.error_class = Some(e.class);
+                change.reason = Some(format!("restoring from snapshot `{}`: {e}", snapshot.id));
+                self.record(change);
+                return None;
+            }
+        };
+        change.id = Some(DbInstances::id(&restored));
+        let ready = match crate::wait::wait_ready(
+            &DbInstances,
+            self.aws,
+            &desired.identifier,
+            restored,
+            self.settings,
+            self.stack.name(),
+        )
+        .await
+        {
+            Ok(l) => l,
+            Err(reason) => {
+                change.reason = Some(format!("{from}; {reason}"));
+                self.record(change);
+                return None;
+            }
+        };
+        // The snapshot's settings (backups, storage ceiling, version) brought to the spec.
+        let diffs: Vec<_> = DbInstances
+            .diff(desired, &ready)
+            .into_iter()
+            .filter(|d| d.blocked.is_none())
+            .collect();
+        let after = if diffs.is_empty() {
+            ready
+        } else {
+            match DbInstances.update(self.aws, desired, &ready, &diffs).await {
+                Ok(l) => {
+                    change.diffs = diffs;
+                    l
+                }
+                Err(e) => {
+                    change.reason = Some(format!("{from}; bringing it to the spec failed: {e}"));
+                    ready
+                }
+            }
+        };
+        self.record(change);
+        Some(after)
+    }
+
+    /// Deletes a live resource the stack no longer declares, through the ownership check.
+    pub(super) async fn prune<D: Driver>(&self, driver: &D, name: &str, live: &D::Live, why: &str) {
+        let change =
+            match presta_aws::remove(driver, self.aws, name, live, self.mode, self.owner(), why)
+                .await
+            {
+                Ok(change) => change,
+                Err(e) => Change {
+                    kind: D::KIND,
+                    name: name.to_string(),
+                    id: Some(D::id(live)),
+                    action: Action::Failed,
+                    diffs: Vec::new(),
+                    reason: Some(e.to_string()),
+                    error_class: Some(e.class),
+                },
+            };
+        self.record(change);
+    }
+}
