@@ -145,7 +145,15 @@ async fn sync_decides_once_for_every_mode_and_state() {
     let aws = aws().await;
     let other: Tags = [("presta-reconciler/stack".to_string(), "other".to_string())].into();
     // (case, desired, live, mode, expected action, expected driver calls)
-    let cases: Vec<(&str, Want, Option<Live>, Mode, Action, Vec<&str>)> = vec![
+    type Case = (
+        &'static str,
+        Want,
+        Option<Live>,
+        Mode,
+        Action,
+        Vec<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
         (
             "absent, plan",
             want(1, 0),
