@@ -13,16 +13,34 @@ use aws_sdk_autoscaling::types::{
 };
 
 use crate::clients::Aws;
-use crate::diff::{Diffs, FieldDiff, Kind};
+use crate::diff::{Delta, Diffs, FieldDiff, Kind, TAGS};
 use crate::driver::{Driver, Scope};
 use crate::error::{AwsError, AwsResultExt};
 use crate::network::Network;
 use crate::tags::Tags;
+use fields::*;
 use presta_spec::Stack;
 use presta_spec::naming::{self, Component};
 
 /// The launch-template version an Auto Scaling group follows.
 pub const DEFAULT_VERSION: &str = "$Default";
+
+/// The fields this kind manages, as its diff reports them and its update reads them.
+pub mod fields {
+    use crate::diff::Field;
+
+    /// The template and its version (`launchTemplate.id`, `launchTemplate.version`).
+    pub const LAUNCH_TEMPLATE: Field = Field("launchTemplate");
+    pub const LAUNCH_TEMPLATE_ID: Field = Field("launchTemplate.id");
+    pub const LAUNCH_TEMPLATE_VERSION: Field = Field("launchTemplate.version");
+    pub const SUBNETS: Field = Field("subnets");
+    pub const MIN_SIZE: Field = Field("minSize");
+    pub const MAX_SIZE: Field = Field("maxSize");
+    pub const TARGET_GROUPS: Field = Field("targetGroups");
+    pub const HEALTH_CHECK_TYPE: Field = Field("healthCheckType");
+    pub const HEALTH_CHECK_GRACE_PERIOD_SECONDS: Field = Field("healthCheckGracePeriodSeconds");
+    pub const TARGET_CPU_UTILIZATION: Field = Field("targetCpuUtilization");
+}
 
 #[derive(Debug, Clone)]
 pub struct AutoScalingGroupDesired {
@@ -215,27 +233,27 @@ impl Driver for AutoScalingGroups {
     ) -> Vec<FieldDiff> {
         let mut d = Diffs::new();
         d.field(
-            "launchTemplate.id",
+            LAUNCH_TEMPLATE_ID,
             &desired.launch_template_id,
             &live.launch_template_id,
         )
         .field(
-            "launchTemplate.version",
+            LAUNCH_TEMPLATE_VERSION,
             DEFAULT_VERSION,
             live.launch_template_version.as_str(),
         )
-        .set("subnets", &desired.subnets, &live.subnets)
-        .field("minSize", &desired.min_size, &live.min_size)
-        .field("maxSize", &desired.max_size, &live.max_size)
-        .set("targetGroups", &desired.target_groups, &live.target_groups)
-        .field("healthCheckType", "ELB", live.health_check_type.as_str())
+        .set(SUBNETS, &desired.subnets, &live.subnets)
+        .field(MIN_SIZE, &desired.min_size, &live.min_size)
+        .field(MAX_SIZE, &desired.max_size, &live.max_size)
+        .set(TARGET_GROUPS, &desired.target_groups, &live.target_groups)
+        .field(HEALTH_CHECK_TYPE, "ELB", live.health_check_type.as_str())
         .field(
-            "healthCheckGracePeriodSeconds",
+            HEALTH_CHECK_GRACE_PERIOD_SECONDS,
             &desired.health_check_grace_seconds,
             &live.health_check_grace_seconds,
         )
         .field(
-            "targetCpuUtilization",
+            TARGET_CPU_UTILIZATION,
             &Some(desired.target_cpu),
             &live.target_cpu,
         )
@@ -302,22 +320,15 @@ impl Driver for AutoScalingGroups {
         live: &AutoScalingGroupLive,
         diffs: &[FieldDiff],
     ) -> Result<AutoScalingGroupLive, AwsError> {
-        let touched = |f: &str| {
-            diffs
-                .iter()
-                .any(|d| d.field == f || d.field.starts_with(&format!("{f}.")))
-        };
-        if [
-            "launchTemplate",
-            "subnets",
-            "minSize",
-            "maxSize",
-            "healthCheckType",
-            "healthCheckGracePeriodSeconds",
-        ]
-        .iter()
-        .any(|f| touched(f))
-        {
+        let delta = Delta(diffs);
+        if delta.touches_any(&[
+            LAUNCH_TEMPLATE,
+            SUBNETS,
+            MIN_SIZE,
+            MAX_SIZE,
+            HEALTH_CHECK_TYPE,
+            HEALTH_CHECK_GRACE_PERIOD_SECONDS,
+        ]) {
             aws.autoscaling
                 .update_auto_scaling_group()
                 .auto_scaling_group_name(&desired.name)
@@ -338,7 +349,7 @@ impl Driver for AutoScalingGroups {
                 .await
                 .aws("UpdateAutoScalingGroup")?;
         }
-        if touched("targetGroups") {
+        if delta.touches(TARGET_GROUPS) {
             let extra: Vec<String> = live
                 .target_groups
                 .difference(&desired.target_groups)
@@ -368,10 +379,10 @@ impl Driver for AutoScalingGroups {
                     .aws("DetachLoadBalancerTargetGroups")?;
             }
         }
-        if touched("targetCpuUtilization") {
+        if delta.touches(TARGET_CPU_UTILIZATION) {
             put_policy(aws, desired).await?;
         }
-        if diffs.iter().any(|d| d.field.starts_with("tags.")) {
+        if delta.touches(TAGS) {
             aws.autoscaling
                 .create_or_update_tags()
                 .set_tags(Some(asg_tags(&desired.name, &desired.tags)))

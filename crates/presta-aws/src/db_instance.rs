@@ -14,13 +14,34 @@ use std::time::SystemTime;
 use crate::clients::Aws;
 use crate::db_snapshot;
 use crate::db_subnet_group::{from_rds, rds_tags};
-use crate::diff::{Diffs, FieldDiff, Kind};
+use crate::diff::{Delta, Diffs, Field, FieldDiff, Kind};
 use crate::driver::{Driver, Readiness, Scope};
 use crate::error::{AwsError, AwsResultExt};
 use crate::parameter::read_secret;
 use crate::tags::{self, Tags};
+use fields::*;
 use presta_spec::Stack;
 use presta_spec::naming::{self, Component};
+
+/// The fields this kind manages, as its diff reports them and its update reads them.
+pub mod fields {
+    use crate::diff::Field;
+
+    pub const ENGINE: Field = Field("engine");
+    pub const ENGINE_VERSION: Field = Field("engineVersion");
+    pub const INSTANCE_CLASS: Field = Field("instanceClass");
+    pub const ALLOCATED_STORAGE_GIB: Field = Field("allocatedStorageGiB");
+    pub const MAX_ALLOCATED_STORAGE_GIB: Field = Field("maxAllocatedStorageGiB");
+    pub const MULTI_AZ: Field = Field("multiAz");
+    pub const BACKUP_RETENTION_DAYS: Field = Field("backupRetentionDays");
+    pub const DELETION_PROTECTION: Field = Field("deletionProtection");
+    pub const NAME: Field = Field("name");
+    pub const USERNAME: Field = Field("username");
+    pub const STORAGE_ENCRYPTED: Field = Field("storageEncrypted");
+    pub const SUBNET_GROUP: Field = Field("subnetGroup");
+    pub const SECURITY_GROUPS: Field = Field("securityGroups");
+    pub const PUBLICLY_ACCESSIBLE: Field = Field("publiclyAccessible");
+}
 
 #[derive(Debug, Clone)]
 pub struct DbInstanceDesired {
@@ -209,7 +230,7 @@ impl Driver for DbInstances {
     fn diff(&self, desired: &DbInstanceDesired, live: &DbInstanceLive) -> Vec<FieldDiff> {
         let mut d = Diffs::new();
         d.blocked(
-            "engine",
+            ENGINE,
             "mysql",
             live.engine.as_str(),
             "another engine needs a new database: migrate by hand",
@@ -217,13 +238,12 @@ impl Driver for DbInstances {
         if !version_matches(&desired.engine_version, &live.engine_version) {
             if major(&desired.engine_version) == major(&live.engine_version) {
                 d.field(
-                    "engineVersion",
+                    ENGINE_VERSION,
                     &desired.engine_version,
                     &live.engine_version,
                 );
             } else {
-                d.blocked(
-                    "engineVersion",
+                d.blocked(ENGINE_VERSION,
                     &desired.engine_version,
                     &live.engine_version,
                     "a major-version change is not done automatically: take a snapshot and upgrade by hand (or with a blue/green deployment)",
@@ -231,64 +251,64 @@ impl Driver for DbInstances {
             }
         }
         d.field(
-            "instanceClass",
+            INSTANCE_CLASS,
             &desired.instance_class,
             &live.instance_class,
         );
         // Storage autoscaling may have grown the volume: only a smaller volume is drift.
         if live.allocated_storage_gib < desired.allocated_storage_gib {
             d.field(
-                "allocatedStorageGiB",
+                ALLOCATED_STORAGE_GIB,
                 &desired.allocated_storage_gib,
                 &live.allocated_storage_gib,
             );
         }
         d.field(
-            "maxAllocatedStorageGiB",
+            MAX_ALLOCATED_STORAGE_GIB,
             &desired.max_allocated_storage_gib,
             &live.max_allocated_storage_gib,
         )
-        .field("multiAz", &desired.multi_az, &live.multi_az)
+        .field(MULTI_AZ, &desired.multi_az, &live.multi_az)
         .field(
-            "backupRetentionDays",
+            BACKUP_RETENTION_DAYS,
             &desired.backup_retention_days,
             &live.backup_retention_days,
         )
         .field(
-            "deletionProtection",
+            DELETION_PROTECTION,
             &desired.deletion_protection,
             &live.deletion_protection,
         )
         .blocked(
-            "name",
+            NAME,
             &desired.db_name,
             &live.db_name,
             "the database name is fixed at creation",
         )
         .blocked(
-            "username",
+            USERNAME,
             &desired.username,
             &live.username,
             "the master user name is fixed at creation",
         )
         .blocked(
-            "storageEncrypted",
+            STORAGE_ENCRYPTED,
             &true,
             &live.encrypted,
             "encryption can only be added by restoring an encrypted snapshot into a new instance",
         )
         .blocked(
-            "subnetGroup",
+            SUBNET_GROUP,
             &desired.subnet_group,
             &live.subnet_group,
             "moving a database to another subnet group needs a new instance",
         )
         .set(
-            "securityGroups",
+            SECURITY_GROUPS,
             &desired.security_groups,
             &live.security_groups,
         )
-        .field("publiclyAccessible", &false, &live.publicly_accessible)
+        .field(PUBLICLY_ACCESSIBLE, &false, &live.publicly_accessible)
         .tags(&desired.tags, &live.tags);
         d.finish()
     }
@@ -360,49 +380,50 @@ impl Driver for DbInstances {
         live: &DbInstanceLive,
         diffs: &[FieldDiff],
     ) -> Result<DbInstanceLive, AwsError> {
-        let touched = |f: &str| diffs.iter().any(|d| d.field == f);
+        let delta = Delta(diffs);
+        let touched = |f: Field| delta.touches(f);
         let mut req = aws
             .rds
             .modify_db_instance()
             .db_instance_identifier(&live.identifier)
             .apply_immediately(true);
         let mut any = false;
-        if touched("engineVersion") {
+        if touched(ENGINE_VERSION) {
             req = req.engine_version(&desired.engine_version);
             any = true;
         }
-        if touched("instanceClass") {
+        if touched(INSTANCE_CLASS) {
             req = req.db_instance_class(&desired.instance_class);
             any = true;
         }
-        if touched("allocatedStorageGiB") {
+        if touched(ALLOCATED_STORAGE_GIB) {
             req = req.allocated_storage(desired.allocated_storage_gib);
             any = true;
         }
-        if touched("maxAllocatedStorageGiB") {
+        if touched(MAX_ALLOCATED_STORAGE_GIB) {
             // 0 turns storage autoscaling off.
             req = req.max_allocated_storage(desired.max_allocated_storage_gib.unwrap_or(0));
             any = true;
         }
-        if touched("multiAz") {
+        if touched(MULTI_AZ) {
             req = req.multi_az(desired.multi_az);
             any = true;
         }
-        if touched("backupRetentionDays") {
+        if touched(BACKUP_RETENTION_DAYS) {
             req = req.backup_retention_period(desired.backup_retention_days);
             any = true;
         }
-        if touched("deletionProtection") {
+        if touched(DELETION_PROTECTION) {
             req = req.deletion_protection(desired.deletion_protection);
             any = true;
         }
-        if touched("securityGroups") {
+        if touched(SECURITY_GROUPS) {
             req = req.set_vpc_security_group_ids(Some(
                 desired.security_groups.iter().cloned().collect(),
             ));
             any = true;
         }
-        if touched("publiclyAccessible") {
+        if touched(PUBLICLY_ACCESSIBLE) {
             req = req.publicly_accessible(false);
             any = true;
         }

@@ -9,8 +9,16 @@ use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::network::Network;
 use crate::tags::Tags;
+use fields::*;
 use presta_spec::Stack;
 use presta_spec::naming::{self, Component};
+
+/// The fields this kind manages, as its diff reports them and its update reads them.
+pub mod fields {
+    use crate::diff::Field;
+
+    pub const SUBNETS: Field = Field("subnets");
+}
 
 #[derive(Debug, Clone)]
 pub struct DbSubnetGroupDesired {
@@ -127,7 +135,7 @@ impl Driver for DbSubnetGroups {
 
     fn diff(&self, desired: &DbSubnetGroupDesired, live: &DbSubnetGroupLive) -> Vec<FieldDiff> {
         let mut d = Diffs::new();
-        d.set("subnets", &desired.subnets, &live.subnets);
+        d.set(SUBNETS, &desired.subnets, &live.subnets);
         d.finish()
     }
 

@@ -28,6 +28,21 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in the order of the stages (metrics list each, even at zero).
+    pub const ALL: [Kind; 11] = [
+        Kind::Parameter,
+        Kind::SecurityGroup,
+        Kind::TargetGroup,
+        Kind::LoadBalancer,
+        Kind::Listener,
+        Kind::DbSubnetGroup,
+        Kind::DbInstance,
+        Kind::FileSystem,
+        Kind::MountTarget,
+        Kind::LaunchTemplate,
+        Kind::AutoScalingGroup,
+    ];
+
     /// The label used in metrics and plans.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -65,6 +80,82 @@ pub struct FieldDiff {
     pub blocked: Option<String>,
 }
 
+/// A field path, as a diff reports it and an update reads it (`healthCheck.path`). Every
+/// kind names its fields as constants shared by its `diff` and its `update`, so a misspelt
+/// name cannot silently skip an update: [`Diffs`] only takes a `Field` (or a path built from
+/// one with [`Field::key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field(pub &'static str);
+
+impl Field {
+    /// The path of one key under this field (`tags.environment`, `userData.IMAGE`).
+    pub fn key(self, key: &str) -> FieldPath {
+        FieldPath(format!("{}.{key}", self.0))
+    }
+}
+
+/// A field path built at run time from a [`Field`] (a tag key, a bootstrap value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldPath(String);
+
+impl FieldPath {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What [`Diffs`] accepts as a field name: a [`Field`] or a [`FieldPath`], never a bare string.
+pub trait FieldName {
+    fn path(self) -> String;
+}
+
+impl FieldName for Field {
+    fn path(self) -> String {
+        self.0.to_string()
+    }
+}
+
+impl FieldName for FieldPath {
+    fn path(self) -> String {
+        self.0
+    }
+}
+
+/// The tags a kind manages, as `tags.<key>` paths.
+pub const TAGS: Field = Field("tags");
+
+/// The differences an update was asked to correct, read with one meaning: a field changed
+/// when its path or a path under it differs (`healthCheck` covers `healthCheck.path`).
+#[derive(Debug, Clone, Copy)]
+pub struct Delta<'a>(pub &'a [FieldDiff]);
+
+impl Delta<'_> {
+    /// Whether `field`, or a field under it, differs.
+    pub fn touches(&self, field: Field) -> bool {
+        self.0.iter().any(|d| {
+            d.field == field.0
+                || d.field
+                    .strip_prefix(field.0)
+                    .is_some_and(|rest| rest.starts_with('.'))
+        })
+    }
+
+    /// Whether any of `fields` differs.
+    pub fn touches_any(&self, fields: &[Field]) -> bool {
+        fields.iter().any(|f| self.touches(*f))
+    }
+
+    /// Whether something other than tags differs.
+    pub fn beyond_tags(&self) -> bool {
+        self.0.iter().any(|d| {
+            !(d.field == TAGS.0
+                || d.field
+                    .strip_prefix(TAGS.0)
+                    .is_some_and(|rest| rest.starts_with('.')))
+        })
+    }
+}
+
 /// Collects differences between desired and live values, field by field.
 #[derive(Debug, Default)]
 pub struct Diffs(Vec<FieldDiff>);
@@ -77,13 +168,13 @@ impl Diffs {
     /// Records `field` when `desired != live`.
     pub fn field<T: PartialEq + Serialize + ?Sized>(
         &mut self,
-        field: &str,
+        field: impl FieldName,
         desired: &T,
         live: &T,
     ) -> &mut Self {
         if desired != live {
             self.0.push(FieldDiff {
-                field: field.to_string(),
+                field: field.path(),
                 desired: json!(desired),
                 live: json!(live),
                 blocked: None,
@@ -95,14 +186,14 @@ impl Diffs {
     /// Records `field` as a difference that must not be applied, with the reason.
     pub fn blocked<T: PartialEq + Serialize + ?Sized>(
         &mut self,
-        field: &str,
+        field: impl FieldName,
         desired: &T,
         live: &T,
         reason: &str,
     ) -> &mut Self {
         if desired != live {
             self.0.push(FieldDiff {
-                field: field.to_string(),
+                field: field.path(),
                 desired: json!(desired),
                 live: json!(live),
                 blocked: Some(reason.to_string()),
@@ -114,13 +205,13 @@ impl Diffs {
     /// Compares two sets (rules, subnets): order never matters.
     pub fn set<T: Ord + Serialize + Clone>(
         &mut self,
-        field: &str,
+        field: impl FieldName,
         desired: &BTreeSet<T>,
         live: &BTreeSet<T>,
     ) -> &mut Self {
         if desired != live {
             self.0.push(FieldDiff {
-                field: field.to_string(),
+                field: field.path(),
                 desired: json!(desired),
                 live: json!(live),
                 blocked: None,
@@ -139,7 +230,7 @@ impl Diffs {
             let live_v = live.get(k);
             if live_v != Some(v) {
                 self.0.push(FieldDiff {
-                    field: format!("tags.{k}"),
+                    field: TAGS.key(k).path(),
                     desired: json!(v),
                     live: live_v.map(|s| json!(s)).unwrap_or(Value::Null),
                     blocked: None,
@@ -241,16 +332,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_field_covers_the_paths_under_it_and_only_those() {
+        let diffs = [FieldDiff {
+            field: "healthCheck.path".into(),
+            desired: json!(1),
+            live: json!(2),
+            blocked: None,
+        }];
+        let delta = Delta(&diffs);
+        assert!(delta.touches(Field("healthCheck")));
+        assert!(delta.touches(Field("healthCheck.path")));
+        assert!(!delta.touches(Field("healthCheck.pathology")));
+        assert!(
+            !delta.touches(Field("health")),
+            "a prefix of a name is not a parent"
+        );
+        assert!(delta.beyond_tags());
+        let tags = [FieldDiff {
+            field: TAGS.key("env").as_str().into(),
+            ..diffs[0].clone()
+        }];
+        assert!(!Delta(&tags).beyond_tags());
+        assert!(Delta(&tags).touches(TAGS));
+    }
+
+    #[test]
     fn equal_fields_make_no_diff() {
         let mut d = Diffs::new();
-        d.field("a", &1, &1).field("b", "x", "x");
+        d.field(Field("a"), &1, &1).field(Field("b"), "x", "x");
         assert!(d.finish().is_empty());
     }
 
     #[test]
     fn differing_fields_say_desired_and_live() {
         let mut d = Diffs::new();
-        d.field("healthCheck.path", "/presta-health.txt", "/");
+        d.field(Field("healthCheck.path"), "/presta-health.txt", "/");
         let diffs = d.finish();
         assert_eq!(diffs.len(), 1);
         assert_eq!(diffs[0].field, "healthCheck.path");
@@ -263,7 +379,7 @@ mod tests {
         let mut d = Diffs::new();
         let a: BTreeSet<_> = ["x", "y"].into_iter().collect();
         let b: BTreeSet<_> = ["y", "x"].into_iter().collect();
-        d.set("rules", &a, &b);
+        d.set(Field("rules"), &a, &b);
         let desired = BTreeMap::from([("owner".to_string(), "ops".to_string())]);
         let mut live = desired.clone();
         live.insert("added-by-finance".into(), "yes".into());
@@ -280,7 +396,7 @@ mod tests {
     fn blocked_diffs_keep_their_reason() {
         let mut d = Diffs::new();
         d.blocked(
-            "encrypted",
+            Field("encrypted"),
             &true,
             &false,
             "EFS encryption is fixed at creation",

@@ -210,8 +210,9 @@ pub async fn remove<D: Driver>(
     Ok(change)
 }
 
-/// Plan only, or apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Plan only, or apply (`plan`, `apply` in reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Compute the changes; call no mutating API.
     Plan,

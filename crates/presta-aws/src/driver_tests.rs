@@ -66,8 +66,13 @@ impl Driver for Fake {
     }
     fn diff(&self, d: &Want, l: &Live) -> Vec<FieldDiff> {
         let mut out = crate::diff::Diffs::new();
-        out.field("value", &d.value, &l.value);
-        out.blocked("fixed", &d.fixed, &0, "fixed at creation");
+        out.field(crate::diff::Field("value"), &d.value, &l.value);
+        out.blocked(
+            crate::diff::Field("fixed"),
+            &d.fixed,
+            &0,
+            "fixed at creation",
+        );
         out.finish()
     }
     async fn create(&self, _: &Aws, d: &Want) -> Result<Live, AwsError> {

@@ -14,14 +14,30 @@ use aws_sdk_efs::types::{
 use futures::future::try_join_all;
 
 use crate::clients::Aws;
-use crate::diff::{Diffs, FieldDiff, Kind};
+use crate::diff::{Delta, Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Readiness, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::tags::{self, Tags};
+use fields::*;
 use presta_spec::Stack;
 use presta_spec::naming::{
     self, Component, MANAGED_BY_VALUE, TAG_COMPONENT, TAG_MANAGED_BY, TAG_STACK,
 };
+
+/// The fields this kind manages, as its diff reports them and its update reads them.
+pub mod fields {
+    use crate::diff::Field;
+
+    /// The lifecycle policies (`lifecycle.transitionToIa`, `...ToPrimaryOnAccess`).
+    pub const LIFECYCLE: Field = Field("lifecycle");
+    pub const ENCRYPTED: Field = Field("encrypted");
+    pub const THROUGHPUT_MODE: Field = Field("throughputMode");
+    pub const PROVISIONED_THROUGHPUT_MIBPS: Field = Field("provisionedThroughputMibps");
+    pub const LIFECYCLE_TRANSITION_TO_IA: Field = Field("lifecycle.transitionToIa");
+    pub const LIFECYCLE_TRANSITION_TO_PRIMARY_ON_ACCESS: Field =
+        Field("lifecycle.transitionToPrimaryOnAccess");
+    pub const AUTOMATIC_BACKUPS: Field = Field("automaticBackups");
+}
 
 #[derive(Debug, Clone)]
 pub struct FileSystemDesired {
@@ -280,34 +296,34 @@ impl Driver for FileSystems {
 
     fn diff(&self, desired: &FileSystemDesired, live: &FileSystemLive) -> Vec<FieldDiff> {
         let mut d = Diffs::new();
-        d.blocked("encrypted", &desired.encrypted, &live.encrypted, "EFS encryption is fixed at creation; the reconciler never replaces a file system holding the shop's files")
-            .field("throughputMode", &desired.throughput_mode, &live.throughput_mode);
+        d.blocked(ENCRYPTED, &desired.encrypted, &live.encrypted, "EFS encryption is fixed at creation; the reconciler never replaces a file system holding the shop's files")
+            .field(THROUGHPUT_MODE, &desired.throughput_mode, &live.throughput_mode);
         if desired.throughput_mode == "provisioned" {
             d.field(
-                "provisionedThroughputMibps",
+                PROVISIONED_THROUGHPUT_MIBPS,
                 &desired.provisioned_mibps,
                 &live.provisioned_mibps,
             );
         }
         d.field(
-            "lifecycle.transitionToIa",
+            LIFECYCLE_TRANSITION_TO_IA,
             &desired.transition_to_ia,
             &live.transition_to_ia,
         )
         .field(
-            "lifecycle.transitionToPrimaryOnAccess",
+            LIFECYCLE_TRANSITION_TO_PRIMARY_ON_ACCESS,
             &desired.transition_to_primary_on_access,
             &live.transition_to_primary_on_access,
         )
         .field(
-            "automaticBackups",
+            AUTOMATIC_BACKUPS,
             &desired.automatic_backups,
             &live.automatic_backups,
         )
         .tags(&desired.tags, &live.tags)
         // Kept by `destroy` and now in use again: the mark goes.
         .field(
-            "tags.presta-reconciler/retained-at",
+            crate::diff::TAGS.key(TAG_RETAINED_AT),
             &None::<&String>,
             &live.tags.get(TAG_RETAINED_AT),
         );
@@ -373,8 +389,8 @@ impl Driver for FileSystems {
         live: &FileSystemLive,
         diffs: &[FieldDiff],
     ) -> Result<FileSystemLive, AwsError> {
-        let touched = |prefix: &str| diffs.iter().any(|d| d.field.starts_with(prefix));
-        if touched("throughputMode") || touched("provisionedThroughputMibps") {
+        let delta = Delta(diffs);
+        if delta.touches_any(&[THROUGHPUT_MODE, PROVISIONED_THROUGHPUT_MIBPS]) {
             aws.efs
                 .update_file_system()
                 .file_system_id(&live.id)
@@ -388,7 +404,7 @@ impl Driver for FileSystems {
                 .await
                 .aws("UpdateFileSystem")?;
         }
-        if touched("lifecycle.") {
+        if delta.touches(LIFECYCLE) {
             let mut policies = Vec::new();
             if let Some(rule) = &desired.transition_to_ia {
                 policies.push(
@@ -414,7 +430,7 @@ impl Driver for FileSystems {
                 .await
                 .aws("PutLifecycleConfiguration")?;
         }
-        if touched("automaticBackups") {
+        if delta.touches(AUTOMATIC_BACKUPS) {
             let status = if desired.automatic_backups {
                 Status::Enabled
             } else {

@@ -20,10 +20,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::clients::Aws;
-use crate::diff::{Diffs, FieldDiff, Kind};
+use crate::diff::{Delta, Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::tags::{self, Tags};
+use fields::*;
 use presta_spec::Stack;
 use presta_spec::naming::{self, Component};
 
@@ -31,6 +32,21 @@ use presta_spec::naming::{self, Component};
 pub const ROOT_DEVICE: &str = "/dev/xvda";
 
 /// The part of a template that instances are built from: one version's data.
+/// The fields this kind manages, as its diff reports them and its update reads them.
+pub mod fields {
+    use crate::diff::Field;
+
+    pub const IMAGE_ID: Field = Field("imageId");
+    pub const INSTANCE_TYPE: Field = Field("instanceType");
+    pub const INSTANCE_PROFILE: Field = Field("instanceProfile");
+    pub const SECURITY_GROUPS: Field = Field("securityGroups");
+    pub const METADATA_OPTIONS_HTTP_TOKENS: Field = Field("metadataOptions.httpTokens");
+    pub const METADATA_OPTIONS_HOP_LIMIT: Field = Field("metadataOptions.hopLimit");
+    pub const ROOT_VOLUME_SIZE_GIB: Field = Field("rootVolume.sizeGiB");
+    pub const ROOT_VOLUME_ENCRYPTED: Field = Field("rootVolume.encrypted");
+    pub const USER_DATA: Field = Field("userData");
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemplateData {
     pub image_id: String,
@@ -274,15 +290,15 @@ impl Driver for LaunchTemplates {
     fn diff(&self, desired: &LaunchTemplateDesired, live: &LaunchTemplateLive) -> Vec<FieldDiff> {
         let (w, h) = (&desired.data, &live.data);
         let mut d = Diffs::new();
-        d.field("imageId", &w.image_id, &h.image_id)
-            .field("instanceType", &w.instance_type, &h.instance_type)
-            .field("instanceProfile", &w.instance_profile, &h.instance_profile)
-            .set("securityGroups", &w.security_groups, &h.security_groups);
+        d.field(IMAGE_ID, &w.image_id, &h.image_id)
+            .field(INSTANCE_TYPE, &w.instance_type, &h.instance_type)
+            .field(INSTANCE_PROFILE, &w.instance_profile, &h.instance_profile)
+            .set(SECURITY_GROUPS, &w.security_groups, &h.security_groups);
         user_data_diff(&mut d, &w.user_data, &h.user_data);
-        d.field("metadataOptions.httpTokens", &w.http_tokens, &h.http_tokens)
-            .field("metadataOptions.hopLimit", &w.hop_limit, &h.hop_limit)
-            .field("rootVolume.sizeGiB", &w.root_volume_gib, &h.root_volume_gib)
-            .field("rootVolume.encrypted", &w.root_encrypted, &h.root_encrypted)
+        d.field(METADATA_OPTIONS_HTTP_TOKENS, &w.http_tokens, &h.http_tokens)
+            .field(METADATA_OPTIONS_HOP_LIMIT, &w.hop_limit, &h.hop_limit)
+            .field(ROOT_VOLUME_SIZE_GIB, &w.root_volume_gib, &h.root_volume_gib)
+            .field(ROOT_VOLUME_ENCRYPTED, &w.root_encrypted, &h.root_encrypted)
             .tags(&desired.tags, &live.tags);
         d.finish()
     }
@@ -341,7 +357,7 @@ impl Driver for LaunchTemplates {
         diffs: &[FieldDiff],
     ) -> Result<LaunchTemplateLive, AwsError> {
         let mut version = live.default_version;
-        if diffs.iter().any(|d| !d.field.starts_with("tags.")) {
+        if Delta(diffs).beyond_tags() {
             let out = aws
                 .ec2
                 .create_launch_template_version()
@@ -399,7 +415,7 @@ fn user_data_diff(d: &mut Diffs, desired: &str, live: &str) {
         let keys: BTreeSet<&String> = want.keys().chain(have.keys()).collect();
         for k in keys {
             if k != "PRESTA_VALUES" {
-                d.field(&format!("userData.{k}"), &want.get(k), &have.get(k));
+                d.field(USER_DATA.key(k), &want.get(k), &have.get(k));
             }
         }
     }
@@ -411,7 +427,7 @@ fn user_data_diff(d: &mut Diffs, desired: &str, live: &str) {
         t
     };
     if have.is_empty() || strip(&want, desired) != strip(&have, live) {
-        d.field("userData", &digest(desired), &digest(live));
+        d.field(USER_DATA, &digest(desired), &digest(live));
     }
 }
 

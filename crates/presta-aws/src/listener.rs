@@ -19,10 +19,21 @@ use crate::diff::{Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::tags::Tags;
+use fields::*;
 use presta_spec::Stack;
 use presta_spec::naming::Component;
 
 /// What a listener does with a request.
+/// The fields this kind manages, as its diff reports them and its update reads them.
+pub mod fields {
+    use crate::diff::Field;
+
+    pub const PROTOCOL: Field = Field("protocol");
+    pub const DEFAULT_ACTION: Field = Field("defaultAction");
+    pub const CERTIFICATE_ARN: Field = Field("certificateArn");
+    pub const SSL_POLICY: Field = Field("sslPolicy");
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DefaultAction {
     /// Forward to a target group (ARN).
@@ -212,15 +223,18 @@ impl Driver for Listeners {
 
     fn diff(&self, desired: &ListenerDesired, live: &ListenerLive) -> Vec<FieldDiff> {
         let mut d = Diffs::new();
-        d.field("protocol", &desired.protocol, &live.protocol)
-            .field("defaultAction", &desired.action, &live.action);
+        d.field(PROTOCOL, &desired.protocol, &live.protocol).field(
+            DEFAULT_ACTION,
+            &desired.action,
+            &live.action,
+        );
         if desired.protocol == "HTTPS" {
             d.field(
-                "certificateArn",
+                CERTIFICATE_ARN,
                 &desired.certificate_arn,
                 &live.certificate_arn,
             )
-            .field("sslPolicy", &desired.ssl_policy, &live.ssl_policy);
+            .field(SSL_POLICY, &desired.ssl_policy, &live.ssl_policy);
         }
         d.finish()
     }

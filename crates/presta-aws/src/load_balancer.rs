@@ -13,16 +13,27 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use futures::future::try_join_all;
 
 use crate::clients::Aws;
-use crate::diff::{Diffs, FieldDiff, Kind};
+use crate::diff::{Delta, Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::network::Network;
 use crate::tags::{self, Tags};
 use crate::target_group::elb_tags;
+use fields::*;
 use presta_spec::Stack;
 use presta_spec::naming::{self, Component};
 
 const IDLE_TIMEOUT: &str = "idle_timeout.timeout_seconds";
+
+/// The fields this kind manages, as its diff reports them and its update reads them.
+pub mod fields {
+    use crate::diff::Field;
+
+    pub const SCHEME: Field = Field("scheme");
+    pub const SUBNETS: Field = Field("subnets");
+    pub const SECURITY_GROUPS: Field = Field("securityGroups");
+    pub const IDLE_TIMEOUT_SECONDS: Field = Field("idleTimeoutSeconds");
+}
 
 #[derive(Debug, Clone)]
 pub struct LoadBalancerDesired {
@@ -180,15 +191,14 @@ impl Driver for LoadBalancers {
 
     fn diff(&self, desired: &LoadBalancerDesired, live: &LoadBalancerLive) -> Vec<FieldDiff> {
         let mut d = Diffs::new();
-        d.blocked(
-            "scheme",
+        d.blocked(SCHEME,
             &desired.scheme,
             &live.scheme,
             "the scheme is fixed at creation; a new load balancer would get a new DNS name: delete it by hand to have it re-created",
         )
-        .set("subnets", &desired.subnets, &live.subnets)
-        .set("securityGroups", &desired.security_groups, &live.security_groups)
-        .field("idleTimeoutSeconds", &desired.idle_timeout_seconds, &live.idle_timeout_seconds)
+        .set(SUBNETS, &desired.subnets, &live.subnets)
+        .set(SECURITY_GROUPS, &desired.security_groups, &live.security_groups)
+        .field(IDLE_TIMEOUT_SECONDS, &desired.idle_timeout_seconds, &live.idle_timeout_seconds)
         .tags(&desired.tags, &live.tags);
         d.finish()
     }
@@ -251,8 +261,8 @@ impl Driver for LoadBalancers {
         live: &LoadBalancerLive,
         diffs: &[FieldDiff],
     ) -> Result<LoadBalancerLive, AwsError> {
-        let touched = |f: &str| diffs.iter().any(|d| d.field == f);
-        if touched("subnets") {
+        let delta = Delta(diffs);
+        if delta.touches(SUBNETS) {
             aws.elbv2
                 .set_subnets()
                 .load_balancer_arn(&live.arn)
@@ -261,7 +271,7 @@ impl Driver for LoadBalancers {
                 .await
                 .aws("SetSubnets")?;
         }
-        if touched("securityGroups") {
+        if delta.touches(SECURITY_GROUPS) {
             aws.elbv2
                 .set_security_groups()
                 .load_balancer_arn(&live.arn)
@@ -270,7 +280,7 @@ impl Driver for LoadBalancers {
                 .await
                 .aws("SetSecurityGroups")?;
         }
-        if touched("idleTimeoutSeconds") {
+        if delta.touches(IDLE_TIMEOUT_SECONDS) {
             set_idle_timeout(aws, &live.arn, desired.idle_timeout_seconds).await?;
         }
         let add = tags::missing(&desired.tags, &live.tags);

@@ -15,6 +15,14 @@ use crate::driver::{Driver, Readiness, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::network::Network;
 use crate::tags::Tags;
+use fields::*;
+
+/// The fields this kind manages, as its diff reports them and its update reads them.
+pub mod fields {
+    use crate::diff::Field;
+
+    pub const SECURITY_GROUPS: Field = Field("securityGroups");
+}
 
 #[derive(Debug, Clone)]
 pub struct MountTargetDesired {
@@ -201,7 +209,7 @@ impl Driver for MountTargets {
     fn diff(&self, desired: &MountTargetDesired, live: &MountTargetLive) -> Vec<FieldDiff> {
         let mut d = Diffs::new();
         d.set(
-            "securityGroups",
+            SECURITY_GROUPS,
             &desired.security_groups,
             &live.security_groups,
         );

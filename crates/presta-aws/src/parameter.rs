@@ -12,6 +12,7 @@ use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::secret::{Secret, generate_password};
 use crate::tags::{self, Tags};
+use fields::*;
 use presta_spec::Stack;
 use presta_spec::naming::{self, Component};
 
@@ -19,6 +20,13 @@ use presta_spec::naming::{self, Component};
 pub const PASSWORD_LENGTH: usize = 32;
 
 /// A secret parameter the stack needs.
+/// The fields this kind manages, as its diff reports them and its update reads them.
+pub mod fields {
+    use crate::diff::Field;
+
+    pub const TYPE: Field = Field("type");
+}
+
 #[derive(Debug, Clone)]
 pub struct ParameterDesired {
     /// Full path, e.g. `/presta-reconciler/demo/db-password`.
@@ -146,8 +154,7 @@ impl Driver for Parameters {
 
     fn diff(&self, _desired: &ParameterDesired, live: &ParameterLive) -> Vec<FieldDiff> {
         let mut d = Diffs::new();
-        d.blocked(
-            "type",
+        d.blocked(TYPE,
             "SecureString",
             live.kind.as_str(),
             "the parameter exists with another type; the reconciler never overwrites a secret: re-create it as a SecureString by hand",

@@ -9,14 +9,22 @@ use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, Ipv6Range, ResourceType,
 use serde::{Serialize, Serializer};
 
 use crate::clients::Aws;
-use crate::diff::{Diffs, FieldDiff, Kind};
+use crate::diff::{Delta, Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::tags::{self, Tags};
+use fields::*;
 use presta_spec::Stack;
 use presta_spec::naming::{self, Component};
 
 /// Where traffic may come from.
+/// The fields this kind manages, as its diff reports them and its update reads them.
+pub mod fields {
+    use crate::diff::Field;
+
+    pub const INGRESS: Field = Field("ingress");
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Source {
     Cidr(String),
@@ -236,7 +244,7 @@ impl Driver for SecurityGroups {
 
     fn diff(&self, desired: &SecurityGroupDesired, live: &SecurityGroupLive) -> Vec<FieldDiff> {
         let mut d = Diffs::new();
-        d.set("ingress", &desired.ingress, &live.ingress)
+        d.set(INGRESS, &desired.ingress, &live.ingress)
             .tags(&desired.tags, &live.tags);
         d.finish()
     }
@@ -295,7 +303,7 @@ impl Driver for SecurityGroups {
         live: &SecurityGroupLive,
         diffs: &[FieldDiff],
     ) -> Result<SecurityGroupLive, AwsError> {
-        if diffs.iter().any(|d| d.field == "ingress") {
+        if Delta(diffs).touches(INGRESS) {
             let extra: Vec<&Rule> = live.ingress.difference(&desired.ingress).collect();
             let missing: Vec<&Rule> = desired.ingress.difference(&live.ingress).collect();
             if !extra.is_empty() {

@@ -13,12 +13,34 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use futures::future::try_join_all;
 
 use crate::clients::Aws;
-use crate::diff::{Diffs, FieldDiff, Kind};
+use crate::diff::{Delta, Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::tags::{self, Tags};
+use fields::*;
 use presta_spec::Stack;
 use presta_spec::naming::{self, Component};
+
+/// The fields this kind manages, as its diff reports them and its update reads them.
+pub mod fields {
+    use crate::diff::Field;
+
+    /// The health check's settings (`healthCheck.path`, ...).
+    pub const HEALTH_CHECK: Field = Field("healthCheck");
+    /// `stickiness.enabled`, `stickiness.durationSeconds`.
+    pub const STICKINESS: Field = Field("stickiness");
+    pub const VPC: Field = Field("vpc");
+    pub const PORT: Field = Field("port");
+    pub const HEALTH_CHECK_PATH: Field = Field("healthCheck.path");
+    pub const HEALTH_CHECK_MATCHER: Field = Field("healthCheck.matcher");
+    pub const HEALTH_CHECK_INTERVAL_SECONDS: Field = Field("healthCheck.intervalSeconds");
+    pub const HEALTH_CHECK_TIMEOUT_SECONDS: Field = Field("healthCheck.timeoutSeconds");
+    pub const HEALTH_CHECK_HEALTHY_THRESHOLD: Field = Field("healthCheck.healthyThreshold");
+    pub const HEALTH_CHECK_UNHEALTHY_THRESHOLD: Field = Field("healthCheck.unhealthyThreshold");
+    pub const DEREGISTRATION_DELAY_SECONDS: Field = Field("deregistrationDelaySeconds");
+    pub const STICKINESS_ENABLED: Field = Field("stickiness.enabled");
+    pub const STICKINESS_DURATION_SECONDS: Field = Field("stickiness.durationSeconds");
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
@@ -204,18 +226,18 @@ impl Driver for TargetGroups {
     fn diff(&self, desired: &TargetGroupDesired, live: &TargetGroupLive) -> Vec<FieldDiff> {
         let (h, l) = (&desired.health, &live.health);
         let mut d = Diffs::new();
-        d.blocked("vpc", &desired.vpc_id, &live.vpc_id, "a target group cannot move to another VPC: moving a stack between VPCs is not supported")
-            .blocked("port", &desired.port, &live.port, "the port of a target group is fixed at creation")
-            .field("healthCheck.path", &h.path, &l.path)
-            .field("healthCheck.matcher", &h.matcher, &l.matcher)
-            .field("healthCheck.intervalSeconds", &h.interval_seconds, &l.interval_seconds)
-            .field("healthCheck.timeoutSeconds", &h.timeout_seconds, &l.timeout_seconds)
-            .field("healthCheck.healthyThreshold", &h.healthy_threshold, &l.healthy_threshold)
-            .field("healthCheck.unhealthyThreshold", &h.unhealthy_threshold, &l.unhealthy_threshold)
-            .field("deregistrationDelaySeconds", &desired.deregistration_delay_seconds, &live.deregistration_delay_seconds)
-            .field("stickiness.enabled", &desired.stickiness_seconds.is_some(), &live.stickiness_seconds.is_some());
+        d.blocked(VPC, &desired.vpc_id, &live.vpc_id, "a target group cannot move to another VPC: moving a stack between VPCs is not supported")
+            .blocked(PORT, &desired.port, &live.port, "the port of a target group is fixed at creation")
+            .field(HEALTH_CHECK_PATH, &h.path, &l.path)
+            .field(HEALTH_CHECK_MATCHER, &h.matcher, &l.matcher)
+            .field(HEALTH_CHECK_INTERVAL_SECONDS, &h.interval_seconds, &l.interval_seconds)
+            .field(HEALTH_CHECK_TIMEOUT_SECONDS, &h.timeout_seconds, &l.timeout_seconds)
+            .field(HEALTH_CHECK_HEALTHY_THRESHOLD, &h.healthy_threshold, &l.healthy_threshold)
+            .field(HEALTH_CHECK_UNHEALTHY_THRESHOLD, &h.unhealthy_threshold, &l.unhealthy_threshold)
+            .field(DEREGISTRATION_DELAY_SECONDS, &desired.deregistration_delay_seconds, &live.deregistration_delay_seconds)
+            .field(STICKINESS_ENABLED, &desired.stickiness_seconds.is_some(), &live.stickiness_seconds.is_some());
         if let (Some(want), Some(have)) = (desired.stickiness_seconds, live.stickiness_seconds) {
-            d.field("stickiness.durationSeconds", &want, &have);
+            d.field(STICKINESS_DURATION_SECONDS, &want, &have);
         }
         d.tags(&desired.tags, &live.tags);
         d.finish()
@@ -274,8 +296,8 @@ impl Driver for TargetGroups {
         live: &TargetGroupLive,
         diffs: &[FieldDiff],
     ) -> Result<TargetGroupLive, AwsError> {
-        let touched = |prefix: &str| diffs.iter().any(|d| d.field.starts_with(prefix));
-        if touched("healthCheck.") {
+        let delta = Delta(diffs);
+        if delta.touches(HEALTH_CHECK) {
             let h = &desired.health;
             aws.elbv2
                 .modify_target_group()
@@ -290,7 +312,7 @@ impl Driver for TargetGroups {
                 .await
                 .aws("ModifyTargetGroup")?;
         }
-        if touched("deregistrationDelaySeconds") || touched("stickiness.") {
+        if delta.touches_any(&[DEREGISTRATION_DELAY_SECONDS, STICKINESS]) {
             set_attributes(aws, &live.arn, desired).await?;
         }
         let add = tags::missing(&desired.tags, &live.tags);

@@ -37,7 +37,7 @@ mod time;
 
 use metrics::{Metrics, RunResult};
 pub use orphans::OrphanStatus;
-pub use status::{ConfigStatus, DriftStatus, Overview, ResourceStatus, StackStatus};
+pub use status::{ConfigStatus, DriftStatus, Overview, ResourceStatus, StackState, StackStatus};
 use status::{first_error, note_observation, set_observation};
 pub use time::rfc3339;
 use time::unix;

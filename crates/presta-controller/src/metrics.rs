@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use presta_aws::calls::{CallRecorder, Outcome};
-use presta_aws::{Action, Kind};
+use presta_aws::{Action, Kind, Mode};
 use prometheus::{
     Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -36,7 +36,7 @@ impl RunResult {
         } else if report
             .changes
             .iter()
-            .any(|c| c.action == Action::Waiting || (report.mode == "plan" && c.is_pending()))
+            .any(|c| c.action == Action::Waiting || (report.mode == Mode::Plan && c.is_pending()))
         {
             RunResult::Pending
         } else if report.blocked() > 0 {
@@ -233,7 +233,7 @@ impl Metrics {
     /// was allowed to change things (an apply on an `enforce` stack) or only looked (a plan).
     pub fn observe_report(&self, report: &StackReport, unix_now: f64) {
         let stack = report.stack.as_str();
-        if report.mode == "apply" {
+        if report.mode == Mode::Apply {
             let result = RunResult::of(report);
             self.reconcile_runs
                 .with_label_values(&[stack, result.as_str()])
@@ -300,7 +300,7 @@ impl Metrics {
                 ResourceState::Waiting | ResourceState::Failed => {}
             }
         }
-        for kind in ALL_KINDS {
+        for kind in Kind::ALL {
             self.drifted_resources
                 .with_label_values(&[stack, kind.as_str()])
                 .set(drifted.get(&kind).copied().unwrap_or(0));
@@ -316,7 +316,7 @@ impl Metrics {
 
     /// Drops the series of a stack that left the configuration.
     pub fn forget_stack(&self, stack: &str) {
-        for kind in ALL_KINDS {
+        for kind in Kind::ALL {
             let _ = self
                 .drifted_resources
                 .remove_label_values(&[stack, kind.as_str()]);
@@ -329,21 +329,6 @@ impl Metrics {
         let _ = self.last_success.remove_label_values(&[stack]);
     }
 }
-
-/// Every kind, so that gauges read 0 rather than vanish when a kind is back in sync.
-pub const ALL_KINDS: [Kind; 11] = [
-    Kind::Parameter,
-    Kind::SecurityGroup,
-    Kind::TargetGroup,
-    Kind::LoadBalancer,
-    Kind::Listener,
-    Kind::DbSubnetGroup,
-    Kind::DbInstance,
-    Kind::FileSystem,
-    Kind::MountTarget,
-    Kind::LaunchTemplate,
-    Kind::AutoScalingGroup,
-];
 
 impl CallRecorder for Metrics {
     fn record(&self, service: &str, operation: &str, outcome: Outcome, elapsed: Duration) {
@@ -363,7 +348,7 @@ mod tests {
 
     use super::*;
 
-    fn report(mode: &'static str, changes: Vec<Change>) -> StackReport {
+    fn report(mode: Mode, changes: Vec<Change>) -> StackReport {
         StackReport {
             stack: "shop".into(),
             region: "eu-west-3".into(),
@@ -413,7 +398,7 @@ mod tests {
         let m = Metrics::new();
         let drift = change(Kind::SecurityGroup, Action::Update, "ingress", None);
         m.observe_report(
-            &report("plan", vec![drift.clone(), ok(Kind::TargetGroup)]),
+            &report(Mode::Plan, vec![drift.clone(), ok(Kind::TargetGroup)]),
             1.0,
         );
         let text = m.render();
@@ -432,7 +417,7 @@ mod tests {
         );
 
         m.observe_report(
-            &report("apply", vec![drift, ok(Kind::TargetGroup)]),
+            &report(Mode::Apply, vec![drift, ok(Kind::TargetGroup)]),
             1700000000.0,
         );
         let text = m.render();
@@ -466,7 +451,7 @@ mod tests {
             "encrypted",
             Some("fixed at creation"),
         );
-        let r = report("apply", vec![blocked]);
+        let r = report(Mode::Apply, vec![blocked]);
         assert_eq!(RunResult::of(&r), RunResult::Blocked);
         m.observe_report(&r, 5.0);
         let text = m.render();
@@ -487,13 +472,13 @@ mod tests {
 
     #[test]
     fn failures_and_waits_are_results_not_successes() {
-        let mut failed = report("apply", vec![]);
+        let mut failed = report(Mode::Apply, vec![]);
         failed.error = Some("observing eu-west-3 failed".into());
         assert_eq!(RunResult::of(&failed), RunResult::Error);
         let mut waiting = ok(Kind::DbInstance);
         waiting.action = Action::Waiting;
         assert_eq!(
-            RunResult::of(&report("apply", vec![waiting])),
+            RunResult::of(&report(Mode::Apply, vec![waiting])),
             RunResult::Pending
         );
         let m = Metrics::new();

@@ -6,12 +6,28 @@ use std::time::{Instant, SystemTime};
 
 use presta_aws::Action;
 use presta_engine::report::{Outputs, ResourceState, StackReport};
-use presta_spec::model::Mode as PolicyMode;
+use presta_spec::model::Enforcement;
 use serde::Serialize;
 
 use crate::metrics::RunResult;
 use crate::time::rfc3339;
 use crate::{Controller, Entry, State};
+
+/// A stack's state in the status: the last run's result, or unknown before the first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackState {
+    Ran(RunResult),
+    Unknown,
+}
+
+impl Serialize for StackState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            StackState::Ran(r) => r.serialize(s),
+            StackState::Unknown => s.serialize_str("unknown"),
+        }
+    }
+}
 
 /// One resource as last seen.
 #[derive(Debug, Clone, Serialize)]
@@ -51,9 +67,10 @@ pub struct StackStatus {
     pub stack: String,
     pub region: String,
     /// `enforce` or `observe`.
-    pub policy: &'static str,
-    /// `converged`, `blocked`, `pending`, `error`, or `unknown` before the first run.
-    pub state: &'static str,
+    pub policy: Enforcement,
+    /// How the last run ended: `converged`, `blocked`, `pending`, `error`; `unknown` before
+    /// the first run.
+    pub state: StackState,
     pub running: bool,
     pub runs: u64,
     pub consecutive_failures: u32,
@@ -202,11 +219,8 @@ fn status_of(e: &Entry) -> StackStatus {
     StackStatus {
         stack: stack.name().to_string(),
         region: stack.spec.region.clone(),
-        policy: match stack.spec.policy.mode {
-            PolicyMode::Enforce => "enforce",
-            PolicyMode::Observe => "observe",
-        },
-        state: e.last_result.map_or("unknown", RunResult::as_str),
+        policy: stack.spec.policy.mode,
+        state: e.last_result.map_or(StackState::Unknown, StackState::Ran),
         running: e.running,
         runs: e.runs_done,
         consecutive_failures: e.failures,

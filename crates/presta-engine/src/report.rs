@@ -63,7 +63,7 @@ pub struct StackReport {
     pub stack: String,
     pub region: String,
     /// `plan` or `apply`, as asked.
-    pub mode: &'static str,
+    pub mode: Mode,
     /// True when the stack's policy is `observe`: nothing was changed whatever was asked.
     pub observe_only: bool,
     pub changes: Vec<Change>,
@@ -91,10 +91,7 @@ impl StackReport {
         StackReport {
             stack: stack.name().to_string(),
             region: stack.spec.region.clone(),
-            mode: match mode {
-                Mode::Plan => "plan",
-                Mode::Apply => "apply",
-            },
+            mode,
             observe_only,
             changes: Vec::new(),
             outputs: Outputs::default(),
@@ -108,7 +105,7 @@ impl StackReport {
 
     /// Whether this run could change things (an apply on an `enforce` stack).
     pub fn applied(&self) -> bool {
-        self.mode == "apply" && !self.observe_only
+        self.mode == Mode::Apply && !self.observe_only
     }
 
     /// The state of one of this report's resources once the run is over.
@@ -161,7 +158,7 @@ impl StackReport {
     /// The report as people read it.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let verb = if self.mode == "plan" { "to" } else { "" };
+        let verb = if self.mode == Mode::Plan { "to" } else { "" };
         let _ = writeln!(
             out,
             "stack {} ({}){}",

@@ -171,8 +171,8 @@ pub fn parameter_prefix(stack: &str) -> String {
     format!("/presta-reconciler/{stack}")
 }
 
-pub fn mode() -> crate::model::Mode {
-    crate::model::Mode::Enforce
+pub fn mode() -> crate::model::Enforcement {
+    crate::model::Enforcement::Enforce
 }
 
 pub fn yes() -> bool {

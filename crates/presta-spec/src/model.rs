@@ -463,7 +463,7 @@ pub struct Secrets {
 /// `enforce` corrects drift; `observe` only reports it and changes nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Mode {
+pub enum Enforcement {
     Enforce,
     Observe,
 }
@@ -473,7 +473,7 @@ pub enum Mode {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Policy {
     #[serde(default = "d::mode")]
-    pub mode: Mode,
+    pub mode: Enforcement,
     /// Take over resources that already carry the stack's deterministic names but no ownership
     /// tag (made by hand or by another tool). Off by default: such a resource is reported as
     /// blocked and left alone.

@@ -450,7 +450,10 @@ fn defaults_are_applied_and_visible() {
         Some("/presta-reconciler/shop")
     );
     assert_eq!(stack.spec.compute.imds_hop_limit, 1);
-    assert_eq!(stack.spec.policy.mode, presta_spec::model::Mode::Enforce);
+    assert_eq!(
+        stack.spec.policy.mode,
+        presta_spec::model::Enforcement::Enforce
+    );
     let printed = serde_yaml::to_string(&stack).unwrap();
     assert!(
         printed.contains("parameterPrefix: /presta-reconciler/shop"),

@@ -30,7 +30,7 @@ use presta_aws::security_group::{SecurityGroupDesired, SecurityGroups};
 use presta_aws::target_group::{TargetGroupDesired, TargetGroupLive, TargetGroups};
 use presta_aws::{Action, Aws, Change, Driver, Kind, Mode};
 use presta_spec::Stack;
-use presta_spec::model::Mode as PolicyMode;
+use presta_spec::model::Enforcement;
 use presta_spec::naming::Component;
 
 use crate::Settings;
@@ -52,7 +52,7 @@ pub async fn reconcile(
     settings: &Settings,
 ) -> StackReport {
     let started = Instant::now();
-    let observe_only = stack.spec.policy.mode == PolicyMode::Observe;
+    let observe_only = stack.spec.policy.mode == Enforcement::Observe;
     let mode = if observe_only { Mode::Plan } else { requested };
     let mut report = StackReport::new(stack, requested, observe_only);
     let net = match snap.inventory.resolve(stack) {

@@ -6,6 +6,7 @@
 //! goes once the refresh has ended.
 
 use presta_aws::auto_scaling_group::{AutoScalingGroupLive, AutoScalingGroups, TAG_REFRESH};
+use presta_aws::launch_template::fields::USER_DATA;
 use presta_aws::{Action, Change, Kind, Mode};
 
 use super::run::Run;
@@ -28,8 +29,9 @@ impl TemplateChange {
         let fs_created = changes
             .iter()
             .any(|c| c.kind == Kind::FileSystem && c.action == Action::Create);
+        let efs_id = USER_DATA.key("EFS_ID");
         let efs_changes =
-            lt_update.is_some_and(|c| c.diffs.iter().any(|d| d.field == "userData.EFS_ID"));
+            lt_update.is_some_and(|c| c.diffs.iter().any(|d| d.field == efs_id.as_str()));
         TemplateChange {
             changed: lt_update.is_some(),
             moves_to_new_fs: fs_created && efs_changes,
@@ -136,7 +138,7 @@ pub(super) fn domain_change(changes: &[Change]) -> Option<DomainChange> {
         .iter()
         .filter(|c| c.kind == Kind::LaunchTemplate && c.action == Action::Update)
         .flat_map(|c| c.diffs.iter())
-        .find(|d| d.field == "userData.PS_DOMAIN")?;
+        .find(|d| d.field == USER_DATA.key("PS_DOMAIN").as_str())?;
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
     Some(DomainChange {
         from: text(&diff.live),
