@@ -66,17 +66,24 @@ pub struct Args {
     /// AWS endpoint for every service (else the SDK's own, which honours AWS_ENDPOINT_URL).
     #[arg(long, env = "PRESTA_AWS_ENDPOINT_URL", value_name = "URL")]
     endpoint_url: Option<String>,
+    /// Seconds one attempt of an AWS call may take before it is retried; `/readyz` turns 503
+    /// when an observation waits for AWS longer than two of them.
+    #[arg(long, default_value_t = 10, env = "PRESTA_AWS_ATTEMPT_TIMEOUT", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=120))]
+    aws_attempt_timeout: u64,
 }
 
 /// The token, from `--token-file` or `PRESTA_TOKEN`. Never logged.
 fn token(args: &Args) -> anyhow::Result<Option<Arc<str>>> {
     let raw = match (&args.token_file, std::env::var("PRESTA_TOKEN")) {
-        (Some(path), _) => std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "reading the token file {}\n  help: check --token-file / PRESTA_TOKEN_FILE",
-                path.display()
-            )
-        })?,
+        (Some(path), _) => {
+            check_token_file(path)?;
+            std::fs::read_to_string(path).with_context(|| {
+                format!(
+                    "reading the token file {}\n  help: check --token-file / PRESTA_TOKEN_FILE",
+                    path.display()
+                )
+            })?
+        }
         (None, Ok(t)) => t,
         (None, Err(_)) => return Ok(None),
     };
@@ -88,6 +95,34 @@ fn token(args: &Args) -> anyhow::Result<Option<Arc<str>>> {
         );
     }
     Ok(Some(Arc::from(t)))
+}
+
+/// A token file others can change is refused; one others can read is accepted with a warning.
+fn check_token_file(path: &std::path::Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("reading the token file {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o022 != 0 {
+            bail!(
+                "the token file {} can be written by other users (mode {:o}): anyone could replace the API token\n  help: chmod 600 {}",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+        if mode & 0o044 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "the token file can be read by other users; chmod 600 it"
+            );
+        }
+    }
+    Ok(())
 }
 
 fn load(files: &[PathBuf]) -> Result<Vec<Stack>, presta_spec::ConfigError> {
@@ -125,6 +160,7 @@ async fn serve(
     let engine = Engine::new(Settings {
         client: ClientSettings {
             endpoint_url: args.endpoint_url.clone(),
+            attempt_timeout: Duration::from_secs(args.aws_attempt_timeout),
             ..ClientSettings::default()
         },
         // The daemon never blocks a worker on a slow resource: it looks again soon.
@@ -138,6 +174,7 @@ async fn serve(
         interval: Duration::from_secs(args.interval),
         backoff_max: Duration::from_secs(args.max_backoff),
         ready_max_age: Duration::from_secs(args.interval * 3 + 60),
+        stuck_after: Duration::from_secs(args.aws_attempt_timeout * 2),
         ..ControllerSettings::default()
     };
     let names: Vec<String> = stacks.iter().map(|s| s.name().to_string()).collect();
@@ -191,11 +228,14 @@ async fn serve(
         drain_seconds = args.drain_timeout,
         "shutting down: no new runs; waiting for the runs in flight"
     );
+    // Everything, runs and connections alike, ends within the drain time and a second.
+    let deadline = tokio::time::Instant::now() + drain + Duration::from_secs(1);
     controller.shutdown();
     let _ = stop_tx.send(true);
     let drained = control.await.unwrap_or(false);
-    // Open HTTP connections (a `?wait=true` caller) get the same bound.
-    match tokio::time::timeout(drain + Duration::from_secs(1), server).await {
+    // Waiting callers were answered 503 at the shutdown; other open connections get what
+    // is left of the bound.
+    match tokio::time::timeout_at(deadline, server).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
         Err(_) => tracing::warn!("HTTP connections still open after the drain time; closing"),
         _ => {}
@@ -235,7 +275,13 @@ fn fingerprint(files: &[PathBuf]) -> Vec<(PathBuf, Option<Vec<u8>>)> {
         .unwrap_or_default()
         .into_iter()
         .map(|p| {
-            let content = std::fs::read(&p).ok();
+            // An oversized file is not read every poll: its size and time stand for it.
+            let content = match std::fs::metadata(&p) {
+                Ok(m) if m.len() > presta_spec::load::MAX_FILE_BYTES => {
+                    Some(format!("{}:{:?}", m.len(), m.modified().ok()).into_bytes())
+                }
+                _ => std::fs::read(&p).ok(),
+            };
             (p, content)
         })
         .collect()

@@ -307,3 +307,71 @@ fn an_unknown_stack_is_refused_before_any_aws_call() {
     assert!(err.contains("no stack `nope` in the files given"), "{err}");
     assert!(err.contains("stacks found: demo"), "{err}");
 }
+
+#[test]
+fn an_oversized_configuration_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.yaml");
+    let demo =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml"))
+            .unwrap();
+    let mut big = demo.clone();
+    while big.len() < 5 * 1024 * 1024 {
+        big.push_str("# padding padding padding padding padding padding padding padding\n");
+    }
+    std::fs::write(&path, &big).unwrap();
+    let started = std::time::Instant::now();
+    let out = run(&["validate", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("over the 4194304-byte limit"), "{err}");
+    assert!(err.contains("huge.yaml"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_refuses_a_token_file_others_can_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = run(&[
+        "serve",
+        "-f",
+        "config/demo.yaml",
+        "--listen",
+        "127.0.0.1:0",
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("can be written by other users") && err.contains("chmod 600"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("0123456789abcdef"),
+        "the token is never printed"
+    );
+}
+
+#[test]
+fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    // A debug plan against a closed port: the SDK and the engine log plenty (the binary's
+    // stderr is a pipe here, not a terminal).
+    let out = bin()
+        .args(["--log-level", "debug", "plan", "-f", "config/demo.yaml"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(
+        err.lines().filter(|l| l.contains("DEBUG")).count() > 5,
+        "{err}"
+    );
+    assert!(!err.contains('\u{1b}'), "colour codes in a pipe: {err:?}");
+}

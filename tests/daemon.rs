@@ -366,3 +366,75 @@ fn probe_checks_the_daemon_without_curl() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no answer"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_answers_twenty_waiting_callers_503_and_exits_within_the_drain_time() {
+    let env = Env::start();
+    let mut d = env.serve(&env.demo(), &["--interval", "600", "--drain-timeout", "3"]);
+    d.eventually(60, "the first run converges the stack", converged);
+    // Every AWS call now takes a second: the forced run outlasts the drain time.
+    env.emu.set_latency(1000).unwrap();
+    let signalled = std::thread::scope(|s| {
+        let callers: Vec<_> = (0..20)
+            .map(|_| s.spawn(|| d.http("POST", "/reconcile/demo?wait=true", None)))
+            .collect();
+        std::thread::sleep(Duration::from_millis(1500));
+        let signalled = Instant::now();
+        d.signal("TERM");
+        for c in callers {
+            let (status, body) = c.join().unwrap();
+            assert_eq!(status, 503, "{body}");
+            assert!(body.contains("shutting down"), "{body}");
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(2),
+            "the callers were answered at the shutdown, not after the drain"
+        );
+        signalled
+    });
+    let status = loop {
+        if let Some(s) = d.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(10),
+            "still running 10s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = signalled.elapsed();
+    eprintln!("exited {took:?} after SIGTERM (drain 3 s)");
+    env.emu.set_latency(0).unwrap();
+    assert_eq!(status.code(), Some(0), "{}", d.log_text());
+    assert!(
+        took <= Duration::from_millis(4_300),
+        "exited {took:?} after SIGTERM; the bound is the drain time (3 s) + 1 s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_turns_503_within_two_attempt_timeouts_of_an_aws_freeze_and_recovers() {
+    let env = Env::start();
+    let d = env.serve(
+        &env.demo(),
+        &["--interval", "2", "--aws-attempt-timeout", "1"],
+    );
+    d.eventually(60, "the first run converges the stack", converged);
+    d.eventually(10, "ready", |d| d.http("GET", "/readyz", None).0 == 200);
+    // AWS stops answering (every call would take 30 s).
+    env.emu.set_latency(30_000).unwrap();
+    let frozen = Instant::now();
+    d.eventually(15, "/readyz says not ready", |d| {
+        d.http("GET", "/readyz", None).0 == 503
+    });
+    let took = frozen.elapsed();
+    let (_, body) = d.http("GET", "/readyz", None);
+    env.emu.set_latency(0).unwrap();
+    eprintln!("not ready {took:?} after the freeze: {body}");
+    // The next sweep starts within the interval (2 s), then two attempt timeouts (2 s).
+    assert!(took <= Duration::from_millis(5_500), "{took:?}");
+    assert!(body.contains("AWS"), "{body}");
+    d.eventually(60, "ready again once AWS answers", |d| {
+        d.http("GET", "/readyz", None).0 == 200
+    });
+}

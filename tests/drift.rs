@@ -426,8 +426,11 @@ async fn a_new_default_template_version_is_replaced_and_the_group_rolls() {
 async fn lowered_backups_and_protection_off_are_restored() {
     let env = Env::start();
     let file = env.config("protected.yaml", |t| {
-        t.replace("deletionProtection: false", "deletionProtection: true")
-            .replace("backupRetentionDays: 1", "backupRetentionDays: 7")
+        t.replace(
+            "deletionProtection: false\n    backupRetentionDays",
+            "deletionProtection: true\n    backupRetentionDays",
+        )
+        .replace("backupRetentionDays: 1", "backupRetentionDays: 7")
     });
     env.apply(&file);
     let rds = aws_sdk_rds::Client::new(&env.sdk().await);
@@ -737,4 +740,77 @@ async fn a_mount_target_given_another_security_group_is_restored() {
         .await
         .unwrap();
     assert_eq!(groups.security_groups(), [efs_sg]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn load_balancer_security_attributes_are_managed() {
+    let env = Env::start();
+    env.apply(&env.demo());
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&env.sdk().await);
+    let lb = elb
+        .describe_load_balancers()
+        .names("demo-alb")
+        .send()
+        .await
+        .unwrap()
+        .load_balancers()[0]
+        .load_balancer_arn()
+        .unwrap()
+        .to_string();
+    let attr = |k: &str, v: &str| {
+        aws_sdk_elasticloadbalancingv2::types::LoadBalancerAttribute::builder()
+            .key(k)
+            .value(v)
+            .build()
+    };
+    let read = || async {
+        elb.describe_load_balancer_attributes()
+            .load_balancer_arn(&lb)
+            .send()
+            .await
+            .unwrap()
+            .attributes()
+            .iter()
+            .map(|a| (a.key().unwrap().to_string(), a.value().unwrap().to_string()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        read().await["routing.http.drop_invalid_header_fields.enabled"],
+        "true",
+        "on by default"
+    );
+    // Someone turns it off, and turns deletion protection on.
+    elb.modify_load_balancer_attributes()
+        .load_balancer_arn(&lb)
+        .attributes(attr(
+            "routing.http.drop_invalid_header_fields.enabled",
+            "false",
+        ))
+        .attributes(attr("deletion_protection.enabled", "true"))
+        .send()
+        .await
+        .unwrap();
+    let (code, plan) = env.plan_json(&env.demo());
+    assert_eq!(code, 2);
+    let c = change(&plan, "load_balancer", "demo-alb");
+    assert_eq!(
+        diffs(c),
+        [
+            "dropInvalidHeaderFields: false → true",
+            "deletionProtection: true → false"
+        ],
+        "{c:#}"
+    );
+    env.apply(&env.demo());
+    let now = read().await;
+    assert_eq!(
+        now["routing.http.drop_invalid_header_fields.enabled"],
+        "true"
+    );
+    assert_eq!(
+        now["deletion_protection.enabled"], "false",
+        "the demo turns it off"
+    );
+    let (code, _) = env.plan_json(&env.demo());
+    assert_eq!(code, 0);
 }

@@ -217,7 +217,10 @@ async fn destroy_keeps_the_data_and_apply_restores_the_shop_from_it() {
 async fn destroy_refuses_a_protected_database_and_changes_nothing() {
     let env = Env::start();
     let file = env.config("protected.yaml", |t| {
-        t.replace("deletionProtection: false", "deletionProtection: true")
+        t.replace(
+            "deletionProtection: false\n    backupRetentionDays",
+            "deletionProtection: true\n    backupRetentionDays",
+        )
     });
     env.apply(&file);
     env.emu.reset_calls().unwrap();
@@ -700,4 +703,55 @@ async fn a_file_system_restored_from_backup_with_the_stack_tags_is_adopted() {
     );
     // The fleet moves to the adopted file system: that is the point of adopting it.
     assert!(called(&calls, "StartInstanceRefresh"), "{calls:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destroy_lifts_the_load_balancers_deletion_protection() {
+    let env = Env::start();
+    let file = env.config("protected-lb.yaml", |t| {
+        t.replace(
+            "    deletionProtection: false\n  compute:",
+            "    deletionProtection: true\n  compute:",
+        )
+    });
+    env.apply(&file);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&env.sdk().await);
+    let lbs = elb.describe_load_balancers().send().await.unwrap();
+    let arn = lbs.load_balancers()[0]
+        .load_balancer_arn()
+        .unwrap()
+        .to_string();
+    let attrs = elb
+        .describe_load_balancer_attributes()
+        .load_balancer_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        attrs
+            .attributes()
+            .iter()
+            .any(|a| a.key() == Some("deletion_protection.enabled") && a.value() == Some("true")),
+        "the load balancer is protected before destroy"
+    );
+    let (code, report) = env.json(&[
+        "destroy",
+        "-f",
+        file.to_str().unwrap(),
+        "--stack",
+        "demo",
+        "--confirm",
+        "demo",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{report:#}");
+    assert!(
+        report["deleted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["kind"] == "load_balancer"),
+        "{report:#}"
+    );
 }

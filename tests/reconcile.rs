@@ -421,8 +421,8 @@ async fn a_change_that_would_replace_the_database_is_blocked_and_the_rest_conver
     // The spec now asks for MySQL 8.0: a major-version move the reconciler never makes alone.
     let downgrade = env.config("downgrade.yaml", |t| {
         t.replace(
-            "    deletionProtection: false\n",
-            "    deletionProtection: false\n    engineVersion: \"8.0\"\n",
+            "    backupRetentionDays: 1\n",
+            "    backupRetentionDays: 1\n    engineVersion: \"8.0\"\n",
         )
         .replace("maxSize: 2", "maxSize: 3")
     });
@@ -900,4 +900,21 @@ async fn twenty_stacks_in_one_region_converge_and_plan_clean() {
     );
     assert_eq!(count("DescribeLoadBalancers"), 1);
     assert_eq!(count("DescribeNetworkInterfaces"), 1);
+}
+
+#[tokio::test]
+async fn a_run_duration_counts_the_observation() {
+    let env = Env::start();
+    env.apply(&env.demo());
+    // Every call takes 100 ms: the region's observation alone (two rounds of calls at
+    // least) is over 200 ms, the stack's own steps in a converged plan a few ms.
+    env.emu.set_latency(100).unwrap();
+    let started = std::time::Instant::now();
+    let (code, report) = env.plan_json(&env.demo());
+    let wall = started.elapsed().as_secs_f64() * 1000.0;
+    env.emu.set_latency(0).unwrap();
+    assert_eq!(code, 0, "{report:#}");
+    let ms = report["stacks"][0]["duration"].as_f64().unwrap();
+    assert!(ms >= 200.0, "the stack's run is reported as {ms} ms");
+    assert!(ms <= wall, "{ms} ms reported for a {wall} ms command");
 }

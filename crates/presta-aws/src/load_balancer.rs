@@ -1,4 +1,5 @@
-//! The Application Load Balancer: scheme, public subnets, security group, idle timeout.
+//! The Application Load Balancer: scheme, public subnets, security group, and the attributes
+//! the spec manages (idle timeout, dropping invalid header fields, deletion protection).
 //!
 //! Observation: one paginated `DescribeLoadBalancers`, matched by name; then `DescribeTags`
 //! (20 a call) and one `DescribeLoadBalancerAttributes` per stack's load balancer, concurrently.
@@ -23,7 +24,73 @@ use fields::*;
 use presta_spec::Stack;
 use presta_spec::naming::{self, Component};
 
-const IDLE_TIMEOUT: &str = "idle_timeout.timeout_seconds";
+const ATTR_IDLE_TIMEOUT: &str = "idle_timeout.timeout_seconds";
+const ATTR_DROP_INVALID_HEADERS: &str = "routing.http.drop_invalid_header_fields.enabled";
+const ATTR_DELETION_PROTECTION: &str = "deletion_protection.enabled";
+
+/// The load balancer attributes the spec manages, with AWS's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attributes {
+    pub idle_timeout_seconds: u32,
+    /// Drop HTTP headers with invalid names (AWS security best practice: on).
+    pub drop_invalid_header_fields: bool,
+    pub deletion_protection: bool,
+}
+
+impl Default for Attributes {
+    /// What a new load balancer has.
+    fn default() -> Self {
+        Attributes {
+            idle_timeout_seconds: 60,
+            drop_invalid_header_fields: false,
+            deletion_protection: false,
+        }
+    }
+}
+
+impl Attributes {
+    fn from_aws(attrs: &[LoadBalancerAttribute]) -> Self {
+        let get = |k: &str| {
+            attrs
+                .iter()
+                .find(|a| a.key() == Some(k))
+                .and_then(|a| a.value())
+        };
+        let flag = |k: &str| get(k) == Some("true");
+        Attributes {
+            idle_timeout_seconds: get(ATTR_IDLE_TIMEOUT)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(60),
+            drop_invalid_header_fields: flag(ATTR_DROP_INVALID_HEADERS),
+            deletion_protection: flag(ATTR_DELETION_PROTECTION),
+        }
+    }
+
+    /// The attributes of `self` that differ from `live`, as AWS wants them.
+    fn changes(&self, live: &Attributes) -> Vec<LoadBalancerAttribute> {
+        let attr = |k: &str, v: String| LoadBalancerAttribute::builder().key(k).value(v).build();
+        let mut out = Vec::new();
+        if self.idle_timeout_seconds != live.idle_timeout_seconds {
+            out.push(attr(
+                ATTR_IDLE_TIMEOUT,
+                self.idle_timeout_seconds.to_string(),
+            ));
+        }
+        if self.drop_invalid_header_fields != live.drop_invalid_header_fields {
+            out.push(attr(
+                ATTR_DROP_INVALID_HEADERS,
+                self.drop_invalid_header_fields.to_string(),
+            ));
+        }
+        if self.deletion_protection != live.deletion_protection {
+            out.push(attr(
+                ATTR_DELETION_PROTECTION,
+                self.deletion_protection.to_string(),
+            ));
+        }
+        out
+    }
+}
 
 /// The fields this kind manages, as its diff reports them and its update reads them.
 pub mod fields {
@@ -33,6 +100,8 @@ pub mod fields {
     pub const SUBNETS: Field = Field("subnets");
     pub const SECURITY_GROUPS: Field = Field("securityGroups");
     pub const IDLE_TIMEOUT_SECONDS: Field = Field("idleTimeoutSeconds");
+    pub const DROP_INVALID_HEADER_FIELDS: Field = Field("dropInvalidHeaderFields");
+    pub const DELETION_PROTECTION: Field = Field("deletionProtection");
 }
 
 #[derive(Debug, Clone)]
@@ -42,7 +111,7 @@ pub struct LoadBalancerDesired {
     pub scheme: String,
     pub subnets: BTreeSet<String>,
     pub security_groups: BTreeSet<String>,
-    pub idle_timeout_seconds: u32,
+    pub attributes: Attributes,
     pub tags: Tags,
 }
 
@@ -55,7 +124,11 @@ impl LoadBalancerDesired {
             scheme: lb.scheme.as_aws().to_string(),
             subnets: net.public_ids().into_iter().collect(),
             security_groups: [alb_group.to_string()].into(),
-            idle_timeout_seconds: lb.idle_timeout_seconds,
+            attributes: Attributes {
+                idle_timeout_seconds: lb.idle_timeout_seconds,
+                drop_invalid_header_fields: lb.drop_invalid_header_fields,
+                deletion_protection: lb.deletion_protection,
+            },
             tags: naming::tags(
                 stack.name(),
                 Component::LoadBalancer,
@@ -75,7 +148,7 @@ pub struct LoadBalancerLive {
     pub state: String,
     pub subnets: BTreeSet<String>,
     pub security_groups: BTreeSet<String>,
-    pub idle_timeout_seconds: u32,
+    pub attributes: Attributes,
     pub tags: Tags,
 }
 
@@ -139,7 +212,7 @@ impl Driver for LoadBalancers {
             .filter_map(|lb| lb.load_balancer_arn().map(String::from))
             .collect();
         let tag_map = elb_tags(aws, &arns).await?;
-        let idle = try_join_all(arns.iter().map(|arn| async move {
+        let attributes = try_join_all(arns.iter().map(|arn| async move {
             let out = aws
                 .elbv2
                 .describe_load_balancer_attributes()
@@ -147,17 +220,10 @@ impl Driver for LoadBalancers {
                 .send()
                 .await
                 .aws("DescribeLoadBalancerAttributes")?;
-            let secs = out
-                .attributes()
-                .iter()
-                .find(|a| a.key() == Some(IDLE_TIMEOUT))
-                .and_then(|a| a.value())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(60);
-            Ok::<_, AwsError>((arn.clone(), secs))
+            Ok::<_, AwsError>((arn.clone(), Attributes::from_aws(out.attributes())))
         }))
         .await?;
-        let idle: BTreeMap<String, u32> = idle.into_iter().collect();
+        let attributes: BTreeMap<String, Attributes> = attributes.into_iter().collect();
         Ok(ours
             .iter()
             .map(|lb| {
@@ -180,7 +246,7 @@ impl Driver for LoadBalancers {
                         .filter_map(|z| z.subnet_id().map(String::from))
                         .collect(),
                     security_groups: lb.security_groups().iter().cloned().collect(),
-                    idle_timeout_seconds: idle.get(&arn).copied().unwrap_or(60),
+                    attributes: attributes.get(&arn).copied().unwrap_or_default(),
                     tags: tag_map.get(&arn).cloned().unwrap_or_default(),
                     arn,
                 };
@@ -198,7 +264,17 @@ impl Driver for LoadBalancers {
         )
         .set(SUBNETS, &desired.subnets, &live.subnets)
         .set(SECURITY_GROUPS, &desired.security_groups, &live.security_groups)
-        .field(IDLE_TIMEOUT_SECONDS, &desired.idle_timeout_seconds, &live.idle_timeout_seconds)
+        .field(IDLE_TIMEOUT_SECONDS, &desired.attributes.idle_timeout_seconds, &live.attributes.idle_timeout_seconds)
+        .field(
+            DROP_INVALID_HEADER_FIELDS,
+            &desired.attributes.drop_invalid_header_fields,
+            &live.attributes.drop_invalid_header_fields,
+        )
+        .field(
+            DELETION_PROTECTION,
+            &desired.attributes.deletion_protection,
+            &live.attributes.deletion_protection,
+        )
         .tags(&desired.tags, &live.tags);
         d.finish()
     }
@@ -242,14 +318,12 @@ impl Driver for LoadBalancers {
                 .unwrap_or_default(),
             subnets: desired.subnets.clone(),
             security_groups: desired.security_groups.clone(),
-            idle_timeout_seconds: 60,
+            attributes: Attributes::default(),
             tags: desired.tags.clone(),
         };
-        if desired.idle_timeout_seconds != 60 {
-            set_idle_timeout(aws, &live.arn, desired.idle_timeout_seconds).await?;
-        }
+        set_attributes(aws, &live.arn, desired.attributes.changes(&live.attributes)).await?;
         Ok(LoadBalancerLive {
-            idle_timeout_seconds: desired.idle_timeout_seconds,
+            attributes: desired.attributes,
             ..live
         })
     }
@@ -280,8 +354,12 @@ impl Driver for LoadBalancers {
                 .await
                 .aws("SetSecurityGroups")?;
         }
-        if delta.touches(IDLE_TIMEOUT_SECONDS) {
-            set_idle_timeout(aws, &live.arn, desired.idle_timeout_seconds).await?;
+        if delta.touches_any(&[
+            IDLE_TIMEOUT_SECONDS,
+            DROP_INVALID_HEADER_FIELDS,
+            DELETION_PROTECTION,
+        ]) {
+            set_attributes(aws, &live.arn, desired.attributes.changes(&live.attributes)).await?;
         }
         let add = tags::missing(&desired.tags, &live.tags);
         if !add.is_empty() {
@@ -296,27 +374,46 @@ impl Driver for LoadBalancers {
         Ok(LoadBalancerLive {
             subnets: desired.subnets.clone(),
             security_groups: desired.security_groups.clone(),
-            idle_timeout_seconds: desired.idle_timeout_seconds,
+            attributes: desired.attributes,
             tags: live.tags.clone().into_iter().chain(add).collect(),
             ..live.clone()
         })
     }
 }
 
-async fn set_idle_timeout(aws: &Aws, arn: &str, seconds: u32) -> Result<(), AwsError> {
+/// One `ModifyLoadBalancerAttributes` with the attributes that change (none: no call).
+async fn set_attributes(
+    aws: &Aws,
+    arn: &str,
+    changes: Vec<LoadBalancerAttribute>,
+) -> Result<(), AwsError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
     aws.elbv2
         .modify_load_balancer_attributes()
         .load_balancer_arn(arn)
-        .attributes(
-            LoadBalancerAttribute::builder()
-                .key(IDLE_TIMEOUT)
-                .value(seconds.to_string())
-                .build(),
-        )
+        .set_attributes(Some(changes))
         .send()
         .await
         .aws("ModifyLoadBalancerAttributes")?;
     Ok(())
+}
+
+impl LoadBalancers {
+    /// Lifts the load balancer's deletion protection (destroy: it holds no data, and the
+    /// person confirmed the stack's name).
+    pub async fn lift_deletion_protection(
+        &self,
+        aws: &Aws,
+        live: &LoadBalancerLive,
+    ) -> Result<(), AwsError> {
+        let want = Attributes {
+            deletion_protection: false,
+            ..live.attributes
+        };
+        set_attributes(aws, &live.arn, want.changes(&live.attributes)).await
+    }
 }
 
 #[cfg(test)]
@@ -330,7 +427,7 @@ mod tests {
             scheme: "internet-facing".into(),
             subnets: ["subnet-a".to_string(), "subnet-b".to_string()].into(),
             security_groups: ["sg-1".to_string()].into(),
-            idle_timeout_seconds: 60,
+            attributes: Attributes::default(),
             tags: Tags::new(),
         };
         let live = LoadBalancerLive {
@@ -341,7 +438,7 @@ mod tests {
             state: "active".into(),
             subnets: ["subnet-b".to_string(), "subnet-a".to_string()].into(),
             security_groups: ["sg-1".to_string()].into(),
-            idle_timeout_seconds: 60,
+            attributes: Attributes::default(),
             tags: Tags::new(),
         };
         let diffs = LoadBalancers.diff(&desired, &live);

@@ -58,6 +58,10 @@ pub struct ControllerSettings {
     pub backoff_max: Duration,
     /// `/readyz` fails when the last successful AWS observation is older than this.
     pub ready_max_age: Duration,
+    /// `/readyz` fails when an observation has waited this long for AWS (about two attempt
+    /// timeouts): a frozen or black-holed endpoint shows within seconds, not after the
+    /// whole operation timeout.
+    pub stuck_after: Duration,
 }
 
 impl Default for ControllerSettings {
@@ -69,6 +73,7 @@ impl Default for ControllerSettings {
             backoff_base: Duration::from_secs(5),
             backoff_max: Duration::from_secs(300),
             ready_max_age: Duration::from_secs(180),
+            stuck_after: Duration::from_secs(20),
         }
     }
 }
@@ -150,6 +155,8 @@ struct State {
     orphans: orphans::OrphanStatus,
     /// When to look for orphans next.
     orphans_due: Instant,
+    /// Start times of the batches whose observation has not finished.
+    observing: std::collections::BTreeSet<Instant>,
 }
 
 struct Inner {
@@ -209,6 +216,7 @@ impl Controller {
                     last_observation_error: None,
                     orphans: Default::default(),
                     orphans_due: now,
+                    observing: Default::default(),
                 }),
                 wake: Notify::new(),
                 finished: watch::channel(0).0,
@@ -312,12 +320,14 @@ impl Controller {
         let stacks: Vec<Stack> = batch.iter().map(|s| (**s).clone()).collect();
         let stats = CallStats::default();
         let started = (Instant::now(), SystemTime::now());
+        self.state().observing.insert(started.0);
         self.inner
             .engine
             .run_each(&stacks, Mode::Apply, &stats, &|report| {
                 self.finish(report, started)
             })
             .await;
+        self.state().observing.remove(&started.0);
         tracing::debug!(
             stacks = stacks.len(),
             aws_calls = stats.total(),
@@ -333,6 +343,8 @@ impl Controller {
         let settings = &self.inner.settings;
         {
             let mut st = self.state();
+            // The batch's observation is over once one of its stacks reports.
+            st.observing.remove(&started.0);
             note_observation(&mut st, &report, started.0);
             if let Some(e) = st.stacks.get_mut(&report.stack) {
                 e.running = false;
@@ -422,8 +434,9 @@ impl Controller {
         &self,
         targets: &[(String, u64)],
         timeout: Duration,
-    ) -> Option<Vec<Arc<StackReport>>> {
+    ) -> Result<Option<Vec<Arc<StackReport>>>, TriggerError> {
         let mut finished = self.inner.finished.subscribe();
+        let mut shutdown = self.inner.shutdown.subscribe();
         let wait = async {
             loop {
                 let done = {
@@ -445,7 +458,11 @@ impl Controller {
                 }
             }
         };
-        tokio::time::timeout(timeout, wait).await.ok()
+        // A shutdown answers the waiters at once (503): they never hold the exit back.
+        tokio::select! {
+            r = tokio::time::timeout(timeout, wait) => Ok(r.ok()),
+            _ = shutdown.wait_for(|s| *s) => Err(TriggerError::ShuttingDown),
+        }
     }
 
     /// A fresh dry run of one stack; its observation updates the status and drift figures.
@@ -557,6 +574,15 @@ impl Controller {
         }
         if st.stacks.is_empty() {
             return Ok(());
+        }
+        if let Some(oldest) = st.observing.first()
+            && oldest.elapsed() > self.inner.settings.stuck_after
+        {
+            return Err(format!(
+                "AWS has not answered the observation started {}s ago (limit {}s): the endpoint is slow, frozen or unreachable",
+                oldest.elapsed().as_secs(),
+                self.inner.settings.stuck_after.as_secs()
+            ));
         }
         let max_age = self.inner.settings.ready_max_age;
         match (st.last_observation_ok, &st.last_observation_error) {

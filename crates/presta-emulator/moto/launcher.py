@@ -301,6 +301,21 @@ def _patch_elbv2() -> None:
                     return listener
         return original_listener(self, load_balancer_arn, protocol, port, *args, **kwargs)
 
+    original_delete_lb = ELBv2Backend.delete_load_balancer
+
+    def delete_load_balancer(self: Any, arn: str) -> None:
+        # moto deletes a load balancer whose deletion protection is on; AWS refuses.
+        from moto.elbv2.exceptions import ELBClientError
+
+        balancer = self.load_balancers.get(arn)
+        if balancer is not None and balancer.attrs.get("deletion_protection.enabled") == "true":
+            raise ELBClientError(
+                "OperationNotPermitted",
+                f"Load balancer '{arn}' cannot be deleted because deletion protection is enabled",
+            )
+        return original_delete_lb(self, arn)
+
+    ELBv2Backend.delete_load_balancer = delete_load_balancer
     ELBv2Backend.create_load_balancer = create_load_balancer
     ELBv2Backend.create_target_group = create_target_group
     ELBv2Backend.create_listener = create_listener

@@ -297,6 +297,15 @@ async fn run(
         cx.delete(report, &Listeners, &l.key, l).await?;
     }
     if let Some(lb) = snap.load_balancers.get(&n(Component::LoadBalancer)) {
+        // Its deletion protection guards against a delete by mistake; destroy was confirmed
+        // with the stack's name and the load balancer holds no data: lifted, and said so.
+        if lb.attributes.deletion_protection && cx.owner().deletion_refusal(&lb.tags).is_none() {
+            LoadBalancers.lift_deletion_protection(aws, lb).await?;
+            settings.progress.report(&format!(
+                "destroy {stack}: deletion protection of load balancer {} lifted (it holds no data)",
+                lb.name
+            ));
+        }
         cx.delete(report, &LoadBalancers, &lb.name, lb).await?;
     }
     if let Some(tg) = snap.target_groups.get(&n(Component::TargetGroup)) {

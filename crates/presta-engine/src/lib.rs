@@ -170,6 +170,9 @@ impl Engine {
         recorder: Arc<dyn CallRecorder>,
         done: &(dyn Fn(StackReport) + Sync),
     ) {
+        // A stack's run lasts from the start of the region's observation to its last change:
+        // the duration in its report (and the histogram) is that wall time.
+        let started = Instant::now();
         let aws = Aws::connect(region, &self.settings.client, recorder).await;
         let snap = match snapshot::Snapshot::observe(&aws, stacks).await {
             Ok(s) => s,
@@ -179,6 +182,7 @@ impl Engine {
                     let mut r = StackReport::new(s, mode, false);
                     r.error = Some(format!("observing {region} failed: {e}"));
                     r.observation_failed = true;
+                    r.duration = started.elapsed();
                     done(r);
                 }
                 return;
@@ -190,9 +194,10 @@ impl Engine {
             .map(|s| async move {
                 let _permit = self.limit.acquire().await.ok();
                 let span = tracing::info_span!("reconcile", stack = %s.name());
-                let report = stack::reconcile(aws, s, snap, mode, &self.settings)
+                let mut report = stack::reconcile(aws, s, snap, mode, &self.settings)
                     .instrument(span)
                     .await;
+                report.duration = started.elapsed();
                 done(report);
             })
             .collect();

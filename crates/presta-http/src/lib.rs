@@ -99,6 +99,32 @@ impl From<TriggerError> for ApiError {
     }
 }
 
+/// The `{stack}` of a path. A path that cannot be decoded (`/stacks/%ff%fe`) is a JSON 400
+/// like every other error, not axum's plain-text rejection.
+pub struct StackName(String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for StackName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(s)| StackName(s))
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "{}; a stack name is UTF-8 text (letters, digits, hyphens)",
+                        e.body_text()
+                    ),
+                )
+            })
+    }
+}
+
 /// Compares in time independent of where the first difference is.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -108,10 +134,13 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &state.token else {
         return Ok(());
     };
+    // The scheme is case-insensitive (RFC 7235): `Bearer`, `bearer`, `BEARER`.
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token);
     match given {
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -165,7 +194,7 @@ async fn reconcile_all(
 
 async fn reconcile_one(
     State(state): State<AppState>,
-    Path(stack): Path<String>,
+    StackName(stack): StackName,
     headers: HeaderMap,
     params: Result<Query<ReconcileParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -197,7 +226,7 @@ async fn reconcile(
     match state
         .controller
         .wait_for(&targets, state.wait_timeout)
-        .await
+        .await?
     {
         Some(reports) => {
             let results: Vec<_> = reports
@@ -228,7 +257,7 @@ async fn orphans(State(state): State<AppState>) -> Json<presta_controller::Orpha
 
 async fn stack(
     State(state): State<AppState>,
-    Path(stack): Path<String>,
+    StackName(stack): StackName,
 ) -> Result<Response, ApiError> {
     match state.controller.status(&stack) {
         Some(s) => Ok(Json(s).into_response()),
@@ -238,7 +267,7 @@ async fn stack(
 
 async fn plan(
     State(state): State<AppState>,
-    Path(stack): Path<String>,
+    StackName(stack): StackName,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;

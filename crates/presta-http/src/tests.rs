@@ -299,3 +299,93 @@ async fn wait_true_returns_the_run_result_and_failures_make_readyz_fail() {
             .unwrap()
     );
 }
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let (app, _) = app(Some("0123456789abcdef0123"));
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/reconcile/demo")
+            .header("authorization", format!("{scheme} 0123456789abcdef0123"))
+            .body(Body::empty())
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED, "{scheme}");
+    }
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/reconcile/demo")
+        .header("authorization", "Basic 0123456789abcdef0123")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        app.clone().oneshot(req).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED,
+        "another scheme is not a bearer token"
+    );
+}
+
+#[tokio::test]
+async fn a_path_that_is_not_utf8_is_a_json_400() {
+    let (app, _) = app(None);
+    for uri in ["/stacks/%ff%fe", "/stacks/%ff%fe/plan", "/reconcile/%c3%28"] {
+        let method = if uri.starts_with("/reconcile") {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let (status, body) = call(&app, method, uri, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert_eq!(json(&body)["status"], 400, "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn orphans_are_served_before_the_first_search() {
+    let (app, _) = app(None);
+    let (status, body) = call(&app, Method::GET, "/orphans", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let v = json(&body);
+    assert_eq!(v["orphans"], serde_json::json!([]));
+    assert!(v["help"].as_str().unwrap().contains("destroy --stack"));
+}
+
+#[tokio::test]
+async fn a_shutdown_answers_the_waiting_callers_503_at_once() {
+    let controller = controller();
+    let state = AppState {
+        controller: controller.clone(),
+        token: None,
+        wait_timeout: Duration::from_secs(60),
+    };
+    let app = router(state);
+    let waiters: Vec<_> = (0..20)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                call(&app, Method::POST, "/reconcile/demo?wait=true", None).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    controller.shutdown();
+    for w in waiters {
+        // The controller's loop is not running: no run finishes, every caller waits until
+        // the shutdown answers it, never for the 60 s wait.
+        let (status, body) = w.await.unwrap();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(
+            json(&body)["error"]
+                .as_str()
+                .unwrap()
+                .contains("shutting down")
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -24,6 +24,11 @@ pub fn scheme() -> crate::model::Scheme {
 pub fn allowed_cidrs() -> Vec<String> {
     vec!["0.0.0.0/0".to_string()]
 }
+/// A security setting that is on unless the spec turns it off.
+pub fn enabled() -> bool {
+    true
+}
+
 pub fn idle_timeout_seconds() -> u32 {
     60
 }

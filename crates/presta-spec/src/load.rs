@@ -75,9 +75,18 @@ pub enum ConfigError {
     },
     #[error("{} holds no YAML file (*.yaml or *.yml)\n  help: point at a file, or put the stacks' YAML files in that directory", path.display())]
     EmptyDirectory { path: PathBuf },
+    #[error("{} is {size} bytes, over the {limit}-byte limit of a configuration file\n  help: a stack takes about 2 KB; split a very large fleet into several files in a directory, or check that this is the right file", path.display())]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     #[error("{}", render(problems))]
     Invalid { problems: Vec<Problem> },
 }
+
+/// The largest configuration file read (a stack is about 2 KB: room for thousands).
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 impl ConfigError {
     /// The problems, when the configuration was readable but invalid.
@@ -110,6 +119,15 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<LoadedStack>, ConfigError> {
     let mut stacks = Vec::new();
     let mut problems = Vec::new();
     for file in &config_files(paths)? {
+        if let Ok(meta) = std::fs::metadata(file)
+            && meta.len() > MAX_FILE_BYTES
+        {
+            return Err(ConfigError::TooLarge {
+                path: file.clone(),
+                size: meta.len(),
+                limit: MAX_FILE_BYTES,
+            });
+        }
         let source = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
             path: file.clone(),
             source,

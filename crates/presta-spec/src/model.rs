@@ -128,6 +128,13 @@ pub struct LoadBalancer {
     /// Seconds an idle connection is kept open (1 to 4000).
     #[serde(default = "d::idle_timeout_seconds")]
     pub idle_timeout_seconds: u32,
+    /// Drop HTTP headers whose names are not valid (AWS security best practice).
+    #[serde(default = "d::enabled")]
+    pub drop_invalid_header_fields: bool,
+    /// The load balancer cannot be deleted by hand while this is on (`destroy` lifts it: the
+    /// load balancer holds no data). Turn it off for throwaway stacks.
+    #[serde(default = "d::enabled")]
+    pub deletion_protection: bool,
     /// Port of the plain HTTP listener.
     #[serde(default = "d::http_port")]
     pub http_port: u16,
@@ -151,6 +158,8 @@ impl Default for LoadBalancer {
             scheme: d::scheme(),
             allowed_cidrs: d::allowed_cidrs(),
             idle_timeout_seconds: d::idle_timeout_seconds(),
+            drop_invalid_header_fields: d::enabled(),
+            deletion_protection: d::enabled(),
             http_port: d::http_port(),
             https: None,
             health_check: HealthCheck::default(),
