@@ -298,3 +298,50 @@ fn systemd_analyze_verifies_the_unit_where_available() {
         .unwrap();
     assert!(!out.status.success() || !out.stderr.is_empty());
 }
+
+#[test]
+fn tags_can_only_be_put_on_resources_being_created_or_already_owned() {
+    let policy = json("deploy/iam/policy.json");
+    let tagging = [
+        "ec2:createtags",
+        "elasticloadbalancing:addtags",
+        "elasticfilesystem:tagresource",
+        "rds:addtagstoresource",
+        "autoscaling:createorupdatetags",
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for (action, st) in policy_actions(&policy) {
+        if !tagging.contains(&action.as_str()) {
+            continue;
+        }
+        seen.insert(action.clone());
+        let cond = st["Condition"].to_string();
+        let on_everything = st["Resource"] == "*";
+        let being_created = cond.contains("CreateAction");
+        let already_owned = cond.contains("aws:ResourceTag/managed-by");
+        assert!(
+            being_created || already_owned || !on_everything,
+            "{action} in {} could put the ownership tag on any existing resource: {cond}",
+            st["Sid"]
+        );
+        if !on_everything && !already_owned {
+            // Scoped by the product's resource names, and still only with the ownership tag.
+            assert!(
+                cond.contains("aws:RequestTag/managed-by"),
+                "{action}: {cond}"
+            );
+        }
+    }
+    assert_eq!(seen.len(), tagging.len(), "{seen:?}");
+}
+
+#[test]
+fn pass_role_is_limited_to_the_instance_roles() {
+    let policy = json("deploy/iam/policy.json");
+    for (action, st) in policy_actions(&policy) {
+        if action == "iam:passrole" {
+            assert_ne!(st["Resource"], "*", "iam:PassRole on every role");
+            assert!(st["Condition"].to_string().contains("ec2.amazonaws.com"));
+        }
+    }
+}
