@@ -42,6 +42,47 @@ impl Outcome {
 /// Receives one record per AWS operation (retries included in its latency).
 pub trait CallRecorder: Send + Sync + std::fmt::Debug {
     fn record(&self, service: &str, operation: &str, outcome: Outcome, elapsed: Duration);
+
+    /// One failed attempt of an operation (the SDK may retry it): its class, `throttled`,
+    /// `transient`, `not_found`, `conflict`, `refused` or `transport`.
+    fn record_attempt_error(&self, _service: &str, _operation: &str, _class: &str) {}
+}
+
+/// The class of a failed attempt, from its HTTP answer (none: no answer at all).
+pub fn attempt_error_class(
+    status: Option<u16>,
+    body: &[u8],
+    error_type: Option<&str>,
+) -> &'static str {
+    use crate::error::{ErrorClass, THROTTLING_CODES, classify};
+    let Some(status) = status else {
+        return "transport";
+    };
+    let text = String::from_utf8_lossy(&body[..body.len().min(4096)]);
+    let code = error_type
+        .map(|t| t.split(':').next().unwrap_or(t).to_string())
+        .or_else(|| {
+            let xml = text.split("<Code>").nth(1)?.split("</Code>").next()?;
+            Some(xml.to_string())
+        })
+        .or_else(|| {
+            let json = text.split("\"__type\"").nth(1)?.split('"').nth(1)?;
+            Some(json.rsplit('#').next().unwrap_or(json).to_string())
+        });
+    if status == 429
+        || code
+            .as_deref()
+            .is_some_and(|c| THROTTLING_CODES.contains(&c))
+    {
+        return "throttled";
+    }
+    match classify(code.as_deref(), Some(status)) {
+        ErrorClass::NotFound => "not_found",
+        ErrorClass::Transient => "transient",
+        ErrorClass::Conflict => "conflict",
+        ErrorClass::Refused => "refused",
+        ErrorClass::Transport => "transport",
+    }
 }
 
 /// Counts calls by service and operation; cheap to clone (shared).
@@ -112,6 +153,12 @@ impl CallRecorder for Recorders {
             r.record(service, operation, outcome, elapsed);
         }
     }
+
+    fn record_attempt_error(&self, service: &str, operation: &str, class: &str) {
+        for r in &self.0 {
+            r.record_attempt_error(service, operation, class);
+        }
+    }
 }
 
 /// Whether an operation name is a write.
@@ -148,6 +195,33 @@ impl Intercept for CountingInterceptor {
         Ok(())
     }
 
+    /// Every failed attempt, retried or not, with its class.
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if matches!(context.output_or_error(), Some(Ok(_))) {
+            return Ok(());
+        }
+        let (service, operation) = cfg
+            .load::<Metadata>()
+            .map(|m| (m.service().to_string(), m.name().to_string()))
+            .unwrap_or_else(|| ("unknown".into(), "unknown".into()));
+        let class = match context.response() {
+            Some(resp) => attempt_error_class(
+                Some(resp.status().as_u16()),
+                resp.body().bytes().unwrap_or_default(),
+                resp.headers().get("x-amzn-ErrorType"),
+            ),
+            None => attempt_error_class(None, &[], None),
+        };
+        self.recorder
+            .record_attempt_error(&service, &operation, class);
+        Ok(())
+    }
+
     fn read_after_execution(
         &self,
         context: &FinalizerInterceptorContextRef<'_>,
@@ -176,6 +250,26 @@ impl Intercept for CountingInterceptor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_attempts_are_classed_from_each_protocols_answer() {
+        let ec2 = b"<Response><Errors><Error><Code>RequestLimitExceeded</Code></Error></Errors></Response>";
+        assert_eq!(attempt_error_class(Some(503), ec2, None), "throttled");
+        let query = b"<ErrorResponse><Error><Code>Throttling</Code></Error></ErrorResponse>";
+        assert_eq!(attempt_error_class(Some(400), query, None), "throttled");
+        let json = br#"{"__type":"com.amazonaws#ThrottlingException","message":"slow"}"#;
+        assert_eq!(attempt_error_class(Some(400), json, None), "throttled");
+        assert_eq!(
+            attempt_error_class(Some(400), b"{}", Some("ThrottlingException:http://x")),
+            "throttled"
+        );
+        let denied = b"<ErrorResponse><Error><Code>AccessDenied</Code></Error></ErrorResponse>";
+        assert_eq!(attempt_error_class(Some(403), denied, None), "refused");
+        let missing = b"<Response><Errors><Error><Code>InvalidGroup.NotFound</Code></Error></Errors></Response>";
+        assert_eq!(attempt_error_class(Some(400), missing, None), "not_found");
+        assert_eq!(attempt_error_class(Some(500), b"", None), "transient");
+        assert_eq!(attempt_error_class(None, b"", None), "transport");
+    }
 
     #[test]
     fn stats_count_calls_errors_and_writes() {

@@ -51,6 +51,18 @@ const NOT_FOUND_CODES: &[&str] = &[
     "InvalidSubnetID.NotFound",
 ];
 
+/// The codes with which each service says it throttles.
+pub(crate) const THROTTLING_CODES: &[&str] = &[
+    "RequestLimitExceeded",
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequestsException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "SlowDown",
+];
+
 const TRANSIENT_CODES: &[&str] = &[
     "RequestLimitExceeded",
     "Throttling",
@@ -169,7 +181,7 @@ fn raw_status<E, R: std::fmt::Debug>(err: &SdkError<E, R>) -> Option<u16> {
     }
 }
 
-fn classify(code: Option<&str>, status: Option<u16>) -> ErrorClass {
+pub(crate) fn classify(code: Option<&str>, status: Option<u16>) -> ErrorClass {
     match code {
         Some(c)
             if NOT_FOUND_CODES.contains(&c)

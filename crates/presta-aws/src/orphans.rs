@@ -3,9 +3,10 @@
 //! the file). They are reported — by `plan`, `GET /orphans` and the
 //! `presta_orphaned_resources` gauge — and never deleted, except by `destroy --stack NAME`.
 //!
-//! One list call per kind that can be filtered or listed with its tags (security groups,
-//! launch templates, Auto Scaling groups, databases, file systems): five calls per region,
-//! made concurrently. Every stack has security groups, so a forgotten stack is always found.
+//! Two list calls per region in steady state (security groups filtered by the ownership tag,
+//! file systems with their tags): every stack has security groups, and a file system kept by
+//! `destroy` outlives them. Only when a forgotten stack shows up are its launch templates,
+//! Auto Scaling groups and databases listed too (three more calls).
 
 use std::collections::BTreeSet;
 
@@ -51,7 +52,9 @@ pub async fn find(aws: &Aws, known: &BTreeSet<String>) -> Result<Vec<Orphan>, Aw
             .values(MANAGED_BY_VALUE)
             .build()
     };
-    let (sgs, lts, asgs, dbs, fss) = tokio::try_join!(
+    // Every stack has security groups and the file system outlives a destroy: these two
+    // calls find the forgotten stacks; their other kinds are listed only when there are some.
+    let (sgs, fss) = tokio::try_join!(
         async {
             aws.ec2
                 .describe_security_groups()
@@ -64,43 +67,6 @@ pub async fn find(aws: &Aws, known: &BTreeSet<String>) -> Result<Vec<Orphan>, Aw
                 .aws("DescribeSecurityGroups")
         },
         async {
-            aws.ec2
-                .describe_launch_templates()
-                .filters(tag_filter())
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .aws("DescribeLaunchTemplates")
-        },
-        async {
-            aws.autoscaling
-                .describe_auto_scaling_groups()
-                .filters(
-                    aws_sdk_autoscaling::types::Filter::builder()
-                        .name(format!("tag:{TAG_MANAGED_BY}"))
-                        .values(MANAGED_BY_VALUE)
-                        .build(),
-                )
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .aws("DescribeAutoScalingGroups")
-        },
-        async {
-            aws.rds
-                .describe_db_instances()
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .aws("DescribeDBInstances")
-        },
-        async {
             aws.efs
                 .describe_file_systems()
                 .into_paginator()
@@ -111,6 +77,65 @@ pub async fn find(aws: &Aws, known: &BTreeSet<String>) -> Result<Vec<Orphan>, Aw
                 .aws("DescribeFileSystems")
         },
     )?;
+    let stack_of = |tags: Vec<(&str, &str)>| owned(tags.into_iter());
+    let any_orphan = sgs
+        .iter()
+        .filter_map(|g| {
+            stack_of(
+                g.tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?, t.value()?)))
+                    .collect(),
+            )
+        })
+        .chain(
+            fss.iter()
+                .filter_map(|f| stack_of(f.tags().iter().map(|t| (t.key(), t.value())).collect())),
+        )
+        .any(|s| !known.contains(&s));
+    let (lts, asgs, dbs) = if any_orphan {
+        tokio::try_join!(
+            async {
+                aws.ec2
+                    .describe_launch_templates()
+                    .filters(tag_filter())
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>()
+                    .await
+                    .aws("DescribeLaunchTemplates")
+            },
+            async {
+                aws.autoscaling
+                    .describe_auto_scaling_groups()
+                    .filters(
+                        aws_sdk_autoscaling::types::Filter::builder()
+                            .name(format!("tag:{TAG_MANAGED_BY}"))
+                            .values(MANAGED_BY_VALUE)
+                            .build(),
+                    )
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>()
+                    .await
+                    .aws("DescribeAutoScalingGroups")
+            },
+            async {
+                aws.rds
+                    .describe_db_instances()
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>()
+                    .await
+                    .aws("DescribeDBInstances")
+            },
+        )?
+    } else {
+        (Vec::new(), Vec::new(), Vec::new())
+    };
     let mut out = Vec::new();
     let mut push = |stack: Option<String>, kind: Kind, name: &str, id: &str, retained: bool| {
         if let Some(stack) = stack.filter(|s| !known.contains(s)) {

@@ -75,6 +75,7 @@ pub struct Metrics {
     pub stacks_configured: Gauge,
     pub orphaned_resources: IntGaugeVec,
     pub reconcile_errors: IntCounterVec,
+    pub aws_errors: IntCounterVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -186,6 +187,11 @@ impl Metrics {
                 &["result"],
             ),
             stacks_configured,
+            aws_errors: counter(
+                "presta_aws_api_errors_total",
+                "Failed attempts of AWS calls, retried or not, by service, operation and class (throttled, transient, not_found, conflict, refused, transport).",
+                &["service", "operation", "class"],
+            ),
             reconcile_errors: counter(
                 "presta_reconcile_errors_total",
                 "Resources whose step failed in a reconcile run, by stack, kind and the class of the AWS error (not_found, transient, conflict, refused, transport; `other` for a failure that is not an AWS error).",
@@ -338,6 +344,12 @@ impl CallRecorder for Metrics {
         self.aws_call_duration
             .with_label_values(&[service, operation])
             .observe(elapsed.as_secs_f64());
+    }
+
+    fn record_attempt_error(&self, service: &str, operation: &str, class: &str) {
+        self.aws_errors
+            .with_label_values(&[service, operation, class])
+            .inc();
     }
 }
 

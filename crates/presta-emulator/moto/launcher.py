@@ -19,6 +19,14 @@ Extra routes (never used by the product, only by tests and the benchmark):
   DELETE /_presta/calls  -> resets the log
   PUT    /_presta/latency?ms=N -> every AWS call answers N ms later (0: off), to
                                   stop a client at chosen points of a run
+  PUT    /_presta/faults?rate=R&seed=S[&services=ec2,rds][&operations=A,B]
+                                -> a share R (0..1) of the AWS calls fails, drawn from a
+                                   random generator seeded with S, as AWS fails: the
+                                   service's own throttling error, 500/503 before the call
+                                   is processed, or a 500 *after* it was processed (the
+                                   answer is lost: the client must not create twice).
+                                   rate=0 turns faults off. Faults counted in the call log
+                                   ("fault": kind).
   (moto's own POST /moto-api/reset wipes all emulated state.)
 
 It binds only to loopback addresses: it refuses any other host.
@@ -362,11 +370,84 @@ def _operation(environ: dict[str, Any], body: bytes) -> str:
     return f"{environ.get('REQUEST_METHOD', 'GET')} {path}"
 
 
+# Each protocol's error shape, and each service's throttling code.
+_THROTTLE = {
+    "ec2": ("ec2", "RequestLimitExceeded"),
+    "elasticloadbalancing": ("query", "Throttling"),
+    "rds": ("query", "Throttling"),
+    "autoscaling": ("query", "Throttling"),
+    "ssm": ("json", "ThrottlingException"),
+    "elasticfilesystem": ("rest", "ThrottlingException"),
+    "dynamodb": ("json", "ThrottlingException"),
+}
+
+
+def _error(service: str, status: int, code: str, message: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    """An error answer in the protocol of `service`."""
+    shape = _THROTTLE.get(service, ("query", ""))[0]
+    request_id = str(uuid.uuid4())
+    if shape == "ec2":
+        body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code>"
+                f"<Message>{message}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>")
+        ctype = "text/xml"
+    elif shape == "query":
+        body = (f"<ErrorResponse><Error><Type>{'Receiver' if status >= 500 else 'Sender'}</Type><Code>{code}</Code>"
+                f"<Message>{message}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>")
+        ctype = "text/xml"
+    else:
+        body = json.dumps({"__type": code, "message": message, "ErrorCode": code, "Message": message})
+        ctype = "application/x-amz-json-1.1" if shape == "json" else "application/json"
+    reasons = {400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+    data = body.encode()
+    headers = [("Content-Type", ctype), ("Content-Length", str(len(data))), ("x-amzn-RequestId", request_id),
+               ("x-amzn-ErrorType", code)]
+    return f"{status} {reasons.get(status, 'Error')}", headers, data
+
+
+class Faults:
+    """Seeded fault injection: which calls fail, and how."""
+
+    def __init__(self) -> None:
+        import random
+
+        self._lock = threading.Lock()
+        self._random = random.Random(0)
+        self.rate = 0.0
+        self.services: set[str] = set()
+        self.operations: set[str] = set()
+
+    def configure(self, query: str) -> dict[str, Any]:
+        import random
+        from urllib.parse import parse_qs
+
+        q = {k: v[0] for k, v in parse_qs(query).items()}
+        with self._lock:
+            self.rate = max(0.0, min(1.0, float(q.get("rate", "0"))))
+            self._random = random.Random(int(q.get("seed", "0")))
+            self.services = {x for x in q.get("services", "").split(",") if x}
+            self.operations = {x for x in q.get("operations", "").split(",") if x}
+            return {"rate": self.rate, "services": sorted(self.services), "operations": sorted(self.operations)}
+
+    def draw(self, service: str, operation: str) -> str | None:
+        """The fault for this call, if any: throttle, unavailable, internal, lost."""
+        with self._lock:
+            if self.rate <= 0:
+                return None
+            if self.services and service not in self.services:
+                return None
+            if self.operations and operation not in self.operations:
+                return None
+            if self._random.random() >= self.rate:
+                return None
+            return self._random.choice(["throttle", "throttle", "unavailable", "internal", "lost"])
+
+
 class Instrumented:
     def __init__(self, app: Any, log: CallLog) -> None:
         self.app = app
         self.log = log
         self.latency_ms = 0.0
+        self.faults = Faults()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -378,6 +459,10 @@ class Instrumented:
                 calls = self.log.snapshot()
                 payload = {"total": len(calls), "calls": calls}
             data = json.dumps(payload).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+            return [data]
+        if path == "/_presta/faults":
+            data = json.dumps(self.faults.configure(environ.get("QUERY_STRING", ""))).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
             return [data]
         if path == "/_presta/latency":
@@ -406,7 +491,35 @@ class Instrumented:
 
         if self.latency_ms > 0:
             time.sleep(self.latency_ms / 1000)
+        fault = self.faults.draw(service, operation)
+        agent = "terraform" if "Terraform" in environ.get("HTTP_USER_AGENT", "") else "other"
+        if fault in ("throttle", "unavailable", "internal"):
+            # Refused before it is processed: nothing happened at AWS.
+            if fault == "throttle":
+                code = _THROTTLE.get(service, ("query", "Throttling"))[1]
+                status = 400
+            elif fault == "unavailable":
+                code, status = "ServiceUnavailable", 503
+            else:
+                code, status = "InternalFailure", 500
+            line, headers, data = _error(service, status, code, "injected fault")
+            start_response(line, headers)
+            self.log.add({"service": service, "operation": operation, "status": status, "ms": 0.0,
+                          "agent": agent, "fault": fault})
+            return [data]
         started = time.perf_counter()
+        if fault == "lost":
+            # Processed, but the answer is lost on the way back: the client sees a 500.
+            def _discard(status: str, headers: Any, exc_info: Any = None) -> Any:
+                return lambda _data: None
+
+            for _chunk in self.app(environ, _discard):
+                pass
+            line, headers, data = _error(service, 500, "InternalFailure", "injected fault after processing")
+            start_response(line, headers)
+            self.log.add({"service": service, "operation": operation, "status": 500,
+                          "ms": round((time.perf_counter() - started) * 1000, 2), "agent": agent, "fault": fault})
+            return [data]
         result = self.app(environ, _start)
         self.log.add(
             {

@@ -92,6 +92,10 @@ pub struct Call {
     pub ms: f64,
     /// `terraform` when the User-Agent says so, else `other`.
     pub agent: String,
+    /// The fault injected into this call, if one was (`throttle`, `unavailable`,
+    /// `internal`, `lost`).
+    #[serde(default)]
+    pub fault: Option<String>,
 }
 
 impl Call {
@@ -305,6 +309,21 @@ impl Emulator {
             .map(|_| ())
     }
 
+    /// Makes a share `rate` (0 to 1) of the AWS calls fail as AWS fails (the service's own
+    /// throttling error, 500/503 before processing, or a 500 after processing: a lost
+    /// answer), drawn from a generator seeded with `seed`; `services` limits it to those
+    /// signing names (`ec2`, `rds`, `elasticfilesystem`...), empty for all. `rate` 0 stops.
+    pub fn set_faults(&self, rate: f64, seed: u64, services: &[&str]) -> Result<(), EmulatorError> {
+        self.http(
+            "PUT",
+            &format!(
+                "/_presta/faults?rate={rate}&seed={seed}&services={}",
+                services.join(",")
+            ),
+        )
+        .map(|_| ())
+    }
+
     fn http(&self, method: &str, path: &str) -> Result<String, EmulatorError> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -423,6 +442,7 @@ mod tests {
             status: 200,
             ms: 1.0,
             agent: "other".into(),
+            fault: None,
         };
         assert!(!call("DescribeSecurityGroups").is_mutating());
         assert!(!call("GetParameters").is_mutating());
