@@ -34,6 +34,10 @@ pub struct Args {
     /// Stacks reconciled at once.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// plan: skip the search for orphaned stacks (resources of stacks in none of the files),
+    /// e.g. when the files given are only part of what runs in the region.
+    #[arg(long)]
+    no_orphans: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -87,11 +91,11 @@ pub fn run(args: &Args, mode: Mode) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let report = runtime.block_on(async {
-        if mode == Mode::Plan {
+        if mode == Mode::Plan && !args.no_orphans {
             let stats = presta_aws::calls::CallStats::default();
             let (mut report, (orphans, error)) = tokio::join!(
                 engine.run(&stacks, mode),
-                engine.orphans(&regions, &known, &stats)
+                engine.orphans(&regions, &known, false, &stats)
             );
             report.orphans = orphans;
             report.orphans_error = error;

@@ -755,3 +755,25 @@ async fn destroy_lifts_the_load_balancers_deletion_protection() {
         "{report:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_reports_a_file_system_destroy_kept_as_a_retained_orphan() {
+    let env = Env::start();
+    env.apply(&env.demo());
+    let (code, report) = destroy(&env, &[]);
+    assert_eq!(code, 0, "{report:#}");
+    // The configuration no longer has `demo`; its groups are gone, its file system is kept.
+    let other = env.config("other.yaml", |t| t.replace("name: demo\n", "name: shop\n"));
+    let d = env.serve(&other, &["--interval", "600"]);
+    d.eventually(60, "the kept file system is reported", |d| {
+        d.json("GET", "/orphans")["orphans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["stack"] == "demo" && o["kind"] == "file_system" && o["retained"] == true)
+    });
+    assert_eq!(
+        d.metric(r#"presta_orphaned_resources{kind="file_system",stack="demo"}"#),
+        Some(1.0)
+    );
+}

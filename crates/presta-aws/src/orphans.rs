@@ -3,10 +3,10 @@
 //! the file). They are reported — by `plan`, `GET /orphans` and the
 //! `presta_orphaned_resources` gauge — and never deleted, except by `destroy --stack NAME`.
 //!
-//! Two list calls per region in steady state (security groups filtered by the ownership tag,
-//! file systems with their tags): every stack has security groups, and a file system kept by
-//! `destroy` outlives them. Only when a forgotten stack shows up are its launch templates,
-//! Auto Scaling groups and databases listed too (three more calls).
+//! One list call per region in steady state (security groups filtered by the ownership tag:
+//! every stack has them). Only when a forgotten stack shows up are the launch templates, Auto
+//! Scaling groups, databases and file systems listed too. The daemon's periodic search is
+//! thorough: it also lists the file systems, where one kept by `destroy` outlives the groups.
 
 use std::collections::BTreeSet;
 
@@ -44,7 +44,11 @@ fn owned<'a>(tags: impl Iterator<Item = (&'a str, &'a str)>) -> Option<String> {
 }
 
 /// The orphans of `aws`'s region: owned resources whose stack is not in `known`.
-pub async fn find(aws: &Aws, known: &BTreeSet<String>) -> Result<Vec<Orphan>, AwsError> {
+pub async fn find(
+    aws: &Aws,
+    known: &BTreeSet<String>,
+    thorough: bool,
+) -> Result<Vec<Orphan>, AwsError> {
     let region = aws.region.clone();
     let tag_filter = || {
         aws_sdk_ec2::types::Filter::builder()
@@ -52,33 +56,23 @@ pub async fn find(aws: &Aws, known: &BTreeSet<String>) -> Result<Vec<Orphan>, Aw
             .values(MANAGED_BY_VALUE)
             .build()
     };
-    // Every stack has security groups and the file system outlives a destroy: these two
-    // calls find the forgotten stacks; their other kinds are listed only when there are some.
-    let (sgs, fss) = tokio::try_join!(
-        async {
-            aws.ec2
-                .describe_security_groups()
-                .filters(tag_filter())
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .aws("DescribeSecurityGroups")
-        },
-        async {
-            aws.efs
-                .describe_file_systems()
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .aws("DescribeFileSystems")
-        },
-    )?;
+    // Every stack has security groups: one tag-filtered call finds the forgotten stacks.
+    // The other kinds are listed only when there are some, or for a thorough search (the
+    // daemon's, which also finds a file system `destroy` kept after its groups went).
+    let sgs = async {
+        aws.ec2
+            .describe_security_groups()
+            .filters(tag_filter())
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .aws("DescribeSecurityGroups")
+    }
+    .await?;
     let stack_of = |tags: Vec<(&str, &str)>| owned(tags.into_iter());
-    let any_orphan = sgs
+    let sg_orphan = sgs
         .iter()
         .filter_map(|g| {
             stack_of(
@@ -88,11 +82,27 @@ pub async fn find(aws: &Aws, known: &BTreeSet<String>) -> Result<Vec<Orphan>, Aw
                     .collect(),
             )
         })
-        .chain(
-            fss.iter()
-                .filter_map(|f| stack_of(f.tags().iter().map(|t| (t.key(), t.value())).collect())),
-        )
         .any(|s| !known.contains(&s));
+    let fss = if sg_orphan || thorough {
+        async {
+            aws.efs
+                .describe_file_systems()
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .aws("DescribeFileSystems")
+        }
+        .await?
+    } else {
+        Vec::new()
+    };
+    let any_orphan = sg_orphan
+        || fss
+            .iter()
+            .filter_map(|f| stack_of(f.tags().iter().map(|t| (t.key(), t.value())).collect()))
+            .any(|s| !known.contains(&s));
     let (lts, asgs, dbs) = if any_orphan {
         tokio::try_join!(
             async {

@@ -53,7 +53,11 @@ impl Controller {
             )
         };
         let stats = CallStats::default();
-        let (orphans, error) = self.inner.engine.orphans(&regions, &known, &stats).await;
+        let (orphans, error) = self
+            .inner
+            .engine
+            .orphans(&regions, &known, true, &stats)
+            .await;
         if let Some(e) = &error {
             tracing::warn!(error = %e, "looking for orphaned resources failed");
         }

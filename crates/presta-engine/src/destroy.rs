@@ -480,7 +480,7 @@ async fn run(
                 },
                 name: n(c),
                 id: None,
-                note: Some("kept: the retained database uses it".into()),
+                note: Some("the retained database uses it".into()),
             });
         }
     }
@@ -498,7 +498,7 @@ async fn run(
                     kind: Kind::Parameter,
                     name: p.clone(),
                     id: Some(format!("version {}", live.version)),
-                    note: Some("kept: the kept database snapshot and the shop's files use this password (SSM standard parameters cost nothing)".into()),
+                    note: Some("the kept database snapshot and the shop's files use this password (SSM standard parameters cost nothing)".into()),
                 });
             } else {
                 cx.delete(report, &Parameters, p, live).await?;

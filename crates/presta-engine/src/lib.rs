@@ -106,12 +106,14 @@ impl Engine {
         }
     }
 
-    /// The resources of stacks not in `known`, in the regions of `regions` (five list calls
-    /// per region). Errors are collected per region, not fatal.
+    /// The resources of stacks not in `known`, in the regions of `regions` (one call per
+    /// region in steady state; `thorough` also lists the file systems). Errors are collected
+    /// per region, not fatal.
     pub async fn orphans(
         &self,
         regions: &BTreeSet<String>,
         known: &BTreeSet<String>,
+        thorough: bool,
         stats: &CallStats,
     ) -> (Vec<presta_aws::orphans::Orphan>, Option<String>) {
         let mut all: Vec<Arc<dyn CallRecorder>> = vec![Arc::new(stats.clone())];
@@ -121,7 +123,7 @@ impl Engine {
             let recorder = recorder.clone();
             async move {
                 let aws = Aws::connect(region, &self.settings.client, recorder).await;
-                presta_aws::orphans::find(&aws, known)
+                presta_aws::orphans::find(&aws, known, thorough)
                     .await
                     .map_err(|e| format!("{region}: {e}"))
             }
