@@ -1,8 +1,8 @@
-//! Every default of the spec, in one place.
-//!
-//! The model refers to these functions through `#[serde(default = "...")]`, the JSON Schema
-//! shows them, and `presta-reconciler validate --print-defaults` prints a file with all of
-//! them applied. Change a default here and all three follow.
+//! The defaults of the spec's plain values, each written once. The model refers to these
+//! functions through `#[serde(default = "...")]`; enums and structured values carry their
+//! default themselves (`#[default]` variants, `impl Default`), so this module depends on no
+//! model type. The JSON Schema shows every default, and `presta-reconciler validate
+//! --print-defaults` prints a file with all of them applied.
 
 use std::collections::BTreeMap;
 
@@ -18,9 +18,6 @@ pub const AL2023_X86_64_PARAMETER: &str =
 pub const AL2023_ARM64_PARAMETER: &str =
     "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64";
 
-pub fn scheme() -> crate::model::Scheme {
-    crate::model::Scheme::InternetFacing
-}
 pub fn allowed_cidrs() -> Vec<String> {
     vec!["0.0.0.0/0".to_string()]
 }
@@ -76,12 +73,6 @@ pub fn deregistration_delay_seconds() -> u32 {
     30
 }
 
-pub fn ami() -> crate::model::AmiSource {
-    crate::model::AmiSource {
-        id: None,
-        ssm_parameter: Some(AL2023_X86_64_PARAMETER.to_string()),
-    }
-}
 pub fn instance_type() -> String {
     "t3.small".to_string()
 }
@@ -157,9 +148,6 @@ pub fn database_username() -> String {
 pub fn encrypted() -> bool {
     true
 }
-pub fn throughput_mode() -> crate::model::ThroughputMode {
-    crate::model::ThroughputMode::Elastic
-}
 pub fn transition_to_ia_days() -> Option<u32> {
     Some(30)
 }
@@ -174,10 +162,6 @@ pub fn efs_backups() -> bool {
 /// filled in by [`crate::model::Stack::with_defaults`] rather than by serde.
 pub fn parameter_prefix(stack: &str) -> String {
     format!("/presta-reconciler/{stack}")
-}
-
-pub fn mode() -> crate::model::Enforcement {
-    crate::model::Enforcement::Enforce
 }
 
 pub fn yes() -> bool {

@@ -98,9 +98,10 @@ pub struct SubnetSelector {
 }
 
 /// Whether the load balancer faces the internet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scheme {
+    #[default]
     InternetFacing,
     Internal,
 }
@@ -119,7 +120,7 @@ impl Scheme {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoadBalancer {
-    #[serde(default = "d::scheme")]
+    #[serde(default)]
     pub scheme: Scheme,
     /// Client networks allowed to reach the load balancer on its listener ports (CIDR blocks,
     /// IPv4 or IPv6).
@@ -155,7 +156,7 @@ pub struct LoadBalancer {
 impl Default for LoadBalancer {
     fn default() -> Self {
         Self {
-            scheme: d::scheme(),
+            scheme: Scheme::default(),
             allowed_cidrs: d::allowed_cidrs(),
             idle_timeout_seconds: d::idle_timeout_seconds(),
             drop_invalid_header_fields: d::enabled(),
@@ -248,7 +249,7 @@ impl Default for Stickiness {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Compute {
     /// The machine image: an AMI id, or an SSM public parameter resolved at each reconcile.
-    #[serde(default = "d::ami")]
+    #[serde(default)]
     pub ami: AmiSource,
     #[serde(default = "d::instance_type")]
     pub instance_type: String,
@@ -290,6 +291,16 @@ pub struct AmiSource {
     /// An SSM parameter holding the AMI id, e.g. the Amazon Linux 2023 public parameter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssm_parameter: Option<String>,
+}
+
+impl Default for AmiSource {
+    /// The latest Amazon Linux 2023 (x86_64), resolved at each reconcile.
+    fn default() -> Self {
+        AmiSource {
+            id: None,
+            ssm_parameter: Some(d::AL2023_X86_64_PARAMETER.to_string()),
+        }
+    }
 }
 
 /// How a launch-template change rolls through the group.
@@ -398,9 +409,11 @@ impl Default for Database {
 }
 
 /// EFS throughput mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ThroughputMode {
+    // AWS's recommendation (the API's own default is bursting).
+    #[default]
     Elastic,
     Bursting,
     Provisioned,
@@ -424,7 +437,7 @@ pub struct FileSystem {
     /// Encryption at rest; cannot be changed after creation.
     #[serde(default = "d::encrypted")]
     pub encrypted: bool,
-    #[serde(default = "d::throughput_mode")]
+    #[serde(default)]
     pub throughput_mode: ThroughputMode,
     /// MiB/s, only with `throughputMode: provisioned`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -450,7 +463,7 @@ impl Default for FileSystem {
     fn default() -> Self {
         Self {
             encrypted: d::encrypted(),
-            throughput_mode: d::throughput_mode(),
+            throughput_mode: ThroughputMode::default(),
             provisioned_throughput_mibps: None,
             transition_to_ia_days: d::transition_to_ia_days(),
             transition_to_primary_on_access: d::transition_to_primary_on_access(),
@@ -470,18 +483,19 @@ pub struct Secrets {
 }
 
 /// `enforce` corrects drift; `observe` only reports it and changes nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Enforcement {
+    #[default]
     Enforce,
     Observe,
 }
 
 /// What the reconciler may do to this stack.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Policy {
-    #[serde(default = "d::mode")]
+    #[serde(default)]
     pub mode: Enforcement,
     /// Take over resources that already carry the stack's deterministic names but no ownership
     /// tag (made by hand or by another tool). Off by default: such a resource is reported as
@@ -491,16 +505,6 @@ pub struct Policy {
     /// What `destroy` does with the data-bearing resources.
     #[serde(default)]
     pub deletion: Deletion,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            mode: d::mode(),
-            adopt_existing: false,
-            deletion: Deletion::default(),
-        }
-    }
 }
 
 /// What `destroy` does with the database.
