@@ -216,7 +216,7 @@ async fn the_daemon_converges_and_heals_through_failing_calls_and_counts_the_err
         }
     }
     assert!(opened);
-    d.eventually(120, "the loop heals port 22 despite the faults", |d| {
+    d.eventually(240, "the loop heals port 22 despite the faults", |d| {
         d.metric(
             r#"presta_drift_corrected_total{field="ingress",kind="security_group",stack="demo"}"#,
         )

@@ -307,13 +307,21 @@ impl Driver for SecurityGroups {
             let extra: Vec<&Rule> = live.ingress.difference(&desired.ingress).collect();
             let missing: Vec<&Rule> = desired.ingress.difference(&live.ingress).collect();
             if !extra.is_empty() {
-                aws.ec2
+                let res = aws
+                    .ec2
                     .revoke_security_group_ingress()
                     .group_id(&live.id)
                     .set_ip_permissions(Some(extra.iter().map(|r| permission(r)).collect()))
                     .send()
                     .await
-                    .aws("RevokeSecurityGroupIngress")?;
+                    .aws("RevokeSecurityGroupIngress");
+                match res {
+                    Ok(_) => {}
+                    // Already gone: revoked by an earlier attempt whose answer was lost, or by
+                    // someone else. The rule is not there, which is what was wanted.
+                    Err(e) if e.has_code("InvalidPermission.NotFound") => {}
+                    Err(e) => return Err(e),
+                }
             }
             if !missing.is_empty() {
                 let res = aws

@@ -296,7 +296,11 @@ impl Controller {
 
     /// The stacks due now (marked running), and when the next one is due.
     fn take_due(&self) -> (Vec<Arc<Stack>>, Option<Instant>) {
-        let now = Instant::now();
+        self.take_due_at(Instant::now())
+    }
+
+    /// [`Controller::take_due`] as if it were `now`.
+    fn take_due_at(&self, now: Instant) -> (Vec<Arc<Stack>>, Option<Instant>) {
         let mut st = self.state();
         let mut batch = Vec::new();
         let mut next: Option<Instant> = None;
@@ -603,6 +607,96 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn demo() -> Stack {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/demo.yaml");
+        presta_spec::load_path(&path)
+            .unwrap()
+            .remove(0)
+            .stack
+            .with_defaults()
+    }
+
+    /// A controller whose loop is not running: the scheduling state is driven by hand.
+    fn controller() -> Controller {
+        let engine = Engine::new(presta_engine::Settings {
+            client: presta_aws::ClientSettings {
+                endpoint_url: Some("http://127.0.0.1:9".into()),
+                static_credentials: Some(("k".into(), "s".into())),
+                ..presta_aws::ClientSettings::default()
+            },
+            ..presta_engine::Settings::default()
+        });
+        Controller::new(
+            engine,
+            Metrics::new(),
+            ControllerSettings::default(),
+            vec![demo()],
+            vec!["demo.yaml".into()],
+        )
+    }
+
+    fn names(batch: &[Arc<Stack>]) -> Vec<&str> {
+        batch.iter().map(|s| s.name()).collect()
+    }
+
+    #[test]
+    fn triggers_coalesce_and_a_trigger_during_a_run_queues_exactly_one_follow_up() {
+        let c = controller();
+        let (batch, _) = c.take_due();
+        assert_eq!(names(&batch), ["demo"], "due at start");
+        let started = (Instant::now(), SystemTime::now());
+        // During the run: any number of triggers wait for one follow-up run, the second.
+        let first = c.trigger(Some("demo")).unwrap();
+        let again = c.trigger(Some("demo")).unwrap();
+        let all = c.trigger(None).unwrap();
+        assert_eq!(first, [("demo".to_string(), 2)]);
+        assert_eq!(again, first);
+        assert_eq!(all, first);
+        assert!(c.take_due().0.is_empty(), "never twice at once");
+        c.finish(StackReport::new(&demo(), Mode::Apply, false), started);
+        // The follow-up is due at once, and only one.
+        let (batch, _) = c.take_due();
+        assert_eq!(names(&batch), ["demo"]);
+        c.finish(StackReport::new(&demo(), Mode::Apply, false), started);
+        let (batch, next) = c.take_due();
+        assert!(batch.is_empty(), "no second follow-up");
+        let wait = next.unwrap().saturating_duration_since(Instant::now());
+        assert!(
+            wait > Duration::from_secs(50) && wait <= Duration::from_secs(66),
+            "a converged stack is due an interval (60 s ± 10 %) later: {wait:?}"
+        );
+        assert_eq!(c.status("demo").unwrap().runs, 2);
+    }
+
+    #[test]
+    fn a_failed_run_backs_off_and_a_trigger_overrides_the_backoff() {
+        let c = controller();
+        let started = (Instant::now(), SystemTime::now());
+        for (failures, expected) in [(1u32, 5u64), (2, 10), (3, 20)] {
+            let (batch, _) = c.take_due_at(Instant::now() + Duration::from_secs(3600));
+            assert_eq!(names(&batch), ["demo"], "failure {failures}");
+            let mut failed = StackReport::new(&demo(), Mode::Apply, false);
+            failed.error = Some("observing eu-west-3 failed: no answer".into());
+            c.finish(failed, started);
+            let st = c.state();
+            let e = &st.stacks["demo"];
+            assert_eq!(e.failures, failures);
+            let wait = e.due.saturating_duration_since(Instant::now());
+            assert!(
+                wait <= Duration::from_secs(expected) && wait > Duration::from_secs(expected - 1),
+                "after {failures} failures the next run is {wait:?} away"
+            );
+        }
+        c.trigger(Some("demo")).unwrap();
+        assert_eq!(
+            names(&c.take_due().0),
+            ["demo"],
+            "a forced run ignores the backoff"
+        );
+        c.shutdown();
+        assert_eq!(c.trigger(Some("demo")), Err(TriggerError::ShuttingDown));
+    }
     use std::time::Duration;
 
     #[test]
