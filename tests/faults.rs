@@ -176,7 +176,7 @@ async fn the_daemon_converges_and_heals_through_failing_calls_and_counts_the_err
     env.emu.set_faults(0.3, 11, &[]).unwrap();
     let d = env.serve(&env.demo(), &["--interval", "2", "--max-backoff", "4"]);
     d.eventually(
-        180,
+        300,
         "the loop converges the stack despite the faults",
         |d| d.json("GET", "/stacks/demo")["state"] == "converged",
     );
