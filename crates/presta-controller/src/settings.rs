@@ -1,0 +1,70 @@
+//! How often and how patiently the daemon reconciles, and why a trigger is refused.
+
+use std::time::Duration;
+
+/// How often and how patiently the daemon reconciles.
+#[derive(Debug, Clone)]
+pub struct ControllerSettings {
+    /// Time between two runs of a converged stack.
+    pub interval: Duration,
+    /// Spread of the interval, as a fraction (0.1: ±10%), so that stacks do not all hit AWS at
+    /// the same second.
+    pub jitter: f64,
+    /// Next look at a stack that waits for AWS (a database being created).
+    pub pending_requeue: Duration,
+    /// First delay after a failure; doubles with each further failure.
+    pub backoff_base: Duration,
+    /// The longest delay after failures.
+    pub backoff_max: Duration,
+    /// `/readyz` fails when the last successful AWS observation is older than this.
+    pub ready_max_age: Duration,
+    /// `/readyz` fails when an observation has waited this long for AWS (about two attempt
+    /// timeouts): a frozen or black-holed endpoint shows within seconds, not after the
+    /// whole operation timeout.
+    pub stuck_after: Duration,
+}
+
+impl Default for ControllerSettings {
+    fn default() -> Self {
+        ControllerSettings {
+            interval: Duration::from_secs(60),
+            jitter: 0.1,
+            pending_requeue: Duration::from_secs(15),
+            backoff_base: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(300),
+            ready_max_age: Duration::from_secs(180),
+            stuck_after: Duration::from_secs(20),
+        }
+    }
+}
+
+impl ControllerSettings {
+    /// The delay before the next run after `failures` failures in a row (at least one).
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+        self.backoff_base
+            .saturating_mul(factor)
+            .min(self.backoff_max)
+    }
+
+    /// The interval, spread by up to ±`jitter`.
+    pub(crate) fn jittered_interval(&self) -> Duration {
+        let mut buf = [0u8; 8];
+        let unit = if getrandom::fill(&mut buf).is_ok() {
+            (u64::from_le_bytes(buf) >> 11) as f64 / (1u64 << 53) as f64
+        } else {
+            0.5
+        };
+        let spread = self.jitter.clamp(0.0, 0.9) * (2.0 * unit - 1.0);
+        self.interval.mul_f64(1.0 + spread)
+    }
+}
+
+/// Why a trigger was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TriggerError {
+    #[error("no stack `{stack}` in the configuration (stacks: {known})")]
+    UnknownStack { stack: String, known: String },
+    #[error("the daemon is shutting down and takes no new runs")]
+    ShuttingDown,
+}
