@@ -42,6 +42,25 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+fn from_sdk(s: &aws_sdk_rds::types::DbSnapshot) -> DbSnapshot {
+    DbSnapshot {
+        id: s.db_snapshot_identifier().unwrap_or_default().to_string(),
+        arn: s.db_snapshot_arn().unwrap_or_default().to_string(),
+        instance: s.db_instance_identifier().unwrap_or_default().to_string(),
+        snapshot_type: s.snapshot_type().unwrap_or_default().to_string(),
+        status: s.status().unwrap_or_default().to_string(),
+        created: s
+            .snapshot_create_time()
+            .and_then(|t| t.fmt(Format::DateTime).ok()),
+        created_epoch: s
+            .snapshot_create_time()
+            .map(|t| t.as_secs_f64())
+            .unwrap_or(0.0),
+        allocated_storage_gib: s.allocated_storage().unwrap_or(0),
+        tags: from_rds(s.tag_list()),
+    }
+}
+
 /// The final snapshot's name for a database deleted at `now`.
 pub fn final_snapshot_id(instance: &str, now: SystemTime) -> String {
     let stamp: String = aws_smithy_types::DateTime::from(now)
@@ -67,25 +86,7 @@ pub async fn list(aws: &Aws, instance: &str) -> Result<Vec<DbSnapshot>, AwsError
         .collect::<Result<Vec<_>, _>>()
         .await
         .aws("DescribeDBSnapshots")?;
-    let mut out: Vec<DbSnapshot> = all
-        .iter()
-        .map(|s| DbSnapshot {
-            id: s.db_snapshot_identifier().unwrap_or_default().to_string(),
-            arn: s.db_snapshot_arn().unwrap_or_default().to_string(),
-            instance: s.db_instance_identifier().unwrap_or_default().to_string(),
-            snapshot_type: s.snapshot_type().unwrap_or_default().to_string(),
-            status: s.status().unwrap_or_default().to_string(),
-            created: s
-                .snapshot_create_time()
-                .and_then(|t| t.fmt(Format::DateTime).ok()),
-            created_epoch: s
-                .snapshot_create_time()
-                .map(|t| t.as_secs_f64())
-                .unwrap_or(0.0),
-            allocated_storage_gib: s.allocated_storage().unwrap_or(0),
-            tags: from_rds(s.tag_list()),
-        })
-        .collect();
+    let mut out: Vec<DbSnapshot> = all.iter().map(from_sdk).collect();
     out.sort_by(|a, b| b.created_epoch.total_cmp(&a.created_epoch));
     Ok(out)
 }
@@ -117,22 +118,7 @@ pub async fn find(aws: &Aws, id: &str) -> Result<Option<DbSnapshot>, AwsError> {
         Err(e) if e.is_not_found() => return Ok(None),
         other => other?,
     };
-    Ok(resp.db_snapshots().first().map(|s| DbSnapshot {
-        id: s.db_snapshot_identifier().unwrap_or_default().to_string(),
-        arn: s.db_snapshot_arn().unwrap_or_default().to_string(),
-        instance: s.db_instance_identifier().unwrap_or_default().to_string(),
-        snapshot_type: s.snapshot_type().unwrap_or_default().to_string(),
-        status: s.status().unwrap_or_default().to_string(),
-        created: s
-            .snapshot_create_time()
-            .and_then(|t| t.fmt(Format::DateTime).ok()),
-        created_epoch: s
-            .snapshot_create_time()
-            .map(|t| t.as_secs_f64())
-            .unwrap_or(0.0),
-        allocated_storage_gib: s.allocated_storage().unwrap_or(0),
-        tags: from_rds(s.tag_list()),
-    }))
+    Ok(resp.db_snapshots().first().map(from_sdk))
 }
 
 /// Adds the ownership tags a snapshot lacks (final snapshots whose tags were not copied).

@@ -407,7 +407,7 @@ async fn run(
             cx.delete_retrying(report, &FileSystems, &fs_name, fs)
                 .await?;
         } else if cx.owner().deletion_refusal(&fs.tags).is_none() {
-            let at = aws_smithy_now();
+            let at = presta_aws::db_snapshot::now_rfc3339();
             if !fs
                 .tags
                 .contains_key(presta_aws::file_system::TAG_RETAINED_AT)
@@ -520,11 +520,6 @@ async fn run(
         ));
     }
     Ok(())
-}
-
-/// The current UTC time, RFC 3339, for the retained-at tag.
-fn aws_smithy_now() -> String {
-    presta_aws::db_snapshot::now_rfc3339()
 }
 
 #[cfg(test)]
