@@ -51,6 +51,10 @@ pub struct FileSystemDesired {
     pub transition_to_primary_on_access: bool,
     pub automatic_backups: bool,
     pub tags: Tags,
+    /// No instance of the stack has run yet (its Auto Scaling group does not exist): a file
+    /// system created now is marked [`TAG_UNUSED`] until the group exists, so that an
+    /// interrupted first creation is known to have left an empty file system.
+    pub unused: bool,
 }
 
 impl FileSystemDesired {
@@ -66,6 +70,7 @@ impl FileSystemDesired {
             transition_to_primary_on_access: fs.transition_to_primary_on_access,
             automatic_backups: fs.automatic_backups,
             tags: naming::tags(stack.name(), Component::FileSystem, &stack.metadata.labels),
+            unused: false,
         }
     }
 }
@@ -101,7 +106,25 @@ pub struct FileSystems;
 /// later `apply` uses the file system again.
 pub const TAG_RETAINED_AT: &str = "presta-reconciler/retained-at";
 
+/// The tag on a file system created before any instance of its stack ran (value: the UTC
+/// time of creation): it holds no shop yet. Removed once the stack's Auto Scaling group
+/// exists. The data rule lets a missing database be created empty next to such a file
+/// system (an interrupted first creation), never next to one without the mark.
+pub const TAG_UNUSED: &str = "presta-reconciler/unused-since";
+
 impl FileSystems {
+    /// Removes the [`TAG_UNUSED`] mark: the stack's instances now use the file system.
+    pub async fn clear_unused(&self, aws: &Aws, id: &str) -> Result<(), AwsError> {
+        aws.efs
+            .untag_resource()
+            .resource_id(id)
+            .tag_keys(TAG_UNUSED)
+            .send()
+            .await
+            .aws("UntagResource")?;
+        Ok(())
+    }
+
     /// Marks a kept file system as retained (destroy).
     pub async fn mark_retained(&self, aws: &Aws, id: &str, at: &str) -> Result<(), AwsError> {
         aws.efs
@@ -326,6 +349,12 @@ impl Driver for FileSystems {
             crate::diff::TAGS.key(TAG_RETAINED_AT),
             &None::<&String>,
             &live.tags.get(TAG_RETAINED_AT),
+        )
+        // Once the stack's instances exist, the file system is in use.
+        .field(
+            crate::diff::TAGS.key(TAG_UNUSED),
+            &live.tags.get(TAG_UNUSED).filter(|_| desired.unused),
+            &live.tags.get(TAG_UNUSED),
         );
         d.finish()
     }
@@ -344,7 +373,13 @@ impl Driver for FileSystems {
             .throughput_mode(ThroughputMode::from(desired.throughput_mode.as_str()))
             .set_provisioned_throughput_in_mibps(desired.provisioned_mibps)
             .backup(desired.automatic_backups)
-            .set_tags(Some(efs_tags(&desired.tags)))
+            .set_tags(Some(efs_tags(&{
+                let mut t = desired.tags.clone();
+                if desired.unused {
+                    t.insert(TAG_UNUSED.to_string(), crate::db_snapshot::now_rfc3339());
+                }
+                t
+            })))
             .send()
             .await
             .aws("CreateFileSystem");
@@ -459,11 +494,18 @@ impl Driver for FileSystems {
                 .aws("TagResource")?;
         }
         let mut kept = live.tags.clone();
+        let mut marks = Vec::new();
         if kept.remove(TAG_RETAINED_AT).is_some() {
+            marks.push(TAG_RETAINED_AT.to_string());
+        }
+        if !desired.unused && kept.remove(TAG_UNUSED).is_some() {
+            marks.push(TAG_UNUSED.to_string());
+        }
+        if !marks.is_empty() {
             aws.efs
                 .untag_resource()
                 .resource_id(&live.id)
-                .tag_keys(TAG_RETAINED_AT)
+                .set_tag_keys(Some(marks))
                 .send()
                 .await
                 .aws("UntagResource")?;
@@ -513,6 +555,7 @@ mod tests {
             transition_to_primary_on_access: true,
             automatic_backups: true,
             tags: Tags::new(),
+            unused: false,
         };
         let live = FileSystemLive {
             id: "fs-1".into(),

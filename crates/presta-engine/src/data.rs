@@ -50,6 +50,9 @@ pub struct Facts {
     pub db_password_parameter: String,
     pub restore_from: Option<String>,
     pub allow_empty_fs: bool,
+    /// The file system still carries the unused mark and no instance of the stack exists:
+    /// it was made by a first creation that did not finish, and holds no shop.
+    pub fs_unused: bool,
 }
 
 /// Observes what the rule needs: a snapshot lookup only when the database is missing.
@@ -68,6 +71,13 @@ pub async fn decide(aws: &Aws, stack: &Stack, snap: &Snapshot) -> Result<DataPla
         db_password_parameter: param,
         restore_from: stack.spec.database.restore_from.clone(),
         allow_empty_fs: stack.spec.file_system.allow_empty,
+        fs_unused: snap
+            .file_systems
+            .get(&Component::FileSystem.name(name))
+            .is_some_and(|f| f.tags.contains_key(presta_aws::file_system::TAG_UNUSED))
+            && !snap
+                .auto_scaling_groups
+                .contains_key(&Component::AutoScalingGroup.name(name)),
         db_identifier,
     };
     // The snapshot to restore from, when one is needed.
@@ -126,6 +136,8 @@ pub fn rule(f: &Facts, found: Lookup) -> DataPlan {
             )),
             Lookup::Owned(Some(s)) => DbSource::Restore(s),
             Lookup::Owned(None) | Lookup::Untagged(None) => match &f.fs_id {
+                // A first creation interrupted before the database: the file system is empty.
+                Some(_) if f.fs_unused => DbSource::Empty,
                 Some(fs) => DbSource::Blocked(format!(
                     "the database `{db}` is missing while the shop's file system {fs} exists, and no snapshot of it was found: an empty database next to the shop's files would lose every order and customer. \
                      Restore it: set spec.database.restoreFrom to a snapshot (`aws rds describe-db-snapshots --db-instance-identifier {db}`; automated backups are `rds:…`), or set `restoreFrom: none` to start with an empty database on purpose",
@@ -192,6 +204,7 @@ mod tests {
             db_password_parameter: "/presta-reconciler/shop/db-password".into(),
             restore_from: None,
             allow_empty_fs: false,
+            fs_unused: false,
         }
     }
 
@@ -242,6 +255,23 @@ mod tests {
         };
         assert!(why.contains("shop-db") && why.contains("fs-1"), "{why}");
         assert!(why.contains("restoreFrom: none"), "{why}");
+    }
+
+    #[test]
+    fn a_first_creation_cut_before_the_database_creates_it_empty() {
+        // The file system still carries the unused mark and no instance ever ran.
+        let f = Facts {
+            db_live: false,
+            db_password_live: true,
+            fs_unused: true,
+            ..facts()
+        };
+        assert_eq!(rule(&f, Lookup::Owned(None)).db, DbSource::Empty);
+        // An untagged snapshot of the identifier still needs a person.
+        let DbSource::Blocked(_) = rule(&f, Lookup::Untagged(Some(snapshot("available")))).db
+        else {
+            panic!("not blocked")
+        };
     }
 
     #[test]
