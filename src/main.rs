@@ -5,6 +5,7 @@
 mod bootstrap_cmd;
 mod demo;
 mod destroy_cmd;
+mod iam_policy_cmd;
 mod probe;
 mod reconcile_cmd;
 mod serve;
@@ -47,6 +48,9 @@ enum Command {
     Destroy(destroy_cmd::Args),
     /// Prints the JSON Schema of a PrestaShopStack document (for editors and CI).
     Schema,
+    /// Prints the daemon's IAM policy narrowed to these stacks: iam:PassRole only for their
+    /// instance profiles' roles, SSM only under their parameter prefixes.
+    IamPolicy(iam_policy_cmd::Args),
     /// The daemon: reconciles every stack periodically and on demand, serves /healthz,
     /// /readyz, /metrics, POST /reconcile and /stacks; reloads on SIGHUP or file change.
     Serve(serve::Args),
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => demo::run(&args),
+        Command::IamPolicy(args) => iam_policy_cmd::run(&args),
         Command::Destroy(args) => destroy_cmd::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Probe(args) => probe::run(&args),

@@ -33,11 +33,15 @@ fn operations_called_by_the_drivers() -> BTreeSet<String> {
         ("rds", "rds"),
         ("efs", "elasticfilesystem"),
         ("ssm", "ssm"),
+        ("self.client", "dynamodb"),
     ];
     let mut ops = BTreeSet::new();
     let dir = root().join("crates/presta-aws/src");
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
+    let files = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .chain([root().join("crates/presta-controller/src/lease.rs")]);
+    for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
         let code = text.split("#[cfg(test)]").next().unwrap();
         // Collapse whitespace so that calls split over lines read `ec2.describe_vpcs()`.
@@ -119,10 +123,60 @@ fn the_iam_policy_grants_exactly_what_the_code_calls() {
     );
 }
 
+/// The shipped policy, and the one `iam-policy` generates for the demo configuration.
+fn policies() -> Vec<(&'static str, serde_json::Value)> {
+    let out = Command::new(env!("CARGO_BIN_EXE_presta-reconciler"))
+        .current_dir(root())
+        .args(["iam-policy", "-f", "config/demo.yaml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated = serde_json::from_slice(&out.stdout).expect("iam-policy prints JSON");
+    vec![
+        ("deploy/iam/policy.json", json("deploy/iam/policy.json")),
+        ("iam-policy -f config/demo.yaml", generated),
+    ]
+}
+
+#[test]
+fn the_generated_policy_passes_only_the_demo_role_and_its_parameters() {
+    let (_, generated) = policies().pop().unwrap();
+    let text = generated.to_string();
+    let mut pass_role = Vec::new();
+    for (action, st) in policy_actions(&generated) {
+        if action == "iam:passrole" {
+            pass_role.push(st["Resource"].clone());
+        }
+    }
+    assert_eq!(
+        pass_role,
+        vec![serde_json::json!([
+            "arn:aws:iam::*:role/presta-demo-instance"
+        ])]
+    );
+    assert!(text.contains("arn:aws:ssm:eu-west-3:*:parameter/presta-reconciler/demo/*"));
+    assert!(!text.contains("parameter/presta-reconciler/*\""));
+    // Same actions as the shipped policy: only resources are narrowed.
+    let shipped = json("deploy/iam/policy.json");
+    let names = |p: &serde_json::Value| -> BTreeSet<String> {
+        policy_actions(p).into_iter().map(|(a, _)| a).collect()
+    };
+    assert_eq!(names(&generated), names(&shipped));
+}
+
 #[test]
 fn every_write_in_the_policy_is_bounded_by_the_ownership_tag_or_a_resource() {
-    let policy = json("deploy/iam/policy.json");
-    for (action, st) in policy_actions(&policy) {
+    for (name, policy) in policies() {
+        writes_are_bounded(name, &policy);
+    }
+}
+
+fn writes_are_bounded(name: &str, policy: &serde_json::Value) {
+    for (action, st) in policy_actions(policy) {
         let op = action.split_once(':').unwrap().1;
         if op.starts_with("describe") || op.starts_with("get") || op.starts_with("list") {
             continue;
@@ -135,7 +189,7 @@ fn every_write_in_the_policy_is_bounded_by_the_ownership_tag_or_a_resource() {
         };
         assert!(
             conditioned || scoped,
-            "{action} is granted on every resource without a condition ({})",
+            "{name}: {action} is granted on every resource without a condition ({})",
             st["Sid"]
         );
         if conditioned
@@ -188,6 +242,31 @@ fn the_container_and_ecs_definitions_use_the_binary_health_check_and_one_writer(
     assert_eq!(
         service["deploymentConfiguration"]["maximumPercent"], 100,
         "never two writers"
+    );
+    // The two-task layout is safe only with the lease, on the table the policy grants.
+    let ha = json("deploy/ecs/service-ha.json");
+    assert_eq!(ha["desiredCount"], 2);
+    let ha_task = json("deploy/ecs/task-definition-ha.json");
+    assert_eq!(ha["taskDefinition"], ha_task["family"]);
+    let env = &ha_task["containerDefinitions"][0]["environment"];
+    let lease = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "PRESTA_LEASE")
+        .expect("the HA task runs with a lease");
+    let table = lease["value"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("dynamodb:")
+        .unwrap();
+    assert!(
+        read("deploy/iam/policy.json").contains(&format!("table/{table}\"")),
+        "the policy grants the lease table {table}"
+    );
+    assert_eq!(
+        ha_task["containerDefinitions"][0]["stopTimeout"],
+        c["stopTimeout"]
     );
 
     let dockerfile = read("deploy/container/Dockerfile");
@@ -301,7 +380,12 @@ fn systemd_analyze_verifies_the_unit_where_available() {
 
 #[test]
 fn tags_can_only_be_put_on_resources_being_created_or_already_owned() {
-    let policy = json("deploy/iam/policy.json");
+    for (_, policy) in policies() {
+        tagging_is_bounded(&policy);
+    }
+}
+
+fn tagging_is_bounded(policy: &serde_json::Value) {
     let tagging = [
         "ec2:createtags",
         "elasticloadbalancing:addtags",
@@ -310,7 +394,7 @@ fn tags_can_only_be_put_on_resources_being_created_or_already_owned() {
         "autoscaling:createorupdatetags",
     ];
     let mut seen = std::collections::BTreeSet::new();
-    for (action, st) in policy_actions(&policy) {
+    for (action, st) in policy_actions(policy) {
         if !tagging.contains(&action.as_str()) {
             continue;
         }
@@ -337,11 +421,13 @@ fn tags_can_only_be_put_on_resources_being_created_or_already_owned() {
 
 #[test]
 fn pass_role_is_limited_to_the_instance_roles() {
-    let policy = json("deploy/iam/policy.json");
-    for (action, st) in policy_actions(&policy) {
-        if action == "iam:passrole" {
-            assert_ne!(st["Resource"], "*", "iam:PassRole on every role");
-            assert!(st["Condition"].to_string().contains("ec2.amazonaws.com"));
+    for (_, policy) in policies() {
+        for (action, st) in policy_actions(&policy) {
+            if action == "iam:passrole" {
+                assert_ne!(st["Resource"], "*", "iam:PassRole on every role");
+                assert!(!st["Resource"].to_string().contains("\"*\""));
+                assert!(st["Condition"].to_string().contains("ec2.amazonaws.com"));
+            }
         }
     }
 }

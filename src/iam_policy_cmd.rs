@@ -1,0 +1,128 @@
+//! `presta-reconciler iam-policy -f FILE`: the daemon's IAM policy narrowed to a configuration.
+//!
+//! It starts from `deploy/iam/policy.json` (every action the drivers call, writes bounded by
+//! the ownership tag or to resources being created) and narrows what depends on the stacks:
+//! `iam:PassRole` to the roles of the instance profiles the stacks name, and the SSM
+//! statements to the stacks' parameter prefixes in their regions.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde_json::Value;
+
+/// The reference policy, as shipped in `deploy/iam/`.
+const POLICY: &str = include_str!("../deploy/iam/policy.json");
+const PASS_ROLE_ANY: &str = "arn:aws:iam::*:role/presta-*";
+const SSM_ANY: &str = "arn:aws:ssm:*:*:parameter/presta-reconciler/*";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Desired-state files or directories: every stack the daemon will run.
+    #[arg(short = 'f', long = "file", required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// The role of an instance profile, when it is not named like the profile (the console
+    /// and most tools name both alike): `PROFILE=ROLE`, repeatable.
+    #[arg(long = "role", value_name = "PROFILE=ROLE")]
+    roles: Vec<String>,
+    /// The lease table of `serve --lease dynamodb:TABLE`, when it is not the default name.
+    #[arg(long, value_name = "TABLE", default_value = "presta-reconciler-lease")]
+    lease_table: String,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let stacks: Vec<_> = presta_spec::load_paths(&args.files)?
+        .into_iter()
+        .map(|l| l.stack.with_defaults())
+        .collect();
+    let mut overrides = std::collections::BTreeMap::new();
+    for r in &args.roles {
+        let (profile, role) = r.split_once('=').with_context(|| {
+            format!(
+                "--role `{r}`: expected PROFILE=ROLE, e.g. --role shop-instance=shop-instance-role"
+            )
+        })?;
+        overrides.insert(profile.trim().to_string(), role.trim().to_string());
+    }
+    let roles: BTreeSet<String> = stacks
+        .iter()
+        .map(|s| {
+            let profile = &s.spec.compute.instance_profile;
+            let role = overrides.get(profile).unwrap_or(profile);
+            format!("arn:aws:iam::*:role/{role}")
+        })
+        .collect();
+    let parameters: BTreeSet<String> = stacks
+        .iter()
+        .map(|s| {
+            format!(
+                "arn:aws:ssm:{}:*:parameter{}/*",
+                s.spec.region,
+                s.parameter_prefix()
+            )
+        })
+        .collect();
+    let policy = narrow(&roles, &parameters)?;
+    let text = serde_json::to_string_pretty(&policy)?.replace(
+        "table/presta-reconciler-lease\"",
+        &format!("table/{}\"", args.lease_table),
+    );
+    println!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The reference policy with PassRole limited to `roles` and the SSM statements to
+/// `parameters` (ARNs).
+fn narrow(roles: &BTreeSet<String>, parameters: &BTreeSet<String>) -> anyhow::Result<Value> {
+    let mut policy: Value =
+        serde_json::from_str(POLICY).context("the built-in policy is not JSON")?;
+    let statements = policy["Statement"]
+        .as_array_mut()
+        .context("the built-in policy has no Statement list")?;
+    let as_list = |set: &BTreeSet<String>| Value::from(set.iter().cloned().collect::<Vec<_>>());
+    for st in statements.iter_mut() {
+        let resource = &mut st["Resource"];
+        match resource {
+            Value::String(r) if r == PASS_ROLE_ANY => *resource = as_list(roles),
+            Value::String(r) if r == SSM_ANY => *resource = as_list(parameters),
+            Value::Array(list) if list.iter().any(|r| r == SSM_ANY) => {
+                let mut out: Vec<Value> = Vec::new();
+                for r in list.iter() {
+                    if r == SSM_ANY {
+                        out.extend(parameters.iter().cloned().map(Value::from));
+                    } else {
+                        out.push(r.clone());
+                    }
+                }
+                *list = out;
+            }
+            _ => {}
+        }
+    }
+    Ok(policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pass_role_and_parameters_are_narrowed_and_nothing_else_changes() {
+        let roles = BTreeSet::from(["arn:aws:iam::*:role/shop-role".to_string()]);
+        let params = BTreeSet::from(["arn:aws:ssm:eu-west-3:*:parameter/p/shop/*".to_string()]);
+        let narrowed = narrow(&roles, &params).unwrap();
+        let text = narrowed.to_string();
+        assert!(!text.contains(PASS_ROLE_ANY));
+        assert!(!text.contains(SSM_ANY));
+        assert!(text.contains("role/shop-role"));
+        assert!(text.contains("parameter/p/shop/*"));
+        let original: Value = serde_json::from_str(POLICY).unwrap();
+        assert_eq!(
+            narrowed["Statement"].as_array().unwrap().len(),
+            original["Statement"].as_array().unwrap().len()
+        );
+        // The public AMI parameters stay readable.
+        assert!(text.contains("parameter/aws/service/*"));
+    }
+}
