@@ -2,7 +2,8 @@
 //!
 //! plan exit codes (like `terraform plan -detailed-exitcode`): 0 no changes, 2 changes or
 //! drift pending, 1 error. apply: 0 when every stack converged or only blocked drift remains
-//! (reported), 1 when a step failed or a resource is still waiting.
+//! (reported), 1 when a step failed or a resource is still waiting, 3 when a stack's plan
+//! was held by its change budget (nothing changed; `--approve <hash>` applies it).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use presta_aws::{Action, ClientSettings, Mode};
+use presta_engine::budget::{Guard, Guards};
 use presta_engine::{Engine, Progress, RunReport, Settings};
 
 #[derive(Debug, clap::Args)]
@@ -38,6 +40,11 @@ pub struct Args {
     /// e.g. when the files given are only part of what runs in the region.
     #[arg(long)]
     no_orphans: bool,
+    /// apply: apply a held plan anyway (a plan larger than the stack's
+    /// spec.policy.maxChangesPerRun), named by the hash `plan` printed; repeatable. A plan that
+    /// changed since is held again with its new hash.
+    #[arg(long, value_name = "PLAN_HASH")]
+    approve: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -86,6 +93,18 @@ pub fn run(args: &Args, mode: Mode) -> anyhow::Result<ExitCode> {
         progress: Arc::new(StderrProgress),
     };
     let engine = Engine::new(settings);
+    let guards: Guards = stacks
+        .iter()
+        .map(|s| {
+            (
+                s.name().to_string(),
+                Guard {
+                    approved: args.approve.iter().map(|h| h.trim().to_string()).collect(),
+                    presumed_existing: None,
+                },
+            )
+        })
+        .collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -94,7 +113,7 @@ pub fn run(args: &Args, mode: Mode) -> anyhow::Result<ExitCode> {
         if mode == Mode::Plan && !args.no_orphans {
             let stats = presta_aws::calls::CallStats::default();
             let (mut report, (orphans, error)) = tokio::join!(
-                engine.run(&stacks, mode),
+                engine.run_guarded(&stacks, mode, &guards),
                 engine.orphans(&regions, &known, false, &stats)
             );
             report.orphans = orphans;
@@ -102,7 +121,7 @@ pub fn run(args: &Args, mode: Mode) -> anyhow::Result<ExitCode> {
             report.aws_calls += stats.total();
             report
         } else {
-            engine.run(&stacks, mode).await
+            engine.run_guarded(&stacks, mode, &guards).await
         }
     });
     match args.output {
@@ -123,6 +142,7 @@ fn exit_code(report: &RunReport, mode: Mode) -> ExitCode {
         Mode::Plan if report.stacks.iter().all(|s| s.converged()) => ExitCode::SUCCESS,
         Mode::Plan => ExitCode::from(2),
         Mode::Apply if failed || waiting => ExitCode::from(1),
+        Mode::Apply if report.stacks.iter().any(|s| s.held.is_some()) => ExitCode::from(3),
         Mode::Apply => ExitCode::SUCCESS,
     }
 }

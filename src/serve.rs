@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use presta_aws::ClientSettings;
+use presta_controller::lease::{Lease, LeaseSettings, Role};
 use presta_controller::metrics::Metrics;
 use presta_controller::{Controller, ControllerSettings};
 use presta_engine::{Engine, LogProgress, Settings};
@@ -70,6 +71,46 @@ pub struct Args {
     /// when an observation waits for AWS longer than two of them.
     #[arg(long, default_value_t = 10, env = "PRESTA_AWS_ATTEMPT_TIMEOUT", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=120))]
     aws_attempt_timeout: u64,
+    /// One writer among replicas: `dynamodb:TABLE` (partition key `lease`, a string). Only
+    /// the replica holding the lease reconciles; the others stand by.
+    #[arg(long, env = "PRESTA_LEASE", value_name = "dynamodb:TABLE")]
+    lease: Option<String>,
+    /// The lease's key in the table: replicas with the same name compete for it.
+    #[arg(long, default_value = "presta-reconciler", env = "PRESTA_LEASE_NAME")]
+    lease_name: String,
+    /// Region of the lease table (default: AWS_REGION, else the first stack's region).
+    #[arg(long, env = "PRESTA_LEASE_REGION")]
+    lease_region: Option<String>,
+    /// Seconds a lease lasts without renewal (renewed every third of it).
+    #[arg(long, default_value_t = 15, env = "PRESTA_LEASE_SECONDS", value_parser = clap::value_parser!(u64).range(3..=300))]
+    lease_seconds: u64,
+    /// This replica's name in the lease and in the User-Agent of its AWS calls (default:
+    /// host name and process id).
+    #[arg(long, env = "PRESTA_REPLICA_ID")]
+    replica_id: Option<String>,
+}
+
+/// `dynamodb:TABLE` → TABLE.
+fn lease_table(spec: &str) -> anyhow::Result<String> {
+    match spec.split_once(':') {
+        Some(("dynamodb", table)) if !table.is_empty() => Ok(table.to_string()),
+        _ => bail!(
+            "--lease `{spec}`: expected dynamodb:TABLE\n  help: e.g. --lease dynamodb:presta-reconciler-lease (a table whose partition key is `lease`, a string)"
+        ),
+    }
+}
+
+/// This replica's name: the one given, else host name and process id.
+fn replica_id(args: &Args) -> String {
+    args.replica_id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "replica".into());
+        format!("{host}-{}", std::process::id())
+    })
 }
 
 /// The token, from `--token-file` or `PRESTA_TOKEN`. Never logged.
@@ -157,11 +198,50 @@ async fn serve(
     token: Option<Arc<str>>,
     stacks: Vec<Stack>,
 ) -> anyhow::Result<ExitCode> {
+    let id = replica_id(args);
+    let client = ClientSettings {
+        endpoint_url: args.endpoint_url.clone(),
+        attempt_timeout: Duration::from_secs(args.aws_attempt_timeout),
+        app_name: Some(app_name(&id)),
+        ..ClientSettings::default()
+    };
+    let lease = match &args.lease {
+        Some(spec) => {
+            let table = lease_table(spec)?;
+            let region = args
+                .lease_region
+                .clone()
+                .or_else(|| std::env::var("AWS_REGION").ok())
+                .or_else(|| stacks.first().map(|s| s.spec.region.clone()))
+                .context("the lease table's region: set --lease-region")?;
+            let duration = Duration::from_secs(args.lease_seconds);
+            // A renewal must answer within its period: short timeouts, one retry.
+            let lease_client = ClientSettings {
+                attempt_timeout: duration / 6,
+                operation_timeout: duration / 3,
+                max_attempts: 2,
+                ..client.clone()
+            };
+            let sdk = presta_aws::clients::sdk_config(&region, &lease_client).await;
+            Some(Arc::new(Lease::new(
+                &sdk,
+                LeaseSettings {
+                    table,
+                    name: args.lease_name.clone(),
+                    id: id.clone(),
+                    duration,
+                    renew_every: duration / 3,
+                },
+            )))
+        }
+        None => None,
+    };
     let engine = Engine::new(Settings {
         client: ClientSettings {
-            endpoint_url: args.endpoint_url.clone(),
-            attempt_timeout: Duration::from_secs(args.aws_attempt_timeout),
-            ..ClientSettings::default()
+            fence: lease
+                .as_ref()
+                .map(|l| l.fence() as Arc<dyn presta_aws::calls::Fence>),
+            ..client
         },
         // The daemon never blocks a worker on a slow resource: it looks again soon.
         wait_timeout: Duration::ZERO,
@@ -175,6 +255,7 @@ async fn serve(
         backoff_max: Duration::from_secs(args.max_backoff),
         ready_max_age: Duration::from_secs(args.interval * 3 + 60),
         stuck_after: Duration::from_secs(args.aws_attempt_timeout * 2),
+        role: lease.as_ref().map(|l| l.role()),
         ..ControllerSettings::default()
     };
     let names: Vec<String> = stacks.iter().map(|s| s.name().to_string()).collect();
@@ -204,6 +285,31 @@ async fn serve(
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let leasing = lease.clone().map(|l| {
+        let stop = stop_rx.clone();
+        let metrics = controller.metrics().clone();
+        let mut role = l.role();
+        tokio::spawn(async move {
+            let keep = l.run(stop);
+            let watch = async {
+                loop {
+                    let leader = matches!(*role.borrow_and_update(), Role::Leader { .. });
+                    metrics.leader.set(i64::from(leader));
+                    if role.changed().await.is_err() {
+                        break;
+                    }
+                }
+            };
+            tokio::select! {
+                _ = keep => {}
+                _ = watch => {}
+            }
+            metrics.leader.set(0);
+        })
+    });
+    if lease.is_some() {
+        tracing::info!(replica = %id, lease = %args.lease_name, "waiting for the lease: this replica reconciles only while it holds it");
+    }
     let drain = Duration::from_secs(args.drain_timeout);
     let looping = controller.clone();
     let control = tokio::spawn(async move { looping.run(drain).await });
@@ -241,6 +347,10 @@ async fn serve(
         _ => {}
     }
     reload.abort();
+    if let Some(l) = leasing {
+        // Hands the lease back so that another replica takes over at once.
+        let _ = tokio::time::timeout_at(deadline, l).await;
+    }
     tracing::info!(drained, "stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -350,4 +460,19 @@ async fn reload_loop(
             }
         }
     }
+}
+
+/// The User-Agent app name for this replica (`presta-<id>`, only the characters AWS allows).
+fn app_name(id: &str) -> String {
+    let clean: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("presta-{clean}")
 }

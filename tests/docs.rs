@@ -52,7 +52,7 @@ fn docs_openapi_yaml_documents_every_route() {
         .skip(1)
         .map(|s| s.split('"').next().unwrap().to_string())
         .collect();
-    assert_eq!(routes.len(), 9, "{routes:?}");
+    assert!(routes.len() >= 10, "{routes:?}");
     let spec: serde_json::Value = serde_yaml::from_str(&read("docs/openapi.yaml")).unwrap();
     assert_eq!(spec["openapi"], "3.0.3");
     let paths: BTreeSet<String> = spec["paths"].as_object().unwrap().keys().cloned().collect();

@@ -244,3 +244,245 @@ async fn the_daemon_converges_and_heals_through_failing_calls_and_counts_the_err
     assert_eq!(inventory(&env).await, expected(), "nothing created twice");
     assert!(data_deletes(&env).is_empty(), "{:?}", data_deletes(&env));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_call_is_reported_and_not_retried_in_a_loop() {
+    use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
+    let env = Env::start();
+    let d = env.serve(&env.demo(), &["--interval", "2"]);
+    d.eventually(90, "converged", |d| {
+        d.json("GET", "/stacks/demo")["state"] == "converged"
+    });
+
+    // The daemon's role lost the permission to revoke rules; someone opens SSH.
+    env.emu
+        .set_faults_on(
+            1.0,
+            3,
+            &["ec2"],
+            &["RevokeSecurityGroupIngress"],
+            &["denied"],
+        )
+        .unwrap();
+    let ec2 = aws_sdk_ec2::Client::new(&env.sdk().await);
+    let out = ec2
+        .describe_security_groups()
+        .filters(
+            Filter::builder()
+                .name("group-name")
+                .values("demo-app-sg")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let group = out.security_groups()[0].group_id().unwrap().to_string();
+    env.emu.reset_calls().unwrap();
+    ec2.authorize_security_group_ingress()
+        .group_id(&group)
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(22)
+                .to_port(22)
+                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // The stack says why it waits, the metrics carry the class...
+    d.eventually(30, "the refusal is reported", |d| {
+        d.json("GET", "/stacks/demo")["state"] == "error"
+    });
+    let status = d.json("GET", "/stacks/demo");
+    let waiting = status["waiting_for"].as_str().unwrap_or_default();
+    assert!(waiting.contains("AWS refused"), "{status:#}");
+    let failed = status["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "demo-app-sg")
+        .unwrap();
+    assert_eq!(failed["error_class"], "refused", "{failed:#}");
+    assert!(
+        d.metric("presta_reconcile_errors_total{class=\"refused\",kind=\"security_group\",stack=\"demo\"}")
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    assert!(
+        d.log_text()
+            .contains("AWS refused the reconciler's request")
+    );
+
+    // ...and for the next 20 s (10 intervals) the refused call is not tried again.
+    std::thread::sleep(std::time::Duration::from_secs(20));
+    let revokes = env
+        .emu
+        .calls()
+        .unwrap()
+        .iter()
+        .filter(|c| c.operation == "RevokeSecurityGroupIngress")
+        .count();
+    assert_eq!(revokes, 1, "one refused attempt, no retry storm");
+
+    // The permission is back: a manual trigger heals at once.
+    env.emu.set_faults(0.0, 3, &[]).unwrap();
+    let (code, body) = d.http("POST", "/reconcile/demo?wait=true", None);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"result\":\"converged\""), "{body}");
+    assert!(d.json("GET", "/stacks/demo")["waiting_for"].is_null());
+}
+
+/// Runs `apply` with every AWS call slowed and SIGKILLs it once the emulator has seen `n`
+/// mutating calls (0: after `ms` milliseconds); returns the mutating calls made by then.
+fn apply_killed_after(env: &Env, file: &std::path::Path, n: usize, ms: u64) -> usize {
+    env.emu.set_latency(60).unwrap();
+    env.emu.reset_calls().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_presta-reconciler"));
+    cmd.current_dir(common::root())
+        .args(["apply", "-f"])
+        .arg(file)
+        .env("RUST_LOG", "off")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env.emu.env() {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let made = env.mutating_calls().len();
+        let due = if n == 0 {
+            started.elapsed().as_millis() as u64 >= ms
+        } else {
+            made >= n
+        };
+        if due || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = child.kill(); // SIGKILL
+    child.wait().unwrap();
+    env.emu.set_latency(0).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    env.mutating_calls().len()
+}
+
+/// After the re-run: everything once, nothing pending.
+async fn converged_without_duplicates(env: &Env, what: &str) {
+    assert_eq!(
+        inventory(env).await,
+        expected(),
+        "{what}: duplicates or gaps"
+    );
+    let (code, plan) = env.plan_json(&env.demo());
+    assert_eq!(code, 0, "{what}: not converged: {plan:#}");
+    assert!(
+        data_deletes(env).is_empty(),
+        "{what}: {:?}",
+        data_deletes(env)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_killed_at_twenty_points_is_finished_by_running_it_again() {
+    let demo = common::root().join("config/demo.yaml");
+    let mut landed = Vec::new();
+    // 15 points of a creation from nothing (23 writes in six stages, about 1.5 s with 60 ms
+    // per call), each on a fresh emulator: killed after so many writes, or so many ms.
+    for (n, ms) in [
+        (0, 30),
+        (1, 0),
+        (0, 600),
+        (8, 0),
+        (0, 800),
+        (0, 1100),
+        (11, 0),
+        (13, 0),
+        (0, 1400),
+        (16, 0),
+        (18, 0),
+        (0, 1800),
+        (20, 0),
+        (21, 0),
+        (22, 0),
+    ] {
+        let env = Env::start();
+        let made = apply_killed_after(&env, &demo, n, ms);
+        landed.push(made);
+        let out = env.cli(&["apply", "-f", demo.to_str().unwrap()]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "re-run after a kill at {made} writes: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        converged_without_duplicates(&env, &format!("cold, killed after {made} writes")).await;
+    }
+    // 5 points of a heal: five drifts at once, the apply killed before, between and after
+    // their corrections.
+    let env = Env::start();
+    env.apply(&demo);
+    let sdk = env.sdk().await;
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&sdk);
+    let asg = aws_sdk_autoscaling::Client::new(&sdk);
+    for (round, n) in [0usize, 1, 2, 3, 4].into_iter().enumerate() {
+        let tg = elb
+            .describe_target_groups()
+            .names("demo-tg")
+            .send()
+            .await
+            .unwrap()
+            .target_groups()[0]
+            .target_group_arn()
+            .unwrap()
+            .to_string();
+        elb.modify_target_group()
+            .target_group_arn(&tg)
+            .health_check_path(format!("/drift-{round}"))
+            .send()
+            .await
+            .unwrap();
+        asg.update_auto_scaling_group()
+            .auto_scaling_group_name("demo-app")
+            .max_size(7)
+            .send()
+            .await
+            .unwrap();
+        let lb = elb
+            .describe_load_balancers()
+            .names("demo-alb")
+            .send()
+            .await
+            .unwrap()
+            .load_balancers()[0]
+            .load_balancer_arn()
+            .unwrap()
+            .to_string();
+        elb.modify_load_balancer_attributes()
+            .load_balancer_arn(&lb)
+            .attributes(
+                aws_sdk_elasticloadbalancingv2::types::LoadBalancerAttribute::builder()
+                    .key("idle_timeout.timeout_seconds")
+                    .value("321")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let made = apply_killed_after(&env, &demo, n, 50);
+        landed.push(made);
+        env.apply(&demo);
+        converged_without_duplicates(&env, &format!("heal {round}, killed after {made} writes"))
+            .await;
+    }
+    eprintln!("kills landed after {landed:?} mutating calls");
+    let distinct: std::collections::BTreeSet<usize> = landed.iter().copied().collect();
+    // Writes within a stage run concurrently and land together: the kills split the run at
+    // (at least) ten different numbers of writes made.
+    assert!(distinct.len() >= 10, "kills landed at {landed:?}");
+}

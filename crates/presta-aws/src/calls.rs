@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef,
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+    FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
@@ -46,6 +47,21 @@ pub trait CallRecorder: Send + Sync + std::fmt::Debug {
     /// One failed attempt of an operation (the SDK may retry it): its class, `throttled`,
     /// `transient`, `not_found`, `conflict`, `refused` or `transport`.
     fn record_attempt_error(&self, _service: &str, _operation: &str, _class: &str) {}
+}
+
+/// Decides whether this process may still change AWS (the daemon's lease among replicas):
+/// checked before every mutating call, so a replica that lost its lease stops before its next
+/// write (fencing), not at the end of its run.
+pub trait Fence: Send + Sync + std::fmt::Debug {
+    /// `Err(why)` when writes are no longer allowed.
+    fn may_write(&self) -> Result<(), String>;
+}
+
+/// Whether an operation only reads (Describe, Get, List).
+pub fn is_read_only(operation: &str) -> bool {
+    ["Describe", "Get", "List"]
+        .iter()
+        .any(|p| operation.starts_with(p))
 }
 
 /// The class of a failed attempt, from its HTTP answer (none: no answer at all).
@@ -179,6 +195,7 @@ impl Storable for StartedAt {
 #[derive(Debug, Clone)]
 pub(crate) struct CountingInterceptor {
     pub(crate) recorder: Arc<dyn CallRecorder>,
+    pub(crate) fence: Option<Arc<dyn Fence>>,
 }
 
 impl Intercept for CountingInterceptor {
@@ -192,6 +209,24 @@ impl Intercept for CountingInterceptor {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         cfg.interceptor_state().store_put(StartedAt(Instant::now()));
+        Ok(())
+    }
+
+    /// The fence, checked as late as possible: just before each attempt leaves.
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(fence) = &self.fence {
+            let operation = cfg.load::<Metadata>().map(|m| m.name()).unwrap_or("");
+            if !is_read_only(operation) {
+                fence
+                    .may_write()
+                    .map_err(|why| -> BoxError { format!("{operation} not sent: {why}").into() })?;
+            }
+        }
         Ok(())
     }
 

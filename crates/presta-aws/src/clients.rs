@@ -30,6 +30,11 @@ pub struct ClientSettings {
     /// Fixed credentials instead of the standard chain (tests against a local endpoint, so
     /// that the chain never probes the instance metadata service).
     pub static_credentials: Option<(String, String)>,
+    /// Checked before every mutating call (the daemon's lease among replicas).
+    pub fence: Option<Arc<dyn crate::calls::Fence>>,
+    /// Added to the User-Agent (`app/<name>`): tells this process's calls apart in AWS
+    /// CloudTrail (and in the emulator's log).
+    pub app_name: Option<String>,
 }
 
 impl Default for ClientSettings {
@@ -42,6 +47,8 @@ impl Default for ClientSettings {
             max_attempts: 5,
             adaptive_retry: true,
             static_credentials: None,
+            fence: None,
+            app_name: None,
         }
     }
 }
@@ -65,35 +72,11 @@ impl Aws {
         settings: &ClientSettings,
         recorder: Arc<dyn CallRecorder>,
     ) -> Aws {
-        let retry = if settings.adaptive_retry {
-            RetryConfig::adaptive()
-        } else {
-            RetryConfig::standard()
+        let shared = sdk_config(region, settings).await;
+        let counter = CountingInterceptor {
+            recorder,
+            fence: settings.fence.clone(),
         };
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(region.to_string()))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(settings.connect_timeout)
-                    .operation_attempt_timeout(settings.attempt_timeout)
-                    .operation_timeout(settings.operation_timeout)
-                    .build(),
-            )
-            .retry_config(retry.with_max_attempts(settings.max_attempts));
-        if let Some(url) = &settings.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        if let Some((key, secret)) = &settings.static_credentials {
-            loader = loader.credentials_provider(aws_sdk_ec2::config::Credentials::new(
-                key,
-                secret,
-                None,
-                None,
-                "presta-static",
-            ));
-        }
-        let shared = loader.load().await;
-        let counter = CountingInterceptor { recorder };
         Aws {
             region: region.to_string(),
             ec2: aws_sdk_ec2::Client::from_conf(
@@ -128,4 +111,42 @@ impl Aws {
             ),
         }
     }
+}
+
+/// The SDK configuration of `region` with these settings (endpoint, credentials, timeouts,
+/// retry policy, User-Agent app name), for the drivers' clients and the daemon's lease table.
+pub async fn sdk_config(region: &str, settings: &ClientSettings) -> aws_types::SdkConfig {
+    let retry = if settings.adaptive_retry {
+        RetryConfig::adaptive()
+    } else {
+        RetryConfig::standard()
+    };
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(settings.connect_timeout)
+                .operation_attempt_timeout(settings.attempt_timeout)
+                .operation_timeout(settings.operation_timeout)
+                .build(),
+        )
+        .retry_config(retry.with_max_attempts(settings.max_attempts));
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some(name) = &settings.app_name
+        && let Ok(app) = aws_types::app_name::AppName::new(name.clone())
+    {
+        loader = loader.app_name(app);
+    }
+    if let Some((key, secret)) = &settings.static_credentials {
+        loader = loader.credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            key,
+            secret,
+            None,
+            None,
+            "presta-static",
+        ));
+    }
+    loader.load().await
 }

@@ -28,8 +28,10 @@ use presta_spec::Stack;
 use tokio::sync::{Notify, watch};
 
 use presta_engine::Engine;
+use presta_engine::budget::{Guard, Guards};
 use presta_engine::report::StackReport;
 
+pub mod lease;
 pub mod metrics;
 mod orphans;
 mod settings;
@@ -59,6 +61,13 @@ struct Entry {
     last_success_at: Option<SystemTime>,
     /// The freshest observation (plan or apply), and when it started.
     observation: Option<(Instant, SystemTime, Arc<StackReport>)>,
+    /// The last run failed only because AWS refused its requests.
+    refused: bool,
+    /// The hash of a held plan a person approved, for the next run.
+    approved: Option<String>,
+    /// Why the stack counts as existing although nothing of it is where it points now (it
+    /// moved region, or appeared as another stack left the configuration).
+    presumed_existing: Option<String>,
 }
 
 impl Entry {
@@ -77,6 +86,9 @@ impl Entry {
             last_run_at: None,
             last_success_at: None,
             observation: None,
+            refused: false,
+            approved: None,
+            presumed_existing: None,
         }
     }
 }
@@ -164,6 +176,21 @@ impl Controller {
         &self.inner.metrics
     }
 
+    /// Who writes, as this replica sees it.
+    pub fn role(&self) -> lease::Role {
+        match &self.inner.settings.role {
+            Some(rx) => rx.borrow().clone(),
+            None => lease::Role::Single,
+        }
+    }
+
+    fn standby(&self) -> Result<(), TriggerError> {
+        match self.role() {
+            lease::Role::Standby { leader, .. } => Err(TriggerError::Standby { leader }),
+            _ => Ok(()),
+        }
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -173,9 +200,32 @@ impl Controller {
     pub async fn run(&self, drain: Duration) -> bool {
         let mut tasks = tokio::task::JoinSet::new();
         let mut shutdown = self.inner.shutdown.subscribe();
+        let mut role = self
+            .inner
+            .settings
+            .role
+            .clone()
+            .unwrap_or_else(|| watch::channel(lease::Role::Single).1);
+        let mut leading = true;
         loop {
             if *shutdown.borrow_and_update() {
                 break;
+            }
+            let now_leading = role.borrow_and_update().may_reconcile();
+            if now_leading && !leading {
+                // A new leader looks at every stack at once: what it knew is stale, and the
+                // failures of fenced writes before the handover are not the stacks' fault.
+                self.all_due_now();
+            }
+            leading = now_leading;
+            if !leading {
+                // A standby replica reconciles nothing; it wakes when the lease changes hands.
+                while tasks.try_join_next().is_some() {}
+                tokio::select! {
+                    r = role.changed() => if r.is_err() { break },
+                    _ = shutdown.changed() => {}
+                }
+                continue;
             }
             let (batch, next) = self.take_due();
             if !batch.is_empty() {
@@ -202,6 +252,7 @@ impl Controller {
                 _ = sleep => {}
                 _ = self.inner.wake.notified() => {}
                 _ = shutdown.changed() => {}
+                _ = role.changed() => {}
             }
         }
         let in_flight = tasks.len();
@@ -221,6 +272,17 @@ impl Controller {
             tasks.abort_all();
         }
         drained
+    }
+
+    fn all_due_now(&self) {
+        let now = Instant::now();
+        let mut st = self.state();
+        for e in st.stacks.values_mut() {
+            e.due = now;
+            e.failures = 0;
+            e.refused = false;
+        }
+        st.orphans_due = now;
     }
 
     /// Stops taking triggers and ends [`Controller::run`]'s loop.
@@ -259,10 +321,26 @@ impl Controller {
         let stacks: Vec<Stack> = batch.iter().map(|s| (**s).clone()).collect();
         let stats = CallStats::default();
         let started = (Instant::now(), SystemTime::now());
-        self.state().observing.insert(started.0);
+        let guards: Guards = {
+            let mut st = self.state();
+            st.observing.insert(started.0);
+            stacks
+                .iter()
+                .filter_map(|s| st.stacks.get(s.name()).map(|e| (s.name(), e)))
+                .map(|(name, e)| {
+                    (
+                        name.to_string(),
+                        Guard {
+                            approved: e.approved.iter().cloned().collect(),
+                            presumed_existing: e.presumed_existing.clone(),
+                        },
+                    )
+                })
+                .collect()
+        };
         self.inner
             .engine
-            .run_each(&stacks, Mode::Apply, &stats, &|report| {
+            .run_each(&stacks, Mode::Apply, &stats, &guards, &|report| {
                 self.finish(report, started)
             })
             .await;
@@ -290,10 +368,23 @@ impl Controller {
                 e.runs_done += 1;
                 e.last_result = Some(result);
                 e.last_run_at = Some(now);
+                let refused = result == RunResult::Error && refused_only(&report);
+                e.refused = refused;
                 let delay = match result {
+                    // AWS said no (access denied, an invalid request): retrying soon would
+                    // only repeat the refusal; the stack waits for a configuration change,
+                    // a manual trigger, or the long refused-retry delay.
+                    RunResult::Error if refused => {
+                        e.failures += 1;
+                        settings.refused_retry
+                    }
                     RunResult::Error => {
                         e.failures += 1;
                         settings.backoff(e.failures)
+                    }
+                    RunResult::Held => {
+                        e.failures = 0;
+                        settings.jittered_interval()
                     }
                     RunResult::Pending => {
                         e.failures = 0;
@@ -306,6 +397,13 @@ impl Controller {
                     }
                 };
                 e.last_error = first_error(&report);
+                // An approval is for one run: used, or void because the plan changed.
+                if e.approved.take().is_some() && result != RunResult::Held {
+                    e.presumed_existing = None;
+                }
+                if let Some(h) = &report.held {
+                    tracing::warn!(stack = %e.stack.name(), plan_hash = %h.plan_hash, changes = h.changes, max_changes_per_run = h.max_changes_per_run, reason = %h.reason, "stack held: the plan waits for approval (POST /stacks/{{stack}}/approve)");
+                }
                 e.due = if e.follow_up {
                     Instant::now()
                 } else {
@@ -320,6 +418,9 @@ impl Controller {
                     set_observation(e, started, report);
                 }
                 match result {
+                    RunResult::Error if refused => {
+                        tracing::error!(stack = %e.stack.name(), failures = e.failures, retry_in_seconds = delay.as_secs(), error = e.last_error.as_deref().unwrap_or(""), "AWS refused the reconciler's request: the stack waits for a configuration change or a manual trigger (POST /reconcile/{{stack}})")
+                    }
                     RunResult::Error => {
                         tracing::warn!(stack = %e.stack.name(), failures = e.failures, retry_in_seconds = delay.as_secs(), error = e.last_error.as_deref().unwrap_or(""), "reconcile failed")
                     }
@@ -341,6 +442,7 @@ impl Controller {
         if !st.accepting {
             return Err(TriggerError::ShuttingDown);
         }
+        self.standby()?;
         if let Some(name) = stack
             && !st.stacks.contains_key(name)
         {
@@ -404,12 +506,64 @@ impl Controller {
         }
     }
 
+    /// Approves the held plan of `stack` whose hash is `plan_hash`: the next run (started at
+    /// once) applies it if the plan is still the same. Returns the run to wait for.
+    pub fn approve(&self, stack: &str, plan_hash: &str) -> Result<(String, u64), TriggerError> {
+        {
+            let mut st = self.state();
+            if !st.accepting {
+                return Err(TriggerError::ShuttingDown);
+            }
+            self.standby()?;
+            let known = st.stacks.keys().cloned().collect::<Vec<_>>().join(", ");
+            let Some(e) = st.stacks.get_mut(stack) else {
+                return Err(TriggerError::UnknownStack {
+                    stack: stack.to_string(),
+                    known,
+                });
+            };
+            let held = e
+                .observation
+                .as_ref()
+                .and_then(|(_, _, r)| r.held.clone())
+                .or_else(|| e.last_run.as_ref().and_then(|r| r.held.clone()));
+            match held {
+                None => {
+                    return Err(TriggerError::NotHeld {
+                        stack: stack.to_string(),
+                    });
+                }
+                Some(h) if h.plan_hash != plan_hash => {
+                    return Err(TriggerError::PlanChanged {
+                        stack: stack.to_string(),
+                        given: plan_hash.to_string(),
+                        current: h.plan_hash,
+                    });
+                }
+                Some(_) => {
+                    tracing::info!(stack, plan_hash, "held plan approved: applying it");
+                    e.approved = Some(plan_hash.to_string());
+                }
+            }
+        }
+        let mut runs = self.trigger(Some(stack))?;
+        runs.pop().ok_or(TriggerError::NotHeld {
+            stack: stack.to_string(),
+        })
+    }
+
     /// A fresh dry run of one stack; its observation updates the status and drift figures.
     pub async fn plan(&self, stack: &str) -> Result<StackReport, TriggerError> {
-        let spec = {
+        let (spec, guard) = {
             let st = self.state();
             match st.stacks.get(stack) {
-                Some(e) => (*e.stack).clone(),
+                Some(e) => (
+                    (*e.stack).clone(),
+                    Guard {
+                        approved: Vec::new(),
+                        presumed_existing: e.presumed_existing.clone(),
+                    },
+                ),
                 None => {
                     return Err(TriggerError::UnknownStack {
                         stack: stack.to_string(),
@@ -422,7 +576,11 @@ impl Controller {
         let mut run = self
             .inner
             .engine
-            .run(std::slice::from_ref(&spec), Mode::Plan)
+            .run_guarded(
+                std::slice::from_ref(&spec),
+                Mode::Plan,
+                &Guards::from([(stack.to_string(), guard)]),
+            )
             .await;
         let report = run.stacks.pop().unwrap_or_else(|| {
             let mut r = StackReport::new(&spec, Mode::Plan, false);
@@ -449,12 +607,28 @@ impl Controller {
         let now = Instant::now();
         let mut st = self.state();
         let mut seen = std::collections::BTreeSet::new();
+        let incoming: std::collections::BTreeSet<String> =
+            stacks.iter().map(|s| s.name().to_string()).collect();
+        // Stacks about to leave the configuration that were seen with resources: a new stack
+        // appearing in the same reload may be one of them renamed.
+        let leaving: Vec<String> = st
+            .stacks
+            .iter()
+            .filter(|(k, e)| !incoming.contains(*k) && seen_with_resources(e))
+            .map(|(k, e)| format!("`{k}` in {}", e.stack.spec.region))
+            .collect();
         for s in stacks {
             let name = s.name().to_string();
             seen.insert(name.clone());
             match st.stacks.get_mut(&name) {
                 Some(e) if *e.stack == s => {}
                 Some(e) => {
+                    if e.stack.spec.region != s.spec.region && seen_with_resources(e) {
+                        e.presumed_existing = Some(format!(
+                            "the stack was seen in {} before this configuration moved it to {}",
+                            e.stack.spec.region, s.spec.region
+                        ));
+                    }
                     e.stack = Arc::new(s);
                     if e.running {
                         e.follow_up = true;
@@ -463,7 +637,14 @@ impl Controller {
                     }
                 }
                 None => {
-                    st.stacks.insert(name, Entry::new(Arc::new(s), now));
+                    let mut e = Entry::new(Arc::new(s), now);
+                    if !leaving.is_empty() {
+                        e.presumed_existing = Some(format!(
+                            "it appeared as {} left the configuration: a renamed stack?",
+                            leaving.join(", ")
+                        ));
+                    }
+                    st.stacks.insert(name, e);
                 }
             }
         }
@@ -511,6 +692,13 @@ impl Controller {
         if !st.accepting {
             return Err("shutting down".into());
         }
+        if let lease::Role::Standby { leader, reason, .. } = self.role() {
+            return Err(format!(
+                "standby: {} holds the lease and reconciles{}",
+                leader.as_deref().unwrap_or("another replica"),
+                reason.map(|r| format!(" ({r})")).unwrap_or_default()
+            ));
+        }
         if st.stacks.is_empty() {
             return Ok(());
         }
@@ -537,6 +725,26 @@ impl Controller {
             _ => Ok(()),
         }
     }
+}
+
+/// Whether the stack's last run saw any of its resources in AWS.
+fn seen_with_resources(e: &Entry) -> bool {
+    e.last_run
+        .as_ref()
+        .is_some_and(|r| r.changes.iter().any(|c| c.id.is_some()))
+}
+
+/// Whether every failure of a run is a refusal by AWS (access denied, invalid request).
+fn refused_only(report: &StackReport) -> bool {
+    use presta_aws::error::ErrorClass;
+    let mut classes = report
+        .changes
+        .iter()
+        .filter(|c| c.action == presta_aws::Action::Failed)
+        .map(|c| c.error_class)
+        .chain(report.error.as_ref().map(|_| report.error_class))
+        .peekable();
+    classes.peek().is_some() && classes.all(|c| c == Some(ErrorClass::Refused))
 }
 
 #[cfg(test)]

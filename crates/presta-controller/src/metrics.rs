@@ -9,8 +9,8 @@ use std::time::Duration;
 use presta_aws::calls::{CallRecorder, Outcome};
 use presta_aws::{Action, Kind, Mode};
 use prometheus::{
-    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use presta_engine::report::{ResourceState, StackReport};
@@ -27,11 +27,15 @@ pub enum RunResult {
     Pending,
     /// A step or the observation failed.
     Error,
+    /// The plan exceeds the change budget: nothing changed until a person approves it.
+    Held,
 }
 
 impl RunResult {
     pub fn of(report: &StackReport) -> RunResult {
-        if report.failed() > 0 {
+        if report.held.is_some() {
+            RunResult::Held
+        } else if report.failed() > 0 {
             RunResult::Error
         } else if report
             .changes
@@ -52,6 +56,7 @@ impl RunResult {
             RunResult::Blocked => "blocked",
             RunResult::Pending => "pending",
             RunResult::Error => "error",
+            RunResult::Held => "held",
         }
     }
 }
@@ -74,6 +79,8 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub stacks_configured: Gauge,
     pub orphaned_resources: IntGaugeVec,
+    pub held: IntGaugeVec,
+    pub leader: IntGauge,
     pub reconcile_errors: IntCounterVec,
     pub aws_errors: IntCounterVec,
     pub build_info: IntGaugeVec,
@@ -120,6 +127,12 @@ impl Metrics {
             &["stack"],
         ));
         must(registry.register(Box::new(last_success.clone())));
+        let leader = must(IntGauge::new(
+            "presta_lease_leader",
+            "1 while this replica holds the lease (serve --lease) or runs without one, 0 on standby.",
+        ));
+        leader.set(1);
+        must(registry.register(Box::new(leader.clone())));
         let stacks_configured = must(Gauge::new(
             "presta_stacks_configured",
             "Stacks in the configuration the daemon runs.",
@@ -128,7 +141,7 @@ impl Metrics {
         let m = Metrics {
             reconcile_runs: counter(
                 "presta_reconcile_runs_total",
-                "Reconcile runs by stack and result (converged, blocked, pending, error).",
+                "Reconcile runs by stack and result (converged, blocked, pending, error, held).",
                 &["stack", "result"],
             ),
             reconcile_duration: histogram(
@@ -187,6 +200,7 @@ impl Metrics {
                 &["result"],
             ),
             stacks_configured,
+            leader,
             aws_errors: counter(
                 "presta_aws_api_errors_total",
                 "Failed attempts of AWS calls, retried or not, by service, operation and class (throttled, transient, not_found, conflict, refused, transport).",
@@ -201,6 +215,11 @@ impl Metrics {
                 "presta_orphaned_resources",
                 "Resources carrying the ownership tags of a stack that is not in the configuration, by stack and kind (never deleted; `destroy --stack` removes them).",
                 &["stack", "kind"],
+            ),
+            held: gauge(
+                "presta_stack_held",
+                "1 while the stack's plan exceeds its change budget (spec.policy.maxChangesPerRun) and waits for approval, else 0.",
+                &["stack"],
             ),
             build_info: gauge(
                 "presta_build_info",
@@ -250,6 +269,11 @@ impl Metrics {
             if matches!(result, RunResult::Converged | RunResult::Blocked) {
                 self.last_success.with_label_values(&[stack]).set(unix_now);
             }
+        }
+        if !report.observation_failed {
+            self.held
+                .with_label_values(&[stack])
+                .set(i64::from(report.held.is_some()));
         }
         if report.observation_failed {
             // Nothing was seen: keep the last observed figures rather than claiming zero drift.
@@ -333,6 +357,7 @@ impl Metrics {
         let _ = self.resources_ready.remove_label_values(&[stack]);
         let _ = self.resources_managed.remove_label_values(&[stack]);
         let _ = self.last_success.remove_label_values(&[stack]);
+        let _ = self.held.remove_label_values(&[stack]);
     }
 }
 
@@ -371,6 +396,8 @@ mod tests {
             instance_refresh: None,
             domain_change: None,
             error: None,
+            error_class: None,
+            held: None,
             observation_failed: false,
             duration: Duration::from_millis(120),
         }

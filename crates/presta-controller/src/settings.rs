@@ -16,12 +16,17 @@ pub struct ControllerSettings {
     pub backoff_base: Duration,
     /// The longest delay after failures.
     pub backoff_max: Duration,
+    /// The next run after AWS refused a request (access denied, invalid request): no tight
+    /// retry loop; a configuration change or a manual trigger runs the stack sooner.
+    pub refused_retry: Duration,
     /// `/readyz` fails when the last successful AWS observation is older than this.
     pub ready_max_age: Duration,
     /// `/readyz` fails when an observation has waited this long for AWS (about two attempt
     /// timeouts): a frozen or black-holed endpoint shows within seconds, not after the
     /// whole operation timeout.
     pub stuck_after: Duration,
+    /// Who writes among replicas (`serve --lease`); `None`: this process alone.
+    pub role: Option<tokio::sync::watch::Receiver<crate::lease::Role>>,
 }
 
 impl Default for ControllerSettings {
@@ -32,8 +37,10 @@ impl Default for ControllerSettings {
             pending_requeue: Duration::from_secs(15),
             backoff_base: Duration::from_secs(5),
             backoff_max: Duration::from_secs(300),
+            refused_retry: Duration::from_secs(1800),
             ready_max_age: Duration::from_secs(180),
             stuck_after: Duration::from_secs(20),
+            role: None,
         }
     }
 }
@@ -67,4 +74,19 @@ pub enum TriggerError {
     UnknownStack { stack: String, known: String },
     #[error("the daemon is shutting down and takes no new runs")]
     ShuttingDown,
+    #[error(
+        "this replica is on standby: {} holds the lease and reconciles; send the request to it",
+        leader.as_deref().unwrap_or("another replica")
+    )]
+    Standby { leader: Option<String> },
+    #[error("stack `{stack}` has no held plan to approve")]
+    NotHeld { stack: String },
+    #[error(
+        "stack `{stack}`'s held plan is now {current}, not {given}: look at the new plan (GET /stacks/{stack}) and approve its hash"
+    )]
+    PlanChanged {
+        stack: String,
+        given: String,
+        current: String,
+    },
 }

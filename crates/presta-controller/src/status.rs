@@ -68,9 +68,16 @@ pub struct StackStatus {
     pub region: String,
     /// `enforce` or `observe`.
     pub policy: Enforcement,
-    /// How the last run ended: `converged`, `blocked`, `pending`, `error`; `unknown` before
-    /// the first run.
+    /// How the last run ended: `converged`, `blocked`, `pending`, `error`, `held`; `unknown`
+    /// before the first run.
     pub state: StackState,
+    /// The plan waiting for approval (over the change budget), with its hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<presta_engine::budget::Held>,
+    /// Why the stack is not retried soon: AWS refused the last run's requests (access
+    /// denied, invalid request) and retrying would only repeat the refusal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
     pub running: bool,
     pub runs: u64,
     pub consecutive_failures: u32,
@@ -105,6 +112,8 @@ pub struct StackStatus {
 /// The daemon-wide figures of `GET /stacks`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Overview {
+    /// This replica: `single` (no lease), `leader` or `standby` (with the leader's id).
+    pub replica: crate::lease::Role,
     pub stacks: Vec<StackStatus>,
     pub config: ConfigStatus,
 }
@@ -126,6 +135,7 @@ impl Controller {
     pub fn overview(&self) -> Overview {
         let st = self.state();
         Overview {
+            replica: self.role(),
             stacks: st.stacks.values().map(status_of).collect(),
             config: st.config.clone(),
         }
@@ -221,6 +231,16 @@ fn status_of(e: &Entry) -> StackStatus {
         region: stack.spec.region.clone(),
         policy: stack.spec.policy.mode,
         state: e.last_result.map_or(StackState::Unknown, StackState::Ran),
+        held: observation
+            .and_then(|r| r.held.clone())
+            .or_else(|| e.last_run.as_ref().and_then(|r| r.held.clone())),
+        waiting_for: e.refused.then(|| {
+            format!(
+                "AWS refused the last run's requests: fix the permission or the request, then change the configuration or POST /reconcile/{}; retried on its own in {} s",
+                stack.name(),
+                e.due.saturating_duration_since(Instant::now()).as_secs()
+            )
+        }),
         running: e.running,
         runs: e.runs_done,
         consecutive_failures: e.failures,

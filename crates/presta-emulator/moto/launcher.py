@@ -19,14 +19,16 @@ Extra routes (never used by the product, only by tests and the benchmark):
   DELETE /_presta/calls  -> resets the log
   PUT    /_presta/latency?ms=N -> every AWS call answers N ms later (0: off), to
                                   stop a client at chosen points of a run
-  PUT    /_presta/faults?rate=R&seed=S[&services=ec2,rds][&operations=A,B]
+  PUT    /_presta/faults?rate=R&seed=S[&services=ec2,rds][&operations=A,B][&kinds=K,L]
                                 -> a share R (0..1) of the AWS calls fails, drawn from a
                                    random generator seeded with S, as AWS fails: the
                                    service's own throttling error, 500/503 before the call
                                    is processed, or a 500 *after* it was processed (the
                                    answer is lost: the client must not create twice).
                                    rate=0 turns faults off. Faults counted in the call log
-                                   ("fault": kind).
+                                   ("fault": kind). kinds= picks among throttle,
+                                   unavailable, internal, lost and denied (403 AccessDenied /
+                                   UnauthorizedOperation, as IAM refuses a missing permission).
   (moto's own POST /moto-api/reset wipes all emulated state.)
 
 It binds only to loopback addresses: it refuses any other host.
@@ -382,6 +384,18 @@ _THROTTLE = {
 }
 
 
+def _agent(environ: dict) -> str:
+    """Who called: `terraform`, the SDK app name (`app/<name>` in the User-Agent, which
+    tells the reconciler's replicas apart), else `other`."""
+    ua = environ.get("HTTP_USER_AGENT", "") + " " + environ.get("HTTP_X_AMZ_USER_AGENT", "")
+    if "Terraform" in ua:
+        return "terraform"
+    for part in ua.split():
+        if part.startswith("app/"):
+            return part[4:]
+    return "other"
+
+
 def _error(service: str, status: int, code: str, message: str) -> tuple[str, list[tuple[str, str]], bytes]:
     """An error answer in the protocol of `service`."""
     shape = _THROTTLE.get(service, ("query", ""))[0]
@@ -415,6 +429,7 @@ class Faults:
         self.rate = 0.0
         self.services: set[str] = set()
         self.operations: set[str] = set()
+        self.kinds: list[str] = []
 
     def configure(self, query: str) -> dict[str, Any]:
         import random
@@ -426,10 +441,12 @@ class Faults:
             self._random = random.Random(int(q.get("seed", "0")))
             self.services = {x for x in q.get("services", "").split(",") if x}
             self.operations = {x for x in q.get("operations", "").split(",") if x}
-            return {"rate": self.rate, "services": sorted(self.services), "operations": sorted(self.operations)}
+            self.kinds = [x for x in q.get("kinds", "").split(",") if x]
+            return {"rate": self.rate, "services": sorted(self.services), "operations": sorted(self.operations),
+                    "kinds": self.kinds}
 
     def draw(self, service: str, operation: str) -> str | None:
-        """The fault for this call, if any: throttle, unavailable, internal, lost."""
+        """The fault for this call, if any: throttle, unavailable, internal, lost, denied."""
         with self._lock:
             if self.rate <= 0:
                 return None
@@ -439,7 +456,7 @@ class Faults:
                 return None
             if self._random.random() >= self.rate:
                 return None
-            return self._random.choice(["throttle", "throttle", "unavailable", "internal", "lost"])
+            return self._random.choice(self.kinds or ["throttle", "throttle", "unavailable", "internal", "lost"])
 
 
 class Instrumented:
@@ -492,12 +509,17 @@ class Instrumented:
         if self.latency_ms > 0:
             time.sleep(self.latency_ms / 1000)
         fault = self.faults.draw(service, operation)
-        agent = "terraform" if "Terraform" in environ.get("HTTP_USER_AGENT", "") else "other"
-        if fault in ("throttle", "unavailable", "internal"):
+        agent = _agent(environ)
+        if fault in ("throttle", "unavailable", "internal", "denied"):
             # Refused before it is processed: nothing happened at AWS.
             if fault == "throttle":
                 code = _THROTTLE.get(service, ("query", "Throttling"))[1]
                 status = 400
+            elif fault == "denied":
+                # What IAM answers a caller without the permission.
+                code = "UnauthorizedOperation" if service == "ec2" else (
+                    "AccessDeniedException" if _THROTTLE.get(service, ("query",))[0] in ("json", "rest") else "AccessDenied")
+                status = 403
             elif fault == "unavailable":
                 code, status = "ServiceUnavailable", 503
             else:
@@ -527,7 +549,7 @@ class Instrumented:
                 "operation": operation,
                 "status": int(status_holder.get("status", "0")),
                 "ms": round((time.perf_counter() - started) * 1000, 2),
-                "agent": "terraform" if "Terraform" in environ.get("HTTP_USER_AGENT", "") else "other",
+                "agent": agent,
             }
         )
         return result

@@ -90,7 +90,8 @@ pub struct Call {
     pub operation: String,
     pub status: u16,
     pub ms: f64,
-    /// `terraform` when the User-Agent says so, else `other`.
+    /// `terraform` when the User-Agent says so, the SDK app name (`app/<name>`: the daemon
+    /// sends `presta-<replica id>`) when there is one, else `other`.
     pub agent: String,
     /// The fault injected into this call, if one was (`throttle`, `unavailable`,
     /// `internal`, `lost`).
@@ -314,11 +315,27 @@ impl Emulator {
     /// answer), drawn from a generator seeded with `seed`; `services` limits it to those
     /// signing names (`ec2`, `rds`, `elasticfilesystem`...), empty for all. `rate` 0 stops.
     pub fn set_faults(&self, rate: f64, seed: u64, services: &[&str]) -> Result<(), EmulatorError> {
+        self.set_faults_on(rate, seed, services, &[], &[])
+    }
+
+    /// Faults limited to `operations` (e.g. `RevokeSecurityGroupIngress`) and of the given
+    /// `kinds` (`throttle`, `unavailable`, `internal`, `lost`, `denied`; empty: a mix of all but
+    /// `denied`).
+    pub fn set_faults_on(
+        &self,
+        rate: f64,
+        seed: u64,
+        services: &[&str],
+        operations: &[&str],
+        kinds: &[&str],
+    ) -> Result<(), EmulatorError> {
         self.http(
             "PUT",
             &format!(
-                "/_presta/faults?rate={rate}&seed={seed}&services={}",
-                services.join(",")
+                "/_presta/faults?rate={rate}&seed={seed}&services={}&operations={}&kinds={}",
+                services.join(","),
+                operations.join(","),
+                kinds.join(",")
             ),
         )
         .map(|_| ())

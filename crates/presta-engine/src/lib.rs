@@ -4,6 +4,7 @@
 //! know AWS; this crate knows the order and wiring.
 
 pub mod bootstrap;
+pub mod budget;
 pub mod data;
 pub mod destroy;
 pub mod report;
@@ -82,10 +83,20 @@ impl Engine {
 
     /// Plans or applies every stack; reports come back in the order of `stacks`.
     pub async fn run(&self, stacks: &[Stack], mode: Mode) -> RunReport {
+        self.run_guarded(stacks, mode, &budget::Guards::new()).await
+    }
+
+    /// [`Engine::run`] with what the caller knows of each stack (approved plans).
+    pub async fn run_guarded(
+        &self,
+        stacks: &[Stack],
+        mode: Mode,
+        guards: &budget::Guards,
+    ) -> RunReport {
         let started = Instant::now();
         let stats = CallStats::default();
         let collected = std::sync::Mutex::new(Vec::new());
-        self.run_each(stacks, mode, &stats, &|r| {
+        self.run_each(stacks, mode, &stats, guards, &|r| {
             collected.lock().unwrap_or_else(|e| e.into_inner()).push(r)
         })
         .await;
@@ -148,6 +159,7 @@ impl Engine {
         stacks: &[Stack],
         mode: Mode,
         stats: &CallStats,
+        guards: &budget::Guards,
         done: &(dyn Fn(StackReport) + Sync),
     ) {
         let mut all: Vec<Arc<dyn CallRecorder>> = vec![Arc::new(stats.clone())];
@@ -159,7 +171,10 @@ impl Engine {
         }
         futures::future::join_all(by_region.into_iter().map(|(region, stacks)| {
             let recorder = recorder.clone();
-            async move { self.run_region(region, &stacks, mode, recorder, done).await }
+            async move {
+                self.run_region(region, &stacks, mode, recorder, guards, done)
+                    .await
+            }
         }))
         .await;
     }
@@ -170,6 +185,7 @@ impl Engine {
         stacks: &[&Stack],
         mode: Mode,
         recorder: Arc<dyn CallRecorder>,
+        guards: &budget::Guards,
         done: &(dyn Fn(StackReport) + Sync),
     ) {
         // A stack's run lasts from the start of the region's observation to its last change:
@@ -184,6 +200,7 @@ impl Engine {
                     let mut r = StackReport::new(s, mode, false);
                     r.error = Some(format!("observing {region} failed: {e}"));
                     r.observation_failed = true;
+                    r.error_class = Some(e.class);
                     r.duration = started.elapsed();
                     done(r);
                 }
@@ -196,7 +213,8 @@ impl Engine {
             .map(|s| async move {
                 let _permit = self.limit.acquire().await.ok();
                 let span = tracing::info_span!("reconcile", stack = %s.name());
-                let mut report = stack::reconcile(aws, s, snap, mode, &self.settings)
+                let guard = guards.get(s.name()).cloned().unwrap_or_default();
+                let mut report = stack::reconcile(aws, s, snap, mode, &guard, &self.settings)
                     .instrument(span)
                     .await;
                 report.duration = started.elapsed();

@@ -75,6 +75,13 @@ pub struct StackReport {
     /// A stack-level failure (network not found, region unreachable).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The class of the AWS error behind `error`, when it is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<presta_aws::error::ErrorClass>,
+    /// The plan is larger than the stack's change budget: nothing was changed (in an apply)
+    /// or would be without approval (in a plan).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<crate::budget::Held>,
     /// True when the region could not be observed at all (AWS unreachable, credentials).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub observation_failed: bool,
@@ -98,14 +105,16 @@ impl StackReport {
             instance_refresh: None,
             domain_change: None,
             error: None,
+            error_class: None,
+            held: None,
             observation_failed: false,
             duration: Duration::ZERO,
         }
     }
 
-    /// Whether this run could change things (an apply on an `enforce` stack).
+    /// Whether this run could change things (an apply on an `enforce` stack, not held).
     pub fn applied(&self) -> bool {
-        self.mode == Mode::Apply && !self.observe_only
+        self.mode == Mode::Apply && !self.observe_only && self.held.is_none()
     }
 
     /// The state of one of this report's resources once the run is over.
@@ -173,6 +182,22 @@ impl StackReport {
         if let Some(e) = &self.error {
             let _ = writeln!(out, "  error: {e}");
             return out;
+        }
+        if let Some(h) = &self.held {
+            let _ = writeln!(
+                out,
+                "  HELD: {}\n  {}; to apply exactly this plan: presta-reconciler apply -f <file> --stack {} --approve {}\n  (or POST /stacks/{}/approve with {{\"plan_hash\": \"{}\"}})",
+                h.reason,
+                if self.mode == Mode::Apply {
+                    "nothing was changed"
+                } else {
+                    "an apply would change nothing until approved"
+                },
+                self.stack,
+                h.plan_hash,
+                self.stack,
+                h.plan_hash
+            );
         }
         let summary = [
             (Action::Create, "create"),

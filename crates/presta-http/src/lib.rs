@@ -8,10 +8,11 @@
 //! | `POST /reconcile`, `POST /reconcile/{stack}` | force a run (202); `?wait=true` waits and returns the result |
 //! | `GET /stacks`, `GET /stacks/{stack}` | status: per resource, drift, last run, outputs |
 //! | `GET /stacks/{stack}/plan` | a fresh dry run |
+//! | `POST /stacks/{stack}/approve` | apply a held plan, named by its hash (`{"plan_hash": "..."}`) |
 //! | `GET /orphans` | resources of stacks that are no longer in the configuration |
 //!
 //! The handlers never reconcile themselves: they ask the [`Controller`]. Endpoints that act or
-//! call AWS (`POST /reconcile*`, `GET /stacks/{stack}/plan`) require `Authorization: Bearer
+//! call AWS (`POST /reconcile*`, `GET /stacks/{stack}/plan`, `POST /stacks/{stack}/approve`) require `Authorization: Bearer
 //! <token>` when a token is configured. Errors are JSON: `{"error": "...", "status": 404}`.
 //! No response carries a secret value: reports hold field diffs, and secrets never enter one.
 
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/stacks", get(stacks))
         .route("/stacks/{stack}", get(stack))
         .route("/stacks/{stack}/plan", get(plan))
+        .route("/stacks/{stack}/approve", post(approve))
         .route("/orphans", get(orphans))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -93,7 +95,10 @@ impl From<TriggerError> for ApiError {
     fn from(e: TriggerError) -> ApiError {
         let status = match e {
             TriggerError::UnknownStack { .. } => StatusCode::NOT_FOUND,
-            TriggerError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            TriggerError::ShuttingDown | TriggerError::Standby { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            TriggerError::NotHeld { .. } | TriggerError::PlanChanged { .. } => StatusCode::CONFLICT,
         };
         ApiError::new(status, e.to_string())
     }
@@ -201,6 +206,36 @@ async fn reconcile_one(
     reconcile(state, headers, params, Some(stack)).await
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveBody {
+    plan_hash: String,
+}
+
+/// Approves a held plan: the body names it by its hash (from `GET /stacks/{stack}` or the
+/// log line), so a plan that changed in between is not applied by mistake (409).
+async fn approve(
+    State(state): State<AppState>,
+    StackName(stack): StackName,
+    headers: HeaderMap,
+    params: Result<Query<ReconcileParams>, QueryRejection>,
+    body: Result<Json<ApproveBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let Json(body) = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{}; send `{{\"plan_hash\": \"<hash of the held plan>\"}}` with Content-Type: application/json",
+                e.body_text()
+            ),
+        )
+    })?;
+    let wait = wait_param(params)?;
+    let target = state.controller.approve(&stack, body.plan_hash.trim())?;
+    respond(state, wait, vec![target]).await
+}
+
 async fn reconcile(
     state: AppState,
     headers: HeaderMap,
@@ -208,15 +243,28 @@ async fn reconcile(
     stack: Option<String>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let Query(params) = params.map_err(|e| {
+    let wait = wait_param(params)?;
+    let targets = state.controller.trigger(stack.as_deref())?;
+    respond(state, wait, targets).await
+}
+
+fn wait_param(params: Result<Query<ReconcileParams>, QueryRejection>) -> Result<bool, ApiError> {
+    params.map(|Query(p)| p.wait).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("{}; the only parameter is `wait=true|false`", e.body_text()),
         )
-    })?;
-    let targets = state.controller.trigger(stack.as_deref())?;
+    })
+}
+
+/// 202 at once, or with `?wait=true` the results of the runs (202 if they take too long).
+async fn respond(
+    state: AppState,
+    wait: bool,
+    targets: Vec<(String, u64)>,
+) -> Result<Response, ApiError> {
     let names: Vec<&str> = targets.iter().map(|(n, _)| n.as_str()).collect();
-    if !params.wait {
+    if !wait {
         return Ok((
             StatusCode::ACCEPTED,
             Json(json!({"accepted": names, "message": "reconcile queued"})),

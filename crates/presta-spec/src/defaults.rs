@@ -167,3 +167,9 @@ pub fn parameter_prefix(stack: &str) -> String {
 pub fn yes() -> bool {
     true
 }
+
+/// `spec.policy.maxChangesPerRun`: a heal touches one or two resources; five leaves room for a
+/// deliberate change of a few settings at once.
+pub fn max_changes_per_run() -> u32 {
+    5
+}

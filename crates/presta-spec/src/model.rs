@@ -492,7 +492,7 @@ pub enum Enforcement {
 }
 
 /// What the reconciler may do to this stack.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Policy {
     #[serde(default)]
@@ -505,6 +505,23 @@ pub struct Policy {
     /// What `destroy` does with the data-bearing resources.
     #[serde(default)]
     pub deletion: Deletion,
+    /// The change budget: once a stack exists, one run may change at most this many of its
+    /// resources. A larger plan (a wrong VPC selector, a moved region, a renamed stack) is
+    /// held, nothing changed, until a person approves that exact plan (`apply --approve`,
+    /// `POST /stacks/{stack}/approve`). Creating a brand-new stack is not limited.
+    #[serde(default = "crate::defaults::max_changes_per_run")]
+    pub max_changes_per_run: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            mode: Enforcement::default(),
+            adopt_existing: false,
+            deletion: Deletion::default(),
+            max_changes_per_run: crate::defaults::max_changes_per_run(),
+        }
+    }
 }
 
 /// What `destroy` does with the database.

@@ -35,6 +35,7 @@ use presta_spec::naming::Component;
 
 use crate::Settings;
 use crate::bootstrap;
+use crate::budget::{self, Guard};
 use crate::data::DbSource;
 use crate::report::{Outputs, RefreshStatus, StackReport};
 use crate::snapshot::Snapshot;
@@ -49,6 +50,7 @@ pub async fn reconcile(
     stack: &Stack,
     snap: &Snapshot,
     requested: Mode,
+    guard: &Guard,
     settings: &Settings,
 ) -> StackReport {
     let started = Instant::now();
@@ -71,20 +73,53 @@ pub async fn reconcile(
             return report;
         }
     };
-    let run = Run {
+    let new_run = |mode: Mode| Run {
         aws,
         stack,
         snap,
         mode,
         settings,
-        data,
+        data: data.clone(),
         changes: std::sync::Mutex::new(Vec::new()),
     };
+    // The change budget: a stack that exists is planned first against the same observation
+    // (no AWS call), and an apply larger than the budget is held unless that exact plan was
+    // approved.
+    let exists = snap
+        .auto_scaling_groups
+        .contains_key(&Component::AutoScalingGroup.name(stack.name()))
+        || guard.presumed_existing.is_some();
+    if exists && mode == Mode::Apply {
+        let plan = new_run(Mode::Plan);
+        let (outputs, refresh) = converge(&plan, &net).await;
+        let changes = plan.changes.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = guard.holds(budget::check(
+            &changes,
+            stack.spec.policy.max_changes_per_run,
+            guard.presumed_existing.as_deref(),
+        )) {
+            tracing::warn!(stack = %stack.name(), plan_hash = %held.plan_hash, changes = held.changes, reason = %held.reason, "plan held for approval: nothing changed");
+            report.changes = changes;
+            report.outputs = outputs;
+            report.instance_refresh = refresh;
+            report.held = Some(held);
+            report.duration = started.elapsed();
+            return report;
+        }
+    }
+    let run = new_run(mode);
     let (outputs, refresh) = converge(&run, &net).await;
     report.changes = run.changes.into_inner().unwrap_or_else(|e| e.into_inner());
     report.outputs = outputs;
     report.instance_refresh = refresh;
     report.domain_change = refresh::domain_change(&report.changes);
+    if exists && mode == Mode::Plan && !observe_only {
+        report.held = guard.holds(budget::check(
+            &report.changes,
+            stack.spec.policy.max_changes_per_run,
+            guard.presumed_existing.as_deref(),
+        ));
+    }
     report.duration = started.elapsed();
     report
 }
@@ -105,7 +140,9 @@ async fn converge(run: &Run<'_>, net: &Network) -> (Outputs, Option<RefreshStatu
     let alb_sg_d = SecurityGroupDesired::load_balancer(stack, vpc);
     let tg_d = TargetGroupDesired::for_stack(stack, vpc);
     let subnet_group_d = DbSubnetGroupDesired::for_stack(stack, net);
-    let fs_d = FileSystemDesired::for_stack(stack);
+    let mut fs_d = FileSystemDesired::for_stack(stack);
+    let asg_name = Component::AutoScalingGroup.name(stack.name());
+    fs_d.unused = !snap.auto_scaling_groups.contains_key(&asg_name);
     let (db_param_l, _admin_param_l, alb_sg, tg, subnet_group, fs) = tokio::join!(
         run.guarded_step(
             &Parameters,
@@ -319,6 +356,15 @@ async fn converge(run: &Run<'_>, net: &Network) -> (Outputs, Option<RefreshStatu
         run.step(&AutoScalingGroups, &asg_d, asg_before).await
     };
     let refresh = refresh::roll(run, template_change, &asg_d.name, asg.as_ref(), asg_before).await;
+    // The group exists: its instances use the file system from now on.
+    if run.mode == Mode::Apply
+        && asg.is_some()
+        && let Some(f) = &fs
+        && f.tags.contains_key(presta_aws::file_system::TAG_UNUSED)
+        && let Err(e) = FileSystems.clear_unused(run.aws, &f.id).await
+    {
+        tracing::warn!(stack = %stack.name(), error = %e, "removing the file system's unused mark failed; the next run removes it");
+    }
 
     let outputs = Outputs {
         alb_dns_name: id_of(&lb, |l| l.dns_name.clone()),

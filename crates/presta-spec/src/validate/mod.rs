@@ -89,6 +89,13 @@ pub fn validate_stack(stack: &Stack) -> Vec<Finding> {
     data::database(&mut f, stack);
     data::file_system(&mut f, stack);
     data::secrets(&mut f, stack);
+    f.range(
+        "spec.policy.maxChangesPerRun",
+        u64::from(spec.policy.max_changes_per_run),
+        1,
+        1000,
+        " resources (a plan larger than this is held for approval)",
+    );
     f.0
 }
 

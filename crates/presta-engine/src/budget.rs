@@ -1,0 +1,219 @@
+//! The change budget (blast radius). Once a stack exists, an apply first plans against the same
+//! observation; a plan that changes more than `spec.policy.maxChangesPerRun` resources, or
+//! that would create a data-bearing resource for a stack whose data lives elsewhere (a moved
+//! region, a renamed stack), is **held**: nothing is changed until a person approves that exact
+//! plan, named by its hash. A wrong VPC selector, a renamed stack or a fat-fingered region
+//! then costs a held plan and an alert, not a second shop.
+//!
+//! A stack "exists" once its Auto Scaling group (the last thing a creation makes) does: a
+//! stack being created, or re-created after `destroy`, is not limited, so an interrupted
+//! creation simply resumes.
+
+use std::collections::BTreeMap;
+
+use presta_aws::{Action, Change, Kind};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// What the caller knows about one stack beyond the observation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Guard {
+    /// Hashes of held plans a person approved: a plan with one of these hashes is applied
+    /// whatever its size.
+    pub approved: Vec<String>,
+    /// Why the stack counts as existing although none of it is seen where the spec points
+    /// (the daemon saw it in another region, or under another name, before this
+    /// configuration).
+    pub presumed_existing: Option<String>,
+}
+
+impl Guard {
+    fn approves(&self, held: &Held) -> bool {
+        self.approved.iter().any(|h| h == &held.plan_hash)
+    }
+
+    /// The plan must be held: over budget and not approved.
+    pub fn holds(&self, held: Option<Held>) -> Option<Held> {
+        held.filter(|h| !self.approves(h))
+    }
+}
+
+/// Per stack name.
+pub type Guards = BTreeMap<String, Guard>;
+
+/// A plan held for approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Held {
+    /// Names the exact plan: `apply --approve <hash>` or `POST /stacks/{stack}/approve`.
+    pub plan_hash: String,
+    /// Resources the plan would change.
+    pub changes: usize,
+    /// The stack's budget.
+    pub max_changes_per_run: u32,
+    /// Why it is held, in words.
+    pub reason: String,
+}
+
+/// The part of a change that an approval covers: what, and from what to what.
+#[derive(Serialize)]
+struct Planned<'a> {
+    kind: Kind,
+    name: &'a str,
+    action: Action,
+    diffs: Vec<(&'a str, &'a serde_json::Value, &'a serde_json::Value)>,
+}
+
+/// The hash of the changes a plan would make (resources in sync do not count, nor do the
+/// notes): 16 hex digits of a SHA-256, stable across runs while the plan is the same.
+pub fn plan_hash(changes: &[Change]) -> String {
+    let mut planned: Vec<Planned<'_>> = changes
+        .iter()
+        .filter(|c| c.is_pending())
+        .map(|c| Planned {
+            kind: c.kind,
+            name: &c.name,
+            action: c.action,
+            diffs: c
+                .applicable()
+                .map(|d| (d.field.as_str(), &d.desired, &d.live))
+                .collect(),
+        })
+        .collect();
+    planned.sort_by(|a, b| (a.kind, a.name).cmp(&(b.kind, b.name)));
+    let bytes = serde_json::to_vec(&planned).unwrap_or_default();
+    let digest = Sha256::digest(&bytes);
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn data_bearing(kind: Kind) -> bool {
+    matches!(kind, Kind::DbInstance | Kind::FileSystem)
+}
+
+/// Whether a plan for a stack that exists must be held, and why. `None`: within budget.
+pub fn check(
+    changes: &[Change],
+    max_changes_per_run: u32,
+    presumed_existing: Option<&str>,
+) -> Option<Held> {
+    let pending: Vec<&Change> = changes.iter().filter(|c| c.is_pending()).collect();
+    let count = pending.len();
+    let mut reasons = Vec::new();
+    if count > max_changes_per_run as usize {
+        let mut by_action: BTreeMap<String, usize> = BTreeMap::new();
+        for c in &pending {
+            *by_action
+                .entry(format!("{:?}", c.action).to_lowercase())
+                .or_default() += 1;
+        }
+        let detail = by_action
+            .iter()
+            .map(|(a, n)| format!("{n} {a}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        reasons.push(format!(
+            "the plan changes {count} resources ({detail}), more than spec.policy.maxChangesPerRun = {max_changes_per_run}"
+        ));
+    }
+    if let Some(why) = presumed_existing {
+        let new_data: Vec<String> = pending
+            .iter()
+            .filter(|c| {
+                data_bearing(c.kind) && matches!(c.action, Action::Create | Action::Restore)
+            })
+            .map(|c| format!("{} {}", c.kind, c.name))
+            .collect();
+        if !new_data.is_empty() {
+            reasons.push(format!(
+                "it would create {} while the stack's data exists elsewhere ({why})",
+                new_data.join(" and ")
+            ));
+        }
+    }
+    if reasons.is_empty() {
+        return None;
+    }
+    Some(Held {
+        plan_hash: plan_hash(changes),
+        changes: count,
+        max_changes_per_run,
+        reason: reasons.join("; "),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use presta_aws::diff::FieldDiff;
+
+    fn change(kind: Kind, name: &str, action: Action) -> Change {
+        Change {
+            kind,
+            name: name.into(),
+            id: None,
+            action,
+            diffs: Vec::new(),
+            reason: None,
+            error_class: None,
+        }
+    }
+
+    fn update(name: &str, to: &str) -> Change {
+        let mut c = change(Kind::SecurityGroup, name, Action::Update);
+        c.diffs.push(FieldDiff {
+            field: "ingress".into(),
+            desired: serde_json::json!(to),
+            live: serde_json::json!("0.0.0.0/0:22"),
+            blocked: None,
+        });
+        c
+    }
+
+    #[test]
+    fn within_budget_is_not_held() {
+        let plan = vec![
+            update("a", "x"),
+            change(Kind::TargetGroup, "tg", Action::None),
+        ];
+        assert_eq!(check(&plan, 1, None), None);
+    }
+
+    #[test]
+    fn over_budget_is_held_with_counts() {
+        let plan = vec![
+            change(Kind::SecurityGroup, "a", Action::Create),
+            change(Kind::SecurityGroup, "b", Action::Create),
+            change(Kind::TargetGroup, "tg", Action::Replace),
+            change(Kind::Listener, "l", Action::None),
+        ];
+        let held = check(&plan, 2, None).expect("held");
+        assert_eq!(held.changes, 3);
+        assert!(
+            held.reason.contains("2 create, 1 replace"),
+            "{}",
+            held.reason
+        );
+        assert!(held.reason.contains("maxChangesPerRun = 2"));
+        assert_eq!(held.plan_hash.len(), 16);
+    }
+
+    #[test]
+    fn a_presumed_existing_stack_may_not_create_data() {
+        let plan = vec![change(Kind::DbInstance, "shop-db", Action::Create)];
+        let held = check(&plan, 5, Some("seen in eu-west-3 before")).expect("held");
+        assert!(held.reason.contains("db_instance shop-db") || held.reason.contains("shop-db"));
+        assert!(held.reason.contains("seen in eu-west-3 before"));
+        // The same plan on a stack nothing is known of is not held.
+        assert_eq!(check(&plan, 5, None), None);
+    }
+
+    #[test]
+    fn the_hash_names_the_plan_not_its_order_or_notes() {
+        let a = vec![update("a", "x"), update("b", "y")];
+        let mut b = vec![update("b", "y"), update("a", "x")];
+        b[0].reason = Some("a note".into());
+        b.push(change(Kind::Listener, "l", Action::None));
+        assert_eq!(plan_hash(&a), plan_hash(&b));
+        let c = vec![update("a", "x"), update("b", "z")];
+        assert_ne!(plan_hash(&a), plan_hash(&c));
+    }
+}

@@ -1,0 +1,225 @@
+//! The change budget (blast radius): a plan that changes more of an existing stack than
+//! `spec.policy.maxChangesPerRun` is held, nothing changed, until that exact plan is approved
+//! (`apply --approve <hash>`, `POST /stacks/{stack}/approve`).
+
+mod common;
+
+use common::Env;
+use presta_emulator::Emulator;
+
+/// The demo network plus a second one (`presta-other-*`), as a wrong VPC selector finds it.
+fn two_networks() -> Env {
+    let emu = Emulator::builder()
+        .seed("demo")
+        .seed("other")
+        .instance_refresh_seconds(1.0)
+        .start()
+        .expect("the emulator starts");
+    Env {
+        emu,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+fn other_vpc(text: String) -> String {
+    text.replace("Name: presta-demo-", "Name: presta-other-")
+}
+
+#[test]
+fn an_existing_stack_pointed_at_another_vpc_is_held_until_that_plan_is_approved() {
+    let env = two_networks();
+    let demo = env.demo();
+    env.apply(&demo);
+    let moved = env.config("moved.yaml", other_vpc);
+    let moved = moved.to_str().unwrap();
+
+    // plan says it would be held, and names the plan.
+    let (code, plan) = env.json(&["plan", "-f", moved, "--output", "json"]);
+    assert_eq!(code, 2, "{plan:#}");
+    let held = &plan["stacks"][0]["held"];
+    let hash = held["plan_hash"].as_str().expect("a held plan").to_string();
+    assert!(held["changes"].as_u64().unwrap() > 5, "{held:#}");
+    assert!(
+        held["reason"]
+            .as_str()
+            .unwrap()
+            .contains("maxChangesPerRun = 5"),
+        "{held:#}"
+    );
+
+    // apply holds it: exit 3, not one mutating call, the text says how to approve.
+    env.emu.reset_calls().unwrap();
+    let out = env.cli(&["apply", "-f", moved]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("HELD"), "{text}");
+    assert!(text.contains(&format!("--approve {hash}")), "{text}");
+    assert_eq!(env.mutating_calls(), Vec::<String>::new());
+
+    // A wrong hash approves nothing.
+    let out = env.cli(&["apply", "-f", moved, "--approve", "0123456789abcdef"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(env.mutating_calls(), Vec::<String>::new());
+
+    // The right one applies exactly that plan.
+    let (_, report) = env.json(&["apply", "-f", moved, "--approve", &hash, "--output", "json"]);
+    assert!(report["stacks"][0]["held"].is_null(), "{report:#}");
+    let calls = env.mutating_calls();
+    assert!(
+        calls.iter().any(|c| c.ends_with("ModifyDBSubnetGroup")),
+        "the approved plan was applied: {calls:?}"
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.ends_with("DeleteDBInstance") || c.ends_with("DeleteFileSystem")),
+        "{calls:?}"
+    );
+}
+
+#[test]
+fn a_small_change_is_not_held_and_a_new_stack_is_not_limited() {
+    let env = Env::start();
+    // Creating the whole stack (16 resources) is not limited by a budget of 1.
+    let tight = env.config("tight.yaml", |t| {
+        t.replace(
+            "  database:\n",
+            "  policy:\n    maxChangesPerRun: 1\n  database:\n",
+        )
+    });
+    env.apply(&tight);
+    // One change fits a budget of one; two do not.
+    let one = env.config("one.yaml", |t| {
+        t.replace(
+            "  database:\n",
+            "  policy:\n    maxChangesPerRun: 1\n  database:\n",
+        )
+        .replace("minSize: 1", "minSize: 2")
+    });
+    env.apply(&one);
+    let two = env.config("two.yaml", |t| {
+        t.replace(
+            "  database:\n",
+            "  policy:\n    maxChangesPerRun: 1\n  database:\n",
+        )
+        // minSize back to 1, and a second change.
+        .replace("    backupRetentionDays: 1", "    backupRetentionDays: 3")
+    });
+    env.emu.reset_calls().unwrap();
+    let out = env.cli(&["apply", "-f", two.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(env.mutating_calls(), Vec::<String>::new());
+}
+
+#[test]
+fn the_daemon_holds_a_renamed_stack_and_applies_an_approved_plan() {
+    let env = Env::start();
+    let token_file = env.dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token-0123456789").unwrap();
+    let mut perms = std::fs::metadata(&token_file).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+    std::fs::set_permissions(&token_file, perms).unwrap();
+    let conf = env.dir.path().join("stacks.yaml");
+    std::fs::copy(env.demo(), &conf).unwrap();
+    let d = env.serve(
+        &conf,
+        &[
+            "--interval",
+            "2",
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ],
+    );
+    d.eventually(90, "demo converged", |d| {
+        d.json("GET", "/stacks/demo")["state"] == "converged"
+    });
+
+    // Two changes against a budget of one: held, with the plan in the status and a metric.
+    let text = std::fs::read_to_string(env.demo()).unwrap();
+    let edited = text
+        .replace(
+            "  database:\n",
+            "  policy:\n    maxChangesPerRun: 1\n  database:\n",
+        )
+        .replace("minSize: 1", "minSize: 2")
+        .replace("    backupRetentionDays: 1", "    backupRetentionDays: 3");
+    env.emu.reset_calls().unwrap();
+    std::fs::write(&conf, &edited).unwrap();
+    d.eventually(30, "demo held", |d| {
+        d.json("GET", "/stacks/demo")["state"] == "held"
+    });
+    let status = d.json("GET", "/stacks/demo");
+    let hash = status["held"]["plan_hash"].as_str().unwrap().to_string();
+    assert_eq!(d.metric("presta_stack_held{stack=\"demo\"}"), Some(1.0));
+    assert!(d.log_text().contains("plan waits for approval"));
+    // Held over several runs: still nothing changed.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert_eq!(env.mutating_calls(), Vec::<String>::new());
+
+    // Approval needs the token and the current hash.
+    let path = "/stacks/demo/approve?wait=true";
+    let body = format!("{{\"plan_hash\": \"{hash}\"}}");
+    assert_eq!(post_json(&d, path, None, &body).0, 401);
+    let (code, answer) = post_json(
+        &d,
+        path,
+        Some("s3cret-token-0123456789"),
+        "{\"plan_hash\": \"0000000000000000\"}",
+    );
+    assert_eq!(code, 409, "{answer}");
+    assert!(
+        answer.contains(&hash),
+        "the answer names the current plan: {answer}"
+    );
+    let (code, answer) = post_json(&d, path, Some("s3cret-token-0123456789"), &body);
+    assert_eq!(code, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["results"][0]["result"], "converged", "{answer:#}");
+    assert_eq!(d.metric("presta_stack_held{stack=\"demo\"}"), Some(0.0));
+    let calls = env.mutating_calls();
+    assert!(
+        calls.iter().any(|c| c.ends_with("ModifyDBInstance")),
+        "{calls:?}"
+    );
+
+    // A renamed stack: it appears as `demo` leaves, so it is presumed to exist: creating a
+    // second database and file system for it is held, and nothing is created.
+    env.emu.reset_calls().unwrap();
+    std::fs::write(&conf, edited.replace("  name: demo\n", "  name: demo2\n")).unwrap();
+    d.eventually(30, "demo2 held", |d| {
+        let (code, body) = d.http("GET", "/stacks/demo2", None);
+        code == 200 && body.contains("\"state\":\"held\"")
+    });
+    let status = d.json("GET", "/stacks/demo2");
+    let reason = status["held"]["reason"].as_str().unwrap();
+    assert!(reason.contains("renamed"), "{reason}");
+    assert!(reason.contains("db_instance demo2-db"), "{reason}");
+    assert_eq!(env.mutating_calls(), Vec::<String>::new());
+}
+
+/// A POST with a JSON body; status and body.
+fn post_json(d: &common::Daemon, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&d.addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(120)))
+        .unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_string())
+}
