@@ -108,6 +108,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         wait_timeout: Duration::from_secs(args.wait_timeout),
         poll_interval: Duration::from_secs(5),
         concurrency: 1,
+        health: false,
         progress: Arc::new(StderrProgress),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -40,6 +40,9 @@ pub struct Args {
     /// e.g. when the files given are only part of what runs in the region.
     #[arg(long)]
     no_orphans: bool,
+    /// Skip the health verdict (target health and scaling activities: two reads per stack).
+    #[arg(long)]
+    no_health: bool,
     /// apply: apply a held plan anyway (a plan larger than the stack's
     /// spec.policy.maxChangesPerRun), named by the hash `plan` printed; repeatable. A plan that
     /// changed since is held again with its new hash.
@@ -90,6 +93,7 @@ pub fn run(args: &Args, mode: Mode) -> anyhow::Result<ExitCode> {
         wait_timeout: Duration::from_secs(args.wait_timeout),
         poll_interval: Duration::from_secs(10),
         concurrency: args.concurrency,
+        health: !args.no_health,
         progress: Arc::new(StderrProgress),
     };
     let engine = Engine::new(settings);

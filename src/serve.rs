@@ -247,6 +247,7 @@ async fn serve(
         wait_timeout: Duration::ZERO,
         poll_interval: Duration::from_secs(1),
         concurrency: args.concurrency as usize,
+        health: true,
         progress: Arc::new(LogProgress),
     });
     let metrics = Metrics::new();

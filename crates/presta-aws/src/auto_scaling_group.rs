@@ -103,9 +103,45 @@ pub struct AutoScalingGroupLive {
     /// Target of the group's CPU target-tracking policy, if it has one.
     pub target_cpu: Option<f64>,
     pub tags: Tags,
+    /// Instances `InService` (for the health verdict; not a managed field).
+    pub in_service: i32,
 }
 
 pub struct AutoScalingGroups;
+
+/// Launches of the group that failed within the last `window_minutes`, newest first (its
+/// scaling activities: one call), for the health verdict.
+pub async fn failed_launches(
+    aws: &Aws,
+    group: &str,
+    window_minutes: i64,
+) -> Result<Vec<String>, AwsError> {
+    let out = aws
+        .autoscaling
+        .describe_scaling_activities()
+        .auto_scaling_group_name(group)
+        .max_records(20)
+        .send()
+        .await
+        .aws("DescribeScalingActivities")?;
+    let since = aws_smithy_types::DateTime::from_secs(
+        aws_smithy_types::DateTime::from(std::time::SystemTime::now()).secs() - window_minutes * 60,
+    );
+    Ok(out
+        .activities()
+        .iter()
+        .filter(|a| {
+            a.status_code() == Some(&aws_sdk_autoscaling::types::ScalingActivityStatusCode::Failed)
+        })
+        .filter(|a| a.start_time().is_none_or(|t| t.secs() >= since.secs()))
+        .map(|a| {
+            a.status_message()
+                .or(a.description())
+                .unwrap_or("a launch failed")
+                .to_string()
+        })
+        .collect())
+}
 
 impl Driver for AutoScalingGroups {
     const KIND: Kind = Kind::AutoScalingGroup;
@@ -209,6 +245,14 @@ impl Driver for AutoScalingGroups {
                     health_check_type: g.health_check_type().unwrap_or_default().to_string(),
                     health_check_grace_seconds: g.health_check_grace_period().unwrap_or(0),
                     target_cpu: cpu,
+                    in_service: g
+                        .instances()
+                        .iter()
+                        .filter(|i| {
+                            i.lifecycle_state()
+                                == Some(&aws_sdk_autoscaling::types::LifecycleState::InService)
+                        })
+                        .count() as i32,
                     tags: g
                         .tags()
                         .iter()
@@ -576,6 +620,7 @@ mod tests {
             health_check_grace_seconds: 300,
             target_cpu: Some(60.0),
             tags: Tags::new(),
+            in_service: 2,
         }
     }
 

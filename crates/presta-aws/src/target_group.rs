@@ -385,6 +385,49 @@ pub(crate) async fn elb_tags(
     Ok(out)
 }
 
+/// The targets of a target group and their health (one call), for the health verdict.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetHealth {
+    pub healthy: u32,
+    pub total: u32,
+    /// `i-0abc: unhealthy (Target.FailedHealthChecks)` for each target not healthy.
+    pub others: Vec<String>,
+}
+
+pub async fn target_health(aws: &Aws, arn: &str) -> Result<TargetHealth, AwsError> {
+    let out = aws
+        .elbv2
+        .describe_target_health()
+        .target_group_arn(arn)
+        .send()
+        .await
+        .aws("DescribeTargetHealth")?;
+    let mut health = TargetHealth::default();
+    for d in out.target_health_descriptions() {
+        let state = d
+            .target_health()
+            .and_then(|h| h.state())
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        if state == "unused" {
+            continue;
+        }
+        health.total += 1;
+        if state == "healthy" {
+            health.healthy += 1;
+        } else {
+            let id = d.target().and_then(|t| t.id()).unwrap_or("?");
+            let reason = d
+                .target_health()
+                .and_then(|h| h.reason())
+                .map(|r| format!(" ({})", r.as_str()))
+                .unwrap_or_default();
+            health.others.push(format!("{id}: {state}{reason}"));
+        }
+    }
+    Ok(health)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,6 +81,8 @@ pub struct Metrics {
     pub orphaned_resources: IntGaugeVec,
     pub held: IntGaugeVec,
     pub leader: IntGauge,
+    pub health: IntGaugeVec,
+    pub targets_healthy: IntGaugeVec,
     pub reconcile_errors: IntCounterVec,
     pub aws_errors: IntCounterVec,
     pub build_info: IntGaugeVec,
@@ -221,6 +223,16 @@ impl Metrics {
                 "1 while the stack's plan exceeds its change budget (spec.policy.maxChangesPerRun) and waits for approval, else 0.",
                 &["stack"],
             ),
+            health: gauge(
+                "presta_stack_health",
+                "The stack's health verdict as a state set: 1 for the current verdict (healthy, degraded, down, unknown), 0 for the others.",
+                &["stack", "verdict"],
+            ),
+            targets_healthy: gauge(
+                "presta_targets_healthy",
+                "Healthy targets in the stack's target group at the last observation.",
+                &["stack"],
+            ),
             build_info: gauge(
                 "presta_build_info",
                 "Always 1; the labels say which build runs.",
@@ -274,6 +286,23 @@ impl Metrics {
             self.held
                 .with_label_values(&[stack])
                 .set(i64::from(report.held.is_some()));
+        }
+        let verdict = match (&report.health, report.observation_failed) {
+            (Some(h), false) => Some(h.verdict),
+            (_, true) => Some(presta_engine::health::Verdict::Unknown),
+            (None, false) => None,
+        };
+        if let Some(v) = verdict {
+            for s in presta_engine::health::Verdict::ALL {
+                self.health
+                    .with_label_values(&[stack, s.as_str()])
+                    .set(i64::from(s == v));
+            }
+        }
+        if let Some(n) = report.health.as_ref().and_then(|h| h.targets_healthy) {
+            self.targets_healthy
+                .with_label_values(&[stack])
+                .set(i64::from(n));
         }
         if report.observation_failed {
             // Nothing was seen: keep the last observed figures rather than claiming zero drift.
@@ -358,6 +387,10 @@ impl Metrics {
         let _ = self.resources_managed.remove_label_values(&[stack]);
         let _ = self.last_success.remove_label_values(&[stack]);
         let _ = self.held.remove_label_values(&[stack]);
+        let _ = self.targets_healthy.remove_label_values(&[stack]);
+        for v in presta_engine::health::Verdict::ALL {
+            let _ = self.health.remove_label_values(&[stack, v.as_str()]);
+        }
     }
 }
 

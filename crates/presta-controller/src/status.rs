@@ -71,6 +71,10 @@ pub struct StackStatus {
     /// How the last run ended: `converged`, `blocked`, `pending`, `error`, `held`; `unknown`
     /// before the first run.
     pub state: StackState,
+    /// Is the shop serving? `healthy`, `degraded`, `down` or `unknown`, with the reasons (from
+    /// the freshest observation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<presta_engine::health::Health>,
     /// The plan waiting for approval (over the change budget), with its hash.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<presta_engine::budget::Held>,
@@ -231,6 +235,9 @@ fn status_of(e: &Entry) -> StackStatus {
         region: stack.spec.region.clone(),
         policy: stack.spec.policy.mode,
         state: e.last_result.map_or(StackState::Unknown, StackState::Ran),
+        health: observation
+            .and_then(|r| r.health.clone())
+            .or_else(|| e.last_run.as_ref().and_then(|r| r.health.clone())),
         held: observation
             .and_then(|r| r.held.clone())
             .or_else(|| e.last_run.as_ref().and_then(|r| r.held.clone())),

@@ -17,6 +17,9 @@ Protocol with the parent process:
 Extra routes (never used by the product, only by tests and the benchmark):
   GET    /_presta/calls  -> {"total": N, "calls": [{"service", "operation", "status"}...]}
   DELETE /_presta/calls  -> resets the log
+  PUT    /_presta/target-health?state=unhealthy[&target=i-...]
+                                -> the target group's registered targets (all, or one) answer
+                                   this state in DescribeTargetHealth (healthy: moto's own)
   PUT    /_presta/latency?ms=N -> every AWS call answers N ms later (0: off), to
                                   stop a client at chosen points of a run
   PUT    /_presta/faults?rate=R&seed=S[&services=ec2,rds][&operations=A,B][&kinds=K,L]
@@ -279,6 +282,10 @@ def _patch_ec2() -> None:
     LaunchTemplate.tags = property(_get, _set)
 
 
+# Forced target health: target id (or "*") -> state (healthy, unhealthy, initial, draining).
+TARGET_HEALTH: dict[str, str] = {}
+
+
 def _patch_elbv2() -> None:
     """CreateLoadBalancer, CreateTargetGroup and CreateListener are idempotent on AWS ("if you attempt
     to create multiple ... with the same settings, each call succeeds"); moto creates a second
@@ -325,6 +332,22 @@ def _patch_elbv2() -> None:
             )
         return original_delete_lb(self, arn)
 
+    # Target health: moto calls every registered instance healthy. Tests set the state of
+    # all targets (or one) through PUT /_presta/target-health, as a failing shop would.
+    from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
+
+    original_health = FakeTargetGroup.health_for
+
+    def health_for(self: Any, target: dict[str, Any], ec2_backend: Any) -> Any:
+        status = original_health(self, target, ec2_backend)
+        forced = TARGET_HEALTH.get(target.get("Id", "")) or TARGET_HEALTH.get("*")
+        if forced and status.status == "healthy":
+            reason = {"unhealthy": "Target.FailedHealthChecks", "initial": "Elb.RegistrationInProgress"}.get(forced)
+            return FakeHealthStatus(status.instance_id, status.port, status.health_check_port, forced, reason,
+                                    "set by the test harness")
+        return status
+
+    FakeTargetGroup.health_for = health_for
     ELBv2Backend.delete_load_balancer = delete_load_balancer
     ELBv2Backend.create_load_balancer = create_load_balancer
     ELBv2Backend.create_target_group = create_target_group
@@ -480,6 +503,19 @@ class Instrumented:
             return [data]
         if path == "/_presta/faults":
             data = json.dumps(self.faults.configure(environ.get("QUERY_STRING", ""))).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+            return [data]
+        if path == "/_presta/target-health":
+            from urllib.parse import parse_qs
+
+            q = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+            target = q.get("target", "*")
+            state = q.get("state", "")
+            if state in ("", "healthy"):
+                TARGET_HEALTH.pop(target, None)
+            else:
+                TARGET_HEALTH[target] = state
+            data = json.dumps({"forced": TARGET_HEALTH}).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
             return [data]
         if path == "/_presta/latency":

@@ -314,6 +314,23 @@ impl Emulator {
     /// throttling error, 500/503 before processing, or a 500 after processing: a lost
     /// answer), drawn from a generator seeded with `seed`; `services` limits it to those
     /// signing names (`ec2`, `rds`, `elasticfilesystem`...), empty for all. `rate` 0 stops.
+    /// Makes the registered targets of every target group (or only `target`) answer `state`
+    /// (`unhealthy`, `initial`, `draining`; `healthy` restores moto's own answer).
+    pub fn set_target_health(
+        &self,
+        state: &str,
+        target: Option<&str>,
+    ) -> Result<(), EmulatorError> {
+        self.http(
+            "PUT",
+            &format!(
+                "/_presta/target-health?state={state}&target={}",
+                target.unwrap_or("*")
+            ),
+        )
+        .map(|_| ())
+    }
+
     pub fn set_faults(&self, rate: f64, seed: u64, services: &[&str]) -> Result<(), EmulatorError> {
         self.set_faults_on(rate, seed, services, &[], &[])
     }

@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod budget;
 pub mod data;
 pub mod destroy;
+pub mod health;
 pub mod report;
 pub mod snapshot;
 pub mod stack;
@@ -46,6 +47,9 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// Stacks reconciled at once.
     pub concurrency: usize,
+    /// Also judge each stack's health (two more reads per stack: target health, scaling
+    /// activities).
+    pub health: bool,
     pub progress: Arc<dyn Progress>,
 }
 
@@ -56,6 +60,7 @@ impl Default for Settings {
             wait_timeout: stack::DEFAULT_WAIT,
             poll_interval: Duration::from_secs(15),
             concurrency: 8,
+            health: true,
             progress: Arc::new(LogProgress),
         }
     }

@@ -75,6 +75,10 @@ pub struct StackReport {
     /// A stack-level failure (network not found, region unreachable).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Is the shop serving (targets, instances, database, files, the security-group chain)?
+    /// A different question from drift: a converged stack with no healthy target is `down`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::Health>,
     /// The class of the AWS error behind `error`, when it is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_class: Option<presta_aws::error::ErrorClass>,
@@ -105,6 +109,7 @@ impl StackReport {
             instance_refresh: None,
             domain_change: None,
             error: None,
+            health: None,
             error_class: None,
             held: None,
             observation_failed: false,
@@ -182,6 +187,18 @@ impl StackReport {
         if let Some(e) = &self.error {
             let _ = writeln!(out, "  error: {e}");
             return out;
+        }
+        if let Some(h) = &self.health {
+            let _ = writeln!(
+                out,
+                "  health: {}{}",
+                h.verdict.as_str(),
+                if h.reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {}", h.reasons.join("; "))
+                }
+            );
         }
         if let Some(h) = &self.held {
             let _ = writeln!(

@@ -113,6 +113,11 @@ pub async fn reconcile(
     report.outputs = outputs;
     report.instance_refresh = refresh;
     report.domain_change = refresh::domain_change(&report.changes);
+    if settings.health {
+        report.health = Some(
+            crate::health::assess(aws, stack, snap, &net, report.instance_refresh.as_ref()).await,
+        );
+    }
     if exists && mode == Mode::Plan && !observe_only {
         report.held = guard.holds(budget::check(
             &report.changes,
