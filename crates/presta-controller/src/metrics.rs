@@ -429,6 +429,7 @@ mod tests {
             instance_refresh: None,
             domain_change: None,
             error: None,
+            health: None,
             error_class: None,
             held: None,
             observation_failed: false,
