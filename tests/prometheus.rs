@@ -145,7 +145,9 @@ impl Prometheus {
             addr,
             _dir: dir,
         };
-        p.until(60, "Prometheus is ready", |p| get(&p.addr, "/-/ready").0 == 200);
+        p.until(60, "Prometheus is ready", |p| {
+            get(&p.addr, "/-/ready").0 == 200
+        });
         p
     }
 
@@ -307,5 +309,8 @@ async fn a_real_prometheus_sees_the_drift_fires_the_alert_and_every_dashboard_qu
             empty.push(format!("{panel}: {q}"));
         }
     }
-    assert!(empty.is_empty(), "dashboard queries without data: {empty:#?}");
+    assert!(
+        empty.is_empty(),
+        "dashboard queries without data: {empty:#?}"
+    );
 }

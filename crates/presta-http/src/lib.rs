@@ -2,6 +2,7 @@
 //!
 //! | route | what |
 //! |---|---|
+//! | `GET /` | the status page (HTML, no JavaScript, refreshes itself) |
 //! | `GET /healthz` | the process is alive (no AWS call) |
 //! | `GET /readyz` | configuration loaded and the last AWS observation succeeded recently; 503 with the reason otherwise |
 //! | `GET /metrics` | Prometheus text format |
@@ -43,6 +44,7 @@ pub struct AppState {
 /// The API's routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(status_page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -154,6 +156,28 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         Some(t) if same_secret(t.trim().as_bytes(), token.as_bytes()) => Ok(()),
         Some(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "wrong bearer token")),
     }
+}
+
+async fn status_page(State(state): State<AppState>) -> Response {
+    let overview = serde_json::to_value(state.controller.overview()).unwrap_or_default();
+    let orphans = serde_json::to_value(state.controller.orphans()).unwrap_or_default();
+    let page = page::render(&overview, &orphans, state.controller.readiness());
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'",
+                ),
+            ),
+        ],
+        page,
+    )
+        .into_response()
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -350,6 +374,8 @@ async fn method_not_allowed() -> ApiError {
         "method not allowed on this endpoint (POST /reconcile..., GET for the others)",
     )
 }
+
+mod page;
 
 #[cfg(test)]
 mod tests;
