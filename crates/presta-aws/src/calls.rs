@@ -49,6 +49,32 @@ pub trait CallRecorder: Send + Sync + std::fmt::Debug {
     fn record_attempt_error(&self, _service: &str, _operation: &str, _class: &str) {}
 }
 
+/// Per-resource reads in flight at once, per kind (attributes of each load balancer, each
+/// file system's policies...): enough to hide latency, few enough that a fleet of hundreds
+/// of stacks neither bursts past AWS's API rate limits nor queues hundreds of requests on one
+/// endpoint.
+pub const READ_CONCURRENCY: usize = 8;
+
+/// Runs `futures` with at most [`READ_CONCURRENCY`] in flight, keeping their order; the first
+/// error wins.
+pub fn bounded<T, E, F>(
+    futures: impl IntoIterator<Item = F>,
+) -> impl std::future::Future<Output = Result<Vec<T>, E>>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    use futures::{StreamExt, TryStreamExt};
+    let limit = std::env::var("PRESTA_READ_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(READ_CONCURRENCY);
+    // Built now, so that the caller's closures are not held across an await.
+    let futures: Vec<F> = futures.into_iter().collect();
+    futures::stream::iter(futures)
+        .buffered(limit)
+        .try_collect()
+}
+
 /// Decides whether this process may still change AWS (the daemon's lease among replicas):
 /// checked before every mutating call, so a replica that lost its lease stops before its next
 /// write (fencing), not at the end of its run.

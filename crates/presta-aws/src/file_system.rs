@@ -11,7 +11,6 @@ use aws_sdk_efs::types::{
     BackupPolicy, LifecyclePolicy, PerformanceMode, Status, ThroughputMode, TransitionToIaRules,
     TransitionToPrimaryStorageClassRules,
 };
-use futures::future::try_join_all;
 
 use crate::clients::Aws;
 use crate::diff::{Delta, Diffs, FieldDiff, Kind};
@@ -256,7 +255,7 @@ impl Driver for FileSystems {
                 ours.push((key, fs));
             }
         }
-        let details = try_join_all(ours.iter().map(|(key, fs)| async move {
+        let details = crate::calls::bounded(ours.iter().map(|(key, fs)| async move {
             let id = fs.file_system_id();
             let lifecycle = aws
                 .efs

@@ -164,6 +164,10 @@ pub fn bootstrap_values(user_data: &str) -> BTreeMap<String, String> {
 
 pub struct LaunchTemplates;
 
+/// Above this many templates in one observation, their default versions are read with one
+/// account-wide call rather than one call each.
+const BATCH_VERSIONS_ABOVE: usize = 4;
+
 impl Driver for LaunchTemplates {
     const KIND: Kind = Kind::LaunchTemplate;
     type Desired = LaunchTemplateDesired;
@@ -221,17 +225,47 @@ impl Driver for LaunchTemplates {
         }))
         .await?;
         let templates: Vec<_> = pages.into_iter().flatten().collect();
-        let lives = try_join_all(templates.iter().map(|t| async move {
-            let id = t.launch_template_id().unwrap_or_default();
-            let out = aws
+        // The default version of each template: with many templates, one paginated call for
+        // the default versions of every template of the account (EC2's batch form) instead
+        // of one call per template; templates it does not list are asked for one by one.
+        let mut defaults: BTreeMap<String, aws_sdk_ec2::types::LaunchTemplateVersion> =
+            BTreeMap::new();
+        if templates.len() > BATCH_VERSIONS_ABOVE {
+            let all = aws
                 .ec2
                 .describe_launch_template_versions()
-                .launch_template_id(id)
                 .versions("$Default")
+                .max_results(200)
+                .into_paginator()
+                .items()
                 .send()
+                .collect::<Result<Vec<_>, _>>()
                 .await
                 .aws("DescribeLaunchTemplateVersions")?;
-            let version = out.launch_template_versions().first();
+            for v in all {
+                if let Some(id) = v.launch_template_id() {
+                    defaults.insert(id.to_string(), v);
+                }
+            }
+        }
+        let defaults = &defaults;
+        let lives = crate::calls::bounded(templates.iter().map(|t| async move {
+            let id = t.launch_template_id().unwrap_or_default();
+            let fetched;
+            let version = match defaults.get(id) {
+                Some(v) => Some(v),
+                None => {
+                    fetched = aws
+                        .ec2
+                        .describe_launch_template_versions()
+                        .launch_template_id(id)
+                        .versions("$Default")
+                        .send()
+                        .await
+                        .aws("DescribeLaunchTemplateVersions")?;
+                    fetched.launch_template_versions().first()
+                }
+            };
             let data = version.and_then(|v| v.launch_template_data());
             let root = data
                 .and_then(|d| {

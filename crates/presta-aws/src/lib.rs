@@ -7,6 +7,7 @@
 
 pub mod calls;
 pub mod clients;
+pub mod commands;
 pub mod diff;
 pub mod driver;
 pub mod error;

@@ -11,7 +11,6 @@ use aws_sdk_elasticloadbalancingv2::types::{
     Action as ElbAction, ActionTypeEnum, Certificate, ProtocolEnum, RedirectActionConfig,
     RedirectActionStatusCodeEnum,
 };
-use futures::future::try_join_all;
 use serde::{Serialize, Serializer};
 
 use crate::clients::Aws;
@@ -179,7 +178,7 @@ impl Driver for Listeners {
         aws: &Aws,
         scope: &Scope,
     ) -> Result<BTreeMap<String, ListenerLive>, AwsError> {
-        let per_lb = try_join_all(scope.parents.iter().map(|lb_arn| async move {
+        let per_lb = crate::calls::bounded(scope.parents.iter().map(|lb_arn| async move {
             let out = aws
                 .elbv2
                 .describe_listeners()

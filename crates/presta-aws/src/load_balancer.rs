@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_elasticloadbalancingv2::types::{
     IpAddressType, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerTypeEnum,
 };
-use futures::future::try_join_all;
 
 use crate::clients::Aws;
 use crate::diff::{Delta, Diffs, FieldDiff, Kind};
@@ -212,7 +211,7 @@ impl Driver for LoadBalancers {
             .filter_map(|lb| lb.load_balancer_arn().map(String::from))
             .collect();
         let tag_map = elb_tags(aws, &arns).await?;
-        let attributes = try_join_all(arns.iter().map(|arn| async move {
+        let attributes = crate::calls::bounded(arns.iter().map(|arn| async move {
             let out = aws
                 .elbv2
                 .describe_load_balancer_attributes()

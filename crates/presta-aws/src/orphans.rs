@@ -3,10 +3,12 @@
 //! the file). They are reported — by `plan`, `GET /orphans` and the
 //! `presta_orphaned_resources` gauge — and never deleted, except by `destroy --stack NAME`.
 //!
-//! One list call per region in steady state (security groups filtered by the ownership tag:
-//! every stack has them). Only when a forgotten stack shows up are the launch templates, Auto
-//! Scaling groups, databases and file systems listed too. The daemon's periodic search is
-//! thorough: it also lists the file systems, where one kept by `destroy` outlives the groups.
+//! One light list call per region in steady state (the target groups: every stack has one,
+//! named `<stack>-tg`; only those named for an unknown stack have their tags read). Only when a
+//! forgotten stack shows up are the security groups, launch templates, Auto Scaling groups,
+//! databases and file systems listed too. The daemon's periodic search is thorough: it lists
+//! the ownership-tagged security groups and the file systems, where one kept by `destroy`
+//! outlives the rest.
 
 use std::collections::BTreeSet;
 
@@ -56,10 +58,41 @@ pub async fn find(
             .values(MANAGED_BY_VALUE)
             .build()
     };
-    // Every stack has security groups: one tag-filtered call finds the forgotten stacks.
-    // The other kinds are listed only when there are some, or for a thorough search (the
-    // daemon's, which also finds a file system `destroy` kept after its groups went).
-    let sgs = async {
+    // The probe: every stack has a target group named `<stack>-tg`, and listing the region's
+    // target groups is one light call; only the ones named for a stack that is not known
+    // have their tags read. A thorough search (the daemon's) lists the ownership-tagged
+    // security groups and file systems instead, which also finds what a `destroy` kept
+    // (or a killed one left) after the target group went.
+    let stack_of = |tags: Vec<(&str, &str)>| owned(tags.into_iter());
+    let probe_orphan = if thorough {
+        false
+    } else {
+        let tgs = aws
+            .elbv2
+            .describe_target_groups()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .aws("DescribeTargetGroups")?;
+        let suffix = presta_spec::naming::Component::TargetGroup.name("");
+        let candidates: Vec<String> = tgs
+            .iter()
+            .filter(|t| {
+                t.target_group_name()
+                    .and_then(|n| n.strip_suffix(suffix.as_str()))
+                    .is_some_and(|stack| !known.contains(stack))
+            })
+            .filter_map(|t| t.target_group_arn().map(String::from))
+            .collect();
+        let tags = crate::target_group::elb_tags(aws, &candidates).await?;
+        tags.values().any(|t| {
+            stack_of(t.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
+                .is_some_and(|s| !known.contains(&s))
+        })
+    };
+    let sgs = if thorough || probe_orphan {
         aws.ec2
             .describe_security_groups()
             .filters(tag_filter())
@@ -68,21 +101,22 @@ pub async fn find(
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .aws("DescribeSecurityGroups")
-    }
-    .await?;
-    let stack_of = |tags: Vec<(&str, &str)>| owned(tags.into_iter());
-    let sg_orphan = sgs
-        .iter()
-        .filter_map(|g| {
-            stack_of(
-                g.tags()
-                    .iter()
-                    .filter_map(|t| Some((t.key()?, t.value()?)))
-                    .collect(),
-            )
-        })
-        .any(|s| !known.contains(&s));
+            .aws("DescribeSecurityGroups")?
+    } else {
+        Vec::new()
+    };
+    let sg_orphan = probe_orphan
+        || sgs
+            .iter()
+            .filter_map(|g| {
+                stack_of(
+                    g.tags()
+                        .iter()
+                        .filter_map(|t| Some((t.key()?, t.value()?)))
+                        .collect(),
+                )
+            })
+            .any(|s| !known.contains(&s));
     let fss = if sg_orphan || thorough {
         async {
             aws.efs

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use aws_sdk_elasticloadbalancingv2::types::{
     Matcher, ProtocolEnum, TargetGroupAttribute, TargetTypeEnum,
 };
-use futures::future::try_join_all;
 
 use crate::clients::Aws;
 use crate::diff::{Delta, Diffs, FieldDiff, Kind};
@@ -168,7 +167,7 @@ impl Driver for TargetGroups {
             .filter_map(|tg| tg.target_group_arn().map(String::from))
             .collect();
         let tag_map = elb_tags(aws, &arns).await?;
-        let attrs = try_join_all(arns.iter().map(|arn| async move {
+        let attrs = crate::calls::bounded(arns.iter().map(|arn| async move {
             let out = aws
                 .elbv2
                 .describe_target_group_attributes()

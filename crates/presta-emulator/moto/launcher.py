@@ -17,6 +17,9 @@ Protocol with the parent process:
 Extra routes (never used by the product, only by tests and the benchmark):
   GET    /_presta/calls  -> {"total": N, "calls": [{"service", "operation", "status"}...]}
   DELETE /_presta/calls  -> resets the log
+  PUT    /_presta/command-result?status=Failed&code=2&output=TEXT
+                                -> what the next Run Command invocations answer (no query:
+                                   Success, exit 0); ListCommandInvocations is added
   PUT    /_presta/target-health?state=unhealthy[&target=i-...]
                                 -> the target group's registered targets (all, or one) answer
                                    this state in DescribeTargetHealth (healthy: moto's own)
@@ -228,6 +231,54 @@ def _patch_efs() -> None:
 
     EFSResponse.put_backup_policy = put_backup_policy
     EFSResponse.update_file_system = update_file_system
+
+
+# What the next Run Command invocations answer (set by tests): status, exit code, output.
+COMMAND_RESULT: dict[str, Any] = {}
+
+
+def _patch_ssm() -> None:
+    """ListCommandInvocations (missing from moto): the invocations of a command with their
+    plugin output, as `--details` gives them. Invocations answer what PUT
+    /_presta/command-result set (default: Success, exit 0, empty output)."""
+    from moto.ssm.models import Command, ssm_backends
+    from moto.ssm.responses import SimpleSystemManagerResponse
+    from moto.core.responses import ActionResult
+
+    original = Command.invocation_response
+
+    def invocation_response(self: Any, instance_id: str, plugin_name: str) -> dict[str, Any]:
+        r = original(self, instance_id, plugin_name)
+        if COMMAND_RESULT:
+            status = COMMAND_RESULT.get("status", "Success")
+            r.update({"Status": status, "StatusDetails": status,
+                      "ResponseCode": int(COMMAND_RESULT.get("code", 0)),
+                      "StandardOutputContent": COMMAND_RESULT.get("output", "")})
+        else:
+            r["StandardOutputContent"] = f"presta-ctl: {' '.join(self.parameters.get('commands', []))}: ok"
+        return r
+
+    def list_command_invocations(self: Any) -> Any:
+        command_id = self._get_param("CommandId")
+        backend = ssm_backends[self.current_account][self.region]
+        commands = [backend.get_command_by_id(command_id)] if command_id else backend._commands
+        out = []
+        for c in commands:
+            for inv in c.invocations:
+                out.append({
+                    "CommandId": c.command_id, "InstanceId": inv["InstanceId"],
+                    "DocumentName": c.document_name, "Status": inv["Status"],
+                    "StatusDetails": inv["StatusDetails"], "RequestedDateTime": inv["ExecutionStartDateTime"],
+                    "CommandPlugins": [{
+                        "Name": inv["PluginName"], "Status": inv["Status"],
+                        "StatusDetails": inv["StatusDetails"], "ResponseCode": inv["ResponseCode"],
+                        "Output": inv["StandardOutputContent"],
+                    }],
+                })
+        return ActionResult({"CommandInvocations": out})
+
+    Command.invocation_response = invocation_response
+    SimpleSystemManagerResponse.list_command_invocations = list_command_invocations
 
 
 def _patch_rds() -> None:
@@ -505,6 +556,15 @@ class Instrumented:
             data = json.dumps(self.faults.configure(environ.get("QUERY_STRING", ""))).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
             return [data]
+        if path == "/_presta/command-result":
+            from urllib.parse import parse_qs
+
+            q = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+            COMMAND_RESULT.clear()
+            COMMAND_RESULT.update(q)
+            data = json.dumps({"command_result": COMMAND_RESULT}).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+            return [data]
         if path == "/_presta/target-health":
             from urllib.parse import parse_qs
 
@@ -692,6 +752,7 @@ def main() -> int:
     _patch_rds()
     _patch_ec2()
     _patch_elbv2()
+    _patch_ssm()
 
     log = CallLog()
     app = Instrumented(DomainDispatcherApplication(create_backend_app), log)

@@ -331,6 +331,23 @@ impl Emulator {
         .map(|_| ())
     }
 
+    /// What the next Run Command invocations answer: `Some((status, exit code, output))`, or
+    /// `None` for success with the command echoed.
+    pub fn set_command_result(&self, result: Option<(&str, i32, &str)>) -> Result<(), EmulatorError> {
+        let query = match result {
+            Some((status, code, output)) => format!(
+                "status={status}&code={code}&output={}",
+                output
+                    .bytes()
+                    .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+                    .collect::<String>()
+            ),
+            None => String::new(),
+        };
+        self.http("PUT", &format!("/_presta/command-result?{query}"))
+            .map(|_| ())
+    }
+
     pub fn set_faults(&self, rate: f64, seed: u64, services: &[&str]) -> Result<(), EmulatorError> {
         self.set_faults_on(rate, seed, services, &[], &[])
     }

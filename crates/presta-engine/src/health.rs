@@ -2,8 +2,9 @@
 //! asks what a person looking at the console would: a converged stack with no healthy target
 //! is `down`.
 //!
-//! From the run's observation (already made) plus two calls per stack: the target group's
-//! target health and the group's recent scaling activities. No per-instance call.
+//! From the run's observation (already made) plus one call per stack, the target group's
+//! target health, and a second, the group's recent scaling activities, only while instances
+//! are missing. No per-instance call.
 //!
 //! | verdict    | when |
 //! |------------|------|
@@ -247,9 +248,12 @@ pub async fn assess(
             }
         },
         async {
+            // Failed launches matter while instances are missing: only then are they asked for.
             match group {
-                Some(g) => auto_scaling_group::failed_launches(aws, &g.name, 60).await,
-                None => Ok(Vec::new()),
+                Some(g) if g.in_service < g.desired_capacity => {
+                    auto_scaling_group::failed_launches(aws, &g.name, 60).await
+                }
+                _ => Ok(Vec::new()),
             }
         }
     );
