@@ -5,6 +5,7 @@
 mod bootstrap_cmd;
 mod demo;
 mod destroy_cmd;
+mod exec_cmd;
 mod iam_policy_cmd;
 mod probe;
 mod reconcile_cmd;
@@ -46,6 +47,10 @@ enum Command {
     /// spec.policy.deletion says (default: database final snapshot, file system and passwords
     /// kept); `apply` brings it back.
     Destroy(destroy_cmd::Args),
+    /// Runs one of the runbook's maintenance commands (presta-ctl cache-clear, thumbs,
+    /// htaccess, status, set-domain) on every instance of a stack through SSM Run Command,
+    /// and prints each instance's result.
+    Exec(exec_cmd::Args),
     /// Prints the JSON Schema of a PrestaShopStack document (for editors and CI).
     Schema,
     /// Prints the daemon's IAM policy narrowed to these stacks: iam:PassRole only for their
@@ -73,6 +78,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => demo::run(&args),
+        Command::Exec(args) => exec_cmd::run(&args),
         Command::IamPolicy(args) => iam_policy_cmd::run(&args),
         Command::Destroy(args) => destroy_cmd::run(&args),
         Command::Serve(args) => serve::run(&args),

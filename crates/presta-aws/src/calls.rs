@@ -70,9 +70,7 @@ where
         .unwrap_or(READ_CONCURRENCY);
     // Built now, so that the caller's closures are not held across an await.
     let futures: Vec<F> = futures.into_iter().collect();
-    futures::stream::iter(futures)
-        .buffered(limit)
-        .try_collect()
+    futures::stream::iter(futures).buffered(limit).try_collect()
 }
 
 /// Decides whether this process may still change AWS (the daemon's lease among replicas):

@@ -201,9 +201,7 @@ pub async fn run(
             .aws("ListCommandInvocations")?;
         let invocations = out.command_invocations();
         let done = invocations.len() >= expected
-            && invocations
-                .iter()
-                .all(|i| i.status().is_some_and(terminal));
+            && invocations.iter().all(|i| i.status().is_some_and(terminal));
         if done || Instant::now() >= deadline {
             let results: Vec<InstanceResult> = invocations
                 .iter()
@@ -253,7 +251,10 @@ mod tests {
             "presta-ctl cache-clear"
         );
         let e = Maintenance::parse("rm -rf /").unwrap_err();
-        assert!(e.contains("cache-clear, thumbs, htaccess, status, set-domain"), "{e}");
+        assert!(
+            e.contains("cache-clear, thumbs, htaccess, status, set-domain"),
+            "{e}"
+        );
         assert_eq!(
             Maintenance::SetDomain
                 .shell_line(Some("shop.example.com"))

@@ -40,7 +40,7 @@ mod time;
 
 use metrics::{Metrics, RunResult};
 pub use orphans::OrphanStatus;
-pub use settings::{ControllerSettings, TriggerError};
+pub use settings::{ControllerSettings, ExecError, TriggerError};
 pub use status::{ConfigStatus, DriftStatus, Overview, ResourceStatus, StackState, StackStatus};
 use status::{first_error, note_observation, set_observation};
 pub use time::rfc3339;
@@ -68,6 +68,8 @@ struct Entry {
     /// Why the stack counts as existing although nothing of it is where it points now (it
     /// moved region, or appeared as another stack left the configuration).
     presumed_existing: Option<String>,
+    /// The last maintenance command run on the stack's instances, and when it ended.
+    last_command: Option<(SystemTime, Arc<presta_aws::commands::CommandRun>)>,
 }
 
 impl Entry {
@@ -89,6 +91,7 @@ impl Entry {
             refused: false,
             approved: None,
             presumed_existing: None,
+            last_command: None,
         }
     }
 }
@@ -550,6 +553,51 @@ impl Controller {
         runs.pop().ok_or(TriggerError::NotHeld {
             stack: stack.to_string(),
         })
+    }
+
+    /// Runs a maintenance command (`presta-ctl <command>`) on the instances of `stack`'s group
+    /// through SSM Run Command, waits for every result (at most `wait`), and keeps the result
+    /// for the status. The argument is checked before any AWS call.
+    pub async fn exec(
+        &self,
+        stack: &str,
+        command: presta_aws::commands::Maintenance,
+        arg: Option<&str>,
+        wait: Duration,
+    ) -> Result<Arc<presta_aws::commands::CommandRun>, ExecError> {
+        let line = command.shell_line(arg).map_err(ExecError::Invalid)?;
+        let region = {
+            let st = self.state();
+            if !st.accepting {
+                return Err(TriggerError::ShuttingDown.into());
+            }
+            self.standby()?;
+            match st.stacks.get(stack) {
+                Some(e) => e.stack.spec.region.clone(),
+                None => {
+                    return Err(TriggerError::UnknownStack {
+                        stack: stack.to_string(),
+                        known: st.stacks.keys().cloned().collect::<Vec<_>>().join(", "),
+                    }
+                    .into());
+                }
+            }
+        };
+        let recorder: Arc<dyn presta_aws::calls::CallRecorder> =
+            Arc::new(self.inner.metrics.clone());
+        let aws =
+            presta_aws::Aws::connect(&region, &self.inner.engine.settings.client, recorder).await;
+        let group = presta_spec::naming::Component::AutoScalingGroup.name(stack);
+        tracing::info!(stack, command = %line, group = %group, "running a maintenance command through SSM Run Command");
+        let run = presta_aws::commands::run(&aws, &group, command.as_str(), &line, wait)
+            .await
+            .map_err(|e| ExecError::Aws(e.to_string()))?;
+        let run = Arc::new(run);
+        tracing::info!(stack, command = %line, command_id = %run.command_id, instances = run.results.len(), succeeded = run.succeeded, complete = run.complete, "maintenance command finished");
+        if let Some(e) = self.state().stacks.get_mut(stack) {
+            e.last_command = Some((SystemTime::now(), run.clone()));
+        }
+        Ok(run)
     }
 
     /// A fresh dry run of one stack; its observation updates the status and drift figures.

@@ -90,3 +90,16 @@ pub enum TriggerError {
         current: String,
     },
 }
+
+/// Why a maintenance command did not run, or failed to be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Trigger(#[from] TriggerError),
+    /// The command or its argument is not allowed (nothing was sent).
+    #[error("{0}")]
+    Invalid(String),
+    /// AWS refused or failed the Run Command calls.
+    #[error("SSM Run Command failed: {0}")]
+    Aws(String),
+}

@@ -75,6 +75,9 @@ pub struct StackStatus {
     /// the freshest observation).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<presta_engine::health::Health>,
+    /// The last maintenance command run on the instances (`exec`, `POST .../commands/...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_command: Option<LastCommand>,
     /// The plan waiting for approval (over the change budget), with its hash.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<presta_engine::budget::Held>,
@@ -111,6 +114,14 @@ pub struct StackStatus {
     /// The last reconcile run's report: every change it made, field by field.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_run: Option<Arc<StackReport>>,
+}
+
+/// A maintenance command's result, as the status shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastCommand {
+    pub finished_at: String,
+    #[serde(flatten)]
+    pub run: Arc<presta_aws::commands::CommandRun>,
 }
 
 /// The daemon-wide figures of `GET /stacks`.
@@ -238,6 +249,10 @@ fn status_of(e: &Entry) -> StackStatus {
         health: observation
             .and_then(|r| r.health.clone())
             .or_else(|| e.last_run.as_ref().and_then(|r| r.health.clone())),
+        last_command: e.last_command.as_ref().map(|(at, run)| LastCommand {
+            finished_at: rfc3339(*at),
+            run: run.clone(),
+        }),
         held: observation
             .and_then(|r| r.held.clone())
             .or_else(|| e.last_run.as_ref().and_then(|r| r.held.clone())),

@@ -333,13 +333,20 @@ impl Emulator {
 
     /// What the next Run Command invocations answer: `Some((status, exit code, output))`, or
     /// `None` for success with the command echoed.
-    pub fn set_command_result(&self, result: Option<(&str, i32, &str)>) -> Result<(), EmulatorError> {
+    pub fn set_command_result(
+        &self,
+        result: Option<(&str, i32, &str)>,
+    ) -> Result<(), EmulatorError> {
         let query = match result {
             Some((status, code, output)) => format!(
                 "status={status}&code={code}&output={}",
                 output
                     .bytes()
-                    .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+                    .map(|b| if b.is_ascii_alphanumeric() {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    })
                     .collect::<String>()
             ),
             None => String::new(),

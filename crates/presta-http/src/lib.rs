@@ -9,11 +9,12 @@
 //! | `POST /reconcile`, `POST /reconcile/{stack}` | force a run (202); `?wait=true` waits and returns the result |
 //! | `GET /stacks`, `GET /stacks/{stack}` | status: per resource, drift, last run, outputs |
 //! | `GET /stacks/{stack}/plan` | a fresh dry run |
+//! | `POST /stacks/{stack}/commands/{command}` | run a `presta-ctl` command on the stack's instances (SSM Run Command) and wait for each result |
 //! | `POST /stacks/{stack}/approve` | apply a held plan, named by its hash (`{"plan_hash": "..."}`) |
 //! | `GET /orphans` | resources of stacks that are no longer in the configuration |
 //!
 //! The handlers never reconcile themselves: they ask the [`Controller`]. Endpoints that act or
-//! call AWS (`POST /reconcile*`, `GET /stacks/{stack}/plan`, `POST /stacks/{stack}/approve`) require `Authorization: Bearer
+//! call AWS (`POST /reconcile*`, `GET /stacks/{stack}/plan`, `POST /stacks/{stack}/approve`, `POST /stacks/{stack}/commands/*`) require `Authorization: Bearer
 //! <token>` when a token is configured. Errors are JSON: `{"error": "...", "status": 404}`.
 //! No response carries a secret value: reports hold field diffs, and secrets never enter one.
 
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/stacks/{stack}", get(stack))
         .route("/stacks/{stack}/plan", get(plan))
         .route("/stacks/{stack}/approve", post(approve))
+        .route("/stacks/{stack}/commands/{command}", post(command))
         .route("/orphans", get(orphans))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -279,6 +281,49 @@ fn wait_param(params: Result<Query<ReconcileParams>, QueryRejection>) -> Result<
             format!("{}; the only parameter is `wait=true|false`", e.body_text()),
         )
     })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandParams {
+    /// `set-domain`'s domain, `thumbs`' image type.
+    arg: Option<String>,
+}
+
+/// Runs a maintenance command on the stack's instances and answers with every instance's
+/// result (bounded by the request wait timeout). Unknown commands and bad arguments are
+/// refused (400) before any AWS call.
+async fn command(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    params: Result<Query<CommandParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let Path((stack, name)) =
+        path.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Query(params) = params.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{}; the only parameter is `arg`", e.body_text()),
+        )
+    })?;
+    let cmd = presta_aws::commands::Maintenance::parse(&name)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+    match state
+        .controller
+        .exec(&stack, cmd, params.arg.as_deref(), state.wait_timeout)
+        .await
+    {
+        Ok(run) => Ok(Json(json!({"stack": stack, "run": run})).into_response()),
+        Err(presta_controller::ExecError::Trigger(t)) => Err(t.into()),
+        Err(presta_controller::ExecError::Invalid(m)) => {
+            Err(ApiError::new(StatusCode::BAD_REQUEST, m))
+        }
+        Err(e @ presta_controller::ExecError::Aws(_)) => {
+            Err(ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))
+        }
+    }
 }
 
 /// 202 at once, or with `?wait=true` the results of the runs (202 if they take too long).

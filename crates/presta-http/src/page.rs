@@ -181,16 +181,27 @@ fn stack(h: &mut String, s: &Value) {
         );
     }
     h.push_str("</table></details>");
-    if let Some(cmds) = s["commands"].as_array().filter(|c| !c.is_empty()) {
-        h.push_str("<p><b>Last maintenance command</b></p><table><tr><th>command</th><th>instance</th><th>status</th><th>output (tail)</th></tr>");
-        for c in cmds {
+    let cmd = &s["last_command"];
+    if let Some(results) = cmd["results"].as_array() {
+        let _ = write!(
+            h,
+            "<p><b>Last maintenance command</b>: <code>{}</code> ({}, {})</p><table class=\"command\"><tr><th>instance</th><th>status</th><th>exit</th><th>output (tail)</th></tr>",
+            esc(&text(&cmd["command"])),
+            esc(&text(&cmd["finished_at"])),
+            if cmd["succeeded"] == true {
+                "succeeded"
+            } else {
+                "not succeeded everywhere"
+            }
+        );
+        for r in results {
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-                esc(&text(&c["command"])),
-                esc(&text(&c["instance"])),
-                esc(&text(&c["status"])),
-                esc(&text(&c["output"]))
+                esc(&text(&r["instance"])),
+                esc(&text(&r["status"])),
+                esc(&text(&r["exit_code"])),
+                esc(&text(&r["output"]))
             );
         }
         h.push_str("</table>");
