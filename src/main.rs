@@ -9,6 +9,7 @@ mod exec_cmd;
 mod iam_policy_cmd;
 mod probe;
 mod reconcile_cmd;
+mod rotate_cmd;
 mod serve;
 mod telemetry;
 mod validate_cmd;
@@ -51,6 +52,9 @@ enum Command {
     /// htaccess, status, set-domain) on every instance of a stack through SSM Run Command,
     /// and prints each instance's result.
     Exec(exec_cmd::Args),
+    /// A new database password in SSM, the database and the shop's parameters.php, each step
+    /// verified; also recovers a lost password parameter. Re-run to finish a stopped one.
+    RotateDbPassword(rotate_cmd::Args),
     /// Prints the JSON Schema of a PrestaShopStack document (for editors and CI).
     Schema,
     /// Prints the daemon's IAM policy narrowed to these stacks: iam:PassRole only for their
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         }
         Command::Demo(args) => demo::run(&args),
         Command::Exec(args) => exec_cmd::run(&args),
+        Command::RotateDbPassword(args) => rotate_cmd::run(&args),
         Command::IamPolicy(args) => iam_policy_cmd::run(&args),
         Command::Destroy(args) => destroy_cmd::run(&args),
         Command::Serve(args) => serve::run(&args),

@@ -239,7 +239,14 @@ case "$1" in
     auto=$(grep '^PS_INSTALL_AUTO=' "$envfile" | cut -d= -f2)
     echo "container PS_INSTALL_AUTO=$auto" >> "$SB/calls.log"
     if [ "$auto" = 1 ]; then mkdir -p "$mnt/app/config"; echo '<?php return [];' > "$mnt/app/config/parameters.php"; fi ;;
-  exec) [ -e "$SB/state/db-domain" ] && cat "$SB/state/db-domain"; true ;;
+  exec)
+    # The parameters.php rewrite runs for real, with the host's php-cli, on the sandbox's EFS.
+    case "$*" in
+      *app/config/parameters.php*)
+        prev=""; for a in "$@"; do [ "$prev" = "-r" ] && code=$a; prev=$a; done
+        cd "$mnt" && exec php -r "$code" ;;
+    esac
+    [ -e "$SB/state/db-domain" ] && cat "$SB/state/db-domain"; true ;;
   *) true ;;
 esac"#,
     ),
@@ -297,6 +304,24 @@ impl Sandbox {
             .env("PRESTA_MOUNT_RETRY_SECONDS", "0")
             .env("PRESTA_WAIT_POLL", "1")
             .env("DB_SECRET", DB_SECRET)
+            .env("ADMIN_SECRET", ADMIN_SECRET)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs the installed presta-ctl with `args`, the database secret being `db_secret`.
+    fn ctl(&self, args: &[&str], db_secret: &str) -> Output {
+        Command::new("bash")
+            .arg(self.root("usr/local/sbin/presta-ctl"))
+            .args(args)
+            .env_clear()
+            .env(
+                "PATH",
+                format!("{}:/usr/bin:/bin", self.base.join("bin").display()),
+            )
+            .env("SB", &self.base)
+            .env("PRESTA_ROOT", self.base.join("root"))
+            .env("DB_SECRET", db_secret)
             .env("ADMIN_SECRET", ADMIN_SECRET)
             .output()
             .unwrap()
@@ -564,5 +589,65 @@ fn a_start_with_another_domain_in_the_database_updates_it() {
             .filter(|c| c.starts_with("container "))
             .collect::<Vec<_>>(),
         ["container PS_INSTALL_AUTO=0"]
+    );
+}
+
+#[test]
+fn set_db_password_rewrites_parameters_php_atomically_and_never_puts_the_value_on_a_command_line() {
+    if !tool("php") {
+        eprintln!("SKIPPED: php-cli is not installed");
+        return;
+    }
+    let sb = Sandbox::new(&demo_script());
+    sb.set("efs-reachable");
+    std::fs::create_dir_all(sb.mnt("app/config")).unwrap();
+    std::fs::write(
+        sb.mnt("app/config/parameters.php"),
+        format!(
+            "<?php return array('parameters' => array('database_host' => 'db', 'database_password' => '{DB_SECRET}', 'secret' => 'keep-me'));"
+        ),
+    )
+    .unwrap();
+    let out = sb.run();
+    assert!(out.status.success(), "{}", text(&out));
+    let rotated = "Rotated-Passw0rd_after.rotation+1";
+    let out = sb.ctl(&["set-db-password"], rotated);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("database_password updated"),
+        "{}",
+        text(&out)
+    );
+    // The shop reads the new value; everything else is kept.
+    let check = Command::new("php")
+        .arg("-r")
+        .arg("$p = require getenv('F'); echo $p['parameters']['database_password'], '|', $p['parameters']['secret'], '|', $p['parameters']['database_host'];")
+        .env("F", sb.mnt("app/config/parameters.php"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&check.stdout),
+        format!("{rotated}|keep-me|db")
+    );
+    // No temporary file left behind; the env file follows; the caches are cleared.
+    let leftovers: Vec<_> = std::fs::read_dir(sb.mnt("app/config"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "parameters.php")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let env = std::fs::read_to_string(sb.root("run/prestashop/env")).unwrap_or_default();
+    if !env.is_empty() {
+        assert!(env.contains(&format!("DB_PASSWD={rotated}")), "{env}");
+    }
+    let calls = sb.calls();
+    assert!(
+        calls.iter().any(|c| c.contains("cache:clear")),
+        "{calls:#?}"
+    );
+    // Never on a command line (the stand-ins log their arguments).
+    assert!(
+        !calls.iter().any(|c| c.contains(rotated)),
+        "the password appeared on a command line: {calls:#?}"
     );
 }

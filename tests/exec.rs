@@ -108,7 +108,12 @@ fn the_commands_endpoint_needs_the_token_and_keeps_the_last_result() {
     assert_eq!(answer["run"]["succeeded"], true, "{answer:#}");
     let status = d.json("GET", "/stacks/demo");
     assert_eq!(status["last_command"]["command"], "presta-ctl cache-clear");
-    assert!(!status["last_command"]["results"].as_array().unwrap().is_empty());
+    assert!(
+        !status["last_command"]["results"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     // The status page shows it too.
     let (_, page) = d.http("GET", "/", None);
     assert!(page.contains("Last maintenance command"), "{page}");

@@ -9,15 +9,17 @@
 #   presta-ctl htaccess            regenerate .htaccess
 #   presta-ctl set-domain [DOMAIN] store the shop's domain in the database (default: the
 #                                  stack's, PS_DOMAIN), then .htaccess and caches
+#   presta-ctl set-db-password     after a rotation: the database password from SSM into the
+#                                  shop's parameters.php (atomically), the env file, caches
 #   presta-ctl prestart | poststart   used by prestashop.service; not for people
 #
 # Every PrestaShop command runs inside the container as www-data: files created as root on EFS
 # break Apache (500s, broken CSS/JS). No secret is printed or put on a command line.
 set -euo pipefail
 
-usage() { sed -n '3,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '3,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 case "${1:-}" in
-  prestart|poststart|set-domain|cache-clear|thumbs|htaccess|status) ;;
+  prestart|poststart|set-domain|set-db-password|cache-clear|thumbs|htaccess|status) ;;
   *) usage ;;
 esac
 
@@ -192,6 +194,38 @@ set_domain() {
     echo "domain set to $d\n";' -e "NEW_DOMAIN=$domain"
 }
 
+# After `presta-reconciler rotate-db-password`: the new value, read from SSM (never on a
+# command line: docker takes it from this process's environment), replaces
+# database_password in the shop's parameters.php on EFS through a temporary file renamed
+# over it, as www-data; then the container's env file and the caches follow.
+set_db_password() {
+  local db_password
+  require_mount
+  [ -f "$PARAMS" ] || die "PrestaShop is not installed ($PARAMS missing): nothing to update"
+  db_password=$(aws ssm get-parameter --region "$REGION" --with-decryption --name "$DB_PASSWORD_PARAM" --query Parameter.Value --output text)
+  [ -n "$db_password" ] || die "the parameter $DB_PASSWORD_PARAM is empty"
+  NEW_DB_PASSWD="$db_password" shop_php '$f = "app/config/parameters.php";
+    $p = require $f;
+    if (!is_array($p) || !isset($p["parameters"])) { fwrite(STDERR, "unexpected parameters.php\n"); exit(1); }
+    $p["parameters"]["database_password"] = getenv("NEW_DB_PASSWD");
+    $tmp = $f . ".tmp" . getmypid();
+    if (file_put_contents($tmp, "<?php return " . var_export($p, true) . ";\n") === false || !rename($tmp, $f)) { fwrite(STDERR, "cannot write parameters.php\n"); exit(1); }
+    if (function_exists("opcache_invalidate")) { opcache_invalidate($f, true); }
+    echo "database_password updated in parameters.php\n";' -e NEW_DB_PASSWD
+  if [ -f "$ENV_FILE" ]; then
+    umask 077
+    # printf is a builtin: the value is never on a command line.
+    while IFS= read -r line; do
+      case "$line" in
+        DB_PASSWD=*) printf 'DB_PASSWD=%s\n' "$db_password" ;;
+        *) printf '%s\n' "$line" ;;
+      esac
+    done < "$ENV_FILE" > "$ENV_FILE.tmp"
+    chmod 600 "$ENV_FILE.tmp" && mv "$ENV_FILE.tmp" "$ENV_FILE"
+  fi
+  cache_clear
+}
+
 cache_clear() {
   in_shop php -d memory_limit=-1 bin/console cache:clear --env=prod --no-warmup \
     || shop_php 'require "config/config.inc.php"; Tools::clearAllCache(); Media::clearCache(); echo "caches cleared\n";'
@@ -227,6 +261,7 @@ case "${1:-}" in
   prestart) prestart ;;
   poststart) poststart ;;
   set-domain) set_domain "${2:-}" ;;
+  set-db-password) set_db_password ;;
   cache-clear) cache_clear ;;
   thumbs) thumbs "${2:-all}" ;;
   htaccess) htaccess ;;

@@ -109,6 +109,26 @@ pub struct AutoScalingGroupLive {
 
 pub struct AutoScalingGroups;
 
+/// The group's instances that are InService (one call).
+pub async fn in_service_instances(aws: &Aws, group: &str) -> Result<Vec<String>, AwsError> {
+    let out = aws
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(group)
+        .send()
+        .await
+        .aws("DescribeAutoScalingGroups")?;
+    Ok(out
+        .auto_scaling_groups()
+        .iter()
+        .flat_map(|g| g.instances())
+        .filter(|i| {
+            i.lifecycle_state() == Some(&aws_sdk_autoscaling::types::LifecycleState::InService)
+        })
+        .filter_map(|i| i.instance_id().map(String::from))
+        .collect())
+}
+
 /// Launches of the group that failed within the last `window_minutes`, newest first (its
 /// scaling activities: one call), for the health verdict.
 pub async fn failed_launches(

@@ -167,16 +167,29 @@ pub async fn run(
     line: &str,
     wait: Duration,
 ) -> Result<CommandRun, AwsError> {
-    let sent = aws
-        .ssm
-        .send_command()
-        .document_name(DOCUMENT)
-        .targets(
+    run_on(aws, group, None, command, line, wait).await
+}
+
+/// [`run`] on one instance of the group only (`instance`), or on all of them.
+pub async fn run_on(
+    aws: &Aws,
+    group: &str,
+    instance: Option<&str>,
+    command: &str,
+    line: &str,
+    wait: Duration,
+) -> Result<CommandRun, AwsError> {
+    let send = aws.ssm.send_command().document_name(DOCUMENT);
+    let send = match instance {
+        Some(id) => send.instance_ids(id),
+        None => send.targets(
             Target::builder()
                 .key(format!("tag:{GROUP_TAG}"))
                 .values(group)
                 .build(),
-        )
+        ),
+    };
+    let sent = send
         .parameters("commands", vec![line.to_string()])
         .parameters("executionTimeout", vec![wait.as_secs().max(60).to_string()])
         .timeout_seconds(wait.as_secs().clamp(30, 2_592_000) as i32)
@@ -188,9 +201,20 @@ pub async fn run(
         .command()
         .ok_or_else(|| AwsError::unexpected("SendCommand", "no command in the answer"))?;
     let id = cmd.command_id().unwrap_or_default().to_string();
-    let expected = cmd.target_count().max(0) as usize;
     let deadline = Instant::now() + wait;
     loop {
+        // The counts of SendCommand's answer are 0 on AWS; ListCommands has the real one.
+        let listed = aws
+            .ssm
+            .list_commands()
+            .command_id(&id)
+            .send()
+            .await
+            .aws("ListCommands")?;
+        let expected = listed
+            .commands()
+            .first()
+            .map_or(0, |c| c.target_count().max(0) as usize);
         let out = aws
             .ssm
             .list_command_invocations()
@@ -200,7 +224,8 @@ pub async fn run(
             .await
             .aws("ListCommandInvocations")?;
         let invocations = out.command_invocations();
-        let done = invocations.len() >= expected
+        let done = !invocations.is_empty()
+            && invocations.len() >= expected
             && invocations.iter().all(|i| i.status().is_some_and(terminal));
         if done || Instant::now() >= deadline {
             let results: Vec<InstanceResult> = invocations

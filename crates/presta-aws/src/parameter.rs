@@ -215,7 +215,32 @@ impl Driver for Parameters {
     }
 }
 
-/// Reads a secret's value (for the database's creation only).
+/// Stores `secret` as a new version of the parameter (rotation), or creates the parameter
+/// with its ownership tags when it is missing (the recovery of a lost password). Returns the
+/// version AWS answers.
+pub async fn put_new_version(
+    aws: &Aws,
+    desired: &ParameterDesired,
+    secret: &Secret,
+    exists: bool,
+) -> Result<i64, AwsError> {
+    let mut put = aws
+        .ssm
+        .put_parameter()
+        .name(&desired.name)
+        .value(secret.expose())
+        .r#type(ParameterType::SecureString)
+        .overwrite(exists);
+    if !exists {
+        put = put
+            .description(&desired.description)
+            .set_tags(Some(tags::ssm(&desired.tags)));
+    }
+    let out = put.send().await.aws("PutParameter")?;
+    Ok(out.version())
+}
+
+/// Reads a secret's value (for the database's creation, and to check a rotation).
 pub async fn read_secret(aws: &Aws, name: &str) -> Result<Secret, AwsError> {
     let resp = aws
         .ssm

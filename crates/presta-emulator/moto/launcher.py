@@ -20,6 +20,8 @@ Extra routes (never used by the product, only by tests and the benchmark):
   PUT    /_presta/command-result?status=Failed&code=2&output=TEXT
                                 -> what the next Run Command invocations answer (no query:
                                    Success, exit 0); ListCommandInvocations is added
+  GET    /_presta/rds-master-password?db=ID -> the emulated database's master password
+                                   (tests only: to check a rotation end to end)
   PUT    /_presta/target-health?state=unhealthy[&target=i-...]
                                 -> the target group's registered targets (all, or one) answer
                                    this state in DescribeTargetHealth (healthy: moto's own)
@@ -277,6 +279,14 @@ def _patch_ssm() -> None:
                 })
         return ActionResult({"CommandInvocations": out})
 
+    # With InstanceIds and no Targets, moto adds every instance of the account (an empty
+    # filter matches all): AWS runs on the instances named only.
+    original_targets = Command._get_instance_ids_from_targets
+
+    def _get_instance_ids_from_targets(self: Any) -> list[str]:
+        return original_targets(self) if self.targets else []
+
+    Command._get_instance_ids_from_targets = _get_instance_ids_from_targets
     Command.invocation_response = invocation_response
     SimpleSystemManagerResponse.list_command_invocations = list_command_invocations
 
@@ -554,6 +564,23 @@ class Instrumented:
             return [data]
         if path == "/_presta/faults":
             data = json.dumps(self.faults.configure(environ.get("QUERY_STRING", ""))).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+            return [data]
+        if path == "/_presta/rds-master-password":
+            # Test-only: what the emulated database would accept, to check a rotation.
+            from urllib.parse import parse_qs
+            from moto.rds.models import rds_backends
+
+            q = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+            found = None
+            try:
+                backend = rds_backends[q.get("account", "123456789012")][q.get("region", "eu-west-3")]
+                db = backend.databases.get(q.get("db", ""))
+                found = getattr(db, "_master_user_password", None) if db is not None else None
+            except Exception as e:  # noqa: BLE001 - a test helper reports, never crashes
+                found = None
+                print(f"rds-master-password: {e!r}", file=sys.stderr)
+            data = json.dumps({"password": found}).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
             return [data]
         if path == "/_presta/command-result":

@@ -355,6 +355,14 @@ impl Emulator {
             .map(|_| ())
     }
 
+    /// The master password the emulated database `db` holds (tests: to check a rotation).
+    pub fn rds_master_password(&self, db: &str) -> Result<Option<String>, EmulatorError> {
+        let body = self.http("GET", &format!("/_presta/rds-master-password?db={db}"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&body).map_err(|_| EmulatorError::Protocol(body.clone()))?;
+        Ok(v["password"].as_str().map(String::from))
+    }
+
     pub fn set_faults(&self, rate: f64, seed: u64, services: &[&str]) -> Result<(), EmulatorError> {
         self.set_faults_on(rate, seed, services, &[], &[])
     }

@@ -9,6 +9,7 @@ pub mod data;
 pub mod destroy;
 pub mod health;
 pub mod report;
+pub mod rotate;
 pub mod snapshot;
 pub mod stack;
 pub mod wait;
