@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use crate::clients::Aws;
 use crate::diff::Kind;
 use crate::error::{AwsError, AwsResultExt};
-use presta_spec::naming::{MANAGED_BY_VALUE, TAG_MANAGED_BY, TAG_STACK};
+use presta_spec::naming::{Component, MANAGED_BY_VALUE, TAG_MANAGED_BY, TAG_STACK};
 use serde::Serialize;
 
 /// One resource of a stack that is not in the configuration.
@@ -60,12 +60,15 @@ pub async fn find(
     };
     // The probe: every stack has a target group named `<stack>-tg`, and listing the region's
     // target groups is one light call; only the ones named for a stack that is not known
-    // have their tags read. A thorough search (the daemon's) lists the ownership-tagged
-    // security groups and file systems instead, which also finds what a `destroy` kept
-    // (or a killed one left) after the target group went.
+    // have their tags read, and the stacks found are then looked up by their deterministic
+    // names. A thorough search (the daemon's) lists the ownership-tagged security groups and
+    // file systems instead, which also finds what a `destroy` kept (or a killed one left)
+    // after the target group went.
     let stack_of = |tags: Vec<(&str, &str)>| owned(tags.into_iter());
-    let probe_orphan = if thorough {
-        false
+    // Stacks the probe found (named lookups follow), or a thorough search (tag-filtered
+    // listings).
+    let probed: BTreeSet<String> = if thorough {
+        BTreeSet::new()
     } else {
         let tgs = aws
             .elbv2
@@ -76,7 +79,7 @@ pub async fn find(
             .collect::<Result<Vec<_>, _>>()
             .await
             .aws("DescribeTargetGroups")?;
-        let suffix = presta_spec::naming::Component::TargetGroup.name("");
+        let suffix = Component::TargetGroup.name("");
         let candidates: Vec<String> = tgs
             .iter()
             .filter(|t| {
@@ -87,25 +90,74 @@ pub async fn find(
             .filter_map(|t| t.target_group_arn().map(String::from))
             .collect();
         let tags = crate::target_group::elb_tags(aws, &candidates).await?;
-        tags.values().any(|t| {
-            stack_of(t.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
-                .is_some_and(|s| !known.contains(&s))
-        })
+        tags.values()
+            .filter_map(|t| stack_of(t.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()))
+            .filter(|s| !known.contains(s))
+            .collect()
     };
-    let sgs = if thorough || probe_orphan {
-        aws.ec2
-            .describe_security_groups()
-            .filters(tag_filter())
+    if !thorough && probed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let named = |c: Component| -> Vec<String> { probed.iter().map(|s| c.name(s)).collect() };
+    let ec2_filter = |name: &str, values: Vec<String>| {
+        aws_sdk_ec2::types::Filter::builder()
+            .name(name)
+            .set_values(Some(values))
+            .build()
+    };
+    let sgs = if thorough {
+        tag_filter()
+    } else {
+        ec2_filter(
+            "group-name",
+            [
+                Component::AlbSecurityGroup,
+                Component::AppSecurityGroup,
+                Component::DbSecurityGroup,
+                Component::EfsSecurityGroup,
+            ]
+            .into_iter()
+            .flat_map(named)
+            .collect(),
+        )
+    };
+    let sgs = aws
+        .ec2
+        .describe_security_groups()
+        .filters(sgs)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .aws("DescribeSecurityGroups")?;
+    let fss = if thorough {
+        aws.efs
+            .describe_file_systems()
             .into_paginator()
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .aws("DescribeSecurityGroups")?
+            .aws("DescribeFileSystems")?
     } else {
-        Vec::new()
+        let mut all = Vec::new();
+        for token in named(Component::FileSystem) {
+            all.extend(
+                aws.efs
+                    .describe_file_systems()
+                    .creation_token(token)
+                    .send()
+                    .await
+                    .aws("DescribeFileSystems")?
+                    .file_systems()
+                    .iter()
+                    .cloned(),
+            );
+        }
+        all
     };
-    let sg_orphan = probe_orphan
+    let any_orphan = !probed.is_empty()
         || sgs
             .iter()
             .filter_map(|g| {
@@ -116,33 +168,22 @@ pub async fn find(
                         .collect(),
                 )
             })
-            .any(|s| !known.contains(&s));
-    let fss = if sg_orphan || thorough {
-        async {
-            aws.efs
-                .describe_file_systems()
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .aws("DescribeFileSystems")
-        }
-        .await?
-    } else {
-        Vec::new()
-    };
-    let any_orphan = sg_orphan
-        || fss
-            .iter()
-            .filter_map(|f| stack_of(f.tags().iter().map(|t| (t.key(), t.value())).collect()))
+            .chain(
+                fss.iter().filter_map(|f| {
+                    stack_of(f.tags().iter().map(|t| (t.key(), t.value())).collect())
+                }),
+            )
             .any(|s| !known.contains(&s));
     let (lts, asgs, dbs) = if any_orphan {
         tokio::try_join!(
             async {
                 aws.ec2
                     .describe_launch_templates()
-                    .filters(tag_filter())
+                    .filters(if thorough {
+                        tag_filter()
+                    } else {
+                        ec2_filter("launch-template-name", named(Component::LaunchTemplate))
+                    })
                     .into_paginator()
                     .items()
                     .send()
@@ -151,15 +192,18 @@ pub async fn find(
                     .aws("DescribeLaunchTemplates")
             },
             async {
-                aws.autoscaling
-                    .describe_auto_scaling_groups()
-                    .filters(
+                let q = aws.autoscaling.describe_auto_scaling_groups();
+                let q = if thorough {
+                    q.filters(
                         aws_sdk_autoscaling::types::Filter::builder()
                             .name(format!("tag:{TAG_MANAGED_BY}"))
                             .values(MANAGED_BY_VALUE)
                             .build(),
                     )
-                    .into_paginator()
+                } else {
+                    q.set_auto_scaling_group_names(Some(named(Component::AutoScalingGroup)))
+                };
+                q.into_paginator()
                     .items()
                     .send()
                     .collect::<Result<Vec<_>, _>>()
@@ -167,9 +211,18 @@ pub async fn find(
                     .aws("DescribeAutoScalingGroups")
             },
             async {
-                aws.rds
-                    .describe_db_instances()
-                    .into_paginator()
+                let q = aws.rds.describe_db_instances();
+                let q = if thorough {
+                    q
+                } else {
+                    q.filters(
+                        aws_sdk_rds::types::Filter::builder()
+                            .name("db-instance-id")
+                            .set_values(Some(named(Component::DbInstance)))
+                            .build(),
+                    )
+                };
+                q.into_paginator()
                     .items()
                     .send()
                     .collect::<Result<Vec<_>, _>>()
