@@ -157,23 +157,22 @@ pub async fn find(
         }
         all
     };
-    let any_orphan = !probed.is_empty()
-        || sgs
-            .iter()
-            .filter_map(|g| {
-                stack_of(
-                    g.tags()
-                        .iter()
-                        .filter_map(|t| Some((t.key()?, t.value()?)))
-                        .collect(),
-                )
-            })
-            .chain(
-                fss.iter().filter_map(|f| {
+    let any_orphan =
+        !probed.is_empty()
+            || sgs
+                .iter()
+                .filter_map(|g| {
+                    stack_of(
+                        g.tags()
+                            .iter()
+                            .filter_map(|t| Some((t.key()?, t.value()?)))
+                            .collect(),
+                    )
+                })
+                .chain(fss.iter().filter_map(|f| {
                     stack_of(f.tags().iter().map(|t| (t.key(), t.value())).collect())
-                }),
-            )
-            .any(|s| !known.contains(&s));
+                }))
+                .any(|s| !known.contains(&s));
     let (lts, asgs, dbs) = if any_orphan {
         tokio::try_join!(
             async {
