@@ -438,3 +438,29 @@ async fn readyz_turns_503_within_two_attempt_timeouts_of_an_aws_freeze_and_recov
         d.http("GET", "/readyz", None).0 == 200
     });
 }
+
+/// CPU time (user + system, in clock ticks) the process has used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses): utime is the 14th field of
+    // the line, stime the 15th.
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn an_idle_daemon_uses_no_cpu_between_runs() {
+    let env = Env::start();
+    let d = env.serve(&env.demo(), &["--interval", "600"]);
+    d.eventually(90, "converged", converged);
+    let pid = d.child.id();
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_ticks(pid) - before;
+    // 100 ticks a second: a spinning loop would use about 300 here.
+    assert!(
+        used <= 20,
+        "the idle daemon used {used} ticks of CPU in 3 s"
+    );
+}

@@ -203,12 +203,10 @@ impl Controller {
     pub async fn run(&self, drain: Duration) -> bool {
         let mut tasks = tokio::task::JoinSet::new();
         let mut shutdown = self.inner.shutdown.subscribe();
-        let mut role = self
-            .inner
-            .settings
-            .role
-            .clone()
-            .unwrap_or_else(|| watch::channel(lease::Role::Single).1);
+        // Without a lease the role never changes: the sender is kept for the whole loop, so
+        // that `changed()` waits forever instead of failing at once (which would spin).
+        let (_single, single) = watch::channel(lease::Role::Single);
+        let mut role = self.inner.settings.role.clone().unwrap_or(single);
         let mut leading = true;
         loop {
             if *shutdown.borrow_and_update() {
@@ -255,7 +253,8 @@ impl Controller {
                 _ = sleep => {}
                 _ = self.inner.wake.notified() => {}
                 _ = shutdown.changed() => {}
-                _ = role.changed() => {}
+                // A closed channel (the lease keeper gone) is no news: wait for the rest.
+                Ok(()) = role.changed() => {}
             }
         }
         let in_flight = tasks.len();
