@@ -50,22 +50,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let line = cmd
         .shell_line(args.arg.as_deref())
         .map_err(anyhow::Error::msg)?;
-    let stacks = presta_spec::load_paths(&args.files)?;
-    let stack = stacks
-        .iter()
-        .find(|s| s.stack.name() == args.stack)
-        .with_context(|| {
-            format!(
-                "no stack `{}` in the files given\n  help: stacks found: {}",
-                args.stack,
-                stacks
-                    .iter()
-                    .map(|s| s.stack.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?;
-    let region = stack.stack.spec.region.clone();
+    let stack = crate::load_stack(&args.files, &args.stack)?;
+    let region = stack.spec.region.clone();
     let group = presta_spec::naming::Component::AutoScalingGroup.name(&args.stack);
     let client = ClientSettings {
         endpoint_url: args.endpoint_url.clone(),

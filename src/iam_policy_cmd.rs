@@ -16,6 +16,7 @@ use serde_json::Value;
 const POLICY: &str = include_str!("../deploy/iam/policy.json");
 const PASS_ROLE_ANY: &str = "arn:aws:iam::*:role/presta-*";
 const SSM_ANY: &str = "arn:aws:ssm:*:*:parameter/presta-reconciler/*";
+const LEASE_TABLE: &str = "arn:aws:dynamodb:*:*:table/presta-reconciler-lease";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -63,18 +64,19 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             )
         })
         .collect();
-    let policy = narrow(&roles, &parameters)?;
-    let text = serde_json::to_string_pretty(&policy)?.replace(
-        "table/presta-reconciler-lease\"",
-        &format!("table/{}\"", args.lease_table),
-    );
-    println!("{text}");
+    let table = format!("arn:aws:dynamodb:*:*:table/{}", args.lease_table);
+    let policy = narrow(&roles, &parameters, &table)?;
+    println!("{}", serde_json::to_string_pretty(&policy)?);
     Ok(ExitCode::SUCCESS)
 }
 
-/// The reference policy with PassRole limited to `roles` and the SSM statements to
-/// `parameters` (ARNs).
-fn narrow(roles: &BTreeSet<String>, parameters: &BTreeSet<String>) -> anyhow::Result<Value> {
+/// The reference policy with PassRole limited to `roles`, the SSM statements to `parameters`
+/// and the lease statement to `table` (ARNs).
+fn narrow(
+    roles: &BTreeSet<String>,
+    parameters: &BTreeSet<String>,
+    table: &str,
+) -> anyhow::Result<Value> {
     let mut policy: Value =
         serde_json::from_str(POLICY).context("the built-in policy is not JSON")?;
     let statements = policy["Statement"]
@@ -86,6 +88,7 @@ fn narrow(roles: &BTreeSet<String>, parameters: &BTreeSet<String>) -> anyhow::Re
         match resource {
             Value::String(r) if r == PASS_ROLE_ANY => *resource = as_list(roles),
             Value::String(r) if r == SSM_ANY => *resource = as_list(parameters),
+            Value::String(r) if r == LEASE_TABLE => *resource = Value::from(table),
             Value::Array(list) if list.iter().any(|r| r == SSM_ANY) => {
                 let mut out: Vec<Value> = Vec::new();
                 for r in list.iter() {
@@ -111,12 +114,13 @@ mod tests {
     fn pass_role_and_parameters_are_narrowed_and_nothing_else_changes() {
         let roles = BTreeSet::from(["arn:aws:iam::*:role/shop-role".to_string()]);
         let params = BTreeSet::from(["arn:aws:ssm:eu-west-3:*:parameter/p/shop/*".to_string()]);
-        let narrowed = narrow(&roles, &params).unwrap();
+        let narrowed = narrow(&roles, &params, "arn:aws:dynamodb:*:*:table/t").unwrap();
         let text = narrowed.to_string();
         assert!(!text.contains(PASS_ROLE_ANY));
         assert!(!text.contains(SSM_ANY));
         assert!(text.contains("role/shop-role"));
         assert!(text.contains("parameter/p/shop/*"));
+        assert!(text.contains("table/t\"") && !text.contains(LEASE_TABLE));
         let original: Value = serde_json::from_str(POLICY).unwrap();
         assert_eq!(
             narrowed["Statement"].as_array().unwrap().len(),

@@ -101,6 +101,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// One stack of the files, with its defaults applied, or an error naming the stacks found.
+pub(crate) fn load_stack(files: &[PathBuf], name: &str) -> anyhow::Result<presta_spec::Stack> {
+    let loaded = presta_spec::load_paths(files)?;
+    let known: Vec<String> = loaded.iter().map(|l| l.stack.name().to_string()).collect();
+    loaded
+        .into_iter()
+        .find(|l| l.stack.name() == name)
+        .map(|l| l.stack.with_defaults())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no stack `{name}` in the files given\n  help: stacks found: {}",
+                known.join(", ")
+            )
+        })
+}
+
 /// The default desired-state file, relative to the working directory.
 pub(crate) fn default_config() -> PathBuf {
     PathBuf::from("config/demo.yaml")

@@ -41,13 +41,7 @@ enum Output {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let stacks = presta_spec::load_paths(&args.files)?;
-    let stack = stacks
-        .into_iter()
-        .find(|s| s.stack.name() == args.stack)
-        .with_context(|| format!("no stack `{}` in the files given", args.stack))?
-        .stack
-        .with_defaults();
+    let stack = crate::load_stack(&args.files, &args.stack)?;
     let client = ClientSettings {
         endpoint_url: args.endpoint_url.clone(),
         ..ClientSettings::default()

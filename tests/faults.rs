@@ -247,7 +247,6 @@ async fn the_daemon_converges_and_heals_through_failing_calls_and_counts_the_err
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_call_is_reported_and_not_retried_in_a_loop() {
-    use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
     let env = Env::start();
     let d = env.serve(&env.demo(), &["--interval", "2"]);
     d.eventually(90, "converged", |d| {
@@ -264,33 +263,8 @@ async fn a_refused_call_is_reported_and_not_retried_in_a_loop() {
             &["denied"],
         )
         .unwrap();
-    let ec2 = aws_sdk_ec2::Client::new(&env.sdk().await);
-    let out = ec2
-        .describe_security_groups()
-        .filters(
-            Filter::builder()
-                .name("group-name")
-                .values("demo-app-sg")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let group = out.security_groups()[0].group_id().unwrap().to_string();
     env.emu.reset_calls().unwrap();
-    ec2.authorize_security_group_ingress()
-        .group_id(&group)
-        .ip_permissions(
-            IpPermission::builder()
-                .ip_protocol("tcp")
-                .from_port(22)
-                .to_port(22)
-                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    env.open_ssh().await;
 
     // The stack says why it waits, the metrics carry the class...
     d.eventually(30, "the refusal is reported", |d| {

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
-use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
 use common::{Daemon, Env};
 
 const LEASE_SECONDS: u64 = 6;
@@ -78,35 +77,6 @@ fn writers(env: &Env) -> BTreeSet<String> {
         .collect()
 }
 
-async fn open_ssh(env: &Env) {
-    let ec2 = aws_sdk_ec2::Client::new(&env.sdk().await);
-    let out = ec2
-        .describe_security_groups()
-        .filters(
-            Filter::builder()
-                .name("group-name")
-                .values("demo-app-sg")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let group = out.security_groups()[0].group_id().unwrap().to_string();
-    ec2.authorize_security_group_ingress()
-        .group_id(group)
-        .ip_permissions(
-            IpPermission::builder()
-                .ip_protocol("tcp")
-                .from_port(22)
-                .to_port(22)
-                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-}
-
 fn healed(d: &Daemon) -> bool {
     d.json("GET", "/stacks/demo")["drift"]
         .as_array()
@@ -166,7 +136,7 @@ async fn only_the_lease_holder_writes_and_a_standby_takes_over_from_a_dead_leade
         took <= Duration::from_secs(LEASE_SECONDS + 5),
         "took over after {took:?}"
     );
-    open_ssh(&env).await;
+    env.open_ssh().await;
     let (code, body) = standby.http("POST", "/reconcile/demo?wait=true", None);
     assert_eq!(code, 200, "{body}");
     standby.eventually(30, "the new leader heals the drift", healed);
@@ -187,7 +157,7 @@ async fn a_leader_cut_off_from_the_lease_table_stops_writing() {
     env.emu.set_faults(1.0, 7, &["dynamodb"]).unwrap();
     a.eventually(LEASE_SECONDS + 10, "a steps down", |d| role(d) == "standby");
     env.emu.reset_calls().unwrap();
-    open_ssh(&env).await;
+    env.open_ssh().await;
     // Several intervals pass: the drift is seen by nobody who may write, and nothing is written.
     std::thread::sleep(Duration::from_secs(8));
     assert_eq!(writers(&env), BTreeSet::new());

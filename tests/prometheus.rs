@@ -193,35 +193,6 @@ impl Prometheus {
     }
 }
 
-async fn open_ssh(env: &Env) {
-    use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
-    let ec2 = aws_sdk_ec2::Client::new(&env.sdk().await);
-    let out = ec2
-        .describe_security_groups()
-        .filters(
-            Filter::builder()
-                .name("group-name")
-                .values("demo-app-sg")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    ec2.authorize_security_group_ingress()
-        .group_id(out.security_groups()[0].group_id().unwrap())
-        .ip_permissions(
-            IpPermission::builder()
-                .ip_protocol("tcp")
-                .from_port(22)
-                .to_port(22)
-                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-}
-
 fn dashboard_queries(path: &Path) -> Vec<(String, String)> {
     let dash: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
@@ -257,7 +228,7 @@ async fn a_real_prometheus_sees_the_drift_fires_the_alert_and_every_dashboard_qu
     });
 
     // Drift, seen by a plan: the series shows it and the alert fires.
-    open_ssh(&env).await;
+    env.open_ssh().await;
     let (code, body) = d.http("GET", "/stacks/demo/plan", None);
     assert_eq!(code, 200, "{body}");
     prom.until(30, "the drift series", |p| {

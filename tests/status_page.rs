@@ -70,36 +70,7 @@ async fn the_status_page_renders_in_chromium_with_health_drift_and_no_secret() {
     });
 
     // Drift: SSH opened by hand, seen by a plan.
-    let sdk = env.sdk().await;
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let out = ec2
-        .describe_security_groups()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("group-name")
-                .values("demo-app-sg")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    ec2.authorize_security_group_ingress()
-        .group_id(out.security_groups()[0].group_id().unwrap())
-        .ip_permissions(
-            aws_sdk_ec2::types::IpPermission::builder()
-                .ip_protocol("tcp")
-                .from_port(22)
-                .to_port(22)
-                .ip_ranges(
-                    aws_sdk_ec2::types::IpRange::builder()
-                        .cidr_ip("0.0.0.0/0")
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    env.open_ssh().await;
     assert_eq!(d.http("GET", "/stacks/demo/plan", None).0, 200);
 
     // Plain HTTP: HTML, no script, nothing from elsewhere.
@@ -133,7 +104,7 @@ async fn the_status_page_renders_in_chromium_with_health_drift_and_no_secret() {
     );
 
     // No secret: neither password appears.
-    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let ssm = aws_sdk_ssm::Client::new(&env.sdk().await);
     for p in ["db-password", "admin-password"] {
         let value = ssm
             .get_parameter()

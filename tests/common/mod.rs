@@ -276,3 +276,35 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+impl Env {
+    /// Drift as a person causes it: SSH opened to the world on the demo's instances' group.
+    pub async fn open_ssh(&self) {
+        use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
+        let ec2 = aws_sdk_ec2::Client::new(&self.sdk().await);
+        let out = ec2
+            .describe_security_groups()
+            .filters(
+                Filter::builder()
+                    .name("group-name")
+                    .values("demo-app-sg")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        ec2.authorize_security_group_ingress()
+            .group_id(out.security_groups()[0].group_id().unwrap())
+            .ip_permissions(
+                IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(22)
+                    .to_port(22)
+                    .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+}

@@ -64,13 +64,11 @@ where
     F: std::future::Future<Output = Result<T, E>>,
 {
     use futures::{StreamExt, TryStreamExt};
-    let limit = std::env::var("PRESTA_READ_CONCURRENCY")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(READ_CONCURRENCY);
     // Built now, so that the caller's closures are not held across an await.
     let futures: Vec<F> = futures.into_iter().collect();
-    futures::stream::iter(futures).buffered(limit).try_collect()
+    futures::stream::iter(futures)
+        .buffered(READ_CONCURRENCY)
+        .try_collect()
 }
 
 /// Decides whether this process may still change AWS (the daemon's lease among replicas):
