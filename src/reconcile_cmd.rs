@@ -115,15 +115,9 @@ pub fn run(args: &Args, mode: Mode) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     let report = runtime.block_on(async {
         if mode == Mode::Plan && !args.no_orphans {
-            let stats = presta_aws::calls::CallStats::default();
-            let (mut report, (orphans, error)) = tokio::join!(
-                engine.run_guarded(&stacks, mode, &guards),
-                engine.orphans(&regions, &known, false, &stats)
-            );
-            report.orphans = orphans;
-            report.orphans_error = error;
-            report.aws_calls += stats.total();
-            report
+            engine
+                .run_guarded_with_orphans(&stacks, mode, &guards, &regions, &known)
+                .await
         } else {
             engine.run_guarded(&stacks, mode, &guards).await
         }

@@ -909,11 +909,89 @@ async fn twenty_stacks_in_one_region_converge_and_plan_clean() {
     assert_eq!(count("DescribeSecurityGroups"), 1, "80 groups, one call");
     assert_eq!(
         count("DescribeTargetGroups"),
-        2,
-        "one for the observation, one for the orphan probe"
+        1,
+        "the orphan probe reuses the observation's listing of the target groups"
     );
     assert_eq!(count("DescribeLoadBalancers"), 1);
     assert_eq!(count("DescribeNetworkInterfaces"), 1);
+    assert_eq!(count("DescribeAutoScalingGroups"), 1);
+    assert_eq!(count("GET /2015-02-01/file-systems"), 1, "AWS's page of 100");
+    // 40 passwords and the one AMI reference, ten names a call.
+    assert_eq!(count("GetParameters"), 5);
+}
+
+#[tokio::test]
+async fn groups_and_parameters_that_look_like_the_stacks_are_not_taken_for_them() {
+    // The security groups are found with one name pattern per stack (`demo-*-sg`) and the
+    // AMI reference is read in the passwords' GetParameters: a person's group that matches
+    // the pattern stays theirs, and no secret value is kept.
+    let env = Env::start();
+    env.apply(&env.demo());
+    let config = env.sdk().await;
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let vpc = ec2
+        .describe_security_groups()
+        .filters(filter("group-name", "demo-app-sg"))
+        .send()
+        .await
+        .unwrap()
+        .security_groups()[0]
+        .vpc_id()
+        .unwrap()
+        .to_string();
+    let theirs = ec2
+        .create_security_group()
+        .group_name("demo-legacy-sg")
+        .description("a person's group")
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_string();
+    ec2.authorize_security_group_ingress()
+        .group_id(&theirs)
+        .ip_protocol("tcp")
+        .from_port(22)
+        .to_port(22)
+        .cidr_ip("0.0.0.0/0")
+        .send()
+        .await
+        .unwrap();
+    let (code, report) = env.plan_json(&env.demo());
+    assert_eq!(code, 0, "the person's group is not drift: {report:#}");
+    let text = report.to_string();
+    assert!(!text.contains("demo-legacy-sg"), "{report:#}");
+    assert!(!text.contains(&theirs), "{report:#}");
+
+    let settings = presta_aws::ClientSettings {
+        endpoint_url: Some(env.emu.endpoint().to_string()),
+        static_credentials: Some(("testing".into(), "testing".into())),
+        ..presta_aws::ClientSettings::default()
+    };
+    let aws = presta_aws::Aws::connect(
+        "eu-west-3",
+        &settings,
+        std::sync::Arc::new(presta_aws::calls::CallStats::default()),
+    )
+    .await;
+    let secret = "/presta-reconciler/demo/db-password".to_string();
+    let ami = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64".to_string();
+    env.emu.reset_calls().unwrap();
+    // Even asked for the secret's value, it is not kept: only plain parameters' values are.
+    let (found, values) = presta_aws::parameter::observe_with_plain(
+        &aws,
+        std::slice::from_ref(&secret),
+        &[ami.clone(), secret.clone()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(env.emu.calls().unwrap().len(), 1, "one GetParameters");
+    assert_eq!(found[&secret].kind, "SecureString");
+    assert!(!found.contains_key(&ami), "only the names asked as parameters");
+    assert!(values[&ami].starts_with("ami-"), "{values:?}");
+    assert!(!values.contains_key(&secret), "{values:?}");
 }
 
 #[tokio::test]

@@ -204,90 +204,7 @@ impl Driver for AutoScalingGroups {
         aws: &Aws,
         scope: &Scope,
     ) -> Result<BTreeMap<String, AutoScalingGroupLive>, AwsError> {
-        if scope.names.is_empty() {
-            return Ok(BTreeMap::new());
-        }
-        let groups = aws
-            .autoscaling
-            .describe_auto_scaling_groups()
-            .set_auto_scaling_group_names(Some(scope.names.clone()))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .aws("DescribeAutoScalingGroups")?;
-        let policies = aws
-            .autoscaling
-            .describe_policies()
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .aws("DescribePolicies")?;
-        Ok(groups
-            .iter()
-            .map(|g| {
-                let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
-                let cpu = policies
-                    .iter()
-                    .filter(|p| p.auto_scaling_group_name() == Some(name.as_str()))
-                    .filter_map(|p| p.target_tracking_configuration())
-                    .find(|t| {
-                        t.predefined_metric_specification()
-                            .and_then(|m| m.predefined_metric_type())
-                            == Some(&MetricType::AsgAverageCpuUtilization)
-                    })
-                    .and_then(|t| t.target_value());
-                let lt = g.launch_template();
-                let live = AutoScalingGroupLive {
-                    arn: g.auto_scaling_group_arn().unwrap_or_default().to_string(),
-                    launch_template_id: lt
-                        .and_then(|l| l.launch_template_id())
-                        .unwrap_or_default()
-                        .to_string(),
-                    launch_template_version: lt
-                        .and_then(|l| l.version())
-                        .unwrap_or_default()
-                        .to_string(),
-                    subnets: g
-                        .vpc_zone_identifier()
-                        .unwrap_or_default()
-                        .split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(String::from)
-                        .collect(),
-                    min_size: g.min_size().unwrap_or(0),
-                    max_size: g.max_size().unwrap_or(0),
-                    desired_capacity: g.desired_capacity().unwrap_or(0),
-                    target_groups: g.target_group_arns().iter().cloned().collect(),
-                    health_check_type: g.health_check_type().unwrap_or_default().to_string(),
-                    health_check_grace_seconds: g.health_check_grace_period().unwrap_or(0),
-                    target_cpu: cpu,
-                    in_service: g
-                        .instances()
-                        .iter()
-                        .filter(|i| {
-                            i.lifecycle_state()
-                                == Some(&aws_sdk_autoscaling::types::LifecycleState::InService)
-                        })
-                        .count() as i32,
-                    tags: g
-                        .tags()
-                        .iter()
-                        .filter_map(|t| {
-                            Some((
-                                t.key()?.to_string(),
-                                t.value().unwrap_or_default().to_string(),
-                            ))
-                        })
-                        .collect(),
-                    name,
-                };
-                (live.name.clone(), live)
-            })
-            .collect())
+        read_groups(aws, &scope.names, true).await
     }
 
     fn diff(
@@ -359,13 +276,14 @@ impl Driver for AutoScalingGroups {
             Err(e) => return Err(e),
         }
         put_policy(aws, desired).await?;
-        let scope = Scope {
-            names: vec![desired.name.clone()],
-            ..Scope::default()
-        };
-        self.observe(aws, &scope)
+        // The group is read back for its ARN; its policy is the one just put.
+        read_groups(aws, std::slice::from_ref(&desired.name), false)
             .await?
             .remove(&desired.name)
+            .map(|mut live| {
+                live.target_cpu = Some(desired.target_cpu);
+                live
+            })
             .ok_or_else(|| {
                 AwsError::unexpected(
                     "DescribeAutoScalingGroups",
@@ -566,6 +484,105 @@ fn template_spec(id: &str) -> LaunchTemplateSpecification {
         .launch_template_id(id)
         .version(DEFAULT_VERSION)
         .build()
+}
+
+/// The groups named `names`, with their CPU policy's target when `policies` (one more call,
+/// for every policy of the region).
+async fn read_groups(
+    aws: &Aws,
+    names: &[String],
+    policies: bool,
+) -> Result<BTreeMap<String, AutoScalingGroupLive>, AwsError> {
+    if names.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let groups = aws
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .set_auto_scaling_group_names(Some(names.to_vec()))
+        // The largest page AWS gives (its default and moto's are 50).
+        .max_records(100)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .aws("DescribeAutoScalingGroups")?;
+    let policies = if policies {
+        aws.autoscaling
+            .describe_policies()
+            .max_records(100)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .aws("DescribePolicies")?
+    } else {
+        Vec::new()
+    };
+    Ok(groups
+        .iter()
+        .map(|g| {
+            let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
+            let cpu = policies
+                .iter()
+                .filter(|p| p.auto_scaling_group_name() == Some(name.as_str()))
+                .filter_map(|p| p.target_tracking_configuration())
+                .find(|t| {
+                    t.predefined_metric_specification()
+                        .and_then(|m| m.predefined_metric_type())
+                        == Some(&MetricType::AsgAverageCpuUtilization)
+                })
+                .and_then(|t| t.target_value());
+            let lt = g.launch_template();
+            let live = AutoScalingGroupLive {
+                arn: g.auto_scaling_group_arn().unwrap_or_default().to_string(),
+                launch_template_id: lt
+                    .and_then(|l| l.launch_template_id())
+                    .unwrap_or_default()
+                    .to_string(),
+                launch_template_version: lt
+                    .and_then(|l| l.version())
+                    .unwrap_or_default()
+                    .to_string(),
+                subnets: g
+                    .vpc_zone_identifier()
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect(),
+                min_size: g.min_size().unwrap_or(0),
+                max_size: g.max_size().unwrap_or(0),
+                desired_capacity: g.desired_capacity().unwrap_or(0),
+                target_groups: g.target_group_arns().iter().cloned().collect(),
+                health_check_type: g.health_check_type().unwrap_or_default().to_string(),
+                health_check_grace_seconds: g.health_check_grace_period().unwrap_or(0),
+                target_cpu: cpu,
+                in_service: g
+                    .instances()
+                    .iter()
+                    .filter(|i| {
+                        i.lifecycle_state()
+                            == Some(&aws_sdk_autoscaling::types::LifecycleState::InService)
+                    })
+                    .count() as i32,
+                tags: g
+                    .tags()
+                    .iter()
+                    .filter_map(|t| {
+                        Some((
+                            t.key()?.to_string(),
+                            t.value().unwrap_or_default().to_string(),
+                        ))
+                    })
+                    .collect(),
+                name,
+            };
+            (live.name.clone(), live)
+        })
+        .collect())
 }
 
 async fn put_policy(aws: &Aws, desired: &AutoScalingGroupDesired) -> Result<(), AwsError> {

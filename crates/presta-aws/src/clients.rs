@@ -63,6 +63,32 @@ pub struct Aws {
     pub rds: aws_sdk_rds::Client,
     pub efs: aws_sdk_efs::Client,
     pub ssm: aws_sdk_ssm::Client,
+    /// Region-wide listings this connection's observation made, for a later step of the same
+    /// run to reuse instead of listing again.
+    pub listings: Arc<Listings>,
+}
+
+/// What an observation listed region-wide and another step of the same run can reuse: the
+/// orphan probe reads the target groups the target-group driver listed (one call fewer per
+/// region and plan). Each [`Aws::connect`] starts empty; a reuse takes the listing.
+#[derive(Debug, Default)]
+pub struct Listings {
+    target_groups: std::sync::Mutex<Option<Vec<(String, String)>>>,
+}
+
+impl Listings {
+    /// Every target group of the region as `(name, arn)`.
+    pub fn put_target_groups(&self, groups: Vec<(String, String)>) {
+        *self.target_groups.lock().unwrap_or_else(|e| e.into_inner()) = Some(groups);
+    }
+
+    /// The target groups listed earlier in this run, if any (taken: a second reader lists).
+    pub fn take_target_groups(&self) -> Option<Vec<(String, String)>> {
+        self.target_groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
 }
 
 impl Aws {
@@ -109,6 +135,7 @@ impl Aws {
                     .interceptor(counter)
                     .build(),
             ),
+            listings: Arc::default(),
         }
     }
 }

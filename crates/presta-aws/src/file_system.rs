@@ -99,6 +99,9 @@ pub fn transition_rule(days: u32) -> String {
     }
 }
 
+/// Items per `DescribeFileSystems` page: AWS's own (and largest) page, where moto's default is 10.
+pub const EFS_PAGE: i32 = 100;
+
 pub struct FileSystems;
 
 /// The tag `destroy` puts on a file system it keeps (value: the UTC time); removed when a
@@ -218,6 +221,7 @@ impl Driver for FileSystems {
         let all = aws
             .efs
             .describe_file_systems()
+            .max_items(EFS_PAGE)
             .into_paginator()
             .items()
             .send()

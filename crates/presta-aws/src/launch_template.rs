@@ -356,7 +356,23 @@ impl Driver for LaunchTemplates {
             .await
             .aws("CreateLaunchTemplate");
         match res {
-            Ok(_) => {}
+            // A new template holds exactly what was sent: its answer gives the rest (no
+            // read-back, two calls fewer per creation).
+            Ok(out) => {
+                if let Some(t) = out.launch_template()
+                    && let Some(id) = t.launch_template_id()
+                {
+                    return Ok(LaunchTemplateLive {
+                        id: id.to_string(),
+                        name: desired.name.clone(),
+                        default_version: t.default_version_number().unwrap_or(1),
+                        latest_version: t.latest_version_number().unwrap_or(1),
+                        data: desired.data.clone(),
+                        tags: desired.tags.clone(),
+                    });
+                }
+            }
+            // Made by an earlier attempt (same client token) or by someone else: read it.
             Err(e) if e.class == crate::ErrorClass::Conflict => {}
             Err(e) => return Err(e),
         }
@@ -525,31 +541,6 @@ fn request_data(desired: &LaunchTemplateDesired) -> RequestLaunchTemplateData {
         .tag_specifications(instance_tags(ResourceType::Instance))
         .tag_specifications(instance_tags(ResourceType::Volume))
         .build()
-}
-
-/// Resolves AMI references: SSM parameter name → AMI id, ten names a call.
-pub async fn resolve_amis(
-    aws: &Aws,
-    parameters: &[String],
-) -> Result<BTreeMap<String, String>, AwsError> {
-    let unique: BTreeSet<&String> = parameters.iter().collect();
-    let unique: Vec<String> = unique.into_iter().cloned().collect();
-    let mut out = BTreeMap::new();
-    for chunk in unique.chunks(10) {
-        let resp = aws
-            .ssm
-            .get_parameters()
-            .set_names(Some(chunk.to_vec()))
-            .send()
-            .await
-            .aws("GetParameters")?;
-        for p in resp.parameters() {
-            if let (Some(n), Some(v)) = (p.name(), p.value()) {
-                out.insert(n.to_string(), v.to_string());
-            }
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -193,6 +193,8 @@ impl Driver for LoadBalancers {
         let all = aws
             .elbv2
             .describe_load_balancers()
+            // AWS's largest page (moto's default is 50).
+            .page_size(400)
             .into_paginator()
             .items()
             .send()

@@ -70,24 +70,36 @@ pub async fn find(
     let probed: BTreeSet<String> = if thorough {
         BTreeSet::new()
     } else {
-        let tgs = aws
-            .elbv2
-            .describe_target_groups()
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .aws("DescribeTargetGroups")?;
+        // The listing the run's observation made in this region, else one of its own.
+        let tgs: Vec<(String, String)> = match aws.listings.take_target_groups() {
+            Some(listed) => listed,
+            None => aws
+                .elbv2
+                .describe_target_groups()
+                .page_size(400)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .aws("DescribeTargetGroups")?
+                .iter()
+                .filter_map(|t| {
+                    Some((
+                        t.target_group_name()?.to_string(),
+                        t.target_group_arn()?.to_string(),
+                    ))
+                })
+                .collect(),
+        };
         let suffix = Component::TargetGroup.name("");
         let candidates: Vec<String> = tgs
-            .iter()
-            .filter(|t| {
-                t.target_group_name()
-                    .and_then(|n| n.strip_suffix(suffix.as_str()))
+            .into_iter()
+            .filter(|(name, _)| {
+                name.strip_suffix(suffix.as_str())
                     .is_some_and(|stack| !known.contains(stack))
             })
-            .filter_map(|t| t.target_group_arn().map(String::from))
+            .map(|(_, arn)| arn)
             .collect();
         let tags = crate::target_group::elb_tags(aws, &candidates).await?;
         tags.values()
@@ -134,6 +146,7 @@ pub async fn find(
     let fss = if thorough {
         aws.efs
             .describe_file_systems()
+            .max_items(crate::file_system::EFS_PAGE)
             .into_paginator()
             .items()
             .send()

@@ -75,6 +75,59 @@ pub struct ParameterLive {
     pub arn: String,
 }
 
+/// The parameters `names` (as [`Parameters::observe`]) and, in the same `GetParameters`
+/// calls, the values of the plain `String` parameters `plain` (the AMI references of the
+/// stacks: public parameters such as `/aws/service/ami-amazon-linux-latest/…`): one call for
+/// a stack's passwords and its AMI instead of two. Nothing is decrypted, and only the values
+/// of names in `plain` that are not `SecureString` are kept: never a secret's.
+pub async fn observe_with_plain(
+    aws: &Aws,
+    names: &[String],
+    plain: &[String],
+) -> Result<(BTreeMap<String, ParameterLive>, BTreeMap<String, String>), AwsError> {
+    let mut all: Vec<String> = names.to_vec();
+    for p in plain {
+        if !all.contains(p) {
+            all.push(p.clone());
+        }
+    }
+    let mut found = BTreeMap::new();
+    let mut values = BTreeMap::new();
+    for chunk in all.chunks(10) {
+        let resp = aws
+            .ssm
+            .get_parameters()
+            .set_names(Some(chunk.to_vec()))
+            .with_decryption(false)
+            .send()
+            .await
+            .aws("GetParameters")?;
+        for p in resp.parameters() {
+            let name = p.name().unwrap_or_default();
+            let kind = p
+                .r#type()
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_default();
+            if kind != "SecureString"
+                && plain.iter().any(|n| n == name)
+                && let Some(v) = p.value()
+            {
+                values.insert(name.to_string(), v.to_string());
+            }
+            if names.iter().any(|n| n == name) {
+                let live = ParameterLive {
+                    name: name.to_string(),
+                    kind,
+                    version: p.version(),
+                    arn: p.arn().unwrap_or_default().to_string(),
+                };
+                found.insert(live.name.clone(), live);
+            }
+        }
+    }
+    Ok((found, values))
+}
+
 pub struct Parameters;
 
 impl Driver for Parameters {
@@ -126,30 +179,7 @@ impl Driver for Parameters {
         aws: &Aws,
         scope: &Scope,
     ) -> Result<BTreeMap<String, ParameterLive>, AwsError> {
-        let mut out = BTreeMap::new();
-        for chunk in scope.names.chunks(10) {
-            let resp = aws
-                .ssm
-                .get_parameters()
-                .set_names(Some(chunk.to_vec()))
-                .with_decryption(false)
-                .send()
-                .await
-                .aws("GetParameters")?;
-            for p in resp.parameters() {
-                let live = ParameterLive {
-                    name: p.name().unwrap_or_default().to_string(),
-                    kind: p
-                        .r#type()
-                        .map(|t| t.as_str().to_string())
-                        .unwrap_or_default(),
-                    version: p.version(),
-                    arn: p.arn().unwrap_or_default().to_string(),
-                };
-                out.insert(live.name.clone(), live);
-            }
-        }
-        Ok(out)
+        Ok(observe_with_plain(aws, &scope.names, &[]).await?.0)
     }
 
     fn diff(&self, _desired: &ParameterDesired, live: &ParameterLive) -> Vec<FieldDiff> {

@@ -159,6 +159,35 @@ pub struct SecurityGroupLive {
     pub tags: Tags,
 }
 
+/// EC2 filter values that find `names`: one `<stack>-*-sg` per stack for the stack's
+/// deterministic group names (the four groups of a stack in one value), a name that follows
+/// no known pattern as itself. The pattern may catch other groups (`shop-eu-alb-sg` for
+/// `shop`); the caller keeps only the names it asked for.
+pub fn name_patterns(names: &[String]) -> Vec<String> {
+    const GROUPS: [Component; 4] = [
+        Component::AlbSecurityGroup,
+        Component::AppSecurityGroup,
+        Component::DbSecurityGroup,
+        Component::EfsSecurityGroup,
+    ];
+    let mut out: Vec<String> = Vec::new();
+    for name in names {
+        let value = GROUPS
+            .iter()
+            .find_map(|c| {
+                let suffix = c.name("");
+                name.strip_suffix(suffix.as_str())
+                    .filter(|stack| !stack.is_empty() && !stack.contains(['*', '?']))
+                    .map(|stack| format!("{stack}-*-sg"))
+            })
+            .unwrap_or_else(|| name.clone());
+        if !out.contains(&value) {
+            out.push(value);
+        }
+    }
+    out
+}
+
 pub struct SecurityGroups;
 
 impl Driver for SecurityGroups {
@@ -191,8 +220,10 @@ impl Driver for SecurityGroups {
         Some(&live.tags)
     }
 
-    /// One `DescribeSecurityGroups` filtered by the deterministic names and the stacks' VPCs
-    /// (`scope.parents`): found by name even if someone removed the ownership tag.
+    /// `DescribeSecurityGroups` filtered by the stacks' VPCs (`scope.parents`) and by one
+    /// name pattern per stack (`<stack>-*-sg`, see [`name_patterns`]): one call for up to 200
+    /// stacks where exact names would take one per 50. Found by name even if someone removed
+    /// the ownership tag; groups the pattern catches that are not ours are dropped here.
     async fn observe(
         &self,
         aws: &Aws,
@@ -201,34 +232,37 @@ impl Driver for SecurityGroups {
         if scope.names.is_empty() {
             return Ok(BTreeMap::new());
         }
-        // EC2 takes at most 200 values per filter: one call per 200 groups (50 stacks).
-        let pages =
-            futures::future::try_join_all(scope.names.chunks(200).map(|names| async move {
-                let mut req = aws.ec2.describe_security_groups().filters(
+        let patterns = name_patterns(&scope.names);
+        // EC2 takes at most 200 values per filter.
+        let pages = futures::future::try_join_all(patterns.chunks(200).map(|values| async move {
+            let mut req = aws.ec2.describe_security_groups().filters(
+                Filter::builder()
+                    .name("group-name")
+                    .set_values(Some(values.to_vec()))
+                    .build(),
+            );
+            if !scope.parents.is_empty() {
+                req = req.filters(
                     Filter::builder()
-                        .name("group-name")
-                        .set_values(Some(names.to_vec()))
+                        .name("vpc-id")
+                        .set_values(Some(scope.parents.clone()))
                         .build(),
                 );
-                if !scope.parents.is_empty() {
-                    req = req.filters(
-                        Filter::builder()
-                            .name("vpc-id")
-                            .set_values(Some(scope.parents.clone()))
-                            .build(),
-                    );
-                }
-                req.into_paginator()
-                    .items()
-                    .send()
-                    .collect::<Result<Vec<_>, _>>()
-                    .await
-                    .aws("DescribeSecurityGroups")
-            }))
-            .await?;
+            }
+            req.into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .aws("DescribeSecurityGroups")
+        }))
+        .await?;
+        let wanted: std::collections::HashSet<&str> =
+            scope.names.iter().map(String::as_str).collect();
         let groups: Vec<_> = pages.into_iter().flatten().collect();
         Ok(groups
             .iter()
+            .filter(|g| wanted.contains(g.group_name().unwrap_or_default()))
             .map(|g| {
                 let live = SecurityGroupLive {
                     id: g.group_id().unwrap_or_default().to_string(),
@@ -433,6 +467,27 @@ mod tests {
             p = p.user_id_group_pairs(UserIdGroupPair::builder().group_id(*g).build());
         }
         p.build()
+    }
+
+    #[test]
+    fn one_name_pattern_per_stack() {
+        let names: Vec<String> = ["shop", "shop-eu"]
+            .iter()
+            .flat_map(|s| {
+                [
+                    Component::AlbSecurityGroup,
+                    Component::AppSecurityGroup,
+                    Component::DbSecurityGroup,
+                    Component::EfsSecurityGroup,
+                ]
+                .map(|c| c.name(s))
+            })
+            .chain(["legacy".to_string(), "-alb-sg".to_string()])
+            .collect();
+        assert_eq!(
+            name_patterns(&names),
+            ["shop-*-sg", "shop-eu-*-sg", "legacy", "-alb-sg"]
+        );
     }
 
     #[test]

@@ -149,12 +149,23 @@ impl Driver for TargetGroups {
         let all = aws
             .elbv2
             .describe_target_groups()
+            .page_size(400)
             .into_paginator()
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
             .aws("DescribeTargetGroups")?;
+        aws.listings.put_target_groups(
+            all.iter()
+                .filter_map(|tg| {
+                    Some((
+                        tg.target_group_name()?.to_string(),
+                        tg.target_group_arn()?.to_string(),
+                    ))
+                })
+                .collect(),
+        );
         let ours: Vec<_> = all
             .iter()
             .filter(|tg| {

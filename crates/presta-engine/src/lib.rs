@@ -106,6 +106,17 @@ impl Engine {
             collected.lock().unwrap_or_else(|e| e.into_inner()).push(r)
         })
         .await;
+        self.collect(stacks, collected, &stats, started)
+    }
+
+    /// The run's report from the stacks' reports, in the order of `stacks`.
+    fn collect(
+        &self,
+        stacks: &[Stack],
+        collected: std::sync::Mutex<Vec<StackReport>>,
+        stats: &CallStats,
+        started: Instant,
+    ) -> RunReport {
         let mut reports = collected.into_inner().unwrap_or_else(|e| e.into_inner());
         let order: BTreeMap<&str, usize> = stacks
             .iter()
@@ -121,6 +132,50 @@ impl Engine {
             orphans: Vec::new(),
             orphans_error: None,
         }
+    }
+
+    /// [`Engine::run_guarded`] and the orphan search of `regions` (stacks not in `known`): in
+    /// the regions the run observes the search uses the run's connection and reuses its
+    /// listing of the target groups; other regions are searched apart.
+    pub async fn run_guarded_with_orphans(
+        &self,
+        stacks: &[Stack],
+        mode: Mode,
+        guards: &budget::Guards,
+        regions: &BTreeSet<String>,
+        known: &BTreeSet<String>,
+    ) -> RunReport {
+        let started = Instant::now();
+        let stats = CallStats::default();
+        let search = OrphanSearch {
+            known,
+            found: Default::default(),
+        };
+        let collected = std::sync::Mutex::new(Vec::new());
+        let observed: BTreeSet<String> = stacks.iter().map(|s| s.spec.region.clone()).collect();
+        let others: BTreeSet<String> = regions.difference(&observed).cloned().collect();
+        let (_, (mut other_orphans, other_error)) = futures::future::join(
+            self.run_each_with(stacks, mode, &stats, guards, Some(&search), &|r| {
+                collected.lock().unwrap_or_else(|e| e.into_inner()).push(r)
+            }),
+            async {
+                if others.is_empty() {
+                    (Vec::new(), None)
+                } else {
+                    self.orphans(&others, known, false, &stats).await
+                }
+            },
+        )
+        .await;
+        let mut report = self.collect(stacks, collected, &stats, started);
+        let (mut orphans, mut errors) =
+            search.found.into_inner().unwrap_or_else(|e| e.into_inner());
+        orphans.append(&mut other_orphans);
+        orphans.sort();
+        errors.extend(other_error);
+        report.orphans = orphans;
+        report.orphans_error = (!errors.is_empty()).then(|| errors.join("; "));
+        report
     }
 
     /// The resources of stacks not in `known`, in the regions of `regions` (one call per
@@ -168,6 +223,21 @@ impl Engine {
         guards: &budget::Guards,
         done: &(dyn Fn(StackReport) + Sync),
     ) {
+        self.run_each_with(stacks, mode, stats, guards, None, done)
+            .await
+    }
+
+    /// [`Engine::run_each`], and the orphan search of `orphans` in each region it observes,
+    /// with the same connection (so it reuses the observation's listings).
+    async fn run_each_with(
+        &self,
+        stacks: &[Stack],
+        mode: Mode,
+        stats: &CallStats,
+        guards: &budget::Guards,
+        orphans: Option<&OrphanSearch<'_>>,
+        done: &(dyn Fn(StackReport) + Sync),
+    ) {
         let mut all: Vec<Arc<dyn CallRecorder>> = vec![Arc::new(stats.clone())];
         all.extend(self.recorders.iter().cloned());
         let recorder: Arc<dyn CallRecorder> = Arc::new(Recorders(all));
@@ -178,8 +248,12 @@ impl Engine {
         futures::future::join_all(by_region.into_iter().map(|(region, stacks)| {
             let recorder = recorder.clone();
             async move {
-                self.run_region(region, &stacks, mode, recorder, guards, done)
-                    .await
+                let with = RunWith {
+                    mode,
+                    guards,
+                    orphans,
+                };
+                self.run_region(region, &stacks, recorder, with, done).await
             }
         }))
         .await;
@@ -189,18 +263,31 @@ impl Engine {
         &self,
         region: &str,
         stacks: &[&Stack],
-        mode: Mode,
         recorder: Arc<dyn CallRecorder>,
-        guards: &budget::Guards,
+        with: RunWith<'_>,
         done: &(dyn Fn(StackReport) + Sync),
     ) {
+        let RunWith {
+            mode,
+            guards,
+            orphans,
+        } = with;
         // A stack's run lasts from the start of the region's observation to its last change:
         // the duration in its report (and the histogram) is that wall time.
         let started = Instant::now();
         let aws = Aws::connect(region, &self.settings.client, recorder).await;
+        let search = async {
+            if let Some(o) = orphans {
+                o.add(
+                    presta_aws::orphans::find(&aws, o.known, false).await,
+                    region,
+                );
+            }
+        };
         let snap = match snapshot::Snapshot::observe(&aws, stacks).await {
             Ok(s) => s,
             Err(e) => {
+                search.await;
                 tracing::error!(region, code = e.code.as_deref().unwrap_or(""), error = %e, "observing the region failed");
                 for s in stacks {
                     let mut r = StackReport::new(s, mode, false);
@@ -227,6 +314,37 @@ impl Engine {
                 done(report);
             })
             .collect();
-        futures::future::join_all(runs).await;
+        // After the observation: the search reuses its listing of the target groups.
+        futures::future::join(futures::future::join_all(runs), search).await;
+    }
+}
+
+/// How a region's stacks are run: the mode, what the caller knows of each stack, and the
+/// orphan search to make alongside, if any.
+#[derive(Clone, Copy)]
+struct RunWith<'a> {
+    mode: Mode,
+    guards: &'a budget::Guards,
+    orphans: Option<&'a OrphanSearch<'a>>,
+}
+
+/// An orphan search made alongside a run (plan's): the stacks not in `known`, in the regions
+/// the run observes, found with the run's own connections.
+struct OrphanSearch<'a> {
+    known: &'a BTreeSet<String>,
+    found: std::sync::Mutex<(Vec<presta_aws::orphans::Orphan>, Vec<String>)>,
+}
+
+impl OrphanSearch<'_> {
+    fn add(
+        &self,
+        result: Result<Vec<presta_aws::orphans::Orphan>, presta_aws::AwsError>,
+        region: &str,
+    ) {
+        let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(mut o) => found.0.append(&mut o),
+            Err(e) => found.1.push(format!("{region}: {e}")),
+        }
     }
 }

@@ -9,12 +9,12 @@ use presta_aws::auto_scaling_group::{AutoScalingGroupLive, AutoScalingGroups};
 use presta_aws::db_instance::{DbInstanceLive, DbInstances};
 use presta_aws::db_subnet_group::{DbSubnetGroupLive, DbSubnetGroups};
 use presta_aws::file_system::{FileSystemLive, FileSystems};
-use presta_aws::launch_template::{LaunchTemplateLive, LaunchTemplates, resolve_amis};
+use presta_aws::launch_template::{LaunchTemplateLive, LaunchTemplates};
 use presta_aws::listener::{ListenerLive, Listeners};
 use presta_aws::load_balancer::{LoadBalancerLive, LoadBalancers};
 use presta_aws::mount_target::{MountTargetLive, MountTargets};
 use presta_aws::network::Inventory;
-use presta_aws::parameter::{ParameterLive, Parameters};
+use presta_aws::parameter::ParameterLive;
 use presta_aws::security_group::{SecurityGroupLive, SecurityGroups};
 use presta_aws::target_group::{TargetGroupLive, TargetGroups};
 use presta_aws::{Aws, AwsError, Driver, Scope};
@@ -115,8 +115,7 @@ impl Snapshot {
         );
         let (
             inventory,
-            amis,
-            parameters,
+            (parameters, amis),
             security_groups,
             target_groups,
             load_balancers,
@@ -127,14 +126,8 @@ impl Snapshot {
             auto_scaling_groups,
         ) = tokio::try_join!(
             Inventory::fetch(aws),
-            async {
-                if ami_params.is_empty() {
-                    Ok(BTreeMap::new())
-                } else {
-                    resolve_amis(aws, ami_params).await
-                }
-            },
-            Parameters.observe(aws, &s_params),
+            // The stacks' passwords and AMI references in the same calls.
+            presta_aws::parameter::observe_with_plain(aws, &s_params.names, ami_params),
             SecurityGroups.observe(aws, &s_sg),
             TargetGroups.observe(aws, &s_tg),
             LoadBalancers.observe(aws, &s_lb),
