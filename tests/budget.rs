@@ -61,6 +61,30 @@ fn an_existing_stack_pointed_at_another_vpc_is_held_until_that_plan_is_approved(
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(env.mutating_calls(), Vec::<String>::new());
 
+    // The same move under a large budget is held all the same, and says why.
+    let roomy = env.config("roomy.yaml", |t| {
+        other_vpc(t).replace(
+            "  database:\n",
+            "  policy:\n    maxChangesPerRun: 100\n  database:\n",
+        )
+    });
+    let (code, plan) = env.json(&["plan", "-f", roomy.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(code, 2, "{plan:#}");
+    let reason = plan["stacks"][0]["held"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains("cannot move between VPCs"), "{plan:#}");
+    assert!(!reason.contains("maxChangesPerRun = 100"), "{reason}");
+    env.emu.reset_calls().unwrap();
+    let out = env.cli(&["apply", "-f", roomy.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(env.mutating_calls(), Vec::<String>::new());
+
     // The right one applies exactly that plan.
     let (_, report) = env.json(&["apply", "-f", moved, "--approve", &hash, "--output", "json"]);
     assert!(report["stacks"][0]["held"].is_null(), "{report:#}");

@@ -915,7 +915,11 @@ async fn twenty_stacks_in_one_region_converge_and_plan_clean() {
     assert_eq!(count("DescribeLoadBalancers"), 1);
     assert_eq!(count("DescribeNetworkInterfaces"), 1);
     assert_eq!(count("DescribeAutoScalingGroups"), 1);
-    assert_eq!(count("GET /2015-02-01/file-systems"), 1, "AWS's page of 100");
+    assert_eq!(
+        count("GET /2015-02-01/file-systems"),
+        1,
+        "AWS's page of 100"
+    );
     // 40 passwords and the one AMI reference, ten names a call.
     assert_eq!(count("GetParameters"), 5);
 }
@@ -989,7 +993,10 @@ async fn groups_and_parameters_that_look_like_the_stacks_are_not_taken_for_them(
     .unwrap();
     assert_eq!(env.emu.calls().unwrap().len(), 1, "one GetParameters");
     assert_eq!(found[&secret].kind, "SecureString");
-    assert!(!found.contains_key(&ami), "only the names asked as parameters");
+    assert!(
+        !found.contains_key(&ami),
+        "only the names asked as parameters"
+    );
     assert!(values[&ami].starts_with("ami-"), "{values:?}");
     assert!(!values.contains_key(&secret), "{values:?}");
 }

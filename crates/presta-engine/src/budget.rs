@@ -89,15 +89,60 @@ fn data_bearing(kind: Kind) -> bool {
     matches!(kind, Kind::DbInstance | Kind::FileSystem)
 }
 
+/// The VPC a stack's resources live in, when it is not the one its spec now selects (a
+/// wrong `spec.network` selector, or a move): `(live, selected)`. Read from the resources
+/// bound to a VPC for life: the target group, the security groups, the DB subnet group.
+pub fn moved_vpc(
+    stack: &presta_spec::Stack,
+    snap: &crate::snapshot::Snapshot,
+    selected: &str,
+) -> Option<(String, String)> {
+    use presta_spec::naming::Component;
+    let name = stack.name();
+    let mut live: Vec<&str> = Vec::new();
+    if let Some(tg) = snap.target_groups.get(&Component::TargetGroup.name(name)) {
+        live.push(&tg.vpc_id);
+    }
+    for c in [
+        Component::AlbSecurityGroup,
+        Component::AppSecurityGroup,
+        Component::DbSecurityGroup,
+        Component::EfsSecurityGroup,
+    ] {
+        if let Some(g) = snap.security_groups.get(&c.name(name)) {
+            live.push(&g.vpc_id);
+        }
+    }
+    if let Some(g) = snap
+        .db_subnet_groups
+        .get(&Component::DbSubnetGroup.name(name))
+    {
+        live.push(&g.vpc_id);
+    }
+    live.into_iter()
+        .find(|v| !v.is_empty() && *v != selected)
+        .map(|v| (v.to_string(), selected.to_string()))
+}
+
 /// Whether a plan for a stack that exists must be held, and why. `None`: within budget.
+/// `moved_vpc`: the stack's resources are in another VPC than the one selected (see
+/// [`moved_vpc`]); such a plan is held whatever its size.
 pub fn check(
     changes: &[Change],
     max_changes_per_run: u32,
     presumed_existing: Option<&str>,
+    moved_vpc: Option<&(String, String)>,
 ) -> Option<Held> {
     let pending: Vec<&Change> = changes.iter().filter(|c| c.is_pending()).collect();
     let count = pending.len();
     let mut reasons = Vec::new();
+    if let Some((live, selected)) = moved_vpc
+        && count > 0
+    {
+        reasons.push(format!(
+            "the stack's resources are in {live} and spec.network now selects {selected}: a stack cannot move between VPCs in place (its load balancer, target group, security groups and database stay in {live}); approving this plan would move the instances and the file system's mount targets away from them and take the shop down. Point spec.network back at {live} unless this is what you want"
+        ));
+    }
     if count > max_changes_per_run as usize {
         let mut by_action: BTreeMap<String, usize> = BTreeMap::new();
         for c in &pending {
@@ -174,7 +219,24 @@ mod tests {
             update("a", "x"),
             change(Kind::TargetGroup, "tg", Action::None),
         ];
-        assert_eq!(check(&plan, 1, None), None);
+        assert_eq!(check(&plan, 1, None, None), None);
+    }
+
+    #[test]
+    fn a_move_to_another_vpc_is_held_whatever_the_budget() {
+        let moved = ("vpc-live".to_string(), "vpc-new".to_string());
+        let plan = vec![update("a", "x")];
+        let held = check(&plan, 1000, None, Some(&moved)).expect("held");
+        assert!(held.reason.contains("in vpc-live"), "{}", held.reason);
+        assert!(held.reason.contains("selects vpc-new"), "{}", held.reason);
+        assert!(
+            held.reason.contains("cannot move between VPCs"),
+            "{}",
+            held.reason
+        );
+        // Nothing to change: nothing to hold.
+        let none = vec![change(Kind::TargetGroup, "tg", Action::None)];
+        assert_eq!(check(&none, 1000, None, Some(&moved)), None);
     }
 
     #[test]
@@ -185,7 +247,7 @@ mod tests {
             change(Kind::TargetGroup, "tg", Action::Replace),
             change(Kind::Listener, "l", Action::None),
         ];
-        let held = check(&plan, 2, None).expect("held");
+        let held = check(&plan, 2, None, None).expect("held");
         assert_eq!(held.changes, 3);
         assert!(
             held.reason.contains("2 create, 1 replace"),
@@ -199,11 +261,11 @@ mod tests {
     #[test]
     fn a_presumed_existing_stack_may_not_create_data() {
         let plan = vec![change(Kind::DbInstance, "shop-db", Action::Create)];
-        let held = check(&plan, 5, Some("seen in eu-west-3 before")).expect("held");
+        let held = check(&plan, 5, Some("seen in eu-west-3 before"), None).expect("held");
         assert!(held.reason.contains("db_instance shop-db") || held.reason.contains("shop-db"));
         assert!(held.reason.contains("seen in eu-west-3 before"));
         // The same plan on a stack nothing is known of is not held.
-        assert_eq!(check(&plan, 5, None), None);
+        assert_eq!(check(&plan, 5, None, None), None);
     }
 
     #[test]

@@ -85,6 +85,7 @@ pub async fn reconcile(
     // The change budget: a stack that exists is planned first against the same observation
     // (no AWS call), and an apply larger than the budget is held unless that exact plan was
     // approved.
+    let moved_vpc = budget::moved_vpc(stack, snap, &net.vpc_id);
     let exists = snap
         .auto_scaling_groups
         .contains_key(&Component::AutoScalingGroup.name(stack.name()))
@@ -97,6 +98,7 @@ pub async fn reconcile(
             &changes,
             stack.spec.policy.max_changes_per_run,
             guard.presumed_existing.as_deref(),
+            moved_vpc.as_ref(),
         )) {
             tracing::warn!(stack = %stack.name(), plan_hash = %held.plan_hash, changes = held.changes, reason = %held.reason, "plan held for approval: nothing changed");
             report.changes = changes;
@@ -123,6 +125,7 @@ pub async fn reconcile(
             &report.changes,
             stack.spec.policy.max_changes_per_run,
             guard.presumed_existing.as_deref(),
+            moved_vpc.as_ref(),
         ));
     }
     report.duration = started.elapsed();
