@@ -1,18 +1,25 @@
 //! One writer among replicas: a lease in a DynamoDB table (`serve --lease dynamodb:TABLE`),
 //! like kube-rs's and client-go's leader election on a Lease object.
 //!
-//! The lease is one item `{lease: <name>, holder, expires_at_ms}`. A replica takes or renews
-//! it with a conditional `PutItem` (the item is absent, expired, or already its own), every
-//! `renew_every` (~5 s), for `duration` (~15 s). Only the holder reconciles; the others serve
-//! `/healthz` and `/metrics`, say `standby` on `/readyz` and `/stacks`, and answer
-//! `POST /reconcile` with 503 naming the leader.
+//! The lease is one item `{lease: <name>, holder, version, renewed_at_ms, expires_at_ms}`. The
+//! holder renews it every `renew_every` (~5 s) with a conditional `PutItem` (still its own),
+//! which gives it a new `version`. Only the holder reconciles; the others serve `/healthz` and
+//! `/metrics`, say `standby` on `/readyz` and `/stacks`, and answer `POST /reconcile` with 503
+//! naming the leader.
 //!
-//! Fencing: the holder may write until `duration` after the start of its last successful
-//! renewal, measured on its own monotonic clock. Every mutating AWS call checks that first
-//! ([`presta_aws::calls::Fence`]), so a holder cut off from the table stops before its next
-//! write, and a successor only takes over once the old item expired (same duration, measured
-//! by the table's clock). A graceful stop deletes the item so that another replica takes over
-//! at once.
+//! Taking over, without trusting clocks between hosts (client-go's rule): a standby reads the
+//! item at each tick and remembers, on its own monotonic clock, when it first saw its current
+//! `version`. Only once that version has stayed the same for a whole `duration` (~15 s) does it
+//! write itself in, conditionally on the version being still the one it watched (two standbys
+//! cannot both win). An absent item (released at shutdown) is taken at once. The wall-clock
+//! times in the item are for people reading the table; no decision uses them, so a host whose
+//! clock is off cannot take a lease that is being renewed.
+//!
+//! Fencing: the holder may write until `duration` minus a 10 % margin after the start of its
+//! last successful renewal, measured on its own monotonic clock. Every mutating AWS call checks
+//! that first ([`presta_aws::calls::Fence`]), so a holder cut off from the table stops before
+//! its next write, before any successor (which waits a whole `duration` after it last saw the
+//! holder's version change) can start.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -95,6 +102,36 @@ pub struct Lease {
     settings: LeaseSettings,
     fence: Arc<LeaseFence>,
     role: watch::Sender<Role>,
+    /// Another holder's version and when this replica first saw it (its monotonic clock).
+    watched: Mutex<Option<(String, Instant)>>,
+    /// Renewals made, for unique versions.
+    renewals: std::sync::atomic::AtomicU64,
+}
+
+/// The lease item as read.
+struct Record {
+    holder: String,
+    version: String,
+}
+
+/// Why this replica does not hold the lease after a tick.
+enum PutError {
+    /// Another replica holds it (renewed within the lease duration).
+    Held(String),
+    /// The conditional write lost (someone else renewed or took it meanwhile).
+    Conflict,
+    /// The table did not answer.
+    Unreachable(String),
+}
+
+/// How a write may proceed.
+enum Claim {
+    /// Nobody holds it.
+    Absent,
+    /// It is this replica's.
+    Own,
+    /// Another holder's record, unchanged for a whole lease duration: its version.
+    Stale(String),
 }
 
 fn now_ms() -> i64 {
@@ -116,6 +153,8 @@ impl Lease {
             settings,
             fence: Arc::new(LeaseFence::default()),
             role: watch::channel(standby).0,
+            watched: Mutex::new(None),
+            renewals: Default::default(),
         }
     }
 
@@ -131,31 +170,45 @@ impl Lease {
     pub async fn tick(&self) {
         let s = &self.settings;
         let started = Instant::now();
-        let now = now_ms();
-        let put = self
-            .client
-            .put_item()
-            .table_name(&s.table)
-            .item("lease", AttributeValue::S(s.name.clone()))
-            .item("holder", AttributeValue::S(s.id.clone()))
-            .item(
-                "expires_at_ms",
-                AttributeValue::N((now + s.duration.as_millis() as i64).to_string()),
-            )
-            .condition_expression("attribute_not_exists(#l) OR #h = :me OR #e < :now")
-            .expression_attribute_names("#l", "lease")
-            .expression_attribute_names("#h", "holder")
-            .expression_attribute_names("#e", "expires_at_ms")
-            .expression_attribute_values(":me", AttributeValue::S(s.id.clone()))
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-            .send()
-            .await;
-        match put {
-            Ok(_) => {
+        let leading = matches!(*self.role.borrow(), Role::Leader { .. });
+        // A leader renews straight away; the table is read when that fails, and by standbys.
+        let mut result = if leading {
+            self.put(Claim::Own).await
+        } else {
+            Err(PutError::Conflict)
+        };
+        if matches!(result, Err(PutError::Conflict)) {
+            result = match self.read().await {
+                Err(why) => Err(PutError::Unreachable(why)),
+                Ok(None) => self.put(Claim::Absent).await,
+                Ok(Some(r)) if r.holder == s.id => self.put(Claim::Own).await,
+                Ok(Some(r)) => {
+                    let since = {
+                        let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+                        match &*watched {
+                            Some((v, t)) if *v == r.version => *t,
+                            _ => {
+                                *watched = Some((r.version.clone(), started));
+                                started
+                            }
+                        }
+                    };
+                    if started.duration_since(since) >= s.duration {
+                        tracing::info!(lease = %s.name, holder = %r.holder, "the lease was not renewed for a whole lease duration: taking it over");
+                        self.put(Claim::Stale(r.version)).await
+                    } else {
+                        Err(PutError::Held(r.holder))
+                    }
+                }
+            };
+        }
+        match result {
+            Ok(()) => {
                 // Valid for the lease's duration from the moment the request left, minus a
-                // margin for clock drift between this host and the table.
+                // margin.
                 let margin = s.duration / 10;
                 self.fence.set(Some(started + s.duration - margin));
+                *self.watched.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 let leader = Role::Leader { id: s.id.clone() };
                 if *self.role.borrow() != leader {
                     tracing::info!(lease = %s.name, table = %s.table, id = %s.id, "lease acquired: this replica reconciles");
@@ -163,19 +216,17 @@ impl Lease {
                 self.role.send_replace(leader);
             }
             Err(e) => {
-                let conflict = e
-                    .as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception());
-                let (leader, reason) = if conflict {
-                    (self.holder().await, None)
-                } else {
-                    let why = presta_aws::AwsError::from_sdk("PutItem", e).to_string();
-                    (
+                let (leader, reason, unreachable) = match e {
+                    PutError::Held(holder) => (Some(holder), None, false),
+                    // Lost a race for it: the winner is read at the next tick.
+                    PutError::Conflict => (None, None, false),
+                    PutError::Unreachable(why) => (
                         None,
                         Some(format!("the lease table cannot be reached: {why}")),
-                    )
+                        true,
+                    ),
                 };
-                if self.fence.valid() && !conflict {
+                if self.fence.valid() && unreachable {
                     // Still within the lease: keep writing until it runs out (the fence stops
                     // the writes then), and try again at the next tick.
                     tracing::warn!(lease = %s.name, reason = reason.as_deref().unwrap_or(""), "lease renewal failed; writes stop when the lease runs out");
@@ -195,8 +246,54 @@ impl Lease {
         }
     }
 
-    /// The current holder, as the table says.
-    async fn holder(&self) -> Option<String> {
+    /// Writes this replica in as the holder, with a new version, if `claim` still holds.
+    async fn put(&self, claim: Claim) -> Result<(), PutError> {
+        let s = &self.settings;
+        let now = now_ms();
+        let n = self
+            .renewals
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let req = self
+            .client
+            .put_item()
+            .table_name(&s.table)
+            .item("lease", AttributeValue::S(s.name.clone()))
+            .item("holder", AttributeValue::S(s.id.clone()))
+            .item("version", AttributeValue::S(format!("{}:{now}:{n}", s.id)))
+            .item("renewed_at_ms", AttributeValue::N(now.to_string()))
+            .item(
+                "expires_at_ms",
+                AttributeValue::N((now + s.duration.as_millis() as i64).to_string()),
+            );
+        let req = match claim {
+            Claim::Absent => req
+                .condition_expression("attribute_not_exists(#l)")
+                .expression_attribute_names("#l", "lease"),
+            Claim::Own => req
+                .condition_expression("#h = :me")
+                .expression_attribute_names("#h", "holder")
+                .expression_attribute_values(":me", AttributeValue::S(s.id.clone())),
+            Claim::Stale(version) => req
+                .condition_expression("#v = :seen")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":seen", AttributeValue::S(version)),
+        };
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Err(PutError::Conflict)
+            }
+            Err(e) => Err(PutError::Unreachable(
+                presta_aws::AwsError::from_sdk("PutItem", e).to_string(),
+            )),
+        }
+    }
+
+    /// The lease item, read consistently.
+    async fn read(&self) -> Result<Option<Record>, String> {
         let out = self
             .client
             .get_item()
@@ -205,11 +302,23 @@ impl Lease {
             .consistent_read(true)
             .send()
             .await
-            .ok()?;
-        match out.item()?.get("holder")? {
-            AttributeValue::S(h) => Some(h.clone()),
-            _ => None,
-        }
+            .map_err(|e| presta_aws::AwsError::from_sdk("GetItem", e).to_string())?;
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        let text = |k: &str| match item.get(k) {
+            Some(AttributeValue::S(v)) => v.clone(),
+            _ => String::new(),
+        };
+        Ok(Some(Record {
+            holder: text("holder"),
+            // An item without a version (written by hand, or by an older release): its
+            // renewal time stands for it.
+            version: match item.get("version") {
+                Some(AttributeValue::S(v)) => v.clone(),
+                _ => format!("{:?}", item.get("expires_at_ms")),
+            },
+        }))
     }
 
     /// Renews every `renew_every` until `shutdown` turns true, then hands the lease back.
