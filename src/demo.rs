@@ -123,19 +123,24 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?
         .block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
             let mut child = daemon.spawn().context("running the daemon")?;
+            // Ctrl-C reaches the daemon too (same process group); SIGTERM and SIGHUP (`kill`,
+            // `timeout`, a closed terminal) reach this process alone. Either way the daemon is
+            // asked to stop, and waited for, before the emulator goes.
+            let mut term = signal(SignalKind::terminate()).context("watching SIGTERM")?;
+            let mut hup = signal(SignalKind::hangup()).context("watching SIGHUP")?;
             loop {
-                // Ctrl-C reaches the daemon too (same process group): wait for its clean stop.
                 tokio::select! {
                     status = child.wait() => return anyhow::Ok(status?),
-                    _ = tokio::signal::ctrl_c() => {
-                        // Also when the signal was sent to this process alone.
-                        if let Some(pid) = child.id() {
-                            let _ = std::process::Command::new("kill")
-                                .args(["-TERM", &pid.to_string()])
-                                .status();
-                        }
-                    }
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                    _ = hup.recv() => {}
+                }
+                if let Some(pid) = child.id() {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-TERM", &pid.to_string()])
+                        .status();
                 }
             }
         })?;

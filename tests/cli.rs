@@ -375,3 +375,50 @@ fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
     );
     assert!(!err.contains('\u{1b}'), "colour codes in a pipe: {err:?}");
 }
+
+#[test]
+fn demo_stops_its_daemon_and_emulator_on_sigterm() {
+    // `kill`, `timeout` or a service manager send SIGTERM to the demo alone (not to its
+    // process group, as Ctrl-C does): the daemon it started must stop with it and free its port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut demo = bin()
+        .args(["demo", "--listen", &listen])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the binary runs");
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "the demo's daemon never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let serving = || {
+        let ps = std::process::Command::new("ps")
+            .args(["-eo", "args"])
+            .output()
+            .unwrap();
+        text(&ps.stdout)
+            .lines()
+            .any(|l| l.contains(" serve ") && l.contains(&listen))
+    };
+    assert!(serving(), "the daemon runs as a child of the demo");
+    std::process::Command::new("kill")
+        .args(["-TERM", &demo.id().to_string()])
+        .status()
+        .unwrap();
+    let status = demo.wait().unwrap();
+    assert!(status.success(), "the demo stops cleanly: {status}");
+    assert!(!serving(), "no daemon left behind");
+    assert!(
+        std::net::TcpListener::bind(&listen).is_ok(),
+        "the port is free again"
+    );
+}
