@@ -290,16 +290,29 @@ async fn a_refused_call_is_reported_and_not_retried_in_a_loop() {
             .contains("AWS refused the reconciler's request")
     );
 
-    // ...and for the next 20 s (10 intervals) the refused call is not tried again.
-    std::thread::sleep(std::time::Duration::from_secs(20));
-    let revokes = env
-        .emu
-        .calls()
-        .unwrap()
+    // ...and for the next 70 s (35 intervals) the refused call is not tried again, while the
+    // daemon stays ready: the stack waits on purpose (past the 66 s after which a daemon that
+    // stopped observing would say its view is stale).
+    std::thread::sleep(std::time::Duration::from_secs(70));
+    let calls = env.emu.calls().unwrap();
+    let revokes = calls
         .iter()
         .filter(|c| c.operation == "RevokeSecurityGroupIngress")
         .count();
-    assert_eq!(revokes, 1, "one refused attempt, no retry storm");
+    assert_eq!(
+        revokes, 1,
+        "one refused attempt in over a minute, no retry storm"
+    );
+    let writes = calls
+        .iter()
+        .filter(|c| c.is_mutating() && c.agent != "other")
+        .count();
+    assert_eq!(writes, 1, "nothing else written either: {calls:?}");
+    let (code, body) = d.http("GET", "/readyz", None);
+    assert_eq!(
+        code, 200,
+        "a stack waiting on a refusal is not a stale daemon: {body}"
+    );
 
     // The permission is back: a manual trigger heals at once.
     env.emu.set_faults(0.0, 3, &[]).unwrap();

@@ -759,12 +759,16 @@ impl Controller {
             ));
         }
         let max_age = self.inner.settings.ready_max_age;
+        // Stacks waiting after AWS refused them are not observed until a configuration change,
+        // a trigger or the refused-retry delay: that silence is on purpose, not staleness (the
+        // stacks' state, `waiting_for` and the alerts say what a person must do).
+        let all_waiting = st.stacks.values().all(|e| e.refused && !e.running);
         match (st.last_observation_ok, &st.last_observation_error) {
             (_, Some((at, err))) if st.last_observation_ok.is_none_or(|ok| *at > ok) => {
                 Err(format!("the last AWS observation failed: {err}"))
             }
             (None, _) => Err("no AWS observation has completed yet".into()),
-            (Some(ok), _) if ok.elapsed() > max_age => Err(format!(
+            (Some(ok), _) if ok.elapsed() > max_age && !all_waiting => Err(format!(
                 "the last successful AWS observation is {}s old (limit {}s)",
                 ok.elapsed().as_secs(),
                 max_age.as_secs()
