@@ -21,6 +21,27 @@ fn two_networks() -> Env {
     }
 }
 
+/// The config with `spec.policy.maxChangesPerRun: n`.
+fn budget(text: String, n: u32) -> String {
+    text.replace(
+        "  database:\n",
+        &format!("  policy:\n    maxChangesPerRun: {n}\n  database:\n"),
+    )
+}
+
+/// `apply -f file` exits 3 (held) without one mutating call.
+fn apply_is_held(env: &Env, file: &std::path::Path) {
+    env.emu.reset_calls().unwrap();
+    let out = env.cli(&["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(env.mutating_calls(), Vec::<String>::new());
+}
+
 fn other_vpc(text: String) -> String {
     text.replace("Name: presta-demo-", "Name: presta-other-")
 }
@@ -62,12 +83,7 @@ fn an_existing_stack_pointed_at_another_vpc_is_held_until_that_plan_is_approved(
     assert_eq!(env.mutating_calls(), Vec::<String>::new());
 
     // The same move under a large budget is held all the same, and says why.
-    let roomy = env.config("roomy.yaml", |t| {
-        other_vpc(t).replace(
-            "  database:\n",
-            "  policy:\n    maxChangesPerRun: 100\n  database:\n",
-        )
-    });
+    let roomy = env.config("roomy.yaml", |t| budget(other_vpc(t), 100));
     let (code, plan) = env.json(&["plan", "-f", roomy.to_str().unwrap(), "--output", "json"]);
     assert_eq!(code, 2, "{plan:#}");
     let reason = plan["stacks"][0]["held"]["reason"]
@@ -75,15 +91,7 @@ fn an_existing_stack_pointed_at_another_vpc_is_held_until_that_plan_is_approved(
         .unwrap_or_default();
     assert!(reason.contains("cannot move between VPCs"), "{plan:#}");
     assert!(!reason.contains("maxChangesPerRun = 100"), "{reason}");
-    env.emu.reset_calls().unwrap();
-    let out = env.cli(&["apply", "-f", roomy.to_str().unwrap()]);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert_eq!(env.mutating_calls(), Vec::<String>::new());
+    apply_is_held(&env, &roomy);
 
     // The right one applies exactly that plan.
     let (_, report) = env.json(&["apply", "-f", moved, "--approve", &hash, "--output", "json"]);
@@ -105,39 +113,18 @@ fn an_existing_stack_pointed_at_another_vpc_is_held_until_that_plan_is_approved(
 fn a_small_change_is_not_held_and_a_new_stack_is_not_limited() {
     let env = Env::start();
     // Creating the whole stack (16 resources) is not limited by a budget of 1.
-    let tight = env.config("tight.yaml", |t| {
-        t.replace(
-            "  database:\n",
-            "  policy:\n    maxChangesPerRun: 1\n  database:\n",
-        )
-    });
+    let tight = env.config("tight.yaml", |t| budget(t, 1));
     env.apply(&tight);
     // One change fits a budget of one; two do not.
     let one = env.config("one.yaml", |t| {
-        t.replace(
-            "  database:\n",
-            "  policy:\n    maxChangesPerRun: 1\n  database:\n",
-        )
-        .replace("minSize: 1", "minSize: 2")
+        budget(t, 1).replace("minSize: 1", "minSize: 2")
     });
     env.apply(&one);
+    // minSize back to 1, and a second change.
     let two = env.config("two.yaml", |t| {
-        t.replace(
-            "  database:\n",
-            "  policy:\n    maxChangesPerRun: 1\n  database:\n",
-        )
-        // minSize back to 1, and a second change.
-        .replace("    backupRetentionDays: 1", "    backupRetentionDays: 3")
+        budget(t, 1).replace("    backupRetentionDays: 1", "    backupRetentionDays: 3")
     });
-    env.emu.reset_calls().unwrap();
-    let out = env.cli(&["apply", "-f", two.to_str().unwrap()]);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert_eq!(env.mutating_calls(), Vec::<String>::new());
+    apply_is_held(&env, &two);
 }
 
 #[test]
@@ -165,11 +152,7 @@ fn the_daemon_holds_a_renamed_stack_and_applies_an_approved_plan() {
 
     // Two changes against a budget of one: held, with the plan in the status and a metric.
     let text = std::fs::read_to_string(env.demo()).unwrap();
-    let edited = text
-        .replace(
-            "  database:\n",
-            "  policy:\n    maxChangesPerRun: 1\n  database:\n",
-        )
+    let edited = budget(text, 1)
         .replace("minSize: 1", "minSize: 2")
         .replace("    backupRetentionDays: 1", "    backupRetentionDays: 3");
     env.emu.reset_calls().unwrap();

@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::Env;
-use presta_aws::calls::CallStats;
-use presta_aws::{Action, Aws, ClientSettings, Driver, Mode, Owner, remove};
+
+use presta_aws::{Action, Aws, Driver, Mode, Owner, remove};
 use presta_engine::snapshot::{Snapshot, Targets};
 
 const OWNER: Owner<'static> = Owner {
@@ -17,12 +15,7 @@ const OWNER: Owner<'static> = Owner {
 };
 
 async fn connect(env: &Env) -> Aws {
-    let settings = ClientSettings {
-        endpoint_url: Some(env.emu.endpoint().to_string()),
-        static_credentials: Some(("testing".into(), "testing".into())),
-        ..ClientSettings::default()
-    };
-    Aws::connect("eu-west-3", &settings, Arc::new(CallStats::default())).await
+    env.aws().await
 }
 
 async fn observe(aws: &Aws) -> Snapshot {

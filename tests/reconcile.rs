@@ -969,17 +969,7 @@ async fn groups_and_parameters_that_look_like_the_stacks_are_not_taken_for_them(
     assert!(!text.contains("demo-legacy-sg"), "{report:#}");
     assert!(!text.contains(&theirs), "{report:#}");
 
-    let settings = presta_aws::ClientSettings {
-        endpoint_url: Some(env.emu.endpoint().to_string()),
-        static_credentials: Some(("testing".into(), "testing".into())),
-        ..presta_aws::ClientSettings::default()
-    };
-    let aws = presta_aws::Aws::connect(
-        "eu-west-3",
-        &settings,
-        std::sync::Arc::new(presta_aws::calls::CallStats::default()),
-    )
-    .await;
+    let aws = env.aws().await;
     let secret = "/presta-reconciler/demo/db-password".to_string();
     let ami = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64".to_string();
     env.emu.reset_calls().unwrap();

@@ -106,6 +106,21 @@ impl Env {
             .collect()
     }
 
+    /// The product's own clients on the emulator, as the engine builds them.
+    pub async fn aws(&self) -> presta_aws::Aws {
+        let settings = presta_aws::ClientSettings {
+            endpoint_url: Some(self.emu.endpoint().to_string()),
+            static_credentials: Some(("testing".into(), "testing".into())),
+            ..presta_aws::ClientSettings::default()
+        };
+        presta_aws::Aws::connect(
+            "eu-west-3",
+            &settings,
+            std::sync::Arc::new(presta_aws::calls::CallStats::default()),
+        )
+        .await
+    }
+
     pub async fn sdk(&self) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(self.emu.endpoint())

@@ -73,24 +73,7 @@ pub async fn find(
         // The listing the run's observation made in this region, else one of its own.
         let tgs: Vec<(String, String)> = match aws.listings.take_target_groups() {
             Some(listed) => listed,
-            None => aws
-                .elbv2
-                .describe_target_groups()
-                .page_size(400)
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .aws("DescribeTargetGroups")?
-                .iter()
-                .filter_map(|t| {
-                    Some((
-                        t.target_group_name()?.to_string(),
-                        t.target_group_arn()?.to_string(),
-                    ))
-                })
-                .collect(),
+            None => crate::target_group::names_and_arns(&crate::target_group::list_all(aws).await?),
         };
         let suffix = Component::TargetGroup.name("");
         let candidates: Vec<String> = tgs

@@ -107,6 +107,37 @@ const STICKY: &str = "stickiness.enabled";
 const STICKY_TYPE: &str = "stickiness.type";
 const STICKY_SECONDS: &str = "stickiness.lb_cookie.duration_seconds";
 
+/// Every target group of the region (AWS's largest page: 400 a call). `DescribeTargetGroups`
+/// by name fails as a whole when one name is missing, so the region is listed.
+pub async fn list_all(
+    aws: &Aws,
+) -> Result<Vec<aws_sdk_elasticloadbalancingv2::types::TargetGroup>, AwsError> {
+    aws.elbv2
+        .describe_target_groups()
+        .page_size(400)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .aws("DescribeTargetGroups")
+}
+
+/// `(name, arn)` of each target group.
+pub fn names_and_arns(
+    groups: &[aws_sdk_elasticloadbalancingv2::types::TargetGroup],
+) -> Vec<(String, String)> {
+    groups
+        .iter()
+        .filter_map(|tg| {
+            Some((
+                tg.target_group_name()?.to_string(),
+                tg.target_group_arn()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
 pub struct TargetGroups;
 
 impl Driver for TargetGroups {
@@ -146,26 +177,8 @@ impl Driver for TargetGroups {
         if scope.names.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let all = aws
-            .elbv2
-            .describe_target_groups()
-            .page_size(400)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .aws("DescribeTargetGroups")?;
-        aws.listings.put_target_groups(
-            all.iter()
-                .filter_map(|tg| {
-                    Some((
-                        tg.target_group_name()?.to_string(),
-                        tg.target_group_arn()?.to_string(),
-                    ))
-                })
-                .collect(),
-        );
+        let all = list_all(aws).await?;
+        aws.listings.put_target_groups(names_and_arns(&all));
         let ours: Vec<_> = all
             .iter()
             .filter(|tg| {
