@@ -202,6 +202,9 @@ pub async fn run_on(
         .ok_or_else(|| AwsError::unexpected("SendCommand", "no command in the answer"))?;
     let id = cmd.command_id().unwrap_or_default().to_string();
     let deadline = Instant::now() + wait;
+    // Polled every second at first (a cache clear takes a few), then less and less often, up
+    // to every 5 s (thumbnails of a large catalogue take minutes).
+    let mut pause = Duration::from_secs(1);
     loop {
         // The counts of SendCommand's answer are 0 on AWS; ListCommands has the real one.
         let listed = aws
@@ -258,7 +261,8 @@ pub async fn run_on(
                 succeeded,
             });
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+        pause = (pause * 3 / 2).min(Duration::from_secs(5));
     }
 }
 
