@@ -27,6 +27,27 @@ pub struct Args {
     /// Seconds between two runs of the daemon.
     #[arg(long, default_value_t = 30)]
     interval: u64,
+    /// A share of the emulator's AWS calls (0 to 1) that fail the way AWS fails, to watch the
+    /// reconciler converge anyway: throttling in each service's own code, 500/503, answers lost
+    /// after the call was processed (see --faults-kinds).
+    #[arg(long, value_name = "RATE", value_parser = fault_rate)]
+    faults: Option<f64>,
+    /// The faults' random seed: the same seed fails the same calls.
+    #[arg(long, default_value_t = 1, value_name = "SEED")]
+    faults_seed: u64,
+    /// Which faults, comma-separated: throttle, unavailable, internal, lost, denied, slow,
+    /// reset, blackhole (default: throttle, unavailable, internal, lost).
+    #[arg(long, value_delimiter = ',', value_name = "KIND,...")]
+    faults_kinds: Vec<String>,
+}
+
+fn fault_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!(
+            "`{text}` is not a share of the calls: give a number from 0 to 1 (0.3: 30 %)"
+        )),
+    }
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -64,6 +85,24 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             s.stack.spec.region
         );
     }
+    if let Some(rate) = args.faults {
+        let kinds: Vec<&str> = args.faults_kinds.iter().map(String::as_str).collect();
+        emulator
+            .set_faults_on(rate, args.faults_seed, &[], &[], &kinds)
+            .map_err(|e| {
+                anyhow::anyhow!("setting the emulator's faults: {e}\n  help: --faults-kinds takes throttle, unavailable, internal, lost, denied, slow, reset, blackhole")
+            })?;
+        println!(
+            "faults:   {:.0} % of the AWS calls fail (seed {}; {})",
+            rate * 100.0,
+            args.faults_seed,
+            if kinds.is_empty() {
+                "throttle, unavailable, internal, lost".to_string()
+            } else {
+                kinds.join(", ")
+            }
+        );
+    }
     let exe = std::env::current_exe().context("locating this binary")?;
     let show_env = || {
         println!("\nTo talk to the emulator from another shell:");
@@ -83,6 +122,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .status()
             .context("running apply")?;
         if !status.success() {
+            if args.faults.is_some() {
+                anyhow::bail!(
+                    "apply against the emulator failed ({status}) under injected faults\n  help: without --once the daemon retries on its own; or run apply again: it goes on from what exists"
+                );
+            }
             anyhow::bail!("apply against the emulator failed ({status})");
         }
         show_env();

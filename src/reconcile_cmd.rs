@@ -33,6 +33,10 @@ pub struct Args {
     /// How long apply waits for a resource to become usable (RDS, EFS), in seconds.
     #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
     wait_timeout: u64,
+    /// Seconds one attempt of an AWS call may take before it is retried (a connection that
+    /// never answers costs this much, not the whole operation timeout).
+    #[arg(long, default_value_t = 20, env = "PRESTA_AWS_ATTEMPT_TIMEOUT", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=120))]
+    aws_attempt_timeout: u64,
     /// Stacks reconciled at once.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -88,6 +92,7 @@ pub fn run(args: &Args, mode: Mode) -> anyhow::Result<ExitCode> {
     let settings = Settings {
         client: ClientSettings {
             endpoint_url: args.endpoint_url.clone(),
+            attempt_timeout: Duration::from_secs(args.aws_attempt_timeout),
             ..ClientSettings::default()
         },
         wait_timeout: Duration::from_secs(args.wait_timeout),

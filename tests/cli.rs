@@ -422,3 +422,58 @@ fn demo_stops_its_daemon_and_emulator_on_sigterm() {
         "the port is free again"
     );
 }
+
+#[test]
+fn demo_injects_faults_by_hand_and_still_converges() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = bin()
+        .args([
+            "demo",
+            "--once",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--faults",
+            "0.2",
+            "--faults-kinds",
+            "unavailable,internal",
+        ])
+        .output()
+        .expect("the binary runs");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("faults:   20 % of the AWS calls fail (seed 1; unavailable, internal)"),
+        "{stdout}"
+    );
+    // 500 and 503 are retried with backoff by the SDK: the stack is built all the same.
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("16 create"), "{stdout}");
+
+    let bad = bin()
+        .args([
+            "demo",
+            "--once",
+            "--faults",
+            "0.2",
+            "--faults-kinds",
+            "gremlins",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = text(&bad.stderr);
+    assert!(
+        err.contains("unknown fault kinds") && err.contains("blackhole"),
+        "{err}"
+    );
+    let bad = bin().args(["demo", "--faults", "30"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("from 0 to 1"),
+        "{}",
+        text(&bad.stderr)
+    );
+}

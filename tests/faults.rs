@@ -171,6 +171,61 @@ async fn apply_converges_through_thirty_percent_of_failing_calls_and_creates_not
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn apply_converges_through_reset_black_holed_and_slow_connections() {
+    // The network fails rather than AWS: connections reset, answers that never come (held 3 s,
+    // past the 1 s attempt timeout) and slow answers, on 15 % of the calls.
+    let env = Env::start();
+    let demo = env.demo();
+    env.emu
+        .set_network_faults(
+            0.15,
+            5,
+            &["reset", "blackhole", "slow"],
+            std::time::Duration::from_secs(3),
+            1500,
+        )
+        .unwrap();
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        let out = env.cli(&[
+            "apply",
+            "-f",
+            demo.to_str().unwrap(),
+            "--aws-attempt-timeout",
+            "1",
+        ]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            runs < 12,
+            "not converged after {runs} applies:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let faults: BTreeMap<String, usize> = env
+        .emu
+        .calls()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.fault.clone())
+        .fold(BTreeMap::new(), |mut m, f| {
+            *m.entry(f).or_default() += 1;
+            m
+        });
+    eprintln!("{runs} apply run(s); network faults injected: {faults:?}");
+    for kind in ["reset", "blackhole", "slow"] {
+        assert!(faults.contains_key(kind), "{kind} was injected: {faults:?}");
+    }
+    env.emu.set_faults(0.0, 0, &[]).unwrap();
+    assert_eq!(inventory(&env).await, expected(), "nothing created twice");
+    assert!(data_deletes(&env).is_empty(), "{:?}", data_deletes(&env));
+    let (code, plan) = env.plan_json(&demo);
+    assert_eq!(code, 0, "converged: {plan:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_daemon_converges_and_heals_through_failing_calls_and_counts_the_errors() {
     let env = Env::start();
     env.emu.set_faults(0.3, 11, &[]).unwrap();

@@ -36,7 +36,12 @@ Extra routes (never used by the product, only by tests and the benchmark):
                                    rate=0 turns faults off. Faults counted in the call log
                                    ("fault": kind). kinds= picks among throttle,
                                    unavailable, internal, lost and denied (403 AccessDenied /
-                                   UnauthorizedOperation, as IAM refuses a missing permission).
+                                   UnauthorizedOperation, as IAM refuses a missing permission),
+                                   and the network's own: slow (answered slow_ms later,
+                                   default 1500), reset (the connection is reset, no answer)
+                                   and blackhole (no answer for hold seconds, default 60,
+                                   then the connection closes). Without kinds=: throttle,
+                                   unavailable, internal and lost.
   (moto's own POST /moto-api/reset wipes all emulated state.)
 
 It binds only to loopback addresses: it refuses any other host.
@@ -502,6 +507,9 @@ def _error(service: str, status: int, code: str, message: str) -> tuple[str, lis
     return f"{status} {reasons.get(status, 'Error')}", headers, data
 
 
+KINDS = {"throttle", "unavailable", "internal", "lost", "denied", "slow", "reset", "blackhole"}
+
+
 class Faults:
     """Seeded fault injection: which calls fail, and how."""
 
@@ -514,6 +522,8 @@ class Faults:
         self.services: set[str] = set()
         self.operations: set[str] = set()
         self.kinds: list[str] = []
+        self.slow_ms = 1500.0
+        self.hold_seconds = 60.0
 
     def configure(self, query: str) -> dict[str, Any]:
         import random
@@ -526,11 +536,17 @@ class Faults:
             self.services = {x for x in q.get("services", "").split(",") if x}
             self.operations = {x for x in q.get("operations", "").split(",") if x}
             self.kinds = [x for x in q.get("kinds", "").split(",") if x]
+            unknown = [k for k in self.kinds if k not in KINDS]
+            if unknown:
+                self.rate = 0.0
+                return {"error": f"unknown fault kinds {unknown}: use {sorted(KINDS)}"}
+            self.slow_ms = float(q.get("slow_ms", "1500"))
+            self.hold_seconds = float(q.get("hold", "60"))
             return {"rate": self.rate, "services": sorted(self.services), "operations": sorted(self.operations),
-                    "kinds": self.kinds}
+                    "kinds": self.kinds, "slow_ms": self.slow_ms, "hold": self.hold_seconds}
 
     def draw(self, service: str, operation: str) -> str | None:
-        """The fault for this call, if any: throttle, unavailable, internal, lost, denied."""
+        """The fault for this call, if any (one of KINDS)."""
         with self._lock:
             if self.rate <= 0:
                 return None
@@ -652,6 +668,28 @@ class Instrumented:
             self.log.add({"service": service, "operation": operation, "status": status, "ms": 0.0,
                           "agent": agent, "fault": fault})
             return [data]
+        if fault in ("reset", "blackhole"):
+            # The network fails: no answer at all. A reset closes the connection at once (an
+            # RST); a black hole holds it unanswered, then closes it. Nothing reached AWS.
+            self.log.add({"service": service, "operation": operation, "status": 0, "ms": 0.0,
+                          "agent": agent, "fault": fault})
+            if fault == "blackhole":
+                time.sleep(self.faults.hold_seconds)
+            sock = environ.get("werkzeug.socket")
+            if sock is not None:
+                import socket
+                import struct
+
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    sock.close()
+                except OSError:
+                    pass
+            # Writing to the closed socket makes the server drop the connection quietly.
+            start_response("500 Internal Server Error", [("Content-Length", "0")])
+            return [b""]
+        if fault == "slow":
+            time.sleep(self.faults.slow_ms / 1000)
         started = time.perf_counter()
         if fault == "lost":
             # Processed, but the answer is lost on the way back: the client sees a 500.
@@ -666,15 +704,16 @@ class Instrumented:
                           "ms": round((time.perf_counter() - started) * 1000, 2), "agent": agent, "fault": fault})
             return [data]
         result = self.app(environ, _start)
-        self.log.add(
-            {
-                "service": service,
-                "operation": operation,
-                "status": int(status_holder.get("status", "0")),
-                "ms": round((time.perf_counter() - started) * 1000, 2),
-                "agent": agent,
-            }
-        )
+        entry = {
+            "service": service,
+            "operation": operation,
+            "status": int(status_holder.get("status", "0")),
+            "ms": round((time.perf_counter() - started) * 1000, 2),
+            "agent": agent,
+        }
+        if fault == "slow":
+            entry["fault"] = "slow"
+        self.log.add(entry)
         return result
 
 

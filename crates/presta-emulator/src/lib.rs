@@ -368,8 +368,8 @@ impl Emulator {
     }
 
     /// Faults limited to `operations` (e.g. `RevokeSecurityGroupIngress`) and of the given
-    /// `kinds` (`throttle`, `unavailable`, `internal`, `lost`, `denied`; empty: a mix of all but
-    /// `denied`).
+    /// `kinds` (`throttle`, `unavailable`, `internal`, `lost`, `denied`, `slow`, `reset`,
+    /// `blackhole`; empty: throttle, unavailable, internal and lost).
     pub fn set_faults_on(
         &self,
         rate: f64,
@@ -378,16 +378,38 @@ impl Emulator {
         operations: &[&str],
         kinds: &[&str],
     ) -> Result<(), EmulatorError> {
-        self.http(
-            "PUT",
-            &format!(
-                "/_presta/faults?rate={rate}&seed={seed}&services={}&operations={}&kinds={}",
-                services.join(","),
-                operations.join(","),
-                kinds.join(",")
-            ),
-        )
-        .map(|_| ())
+        self.configure_faults(&format!(
+            "rate={rate}&seed={seed}&services={}&operations={}&kinds={}",
+            services.join(","),
+            operations.join(","),
+            kinds.join(",")
+        ))
+    }
+
+    /// Faults of the network itself on a share `rate` of every call: `slow` (answered `slow_ms`
+    /// later), `reset` (connection reset, no answer), `blackhole` (no answer for `hold`, then
+    /// the connection closes).
+    pub fn set_network_faults(
+        &self,
+        rate: f64,
+        seed: u64,
+        kinds: &[&str],
+        hold: Duration,
+        slow_ms: u64,
+    ) -> Result<(), EmulatorError> {
+        self.configure_faults(&format!(
+            "rate={rate}&seed={seed}&kinds={}&hold={}&slow_ms={slow_ms}",
+            kinds.join(","),
+            hold.as_secs_f64()
+        ))
+    }
+
+    fn configure_faults(&self, query: &str) -> Result<(), EmulatorError> {
+        let body = self.http("PUT", &format!("/_presta/faults?{query}"))?;
+        if body.contains("\"error\"") {
+            return Err(EmulatorError::Protocol(body));
+        }
+        Ok(())
     }
 
     fn http(&self, method: &str, path: &str) -> Result<String, EmulatorError> {
