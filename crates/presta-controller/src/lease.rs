@@ -8,9 +8,9 @@
 //! naming the leader.
 //!
 //! Taking over, without trusting clocks between hosts (client-go's rule): a standby reads the
-//! item at each tick and remembers, on its own monotonic clock, when it first saw its current
-//! `version`. Only once that version has stayed the same for a whole `duration` (~15 s) does it
-//! write itself in, conditionally on the version being still the one it watched (two standbys
+//! item twice per renewal interval and remembers, on its own monotonic clock, when it first saw
+//! its current `version`. Only once that version has stayed the same for a whole `duration`
+//! (~15 s; the standby wakes up exactly then) does it write itself in, conditionally on the version being still the one it watched (two standbys
 //! cannot both win). An absent item (released at shutdown) is taken at once. The wall-clock
 //! times in the item are for people reading the table; no decision uses them, so a host whose
 //! clock is off cannot take a lease that is being renewed.
@@ -166,10 +166,14 @@ impl Lease {
         self.role.subscribe()
     }
 
-    /// One attempt to take or renew the lease; updates the fence and the role.
-    pub async fn tick(&self) {
+    /// One attempt to take or renew the lease; updates the fence and the role. Returns when
+    /// to try again: a leader every `renew_every`; a standby twice as often, and exactly when
+    /// the version it watches becomes a whole lease duration old.
+    pub async fn tick(&self) -> Duration {
         let s = &self.settings;
         let started = Instant::now();
+        let standby_pause = s.renew_every / 2;
+        let mut next = s.renew_every;
         let leading = matches!(*self.role.borrow(), Role::Leader { .. });
         // A leader renews straight away; the table is read when that fails, and by standbys.
         let mut result = if leading {
@@ -193,10 +197,12 @@ impl Lease {
                             }
                         }
                     };
-                    if started.duration_since(since) >= s.duration {
+                    let age = started.duration_since(since);
+                    if age >= s.duration {
                         tracing::info!(lease = %s.name, holder = %r.holder, "the lease was not renewed for a whole lease duration: taking it over");
                         self.put(Claim::Stale(r.version)).await
                     } else {
+                        next = standby_pause.min(s.duration - age);
                         Err(PutError::Held(r.holder))
                     }
                 }
@@ -216,6 +222,7 @@ impl Lease {
                 self.role.send_replace(leader);
             }
             Err(e) => {
+                let held = matches!(e, PutError::Held(_));
                 let (leader, reason, unreachable) = match e {
                     PutError::Held(holder) => (Some(holder), None, false),
                     // Lost a race for it: the winner is read at the next tick.
@@ -230,7 +237,10 @@ impl Lease {
                     // Still within the lease: keep writing until it runs out (the fence stops
                     // the writes then), and try again at the next tick.
                     tracing::warn!(lease = %s.name, reason = reason.as_deref().unwrap_or(""), "lease renewal failed; writes stop when the lease runs out");
-                    return;
+                    return standby_pause;
+                }
+                if !held {
+                    next = standby_pause;
                 }
                 self.fence.set(None);
                 let was_leader = matches!(*self.role.borrow(), Role::Leader { .. });
@@ -244,6 +254,7 @@ impl Lease {
                 });
             }
         }
+        next
     }
 
     /// Writes this replica in as the holder, with a new version, if `claim` still holds.
@@ -324,9 +335,9 @@ impl Lease {
     /// Renews every `renew_every` until `shutdown` turns true, then hands the lease back.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         loop {
-            self.tick().await;
+            let next = self.tick().await;
             tokio::select! {
-                _ = tokio::time::sleep(self.settings.renew_every) => {}
+                _ = tokio::time::sleep(next) => {}
                 _ = shutdown.wait_for(|s| *s) => break,
             }
         }
