@@ -3,12 +3,12 @@
 //! Exit codes: 0 destroyed (data kept as the policy says); 1 refused (deletion protection,
 //! `--delete-data` missing) or a step failed (re-run to finish); 2 wrong command line.
 
+use crate::Output;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use presta_aws::calls::{CallRecorder, CallStats};
 use presta_aws::{Aws, ClientSettings};
 use presta_engine::Settings;
@@ -42,12 +42,6 @@ pub struct Args {
     /// How long destroy waits for a resource to go (instances, database), in seconds.
     #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
     wait_timeout: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Output {
-    Text,
-    Json,
 }
 
 struct StderrProgress;
@@ -111,10 +105,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         health: false,
         progress: Arc::new(StderrProgress),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = crate::runtime()?;
     let report = runtime.block_on(async {
         let recorder: Arc<dyn CallRecorder> = Arc::new(CallStats::default());
         let aws = Aws::connect(&region, &settings.client, recorder).await;

@@ -2,28 +2,18 @@
 //! commands on every instance of the stack, through SSM Run Command (no SSH, no open port).
 //! Exit 0 when every instance succeeded, 1 otherwise.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use presta_aws::ClientSettings;
 use presta_aws::commands::{self, Maintenance};
+
+use crate::{OneStack, Output};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Desired-state files or directories.
-    #[arg(
-        short = 'f',
-        long = "file",
-        value_name = "FILE",
-        default_value = "config/demo.yaml"
-    )]
-    files: Vec<PathBuf>,
-    /// The stack whose instances run the command.
-    #[arg(long)]
-    stack: String,
+    /// The stack whose instances run the command, and where it is declared.
+    #[command(flatten)]
+    target: OneStack,
     /// cache-clear, thumbs [TYPE], htaccess, status, set-domain [DOMAIN].
     command: String,
     /// set-domain's domain, thumbs' image type.
@@ -31,17 +21,9 @@ pub struct Args {
     /// Longest wait for every instance's result, in seconds.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     wait: u64,
-    /// AWS endpoint for every service (else the SDK's own, which honours AWS_ENDPOINT_URL).
-    #[arg(long, env = "PRESTA_AWS_ENDPOINT_URL", value_name = "URL")]
-    endpoint_url: Option<String>,
+    /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Output {
-    Text,
-    Json,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -50,24 +32,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let line = cmd
         .shell_line(args.arg.as_deref())
         .map_err(anyhow::Error::msg)?;
-    let stack = crate::load_stack(&args.files, &args.stack)?;
-    let region = stack.spec.region.clone();
-    let group = presta_spec::naming::Component::AutoScalingGroup.name(&args.stack);
-    let client = ClientSettings {
-        endpoint_url: args.endpoint_url.clone(),
-        ..ClientSettings::default()
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let run = runtime.block_on(async {
-        let aws = presta_aws::Aws::connect(
-            &region,
-            &client,
-            Arc::new(presta_aws::calls::CallStats::default()),
-        )
-        .await;
+    let stack = args.target.load()?;
+    let group = presta_spec::naming::Component::AutoScalingGroup.name(stack.name());
+    let run = crate::runtime()?.block_on(async {
+        let aws = args.target.connect(&stack).await;
         commands::run(
             &aws,
             &group,

@@ -101,6 +101,63 @@ fn main() -> ExitCode {
     }
 }
 
+/// Output format on stdout, for every command that reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Output {
+    Text,
+    Json,
+}
+
+/// The async runtime of a one-shot command.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// The arguments of a command that acts on one stack of the files (`exec`,
+/// `rotate-db-password`).
+#[derive(Debug, clap::Args)]
+pub(crate) struct OneStack {
+    /// Desired-state files or directories.
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        default_value = "config/demo.yaml"
+    )]
+    files: Vec<PathBuf>,
+    /// The stack to act on.
+    #[arg(long)]
+    pub(crate) stack: String,
+    /// AWS endpoint for every service (else the SDK's own, which honours AWS_ENDPOINT_URL).
+    #[arg(long, env = "PRESTA_AWS_ENDPOINT_URL", value_name = "URL")]
+    endpoint_url: Option<String>,
+}
+
+impl OneStack {
+    /// The stack, with its defaults applied.
+    pub(crate) fn load(&self) -> anyhow::Result<presta_spec::Stack> {
+        load_stack(&self.files, &self.stack)
+    }
+
+    /// Clients for the stack's region.
+    pub(crate) async fn connect(&self, stack: &presta_spec::Stack) -> presta_aws::Aws {
+        let client = presta_aws::ClientSettings {
+            endpoint_url: self.endpoint_url.clone(),
+            ..presta_aws::ClientSettings::default()
+        };
+        presta_aws::Aws::connect(
+            &stack.spec.region,
+            &client,
+            std::sync::Arc::new(presta_aws::calls::CallStats::default()),
+        )
+        .await
+    }
+}
+
 /// One stack of the files, with its defaults applied, or an error naming the stacks found.
 pub(crate) fn load_stack(files: &[PathBuf], name: &str) -> anyhow::Result<presta_spec::Stack> {
     let loaded = presta_spec::load_paths(files)?;

@@ -5,13 +5,13 @@
 //! (reported), 1 when a step failed or a resource is still waiting, 3 when a stack's plan
 //! was held by its change budget (nothing changed; `--approve <hash>` applies it).
 
+use crate::Output;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use presta_aws::{Action, ClientSettings, Mode};
 use presta_engine::budget::{Guard, Guards};
 use presta_engine::{Engine, Progress, RunReport, Settings};
@@ -52,12 +52,6 @@ pub struct Args {
     /// changed since is held again with its new hash.
     #[arg(long, value_name = "PLAN_HASH")]
     approve: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Output {
-    Text,
-    Json,
 }
 
 struct StderrProgress;
@@ -114,10 +108,7 @@ pub fn run(args: &Args, mode: Mode) -> anyhow::Result<ExitCode> {
             )
         })
         .collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = crate::runtime()?;
     let report = runtime.block_on(async {
         if mode == Mode::Plan && !args.no_orphans {
             engine

@@ -1,5 +1,6 @@
 //! `presta-reconciler validate`: checks files, prints every problem, makes no AWS call.
 
+use crate::Output;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -16,12 +17,6 @@ pub struct Args {
     /// Output format of the report on stdout.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Output {
-    Text,
-    Json,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
