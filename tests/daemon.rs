@@ -5,40 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
 use common::{Daemon, Env};
-
-async fn app_group(ec2: &aws_sdk_ec2::Client) -> (String, usize) {
-    let out = ec2
-        .describe_security_groups()
-        .filters(
-            Filter::builder()
-                .name("group-name")
-                .values("demo-app-sg")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let g = &out.security_groups()[0];
-    (g.group_id().unwrap().to_string(), g.ip_permissions().len())
-}
-
-async fn open_ssh(ec2: &aws_sdk_ec2::Client, group: &str) {
-    ec2.authorize_security_group_ingress()
-        .group_id(group)
-        .ip_permissions(
-            IpPermission::builder()
-                .ip_protocol("tcp")
-                .from_port(22)
-                .to_port(22)
-                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-}
 
 fn converged(d: &Daemon) -> bool {
     let (status, body) = d.http("GET", "/stacks/demo", None);
@@ -94,9 +61,8 @@ async fn the_daemon_converges_shows_drift_heals_on_request_hides_secrets_and_sto
 
     // Drift by hand: port 22 open to the world on the instances' group.
     let sdk = env.sdk().await;
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let (group, rules) = app_group(&ec2).await;
-    open_ssh(&ec2, &group).await;
+    let (_, rules) = env.app_group().await;
+    env.open_ssh().await;
     let plan = d.json("GET", "/stacks/demo/plan");
     assert_eq!(plan["converged"], false);
     assert_eq!(
@@ -139,7 +105,7 @@ async fn the_daemon_converges_shows_drift_heals_on_request_hides_secrets_and_sto
     assert_eq!(fixed.len(), 1, "{fixed:#?}");
     assert_eq!(fixed[0]["name"], "demo-app-sg");
     assert_eq!(fixed[0]["action"], "update");
-    assert_eq!(app_group(&ec2).await.1, rules, "the rule is revoked");
+    assert_eq!(env.app_group().await.1, rules, "the rule is revoked");
     assert_eq!(
         d.metric(r#"presta_drifted_resources{kind="security_group",stack="demo"}"#),
         Some(0.0)
@@ -239,12 +205,11 @@ async fn the_loop_heals_by_itself_and_a_broken_config_is_refused_while_it_keeps_
 
     // The periodic loop heals drift without any trigger.
     let sdk = env.sdk().await;
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let (group, rules) = app_group(&ec2).await;
-    open_ssh(&ec2, &group).await;
-    assert_eq!(app_group(&ec2).await.1, rules + 1);
+    let (_, rules) = env.app_group().await;
+    env.open_ssh().await;
+    assert_eq!(env.app_group().await.1, rules + 1);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while app_group(&ec2).await.1 != rules {
+    while env.app_group().await.1 != rules {
         assert!(
             Instant::now() < deadline,
             "not healed by the loop:\n{}",
@@ -271,11 +236,11 @@ async fn the_loop_heals_by_itself_and_a_broken_config_is_refused_while_it_keeps_
     assert_eq!(overview["stacks"][0]["stack"], "demo");
     assert!(d.log_text().contains("configuration reload refused"));
     let runs = d.json("GET", "/stacks/demo")["runs"].as_u64().unwrap();
-    open_ssh(&ec2, &group).await;
+    env.open_ssh().await;
     d.eventually(30, "runs go on with the last good config", |d| {
         d.json("GET", "/stacks/demo")["runs"].as_u64().unwrap() >= runs + 2
     });
-    assert_eq!(app_group(&ec2).await.1, rules, "drift is still healed");
+    assert_eq!(env.app_group().await.1, rules, "drift is still healed");
     assert_eq!(d.http("GET", "/healthz", None).0, 200);
     assert_eq!(d.http("GET", "/readyz", None).0, 200);
 

@@ -293,14 +293,13 @@ impl Drop for Daemon {
 }
 
 impl Env {
-    /// Drift as a person causes it: SSH opened to the world on the demo's instances' group.
-    pub async fn open_ssh(&self) {
-        use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
+    /// The demo's instances' group: its id and how many rules it has.
+    pub async fn app_group(&self) -> (String, usize) {
         let ec2 = aws_sdk_ec2::Client::new(&self.sdk().await);
         let out = ec2
             .describe_security_groups()
             .filters(
-                Filter::builder()
+                aws_sdk_ec2::types::Filter::builder()
                     .name("group-name")
                     .values("demo-app-sg")
                     .build(),
@@ -308,8 +307,17 @@ impl Env {
             .send()
             .await
             .unwrap();
-        ec2.authorize_security_group_ingress()
-            .group_id(out.security_groups()[0].group_id().unwrap())
+        let g = &out.security_groups()[0];
+        (g.group_id().unwrap().to_string(), g.ip_permissions().len())
+    }
+
+    /// Drift as a person causes it: SSH opened to the world on the demo's instances' group.
+    pub async fn open_ssh(&self) {
+        use aws_sdk_ec2::types::{IpPermission, IpRange};
+        let (group, _) = self.app_group().await;
+        aws_sdk_ec2::Client::new(&self.sdk().await)
+            .authorize_security_group_ingress()
+            .group_id(group)
             .ip_permissions(
                 IpPermission::builder()
                     .ip_protocol("tcp")
