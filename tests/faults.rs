@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use common::Env;
 
@@ -125,49 +126,63 @@ fn data_deletes(env: &Env) -> Vec<String> {
         .collect()
 }
 
+/// Runs `apply` until it exits 0, as a person or CI would after a failed step (each run goes
+/// on from what exists); returns how many runs it took (at most 11).
+fn apply_until_converged(env: &Env, file: &std::path::Path, extra: &[&str]) -> usize {
+    let mut args = vec!["apply", "-f", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    for runs in 1..12 {
+        let out = env.cli(&args);
+        if out.status.success() {
+            return runs;
+        }
+        if runs == 11 {
+            panic!(
+                "not converged after {runs} applies:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
+    unreachable!()
+}
+
+/// The faults the emulator injected, by kind.
+fn faults_injected(env: &Env) -> BTreeMap<String, usize> {
+    env.emu
+        .calls()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.fault.clone())
+        .fold(BTreeMap::new(), |mut m, f| {
+            *m.entry(f).or_default() += 1;
+            m
+        })
+}
+
+/// With the faults off: every resource exists once, no data-bearing resource was deleted,
+/// and plan finds nothing to do.
+async fn assert_built_once(env: &Env, file: &std::path::Path) {
+    env.emu.set_faults(0.0, 0, &[]).unwrap();
+    assert_eq!(inventory(env).await, expected(), "nothing created twice");
+    assert!(data_deletes(env).is_empty(), "{:?}", data_deletes(env));
+    let (code, plan) = env.plan_json(file);
+    assert_eq!(code, 0, "converged: {plan:#}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn apply_converges_through_thirty_percent_of_failing_calls_and_creates_nothing_twice() {
     let env = Env::start();
     let demo = env.demo();
     env.emu.set_faults(0.3, 7, &[]).unwrap();
-    // A failed step makes apply exit 1; running it again (as a person or CI would) goes on
-    // from what exists.
-    let mut runs = 0;
-    loop {
-        runs += 1;
-        let out = env.cli(&["apply", "-f", demo.to_str().unwrap()]);
-        if out.status.success() {
-            break;
-        }
-        assert!(
-            runs < 12,
-            "not converged after {runs} applies:\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
-    let calls = env.emu.calls().unwrap();
-    let faults: BTreeMap<String, usize> =
-        calls
-            .iter()
-            .filter_map(|c| c.fault.clone())
-            .fold(BTreeMap::new(), |mut m, f| {
-                *m.entry(f).or_default() += 1;
-                m
-            });
-    eprintln!(
-        "{runs} apply run(s); {} calls, faults injected: {faults:?}",
-        calls.len()
-    );
+    let runs = apply_until_converged(&env, &demo, &[]);
+    let faults = faults_injected(&env);
+    eprintln!("{runs} apply run(s); faults injected: {faults:?}");
     assert!(faults.values().sum::<usize>() > 10, "{faults:?}");
     assert!(
         faults.contains_key("lost"),
         "answers were lost after processing: {faults:?}"
     );
-    env.emu.set_faults(0.0, 0, &[]).unwrap();
-    assert_eq!(inventory(&env).await, expected(), "nothing created twice");
-    assert!(data_deletes(&env).is_empty(), "{:?}", data_deletes(&env));
-    let (code, plan) = env.plan_json(&demo);
-    assert_eq!(code, 0, "converged: {plan:#}");
+    assert_built_once(&env, &demo).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -180,49 +195,60 @@ async fn apply_converges_through_reset_black_holed_and_slow_connections() {
         .set_network_faults(
             0.15,
             5,
+            &[],
             &["reset", "blackhole", "slow"],
-            std::time::Duration::from_secs(3),
+            Duration::from_secs(3),
             1500,
         )
         .unwrap();
-    let mut runs = 0;
-    loop {
-        runs += 1;
-        let out = env.cli(&[
-            "apply",
-            "-f",
-            demo.to_str().unwrap(),
-            "--aws-attempt-timeout",
-            "1",
-        ]);
-        if out.status.success() {
-            break;
-        }
-        assert!(
-            runs < 12,
-            "not converged after {runs} applies:\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
-    let faults: BTreeMap<String, usize> = env
-        .emu
-        .calls()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c.fault.clone())
-        .fold(BTreeMap::new(), |mut m, f| {
-            *m.entry(f).or_default() += 1;
-            m
-        });
+    let runs = apply_until_converged(&env, &demo, &["--aws-attempt-timeout", "1"]);
+    let faults = faults_injected(&env);
     eprintln!("{runs} apply run(s); network faults injected: {faults:?}");
     for kind in ["reset", "blackhole", "slow"] {
         assert!(faults.contains_key(kind), "{kind} was injected: {faults:?}");
     }
-    env.emu.set_faults(0.0, 0, &[]).unwrap();
-    assert_eq!(inventory(&env).await, expected(), "nothing created twice");
-    assert!(data_deletes(&env).is_empty(), "{:?}", data_deletes(&env));
-    let (code, plan) = env.plan_json(&demo);
-    assert_eq!(code, 0, "converged: {plan:#}");
+    assert_built_once(&env, &demo).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_that_never_answers_costs_the_attempt_timeout_not_the_hold() {
+    // Every DescribeVpcs is black-holed for 60 s. With --aws-attempt-timeout 2, plan gives up
+    // after the SDK's attempts of 2 s each, and says why; it does not hang for a minute.
+    let env = Env::start();
+    env.emu
+        .set_network_faults(
+            1.0,
+            1,
+            &["DescribeVpcs"],
+            &["blackhole"],
+            Duration::from_secs(60),
+            0,
+        )
+        .unwrap();
+    let started = Instant::now();
+    let out = env.cli(&[
+        "plan",
+        "-f",
+        env.demo().to_str().unwrap(),
+        "--aws-attempt-timeout",
+        "2",
+    ]);
+    let took = started.elapsed();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("DescribeVpcs"), "{text}");
+    assert!(
+        took < Duration::from_secs(20),
+        "gave up after {took:?}, not after the 60 s hold"
+    );
+    assert!(
+        faults_injected(&env)["blackhole"] >= 2,
+        "the SDK tried again after the first attempt timed out"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -357,7 +383,7 @@ async fn a_refused_call_is_reported_and_not_retried_in_a_loop() {
     // ...and for the next 70 s (35 intervals) the refused call is not tried again, while the
     // daemon stays ready: the stack waits on purpose (past the 66 s after which a daemon that
     // stopped observing would say its view is stale).
-    std::thread::sleep(std::time::Duration::from_secs(70));
+    std::thread::sleep(Duration::from_secs(70));
     let calls = env.emu.calls().unwrap();
     let revokes = calls
         .iter()
@@ -402,7 +428,7 @@ fn apply_killed_after(env: &Env, file: &std::path::Path, n: usize, ms: u64) -> u
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().unwrap();
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     loop {
         let made = env.mutating_calls().len();
         let due = if n == 0 {

@@ -386,19 +386,21 @@ impl Emulator {
         ))
     }
 
-    /// Faults of the network itself on a share `rate` of every call: `slow` (answered `slow_ms`
-    /// later), `reset` (connection reset, no answer), `blackhole` (no answer for `hold`, then
-    /// the connection closes).
+    /// Faults of the network itself on a share `rate` of the calls (of `operations`, or of
+    /// every call when empty): `slow` (answered `slow_ms` later), `reset` (connection reset,
+    /// no answer), `blackhole` (no answer for `hold`, then the connection closes).
     pub fn set_network_faults(
         &self,
         rate: f64,
         seed: u64,
+        operations: &[&str],
         kinds: &[&str],
         hold: Duration,
         slow_ms: u64,
     ) -> Result<(), EmulatorError> {
         self.configure_faults(&format!(
-            "rate={rate}&seed={seed}&kinds={}&hold={}&slow_ms={slow_ms}",
+            "rate={rate}&seed={seed}&operations={}&kinds={}&hold={}&slow_ms={slow_ms}",
+            operations.join(","),
             kinds.join(","),
             hold.as_secs_f64()
         ))
