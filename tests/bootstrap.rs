@@ -291,29 +291,11 @@ impl Sandbox {
         self.root("mnt/efs/psdata").join(p)
     }
 
-    fn run(&self) -> Output {
-        Command::new("bash")
-            .arg(&self.script)
-            .env_clear()
-            .env(
-                "PATH",
-                format!("{}:/usr/bin:/bin", self.base.join("bin").display()),
-            )
-            .env("SB", &self.base)
-            .env("PRESTA_ROOT", self.base.join("root"))
-            .env("PRESTA_MOUNT_RETRY_SECONDS", "0")
-            .env("PRESTA_WAIT_POLL", "1")
-            .env("DB_SECRET", DB_SECRET)
-            .env("ADMIN_SECRET", ADMIN_SECRET)
-            .output()
-            .unwrap()
-    }
-
-    /// Runs the installed presta-ctl with `args`, the database secret being `db_secret`.
-    fn ctl(&self, args: &[&str], db_secret: &str) -> Output {
-        Command::new("bash")
-            .arg(self.root("usr/local/sbin/presta-ctl"))
-            .args(args)
+    /// bash running `script` in the sandbox: its stub commands first on the PATH, the root
+    /// moved under the sandbox, the database secret being `db_secret`.
+    fn bash(&self, script: &Path, db_secret: &str) -> Command {
+        let mut cmd = Command::new("bash");
+        cmd.arg(script)
             .env_clear()
             .env(
                 "PATH",
@@ -322,7 +304,22 @@ impl Sandbox {
             .env("SB", &self.base)
             .env("PRESTA_ROOT", self.base.join("root"))
             .env("DB_SECRET", db_secret)
-            .env("ADMIN_SECRET", ADMIN_SECRET)
+            .env("ADMIN_SECRET", ADMIN_SECRET);
+        cmd
+    }
+
+    fn run(&self) -> Output {
+        self.bash(&self.script, DB_SECRET)
+            .env("PRESTA_MOUNT_RETRY_SECONDS", "0")
+            .env("PRESTA_WAIT_POLL", "1")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs the installed presta-ctl with `args`, the database secret being `db_secret`.
+    fn ctl(&self, args: &[&str], db_secret: &str) -> Output {
+        self.bash(&self.root("usr/local/sbin/presta-ctl"), db_secret)
+            .args(args)
             .output()
             .unwrap()
     }
