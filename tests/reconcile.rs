@@ -970,6 +970,24 @@ async fn groups_and_parameters_that_look_like_the_stacks_are_not_taken_for_them(
     assert!(!text.contains(&theirs), "{report:#}");
 
     let aws = env.aws().await;
+    // The driver's own answer holds the stack's four groups, not the person's.
+    use presta_aws::Driver;
+    let names: Vec<String> = ["alb", "app", "db", "efs"]
+        .iter()
+        .map(|c| format!("demo-{c}-sg"))
+        .collect();
+    let observed = presta_aws::security_group::SecurityGroups
+        .observe(
+            &aws,
+            &presta_aws::Scope {
+                names: names.clone(),
+                ..presta_aws::Scope::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(observed.keys().cloned().collect::<Vec<_>>(), names);
+
     let secret = "/presta-reconciler/demo/db-password".to_string();
     let ami = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64".to_string();
     env.emu.reset_calls().unwrap();
