@@ -1,7 +1,9 @@
-//! `presta-reconciler iam-policy -f FILE`: the daemon's IAM policy narrowed to a configuration.
+//! `presta-reconciler iam-policy -f FILE`: the daemon's IAM policy narrowed to a configuration;
+//! `iam-policy --reference`: the policy for any configuration (`deploy/iam/policy.json`).
 //!
-//! It starts from `deploy/iam/policy.json` (every action the drivers call, writes bounded by
-//! the ownership tag or to resources being created) and narrows what depends on the stacks:
+//! The reference policy is generated from the kind registry (every action the kinds declare,
+//! writes bounded by the ownership tag or to resources being created:
+//! [`presta_aws::iam::reference_policy`]). `-f` narrows what depends on the stacks:
 //! `iam:PassRole` to the roles of the instance profiles the stacks name, and the SSM
 //! statements to the stacks' parameter prefixes in their regions.
 
@@ -12,17 +14,21 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::Value;
 
-/// The reference policy, as shipped in `deploy/iam/`.
-const POLICY: &str = include_str!("../deploy/iam/policy.json");
-const PASS_ROLE_ANY: &str = "arn:aws:iam::*:role/presta-*";
-const SSM_ANY: &str = "arn:aws:ssm:*:*:parameter/presta-reconciler/*";
-const LEASE_TABLE: &str = "arn:aws:dynamodb:*:*:table/presta-reconciler-lease";
+use presta_aws::iam::{LEASE_TABLE, PASS_ROLE_ANY, SSM_ANY};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Desired-state files or directories: every stack the daemon will run.
-    #[arg(short = 'f', long = "file", required = true, value_name = "FILE")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        required_unless_present = "reference",
+        value_name = "FILE"
+    )]
     files: Vec<PathBuf>,
+    /// Print the policy for any configuration, as shipped in deploy/iam/policy.json.
+    #[arg(long, conflicts_with_all = ["files", "roles"])]
+    reference: bool,
     /// The role of an instance profile, when it is not named like the profile (the console
     /// and most tools name both alike): `PROFILE=ROLE`, repeatable.
     #[arg(long = "role", value_name = "PROFILE=ROLE")]
@@ -33,6 +39,13 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if args.reference {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&presta_aws::iam::reference_policy())?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let stacks: Vec<_> = presta_spec::load_paths(&args.files)?
         .into_iter()
         .map(|l| l.stack.with_defaults())
@@ -77,8 +90,7 @@ fn narrow(
     parameters: &BTreeSet<String>,
     table: &str,
 ) -> anyhow::Result<Value> {
-    let mut policy: Value =
-        serde_json::from_str(POLICY).context("the built-in policy is not JSON")?;
+    let mut policy: Value = presta_aws::iam::reference_policy();
     let statements = policy["Statement"]
         .as_array_mut()
         .context("the built-in policy has no Statement list")?;
@@ -121,7 +133,7 @@ mod tests {
         assert!(text.contains("role/shop-role"));
         assert!(text.contains("parameter/p/shop/*"));
         assert!(text.contains("table/t\"") && !text.contains(LEASE_TABLE));
-        let original: Value = serde_json::from_str(POLICY).unwrap();
+        let original: Value = presta_aws::iam::reference_policy();
         assert_eq!(
             narrowed["Statement"].as_array().unwrap().len(),
             original["Statement"].as_array().unwrap().len()

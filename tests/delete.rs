@@ -1,12 +1,18 @@
 //! Every kind's `delete`, through the generic `remove` and against the emulator: a resource
 //! tagged for another stack is refused and stays; the stack's own is deleted; deleting it
-//! again (absent) succeeds. Kinds are taken in reverse dependency order, as destroy does.
+//! again (absent) succeeds. Every registered kind is taken, in destroy's order: a new kind
+//! without a case here fails this test.
 
 mod common;
 
 use common::Env;
 
-use presta_aws::{Action, Aws, Driver, Mode, Owner, remove};
+use std::collections::BTreeSet;
+
+use presta_aws::listener::Listeners;
+use presta_aws::mount_target::MountTargets;
+use presta_aws::registry::{self, KINDS, KindEntry};
+use presta_aws::{Action, Aws, Kind, Mode, Owner};
 use presta_engine::snapshot::{Snapshot, Targets};
 
 const OWNER: Owner<'static> = Owner {
@@ -19,24 +25,17 @@ async fn connect(env: &Env) -> Aws {
 }
 
 async fn observe(aws: &Aws) -> Snapshot {
-    Snapshot::observe_targets(
-        aws,
-        &Targets {
-            stacks: vec![("demo".into(), "/presta-reconciler/demo".into())],
-            ami_params: Vec::new(),
-        },
-    )
-    .await
-    .unwrap()
+    Snapshot::observe_targets(aws, &Targets::one("demo", "/presta-reconciler/demo"))
+        .await
+        .unwrap()
 }
 
 /// Puts `presta-reconciler/stack=value` on the resource the way a person would (the SDK).
-async fn retag(env: &Env, kind: presta_aws::Kind, id: &str, value: &str) {
-    use presta_aws::Kind::*;
+async fn retag(env: &Env, kind: Kind, id: &str, value: &str) {
     let sdk = env.sdk().await;
     let key = "presta-reconciler/stack";
     match kind {
-        SecurityGroup | LaunchTemplate => {
+        Kind::SECURITY_GROUP | Kind::LAUNCH_TEMPLATE => {
             aws_sdk_ec2::Client::new(&sdk)
                 .create_tags()
                 .resources(id)
@@ -50,7 +49,7 @@ async fn retag(env: &Env, kind: presta_aws::Kind, id: &str, value: &str) {
                 .await
                 .unwrap();
         }
-        LoadBalancer | TargetGroup => {
+        Kind::LOAD_BALANCER | Kind::TARGET_GROUP => {
             aws_sdk_elasticloadbalancingv2::Client::new(&sdk)
                 .add_tags()
                 .resource_arns(id)
@@ -64,7 +63,7 @@ async fn retag(env: &Env, kind: presta_aws::Kind, id: &str, value: &str) {
                 .await
                 .unwrap();
         }
-        DbInstance | DbSubnetGroup => {
+        Kind::DB_INSTANCE | Kind::DB_SUBNET_GROUP => {
             aws_sdk_rds::Client::new(&sdk)
                 .add_tags_to_resource()
                 .resource_name(id)
@@ -78,7 +77,7 @@ async fn retag(env: &Env, kind: presta_aws::Kind, id: &str, value: &str) {
                 .await
                 .unwrap();
         }
-        FileSystem => {
+        Kind::FILE_SYSTEM => {
             aws_sdk_efs::Client::new(&sdk)
                 .tag_resource()
                 .resource_id(id)
@@ -93,7 +92,7 @@ async fn retag(env: &Env, kind: presta_aws::Kind, id: &str, value: &str) {
                 .await
                 .unwrap();
         }
-        AutoScalingGroup => {
+        Kind::AUTO_SCALING_GROUP => {
             aws_sdk_autoscaling::Client::new(&sdk)
                 .create_or_update_tags()
                 .tags(
@@ -109,7 +108,7 @@ async fn retag(env: &Env, kind: presta_aws::Kind, id: &str, value: &str) {
                 .await
                 .unwrap();
         }
-        Parameter => {
+        Kind::PARAMETER => {
             aws_sdk_ssm::Client::new(&sdk)
                 .add_tags_to_resource()
                 .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
@@ -125,30 +124,68 @@ async fn retag(env: &Env, kind: presta_aws::Kind, id: &str, value: &str) {
                 .await
                 .unwrap();
         }
-        Listener | MountTarget => unreachable!("owned through their parent"),
+        other => panic!(
+            "no way to retag a {other}: a new kind needs its tagging call here (the test iterates the registry)"
+        ),
     }
 }
 
-/// The refusal, the delete and the repeated delete of one live resource, each decided on a
-/// fresh observation (as destroy does). `tag_id` is the resource that carries the ownership
-/// tags (the parent for listeners and mount targets); `get` finds the resource in an
-/// observation.
-#[allow(clippy::too_many_arguments)]
-async fn check<D: Driver>(
-    env: &Env,
-    aws: &Aws,
-    driver: &D,
-    name: &str,
-    tag_kind: presta_aws::Kind,
-    tag_id: &str,
-    get: impl Fn(&Snapshot) -> Option<D::Live>,
-) {
-    retag(env, tag_kind, tag_id, "other").await;
-    let live = get(&observe(aws).await).expect("the resource exists");
-    let refused = remove(driver, aws, name, &live, Mode::Apply, OWNER, "test")
+/// The resource that carries `item`'s ownership tags: itself, or for kinds observed
+/// through a parent (listeners, mount targets) that parent.
+fn carrier(snap: &Snapshot, item: &registry::Item) -> (Kind, String) {
+    match item.kind {
+        Kind::LISTENER => {
+            let l = snap.get::<Listeners>(&item.name).unwrap();
+            (Kind::LOAD_BALANCER, l.load_balancer_arn.clone())
+        }
+        Kind::MOUNT_TARGET => {
+            let m = snap.get::<MountTargets>(&item.name).unwrap();
+            (Kind::FILE_SYSTEM, m.file_system_id.clone())
+        }
+        Kind::DB_INSTANCE | Kind::DB_SUBNET_GROUP | Kind::LOAD_BALANCER | Kind::TARGET_GROUP => {
+            // Tagged by ARN.
+            (item.kind, arn_of(snap, item))
+        }
+        // Tagged by name.
+        Kind::AUTO_SCALING_GROUP | Kind::PARAMETER => (item.kind, item.name.clone()),
+        _ => (item.kind, item.id.clone()),
+    }
+}
+
+fn arn_of(snap: &Snapshot, item: &registry::Item) -> String {
+    match item.kind {
+        Kind::DB_SUBNET_GROUP => snap
+            .get::<presta_aws::db_subnet_group::DbSubnetGroups>(&item.name)
+            .unwrap()
+            .arn
+            .clone(),
+        Kind::DB_INSTANCE => snap
+            .get::<presta_aws::db_instance::DbInstances>(&item.name)
+            .unwrap()
+            .arn
+            .clone(),
+        _ => item.id.clone(),
+    }
+}
+
+fn exists(snap: &Snapshot, entry: &dyn KindEntry, name: &str) -> bool {
+    entry.observed_items(snap).iter().any(|i| i.name == name)
+}
+
+/// The refusal, the plan, the delete and the repeated delete of one live resource, each
+/// decided on a fresh observation (as destroy does).
+async fn check(env: &Env, aws: &Aws, entry: &dyn KindEntry, item: &registry::Item) {
+    let name = item.name.as_str();
+    let kind = item.kind;
+    let (tag_kind, tag_id) = carrier(&observe(aws).await, item);
+    retag(env, tag_kind, &tag_id, "other").await;
+    let snap = observe(aws).await;
+    let refused = entry
+        .remove_observed(aws, &snap, name, Mode::Apply, OWNER, "test")
         .await
-        .unwrap();
-    assert_eq!(refused.action, Action::Blocked, "{} {name}", D::KIND);
+        .unwrap()
+        .expect("the resource exists");
+    assert_eq!(refused.action, Action::Blocked, "{kind} {name}");
     assert!(
         refused
             .reason
@@ -158,198 +195,77 @@ async fn check<D: Driver>(
         "{refused:?}"
     );
     assert!(
-        get(&observe(aws).await).is_some(),
-        "{} {name} was deleted although another stack owns it",
-        D::KIND
+        exists(&observe(aws).await, entry, name),
+        "{kind} {name} was deleted although another stack owns it"
     );
-    retag(env, tag_kind, tag_id, "demo").await;
-    let live = get(&observe(aws).await).expect("the resource exists");
-    let planned = remove(driver, aws, name, &live, Mode::Plan, OWNER, "test")
+    retag(env, tag_kind, &tag_id, "demo").await;
+    let snap = observe(aws).await;
+    let planned = entry
+        .remove_observed(aws, &snap, name, Mode::Plan, OWNER, "test")
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(planned.action, Action::Delete);
-    assert!(get(&observe(aws).await).is_some(), "a plan deletes nothing");
-    let deleted = remove(driver, aws, name, &live, Mode::Apply, OWNER, "test")
+    assert!(
+        exists(&observe(aws).await, entry, name),
+        "a plan deletes nothing"
+    );
+    let deleted = entry
+        .remove_observed(aws, &snap, name, Mode::Apply, OWNER, "test")
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(deleted.action, Action::Delete, "{deleted:?}");
     assert!(
-        get(&observe(aws).await).is_none(),
-        "{} {name} is still there after its delete",
-        D::KIND
+        !exists(&observe(aws).await, entry, name),
+        "{kind} {name} is still there after its delete"
     );
-    // Absent is success.
-    driver.delete(aws, &live).await.unwrap_or_else(|e| {
-        panic!("deleting {} {name} again: {e}", D::KIND);
-    });
+    // Absent is success: the same delete again, from the same (now stale) observation.
+    let again = entry
+        .remove_observed(aws, &snap, name, Mode::Apply, OWNER, "test")
+        .await
+        .unwrap_or_else(|e| panic!("deleting {kind} {name} again: {e}"))
+        .unwrap();
+    assert_eq!(again.action, Action::Delete, "{again:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_kind_deletes_what_it_owns_and_refuses_what_it_does_not() {
-    use presta_aws::Kind;
-    use presta_aws::auto_scaling_group::AutoScalingGroups;
-    use presta_aws::db_instance::DbInstances;
-    use presta_aws::db_subnet_group::DbSubnetGroups;
-    use presta_aws::file_system::FileSystems;
-    use presta_aws::launch_template::LaunchTemplates;
-    use presta_aws::listener::Listeners;
-    use presta_aws::load_balancer::LoadBalancers;
-    use presta_aws::mount_target::MountTargets;
-    use presta_aws::parameter::Parameters;
-    use presta_aws::security_group::SecurityGroups;
-    use presta_aws::target_group::TargetGroups;
-
     let env = Env::start();
     env.apply(&env.demo());
     let aws = connect(&env).await;
     let snap = observe(&aws).await;
-
-    check(
-        &env,
-        &aws,
-        &AutoScalingGroups,
-        "demo-app",
-        Kind::AutoScalingGroup,
-        "demo-app",
-        |s: &Snapshot| s.auto_scaling_groups.get("demo-app").cloned(),
-    )
-    .await;
-
-    let lt = snap.launch_templates["demo-app"].clone();
-    check(
-        &env,
-        &aws,
-        &LaunchTemplates,
-        "demo-app",
-        Kind::LaunchTemplate,
-        &lt.id,
-        |s: &Snapshot| s.launch_templates.get("demo-app").cloned(),
-    )
-    .await;
-
-    let lb = snap.load_balancers["demo-alb"].clone();
-    for l in snap.listeners.values() {
-        let key = l.key.clone();
-        check(
-            &env,
-            &aws,
-            &Listeners,
-            &key,
-            Kind::LoadBalancer,
-            &lb.arn,
-            |s: &Snapshot| s.listeners.get(&key).cloned(),
-        )
-        .await;
+    // Every resource of every registered kind, in destroy's order.
+    let mut items: Vec<(&dyn KindEntry, registry::Item)> = KINDS
+        .iter()
+        .flat_map(|e| e.observed_items(&snap).into_iter().map(move |i| (*e, i)))
+        .collect();
+    items.sort_by_key(|(_, i)| i.teardown.order);
+    let mut seen = BTreeSet::new();
+    for (entry, item) in &items {
+        check(&env, &aws, *entry, item).await;
+        seen.insert(item.kind);
+        if item.kind == Kind::DB_INSTANCE {
+            // The database's delete keeps a final snapshot with the stack's tags.
+            let kept = presta_aws::db_snapshot::newest_owned(&aws, "demo-db", "demo")
+                .await
+                .unwrap()
+                .expect("a final snapshot with the stack's tags");
+            assert!(kept.id.starts_with("demo-db-final-"), "{kept:?}");
+        }
     }
-    check(
-        &env,
-        &aws,
-        &LoadBalancers,
-        "demo-alb",
-        Kind::LoadBalancer,
-        &lb.arn,
-        |s: &Snapshot| s.load_balancers.get("demo-alb").cloned(),
-    )
-    .await;
-
-    let tg = snap.target_groups["demo-tg"].clone();
-    check(
-        &env,
-        &aws,
-        &TargetGroups,
-        "demo-tg",
-        Kind::TargetGroup,
-        &tg.arn,
-        |s: &Snapshot| s.target_groups.get("demo-tg").cloned(),
-    )
-    .await;
-
-    let db = snap.db_instances["demo-db"].clone();
-    check(
-        &env,
-        &aws,
-        &DbInstances,
-        "demo-db",
-        Kind::DbInstance,
-        &db.arn,
-        |s: &Snapshot| s.db_instances.get("demo-db").cloned(),
-    )
-    .await;
-    // The database's delete keeps a final snapshot with the stack's tags.
-    let kept = presta_aws::db_snapshot::newest_owned(&aws, "demo-db", "demo")
-        .await
-        .unwrap()
-        .expect("a final snapshot with the stack's tags");
-    assert!(kept.id.starts_with("demo-db-final-"), "{kept:?}");
-
-    let fs = snap.file_systems["presta-reconciler-demo-efs"].clone();
-    for m in snap.mount_targets.values() {
-        let key = presta_aws::mount_target::key(&m.file_system_id, &m.subnet_id);
-        check(
-            &env,
-            &aws,
-            &MountTargets,
-            &key,
-            Kind::FileSystem,
-            &fs.id,
-            |s: &Snapshot| s.mount_targets.get(&key).cloned(),
-        )
-        .await;
-    }
-    check(
-        &env,
-        &aws,
-        &FileSystems,
-        "demo-efs",
-        Kind::FileSystem,
-        &fs.id,
-        |s: &Snapshot| s.file_systems.get("presta-reconciler-demo-efs").cloned(),
-    )
-    .await;
-
-    let group = snap.db_subnet_groups["demo-db-subnets"].clone();
-    check(
-        &env,
-        &aws,
-        &DbSubnetGroups,
-        "demo-db-subnets",
-        Kind::DbSubnetGroup,
-        &group.arn,
-        |s: &Snapshot| s.db_subnet_groups.get("demo-db-subnets").cloned(),
-    )
-    .await;
-
-    for name in ["demo-db-sg", "demo-efs-sg", "demo-app-sg", "demo-alb-sg"] {
-        let sg = snap.security_groups[name].clone();
-        check(
-            &env,
-            &aws,
-            &SecurityGroups,
-            name,
-            Kind::SecurityGroup,
-            &sg.id,
-            |s: &Snapshot| s.security_groups.get(name).cloned(),
-        )
-        .await;
-    }
-
-    for p in snap.parameters.values() {
-        let name = p.name.clone();
-        check(
-            &env,
-            &aws,
-            &Parameters,
-            &name,
-            Kind::Parameter,
-            &name,
-            |s: &Snapshot| s.parameters.get(&name).cloned(),
-        )
-        .await;
-    }
-    let left = observe(&aws).await;
-    assert!(
-        left.security_groups.is_empty()
-            && left.parameters.is_empty()
-            && left.file_systems.is_empty()
+    assert_eq!(
+        seen,
+        registry::kinds().collect::<BTreeSet<_>>(),
+        "the demo stack has a resource of every registered kind, each deleted here"
     );
+    let left = observe(&aws).await;
+    for e in KINDS {
+        assert!(
+            e.observed_items(&left).is_empty(),
+            "{} left: {:?}",
+            e.kind(),
+            e.observed_items(&left)
+        );
+    }
 }

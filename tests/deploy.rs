@@ -431,6 +431,61 @@ fn tagging_is_bounded(policy: &serde_json::Value) {
 }
 
 #[test]
+fn the_shipped_policy_is_the_one_generated_from_the_kinds() {
+    let out = Command::new(env!("CARGO_BIN_EXE_presta-reconciler"))
+        .args(["iam-policy", "--reference"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        generated,
+        json("deploy/iam/policy.json"),
+        "deploy/iam/policy.json is not the policy generated from the kinds' declarations: \
+         regenerate it with `cargo run -- iam-policy --reference > deploy/iam/policy.json`"
+    );
+}
+
+#[test]
+fn instances_are_launched_only_from_templates_carrying_the_ownership_tag() {
+    for (name, policy) in policies() {
+        let mut template_grants = 0;
+        for (action, st) in policy_actions(&policy) {
+            if action != "ec2:runinstances" {
+                continue;
+            }
+            let resources: Vec<String> = match &st["Resource"] {
+                serde_json::Value::String(r) => vec![r.clone()],
+                serde_json::Value::Array(a) => {
+                    a.iter().map(|r| r.as_str().unwrap().to_string()).collect()
+                }
+                other => panic!("{other}"),
+            };
+            assert!(
+                !resources.iter().any(|r| r == "*"),
+                "{name}: ec2:RunInstances on every resource would cover any launch template ({})",
+                st["Sid"]
+            );
+            if resources.iter().any(|r| r.contains(":launch-template/")) {
+                template_grants += 1;
+                assert!(
+                    st["Condition"]
+                        .to_string()
+                        .contains("aws:ResourceTag/managed-by"),
+                    "{name}: launching from a template without the ownership tag ({})",
+                    st["Sid"]
+                );
+            }
+        }
+        assert_eq!(template_grants, 1, "{name}");
+    }
+}
+
+#[test]
 fn pass_role_is_limited_to_the_instance_roles() {
     for (_, policy) in policies() {
         for (action, st) in policy_actions(&policy) {

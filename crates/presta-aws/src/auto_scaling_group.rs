@@ -8,19 +8,22 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_autoscaling::types::{
-    LaunchTemplateSpecification, MetricType, PredefinedMetricSpecification, RefreshPreferences,
-    Tag as AsgTag, TargetTrackingConfiguration,
+    LaunchTemplateSpecification, MetricType, PredefinedMetricSpecification, Tag as AsgTag,
+    TargetTrackingConfiguration,
 };
 
 use crate::clients::Aws;
 use crate::diff::{Delta, Diffs, FieldDiff, Kind, TAGS};
 use crate::driver::{Driver, Scope};
 use crate::error::{AwsError, AwsResultExt};
+use crate::iam::allow;
 use crate::network::Network;
+use crate::registry::{Deletion, Iam, Observed, OrphanSearch, Owned, Targets, Teardown};
 use crate::tags::Tags;
 use fields::*;
 use presta_spec::Stack;
 use presta_spec::naming::{self, Component};
+use serde_json::json;
 
 /// The launch-template version an Auto Scaling group follows.
 pub const DEFAULT_VERSION: &str = "$Default";
@@ -109,62 +112,85 @@ pub struct AutoScalingGroupLive {
 
 pub struct AutoScalingGroups;
 
-/// The group's instances that are InService (one call).
-pub async fn in_service_instances(aws: &Aws, group: &str) -> Result<Vec<String>, AwsError> {
-    let out = aws
-        .autoscaling
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(group)
-        .send()
-        .await
-        .aws("DescribeAutoScalingGroups")?;
-    Ok(out
-        .auto_scaling_groups()
-        .iter()
-        .flat_map(|g| g.instances())
-        .filter(|i| {
-            i.lifecycle_state() == Some(&aws_sdk_autoscaling::types::LifecycleState::InService)
-        })
-        .filter_map(|i| i.instance_id().map(String::from))
-        .collect())
-}
+pub use crate::instances::{TAG_REFRESH, failed_launches, in_service_instances};
 
-/// Launches of the group that failed within the last `window_minutes`, newest first (its
-/// scaling activities: one call), for the health verdict.
-pub async fn failed_launches(
-    aws: &Aws,
-    group: &str,
-    window_minutes: i64,
-) -> Result<Vec<String>, AwsError> {
-    let out = aws
-        .autoscaling
-        .describe_scaling_activities()
-        .auto_scaling_group_name(group)
-        .max_records(20)
-        .send()
-        .await
-        .aws("DescribeScalingActivities")?;
-    let since = aws_smithy_types::DateTime::from_secs(
-        aws_smithy_types::DateTime::from(std::time::SystemTime::now()).secs() - window_minutes * 60,
-    );
-    Ok(out
-        .activities()
-        .iter()
-        .filter(|a| {
-            a.status_code() == Some(&aws_sdk_autoscaling::types::ScalingActivityStatusCode::Failed)
-        })
-        .filter(|a| a.start_time().is_none_or(|t| t.secs() >= since.secs()))
-        .map(|a| {
-            a.status_message()
-                .or(a.description())
-                .unwrap_or("a launch failed")
-                .to_string()
-        })
-        .collect())
+impl Kind {
+    pub const AUTO_SCALING_GROUP: Kind = Kind::new("auto_scaling_group");
 }
 
 impl Driver for AutoScalingGroups {
-    const KIND: Kind = Kind::AutoScalingGroup;
+    const KIND: Kind = Kind::AUTO_SCALING_GROUP;
+    const IAM: Iam = Iam {
+        read: &[
+            "autoscaling:DescribeAutoScalingGroups",
+            "autoscaling:DescribePolicies",
+            "autoscaling:DescribeInstanceRefreshes",
+            "autoscaling:DescribeScalingActivities",
+        ],
+        create: &["autoscaling:CreateAutoScalingGroup"],
+        change: &[
+            "autoscaling:UpdateAutoScalingGroup",
+            "autoscaling:AttachLoadBalancerTargetGroups",
+            "autoscaling:DetachLoadBalancerTargetGroups",
+            "autoscaling:PutScalingPolicy",
+            "autoscaling:StartInstanceRefresh",
+            "autoscaling:CreateOrUpdateTags",
+            "autoscaling:DeleteTags",
+            "autoscaling:DeleteAutoScalingGroup",
+        ],
+        statements: || {
+            vec![allow(
+                "TagOnCreateOfTheStacksAutoScalingGroupsByTheirNames",
+                &["autoscaling:CreateOrUpdateTags"],
+                json!("arn:aws:autoscaling:*:*:autoScalingGroup:*:autoScalingGroupName/*-app"),
+                Some(crate::iam::request_tagged()),
+            )]
+        },
+    };
+    /// First: its instances use everything else; waited for until they are gone.
+    const TEARDOWN: Teardown = Teardown::new(10, Deletion::Awaited);
+    const ORPHANS: OrphanSearch = OrphanSearch::Secondary;
+
+    fn scope(targets: &Targets, _: &Observed) -> Scope {
+        Scope::named(targets.names(Component::AutoScalingGroup))
+    }
+
+    /// Tag-filtered, or by name.
+    async fn list_owned(
+        &self,
+        aws: &Aws,
+        names: Option<&[String]>,
+    ) -> Result<Vec<Owned>, AwsError> {
+        let q = aws.autoscaling.describe_auto_scaling_groups();
+        let q = match names {
+            None => q.filters(
+                aws_sdk_autoscaling::types::Filter::builder()
+                    .name(format!("tag:{}", naming::TAG_MANAGED_BY))
+                    .values(naming::MANAGED_BY_VALUE)
+                    .build(),
+            ),
+            Some(names) => q.set_auto_scaling_group_names(Some(names.to_vec())),
+        };
+        let groups = q
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .aws("DescribeAutoScalingGroups")?;
+        Ok(groups
+            .iter()
+            .map(|g| {
+                let name = g.auto_scaling_group_name().unwrap_or_default();
+                Owned::from_tags(
+                    name,
+                    name,
+                    g.tags().iter().filter_map(|t| Some((t.key()?, t.value()?))),
+                )
+            })
+            .collect())
+    }
+
     type Desired = AutoScalingGroupDesired;
     type Live = AutoScalingGroupLive;
 
@@ -381,101 +407,6 @@ impl Driver for AutoScalingGroups {
             .await?
             .remove(&desired.name)
             .unwrap_or_else(|| live.clone()))
-    }
-}
-
-/// Tag that marks a group while an instance refresh the reconciler started may still run, so
-/// that later observations ask for its status (one call per rolling group) and steady-state
-/// observations make no per-group call at all.
-pub const TAG_REFRESH: &str = "presta-reconciler/refresh";
-
-impl AutoScalingGroups {
-    /// Marks the group as rolling (see [`TAG_REFRESH`]), or clears the mark with `None`.
-    pub async fn mark_refresh(
-        &self,
-        aws: &Aws,
-        group: &str,
-        refresh_id: Option<&str>,
-    ) -> Result<(), AwsError> {
-        let tag = AsgTag::builder()
-            .resource_id(group)
-            .resource_type("auto-scaling-group")
-            .key(TAG_REFRESH)
-            .set_value(refresh_id.map(String::from))
-            .propagate_at_launch(false)
-            .build();
-        match refresh_id {
-            Some(_) => aws
-                .autoscaling
-                .create_or_update_tags()
-                .tags(tag)
-                .send()
-                .await
-                .map(|_| ())
-                .aws("CreateOrUpdateTags"),
-            None => aws
-                .autoscaling
-                .delete_tags()
-                .tags(tag)
-                .send()
-                .await
-                .map(|_| ())
-                .aws("DeleteTags"),
-        }
-    }
-
-    /// Starts a rolling replacement of the group's instances onto the template's default
-    /// version. Returns the refresh id, or `None` when one is already in progress.
-    pub async fn start_refresh(
-        &self,
-        aws: &Aws,
-        group: &str,
-        min_healthy_percentage: i32,
-        warmup_seconds: i32,
-    ) -> Result<Option<String>, AwsError> {
-        let res = aws
-            .autoscaling
-            .start_instance_refresh()
-            .auto_scaling_group_name(group)
-            .preferences(
-                RefreshPreferences::builder()
-                    .min_healthy_percentage(min_healthy_percentage)
-                    .instance_warmup(warmup_seconds)
-                    .build(),
-            )
-            .send()
-            .await
-            .aws("StartInstanceRefresh");
-        match res {
-            Ok(out) => Ok(out.instance_refresh_id().map(String::from)),
-            Err(e) if e.has_code("InstanceRefreshInProgress") => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The latest instance refresh of a group: `(id, status, percentage)`.
-    pub async fn latest_refresh(
-        &self,
-        aws: &Aws,
-        group: &str,
-    ) -> Result<Option<(String, String, i32)>, AwsError> {
-        let out = aws
-            .autoscaling
-            .describe_instance_refreshes()
-            .auto_scaling_group_name(group)
-            .max_records(1)
-            .send()
-            .await
-            .aws("DescribeInstanceRefreshes")?;
-        Ok(out.instance_refreshes().first().map(|r| {
-            (
-                r.instance_refresh_id().unwrap_or_default().to_string(),
-                r.status()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
-                r.percentage_complete().unwrap_or(0),
-            )
-        }))
     }
 }
 

@@ -12,16 +12,21 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
 use crate::clients::Aws;
+pub use crate::db_password::{password_change_state, set_master_password};
 use crate::db_snapshot;
+pub use crate::db_status::{DbState, DbStatus};
 use crate::db_subnet_group::{from_rds, rds_tags};
 use crate::diff::{Delta, Diffs, Field, FieldDiff, Kind};
 use crate::driver::{Driver, Readiness, Scope};
 use crate::error::{AwsError, AwsResultExt};
+use crate::iam::allow;
 use crate::parameter::read_secret;
+use crate::registry::{Deletion, Iam, Observed, OrphanSearch, Owned, Targets, Teardown};
 use crate::tags::{self, Tags};
 use fields::*;
 use presta_spec::Stack;
 use presta_spec::naming::{self, Component};
+use serde_json::json;
 
 /// The fields this kind manages, as its diff reports them and its update reads them.
 pub mod fields {
@@ -97,7 +102,7 @@ pub struct DbInstanceLive {
     pub identifier: String,
     pub arn: String,
     /// `creating`, `available`, `modifying`, `backing-up`, `failed`...
-    pub status: String,
+    pub status: DbStatus,
     pub endpoint: Option<String>,
     pub port: i32,
     pub engine: String,
@@ -128,8 +133,81 @@ fn major(v: &str) -> String {
     v.split('.').take(2).collect::<Vec<_>>().join(".")
 }
 
+impl Kind {
+    pub const DB_INSTANCE: Kind = Kind::new("db_instance");
+}
+
 impl Driver for DbInstances {
-    const KIND: Kind = Kind::DbInstance;
+    const KIND: Kind = Kind::DB_INSTANCE;
+    const IAM: Iam = Iam {
+        read: &["rds:DescribeDBInstances", "rds:DescribeDBSnapshots"],
+        create: &[
+            "rds:CreateDBInstance",
+            "rds:RestoreDBInstanceFromDBSnapshot",
+        ],
+        change: &[
+            "rds:ModifyDBInstance",
+            "rds:AddTagsToResource",
+            "rds:RemoveTagsFromResource",
+            "rds:DeleteDBInstance",
+            "rds:CreateDBSnapshot",
+        ],
+        statements: || {
+            vec![allow(
+                "TagOnCreateOfTheStacksDatabasesByTheirNames",
+                &["rds:AddTagsToResource"],
+                json!([
+                    "arn:aws:rds:*:*:db:*-db",
+                    "arn:aws:rds:*:*:snapshot:*-db-final-*"
+                ]),
+                Some(crate::iam::request_tagged()),
+            )]
+        },
+    };
+    const TEARDOWN: Teardown = Teardown::new(30, Deletion::Database);
+    const ORPHANS: OrphanSearch = OrphanSearch::Secondary;
+
+    fn scope(targets: &Targets, _: &Observed) -> Scope {
+        Scope::named(targets.names(Component::DbInstance))
+    }
+
+    /// Every database of the region (RDS filters by identifier, not by tag), or by name.
+    async fn list_owned(
+        &self,
+        aws: &Aws,
+        names: Option<&[String]>,
+    ) -> Result<Vec<Owned>, AwsError> {
+        let q = aws.rds.describe_db_instances();
+        let q = match names {
+            None => q,
+            Some(names) => q.filters(
+                aws_sdk_rds::types::Filter::builder()
+                    .name("db-instance-id")
+                    .set_values(Some(names.to_vec()))
+                    .build(),
+            ),
+        };
+        let all = q
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .aws("DescribeDBInstances")?;
+        Ok(all
+            .iter()
+            .map(|d| {
+                Owned::from_tags(
+                    d.db_instance_identifier().unwrap_or_default(),
+                    d.db_instance_arn().unwrap_or_default(),
+                    d.tag_list()
+                        .iter()
+                        .filter_map(|t| Some((t.key()?, t.value()?))),
+                )
+            })
+            .collect())
+    }
+
     type Desired = DbInstanceDesired;
     type Live = DbInstanceLive;
 
@@ -153,18 +231,13 @@ impl Driver for DbInstances {
     }
 
     fn readiness(live: &DbInstanceLive) -> Readiness {
-        match live.status.as_str() {
-            "available" => Readiness::Ready,
-            "failed"
-            | "incompatible-parameters"
-            | "incompatible-network"
-            | "incompatible-restore"
-            | "storage-full"
-            | "inaccessible-encryption-credentials" => Readiness::Failed(format!(
+        match live.status.state() {
+            DbState::Available => Readiness::Ready,
+            DbState::Failed => Readiness::Failed(format!(
                 "the database is `{}`: see the RDS console and events",
                 live.status
             )),
-            other => Readiness::Pending(other.to_string()),
+            _ => Readiness::Pending(live.status.to_string()),
         }
     }
 
@@ -195,7 +268,7 @@ impl Driver for DbInstances {
                 let live = DbInstanceLive {
                     identifier: db.db_instance_identifier().unwrap_or_default().to_string(),
                     arn: db.db_instance_arn().unwrap_or_default().to_string(),
-                    status: db.db_instance_status().unwrap_or_default().to_string(),
+                    status: DbStatus::new(db.db_instance_status().unwrap_or_default()),
                     endpoint: db.endpoint().and_then(|e| e.address()).map(String::from),
                     port: db.endpoint().and_then(|e| e.port()).unwrap_or(3306),
                     engine: db.engine().unwrap_or_default().to_string(),
@@ -475,7 +548,7 @@ impl DbInstances {
                 class: crate::error::ErrorClass::Refused,
             });
         }
-        if live.status == "deleting" {
+        if live.status.state() == DbState::Deleting {
             return Ok(());
         }
         let res = aws
@@ -502,47 +575,6 @@ impl DbInstances {
         }
         Ok(())
     }
-}
-
-/// Sets a new master password now (`ApplyImmediately`): the rotation's second step.
-pub async fn set_master_password(
-    aws: &Aws,
-    identifier: &str,
-    password: &crate::secret::Secret,
-) -> Result<(), AwsError> {
-    aws.rds
-        .modify_db_instance()
-        .db_instance_identifier(identifier)
-        .master_user_password(password.expose())
-        .apply_immediately(true)
-        .send()
-        .await
-        .aws("ModifyDBInstance")?;
-    Ok(())
-}
-
-/// The instance's status and whether a master password change is still pending.
-pub async fn password_change_state(
-    aws: &Aws,
-    identifier: &str,
-) -> Result<(String, bool), AwsError> {
-    let out = aws
-        .rds
-        .describe_db_instances()
-        .db_instance_identifier(identifier)
-        .send()
-        .await
-        .aws("DescribeDBInstances")?;
-    let db = out.db_instances().first().ok_or_else(|| {
-        AwsError::unexpected("DescribeDBInstances", format!("{identifier} not found"))
-    })?;
-    let pending = db
-        .pending_modified_values()
-        .is_some_and(|p| p.master_user_password().is_some());
-    Ok((
-        db.db_instance_status().unwrap_or_default().to_string(),
-        pending,
-    ))
 }
 
 #[cfg(test)]
@@ -573,7 +605,7 @@ mod tests {
         DbInstanceLive {
             identifier: d.identifier,
             arn: "arn:db".into(),
-            status: "available".into(),
+            status: DbStatus::new("available"),
             endpoint: Some("shop-db.x.rds.amazonaws.com".into()),
             port: 3306,
             engine: "mysql".into(),
@@ -646,12 +678,12 @@ mod tests {
     fn readiness_follows_the_status() {
         let mut l = live();
         assert_eq!(DbInstances::readiness(&l), Readiness::Ready);
-        l.status = "creating".into();
+        l.status = DbStatus::new("creating");
         assert_eq!(
             DbInstances::readiness(&l),
             Readiness::Pending("creating".into())
         );
-        l.status = "incompatible-parameters".into();
+        l.status = DbStatus::new("incompatible-parameters");
         assert!(matches!(DbInstances::readiness(&l), Readiness::Failed(_)));
     }
 }

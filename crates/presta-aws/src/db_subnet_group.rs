@@ -7,11 +7,14 @@ use crate::clients::Aws;
 use crate::diff::{Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
+use crate::iam::allow;
 use crate::network::Network;
+use crate::registry::{Deletion, Iam, Observed, Targets, Teardown};
 use crate::tags::Tags;
 use fields::*;
 use presta_spec::Stack;
 use presta_spec::naming::{self, Component};
+use serde_json::json;
 
 /// The fields this kind manages, as its diff reports them and its update reads them.
 pub mod fields {
@@ -57,8 +60,36 @@ pub struct DbSubnetGroupLive {
 
 pub struct DbSubnetGroups;
 
+impl Kind {
+    pub const DB_SUBNET_GROUP: Kind = Kind::new("db_subnet_group");
+}
+
 impl Driver for DbSubnetGroups {
-    const KIND: Kind = Kind::DbSubnetGroup;
+    const KIND: Kind = Kind::DB_SUBNET_GROUP;
+    const IAM: Iam = Iam {
+        read: &["rds:DescribeDBSubnetGroups", "rds:ListTagsForResource"],
+        create: &["rds:CreateDBSubnetGroup"],
+        change: &[
+            "rds:ModifyDBSubnetGroup",
+            "rds:AddTagsToResource",
+            "rds:DeleteDBSubnetGroup",
+        ],
+        statements: || {
+            vec![allow(
+                "TagOnCreateOfTheStacksDbSubnetGroupsByTheirNames",
+                &["rds:AddTagsToResource"],
+                json!(["arn:aws:rds:*:*:subgrp:*-db-subnets"]),
+                Some(crate::iam::request_tagged()),
+            )]
+        },
+    };
+    /// Kept with a retained database, which uses it.
+    const TEARDOWN: Teardown = Teardown::new(50, Deletion::DatabaseNetwork);
+
+    fn scope(targets: &Targets, _: &Observed) -> Scope {
+        Scope::named(targets.names(Component::DbSubnetGroup))
+    }
+
     type Desired = DbSubnetGroupDesired;
     type Live = DbSubnetGroupLive;
 

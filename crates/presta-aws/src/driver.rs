@@ -12,6 +12,7 @@ use std::future::Future;
 use crate::clients::Aws;
 use crate::diff::{Action, Change, FieldDiff, Kind};
 use crate::error::{AwsError, ErrorClass};
+use crate::registry::{Iam, Observed, OrphanSearch, Owned, Targets, Teardown};
 use crate::tags::Tags;
 use presta_spec::naming::{MANAGED_BY_VALUE, TAG_MANAGED_BY, TAG_STACK};
 
@@ -24,6 +25,27 @@ pub struct Scope {
     pub names: Vec<String>,
     /// Parent ids or ARNs (load balancers for listeners, file systems for mount targets).
     pub parents: Vec<String>,
+    /// Names read in the same calls for their plain value (the stacks' AMI references, read
+    /// with their passwords' `GetParameters`); only the parameter kind uses it.
+    pub plain: Vec<String>,
+}
+
+impl Scope {
+    /// A scope of deterministic names.
+    pub fn named(names: Vec<String>) -> Scope {
+        Scope {
+            names,
+            ..Scope::default()
+        }
+    }
+
+    /// A scope of parent ids (listeners of load balancers, mount targets of file systems).
+    pub fn under(parents: Vec<String>) -> Scope {
+        Scope {
+            parents,
+            ..Scope::default()
+        }
+    }
 }
 
 /// Whether a resource can be used yet.
@@ -36,13 +58,69 @@ pub enum Readiness {
     Failed(String),
 }
 
-/// One AWS resource kind.
-pub trait Driver: Send + Sync {
+/// One AWS resource kind: everything the engine, `destroy`, the orphan search and the IAM
+/// policy need to know about it is declared here, once, in the kind's module; the kind is
+/// then listed in [`crate::registry::KINDS`].
+pub trait Driver: Send + Sync + 'static {
     const KIND: Kind;
     /// What one resource should look like (from the spec and its dependencies' outputs).
     type Desired: Send + Sync;
     /// The live resource, normalised (no SDK types).
-    type Live: Clone + Send + Sync;
+    type Live: Clone + Send + Sync + 'static;
+
+    /// The AWS actions this kind calls, for the generated IAM policy.
+    const IAM: Iam;
+
+    /// Where `destroy` deletes this kind and what it does with its data (per resource:
+    /// [`Driver::teardown`]).
+    const TEARDOWN: Teardown;
+
+    /// Whether (and when) the orphan search lists this kind.
+    const ORPHANS: OrphanSearch = OrphanSearch::Skip;
+
+    /// The kind whose live resources this one hangs off (listeners: the load balancers):
+    /// observed after it, with [`Driver::scope`] reading its live map.
+    const PARENT: Option<Kind> = None;
+
+    /// What to observe for the stacks in `targets`: their deterministic names, or, for kinds
+    /// with a [`Driver::PARENT`], the parents' live ids found in `observed`.
+    fn scope(targets: &Targets, observed: &Observed) -> Scope;
+
+    /// The teardown of one live resource: the kind's, unless one kind plays several parts
+    /// (the database's security group is kept with a retained database, the others not).
+    fn teardown(_live: &Self::Live) -> Teardown {
+        Self::TEARDOWN
+    }
+
+    /// The owned resources of this kind in the region: those carrying the ownership tags
+    /// (`names` is `None`) or named `names`; for [`Driver::ORPHANS`] other than `Skip`.
+    fn list_owned(
+        &self,
+        _aws: &Aws,
+        _names: Option<&[String]>,
+    ) -> impl Future<Output = Result<Vec<Owned>, AwsError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
+    /// Before `destroy` deletes it: what must be lifted first (a load balancer's deletion
+    /// protection), said in the returned note.
+    fn before_delete(
+        &self,
+        _aws: &Aws,
+        _live: &Self::Live,
+    ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send {
+        async { Ok(None) }
+    }
+
+    /// When `destroy` keeps it while deleting what it refers to: drop those references (a
+    /// kept security group revokes its rules from the groups about to go).
+    fn detach(
+        &self,
+        _aws: &Aws,
+        _live: &Self::Live,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send {
+        async { Ok(()) }
+    }
 
     /// The deterministic name of the desired resource: the key of [`Driver::observe`]'s map.
     fn name(desired: &Self::Desired) -> String;
@@ -189,15 +267,18 @@ pub async fn remove<D: Driver>(
     owner: Owner<'_>,
     why: &str,
 ) -> Result<Change, AwsError> {
-    let tags = driver.ownership_tags(aws, live).await?;
-    let mut change = Change {
-        kind: D::KIND,
-        name: name.to_string(),
-        id: Some(D::id(live)),
-        action: Action::Delete,
-        diffs: Vec::new(),
-        reason: Some(why.to_string()),
-        error_class: None,
+    let tags = match driver.ownership_tags(aws, live).await {
+        Ok(tags) => Some(tags),
+        // Gone already (its tags, or the parent that carries them): absent is success.
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(e),
+    };
+    let mut change = Change::new(D::KIND, name.to_string(), Action::Delete)
+        .with_id(Some(D::id(live)))
+        .with_reason(Some(why.to_string()));
+    let Some(tags) = tags else {
+        change.reason = Some(format!("{why}: already gone"));
+        return Ok(change);
     };
     if let Some(refusal) = owner.deletion_refusal(&tags) {
         change.action = Action::Blocked;
@@ -242,15 +323,9 @@ pub async fn sync<D: Driver>(
     let name = D::name(desired);
     if let Some(reason) = live.and_then(D::tags).and_then(|t| owner.refusal(t)) {
         return Ok(Synced {
-            change: Change {
-                kind: D::KIND,
-                name,
-                id: live.map(D::id),
-                action: Action::Blocked,
-                diffs: Vec::new(),
-                reason: Some(reason),
-                error_class: None,
-            },
+            change: Change::new(D::KIND, name, Action::Blocked)
+                .with_id(live.map(D::id))
+                .with_reason(Some(reason)),
             live: None,
         });
     }
@@ -260,30 +335,15 @@ pub async fn sync<D: Driver>(
         (Some(l), _) => l,
         (None, Mode::Plan) => {
             return Ok(Synced {
-                change: Change {
-                    kind: D::KIND,
-                    name,
-                    id: None,
-                    action: Action::Create,
-                    diffs: Vec::new(),
-                    reason: None,
-                    error_class: None,
-                },
+                change: Change::new(D::KIND, name, Action::Create),
                 live: None,
             });
         }
         (None, Mode::Apply) => match driver.create(aws, desired).await {
             Ok(created) => {
                 return Ok(Synced {
-                    change: Change {
-                        kind: D::KIND,
-                        name,
-                        id: Some(D::id(&created)),
-                        action: Action::Create,
-                        diffs: Vec::new(),
-                        reason: None,
-                        error_class: None,
-                    },
+                    change: Change::new(D::KIND, name, Action::Create)
+                        .with_id(Some(D::id(&created))),
                     live: Some(created),
                 });
             }
@@ -310,15 +370,9 @@ pub async fn sync<D: Driver>(
     let id = Some(D::id(live));
     if diffs.is_empty() {
         return Ok(Synced {
-            change: Change {
-                kind: D::KIND,
-                name,
-                id,
-                action: Action::None,
-                diffs,
-                reason: None,
-                error_class: None,
-            },
+            change: Change::new(D::KIND, name, Action::None)
+                .with_id(id)
+                .with_diffs(diffs),
             live: Some(live.clone()),
         });
     }
@@ -334,15 +388,10 @@ pub async fn sync<D: Driver>(
             .collect::<Vec<_>>()
             .join("; ");
         return Ok(Synced {
-            change: Change {
-                kind: D::KIND,
-                name,
-                id,
-                action: Action::Blocked,
-                diffs,
-                reason: Some(reason),
-                error_class: None,
-            },
+            change: Change::new(D::KIND, name, Action::Blocked)
+                .with_id(id)
+                .with_diffs(diffs)
+                .with_reason(Some(reason)),
             live: Some(live.clone()),
         });
     }
@@ -358,15 +407,10 @@ pub async fn sync<D: Driver>(
         .flatten()
         .reduce(|a, b| format!("{a}; {b}"));
     Ok(Synced {
-        change: Change {
-            kind: D::KIND,
-            name,
-            id,
-            action: Action::Update,
-            diffs,
-            reason,
-            error_class: None,
-        },
+        change: Change::new(D::KIND, name, Action::Update)
+            .with_id(id)
+            .with_diffs(diffs)
+            .with_reason(reason),
         live: Some(after),
     })
 }

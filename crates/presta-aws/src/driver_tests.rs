@@ -42,9 +42,16 @@ impl Fake {
 }
 
 impl Driver for Fake {
-    const KIND: Kind = Kind::TargetGroup;
+    const KIND: Kind = Kind::TARGET_GROUP;
     type Desired = Want;
     type Live = Live;
+    const IAM: crate::registry::Iam = crate::registry::Iam::NONE;
+    const TEARDOWN: crate::registry::Teardown =
+        crate::registry::Teardown::new(0, crate::registry::Deletion::Plain);
+
+    fn scope(_: &crate::registry::Targets, _: &crate::registry::Observed) -> Scope {
+        Scope::default()
+    }
 
     fn name(d: &Want) -> String {
         d.name.clone()

@@ -1,6 +1,7 @@
 //! AWS errors as data: the operation, AWS's error code (kept verbatim, e.g.
 //! `InvalidGroup.NotFound`, `RequestLimitExceeded`) and a class that decides what to do next.
 
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
@@ -22,7 +23,7 @@ pub enum ErrorClass {
 }
 
 /// A failed AWS call.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{operation} failed: {}{message}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
 pub struct AwsError {
     pub operation: &'static str,
@@ -47,6 +48,8 @@ const NOT_FOUND_CODES: &[&str] = &[
     "PolicyNotFound",
     "LifecycleConfigurationNotFound",
     "ParameterNotFound",
+    // SSM's tagging calls on a parameter that is gone.
+    "InvalidResourceId",
     "InvalidVpcID.NotFound",
     "InvalidSubnetID.NotFound",
 ];
@@ -116,10 +119,9 @@ impl ErrorClass {
 
 impl AwsError {
     /// Classifies an SDK error of `operation`.
-    pub fn from_sdk<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
+    pub fn from_sdk<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
         match &err {
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => AwsError {
@@ -166,17 +168,13 @@ impl AwsError {
     }
 }
 
-fn raw_status<E, R: std::fmt::Debug>(err: &SdkError<E, R>) -> Option<u16> {
+/// The HTTP status of AWS's answer, from the SDK's own response.
+fn raw_status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
     match err {
-        SdkError::ServiceError(e) => {
-            // R is the HTTP response; its Debug shows the status. Avoid depending on the type.
-            let dbg = format!("{:?}", e.raw());
-            dbg.split("status: StatusCode(")
-                .nth(1)
-                .and_then(|s| s.split(')').next())
-                .and_then(|s| s.parse().ok())
-        }
-        SdkError::ResponseError(_) => Some(500),
+        SdkError::ServiceError(e) => Some(e.raw().status().as_u16()),
+        // An answer that could not be read (cut short, not AWS's format): a server-side
+        // failure to retry, whatever status it claimed.
+        SdkError::ResponseError(e) => Some(e.raw().status().as_u16().max(500)),
         _ => None,
     }
 }
@@ -222,10 +220,9 @@ pub trait AwsResultExt<T> {
     fn aws(self, operation: &'static str) -> Result<T, AwsError>;
 }
 
-impl<T, E, R> AwsResultExt<T> for Result<T, SdkError<E, R>>
+impl<T, E> AwsResultExt<T> for Result<T, SdkError<E, HttpResponse>>
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     fn aws(self, operation: &'static str) -> Result<T, AwsError> {
         self.map_err(|e| AwsError::from_sdk(operation, e))

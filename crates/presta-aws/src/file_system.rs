@@ -16,6 +16,7 @@ use crate::clients::Aws;
 use crate::diff::{Delta, Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Readiness, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
+use crate::registry::{Deletion, Iam, Observed, OrphanSearch, Owned, Targets, Teardown};
 use crate::tags::{self, Tags};
 use fields::*;
 use presta_spec::Stack;
@@ -129,16 +130,11 @@ impl FileSystems {
 
     /// Marks a kept file system as retained (destroy).
     pub async fn mark_retained(&self, aws: &Aws, id: &str, at: &str) -> Result<(), AwsError> {
+        let mark = Tags::from([(TAG_RETAINED_AT.to_string(), at.to_string())]);
         aws.efs
             .tag_resource()
             .resource_id(id)
-            .tags(
-                aws_sdk_efs::types::Tag::builder()
-                    .key(TAG_RETAINED_AT)
-                    .value(at)
-                    .build()
-                    .map_err(|e| AwsError::unexpected("TagResource", e.to_string()))?,
-            )
+            .set_tags(Some(tags::efs(&mark)))
             .send()
             .await
             .aws("TagResource")?;
@@ -146,8 +142,94 @@ impl FileSystems {
     }
 }
 
+impl Kind {
+    pub const FILE_SYSTEM: Kind = Kind::new("file_system");
+}
+
 impl Driver for FileSystems {
-    const KIND: Kind = Kind::FileSystem;
+    const KIND: Kind = Kind::FILE_SYSTEM;
+    const IAM: Iam = Iam {
+        read: &[
+            "elasticfilesystem:DescribeFileSystems",
+            "elasticfilesystem:DescribeLifecycleConfiguration",
+            "elasticfilesystem:DescribeBackupPolicy",
+            "elasticfilesystem:DescribeMountTargets",
+        ],
+        create: &["elasticfilesystem:CreateFileSystem"],
+        change: &[
+            "elasticfilesystem:UpdateFileSystem",
+            "elasticfilesystem:PutLifecycleConfiguration",
+            "elasticfilesystem:PutBackupPolicy",
+            "elasticfilesystem:TagResource",
+            "elasticfilesystem:UntagResource",
+            "elasticfilesystem:DeleteMountTarget",
+            "elasticfilesystem:DeleteFileSystem",
+        ],
+        statements: || {
+            vec![crate::iam::tag_while_creating(
+                "TagFileSystemsOnlyWhileCreatingThem",
+                "elasticfilesystem",
+                "elasticfilesystem:TagResource",
+                &["CreateFileSystem"],
+            )]
+        },
+    };
+    const TEARDOWN: Teardown = Teardown::new(41, Deletion::Files);
+    const ORPHANS: OrphanSearch = OrphanSearch::Primary;
+
+    /// By creation token.
+    fn scope(targets: &Targets, _: &Observed) -> Scope {
+        Scope::named(targets.names(Component::FileSystem))
+    }
+
+    /// Every file system of the region (EFS filters by nothing but a token), or by token.
+    async fn list_owned(
+        &self,
+        aws: &Aws,
+        names: Option<&[String]>,
+    ) -> Result<Vec<Owned>, AwsError> {
+        let all = match names {
+            None => aws
+                .efs
+                .describe_file_systems()
+                .max_items(EFS_PAGE)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .aws("DescribeFileSystems")?,
+            Some(tokens) => {
+                let mut all = Vec::new();
+                for token in tokens {
+                    all.extend(
+                        aws.efs
+                            .describe_file_systems()
+                            .creation_token(token)
+                            .send()
+                            .await
+                            .aws("DescribeFileSystems")?
+                            .file_systems()
+                            .iter()
+                            .cloned(),
+                    );
+                }
+                all
+            }
+        };
+        Ok(all
+            .iter()
+            .map(|f| Owned {
+                retained: f.tags().iter().any(|t| t.key() == TAG_RETAINED_AT),
+                ..Owned::from_tags(
+                    f.creation_token(),
+                    f.file_system_id(),
+                    f.tags().iter().map(|t| (t.key(), t.value())),
+                )
+            })
+            .collect())
+    }
+
     type Desired = FileSystemDesired;
     type Live = FileSystemLive;
 
@@ -376,7 +458,7 @@ impl Driver for FileSystems {
             .throughput_mode(ThroughputMode::from(desired.throughput_mode.as_str()))
             .set_provisioned_throughput_in_mibps(desired.provisioned_mibps)
             .backup(desired.automatic_backups)
-            .set_tags(Some(efs_tags(&{
+            .set_tags(Some(tags::efs(&{
                 let mut t = desired.tags.clone();
                 if desired.unused {
                     t.insert(TAG_UNUSED.to_string(), crate::db_snapshot::now_rfc3339());
@@ -491,7 +573,7 @@ impl Driver for FileSystems {
             aws.efs
                 .tag_resource()
                 .resource_id(&live.id)
-                .set_tags(Some(efs_tags(&add)))
+                .set_tags(Some(tags::efs(&add)))
                 .send()
                 .await
                 .aws("TagResource")?;
@@ -523,18 +605,6 @@ impl Driver for FileSystems {
             ..live.clone()
         })
     }
-}
-
-fn efs_tags(tags: &Tags) -> Vec<aws_sdk_efs::types::Tag> {
-    tags.iter()
-        .filter_map(|(k, v)| {
-            aws_sdk_efs::types::Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .ok()
-        })
-        .collect()
 }
 
 #[cfg(test)]

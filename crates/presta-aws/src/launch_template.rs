@@ -16,17 +16,19 @@ use aws_sdk_ec2::types::{
     LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData, ResourceType, VolumeType,
 };
 use futures::future::try_join_all;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::clients::Aws;
 use crate::diff::{Delta, Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
+use crate::iam::allow;
+use crate::registry::{Deletion, Iam, Observed, OrphanSearch, Owned, Targets, Teardown};
 use crate::tags::{self, Tags};
 use fields::*;
 use presta_spec::Stack;
 use presta_spec::naming::{self, Component};
+use serde_json::json;
 
 /// Device name of the Amazon Linux 2023 root volume.
 pub const ROOT_DEVICE: &str = "/dev/xvda";
@@ -106,61 +108,8 @@ pub struct LaunchTemplateLive {
     pub tags: Tags,
 }
 
-/// A user-data script as a plan shows it: its digest and size, not its text.
-#[derive(Debug, PartialEq, Eq, Serialize)]
-struct Digested(String);
-
-fn digest(text: &str) -> Digested {
-    let hash = Sha256::digest(text.as_bytes());
-    let hex: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    Digested(format!("sha256:{hex}… ({} bytes)", text.len()))
-}
-
-/// User data as EC2 stores it: gzip (cloud-init unpacks it), so that the bootstrap and its
-/// scripts fit EC2's 16 KiB limit. Deterministic (no timestamp), so equal text, equal bytes.
-pub fn encode_user_data(text: &str) -> Vec<u8> {
-    use std::io::Write;
-    let mut gz = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), flate2::Compression::best());
-    // Writing to a Vec cannot fail.
-    let _ = gz.write_all(text.as_bytes());
-    gz.finish().unwrap_or_default()
-}
-
-/// The text of stored user data, gzip or plain (a template written by hand).
-pub fn decode_user_data(bytes: &[u8]) -> String {
-    use std::io::Read;
-    if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut text = String::new();
-        if flate2::read::GzDecoder::new(bytes)
-            .read_to_string(&mut text)
-            .is_ok()
-        {
-            return text;
-        }
-    }
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The `readonly NAME='value'` lines of a rendered bootstrap, unquoted.
-pub fn bootstrap_values(user_data: &str) -> BTreeMap<String, String> {
-    user_data
-        .lines()
-        .filter_map(|l| l.strip_prefix("readonly "))
-        .filter_map(|l| l.split_once('='))
-        .filter(|(k, v)| {
-            k.chars().all(|c| c.is_ascii_uppercase() || c == '_') && v.starts_with('\'')
-        })
-        .map(|(k, v)| {
-            let inner = v
-                .strip_prefix('\'')
-                .and_then(|v| v.strip_suffix('\''))
-                .unwrap_or(v);
-            (k.to_string(), inner.replace("'\\''", "'"))
-        })
-        .collect()
-}
+use crate::user_data::digest;
+pub use crate::user_data::{bootstrap_values, decode_user_data, encode_user_data};
 
 pub struct LaunchTemplates;
 
@@ -168,8 +117,101 @@ pub struct LaunchTemplates;
 /// account-wide call rather than one call each.
 const BATCH_VERSIONS_ABOVE: usize = 4;
 
+impl Kind {
+    pub const LAUNCH_TEMPLATE: Kind = Kind::new("launch_template");
+}
+
 impl Driver for LaunchTemplates {
-    const KIND: Kind = Kind::LaunchTemplate;
+    const KIND: Kind = Kind::LAUNCH_TEMPLATE;
+    const IAM: Iam = Iam {
+        read: &[
+            "ec2:DescribeLaunchTemplates",
+            "ec2:DescribeLaunchTemplateVersions",
+        ],
+        create: &["ec2:CreateLaunchTemplate"],
+        change: &[
+            "ec2:CreateLaunchTemplateVersion",
+            "ec2:ModifyLaunchTemplate",
+            "ec2:CreateTags",
+            "ec2:DeleteLaunchTemplate",
+        ],
+        statements: || {
+            vec![
+                crate::iam::tag_while_creating(
+                    "TagLaunchTemplatesAndInstancesOnlyWhileCreatingThem",
+                    "ec2",
+                    "ec2:CreateTags",
+                    &["CreateLaunchTemplate", "RunInstances"],
+                ),
+                // The group launches from the stack's template: the caller must be allowed to
+                // launch with it, and only with templates that carry the ownership tag.
+                allow(
+                    "LaunchOnlyFromTheStacksTemplates",
+                    &["ec2:RunInstances"],
+                    json!("arn:aws:ec2:*:*:launch-template/*"),
+                    Some(crate::iam::resource_tagged()),
+                ),
+                allow(
+                    "LaunchInstancesFromTheStacksTemplates",
+                    &["ec2:RunInstances"],
+                    json!([
+                        "arn:aws:ec2:*:*:instance/*",
+                        "arn:aws:ec2:*:*:volume/*",
+                        "arn:aws:ec2:*:*:network-interface/*",
+                        "arn:aws:ec2:*:*:subnet/*",
+                        "arn:aws:ec2:*:*:security-group/*",
+                        "arn:aws:ec2:*::image/*"
+                    ]),
+                    Some(json!({
+                        "Bool": { "ec2:IsLaunchTemplateResource": "true" },
+                        "ArnLike": { "ec2:LaunchTemplate": "arn:aws:ec2:*:*:launch-template/*" }
+                    })),
+                ),
+            ]
+        },
+    };
+    const TEARDOWN: Teardown = Teardown::new(11, Deletion::Plain);
+    const ORPHANS: OrphanSearch = OrphanSearch::Secondary;
+
+    fn scope(targets: &Targets, _: &Observed) -> Scope {
+        Scope::named(targets.names(Component::LaunchTemplate))
+    }
+
+    /// Tag-filtered, or by name.
+    async fn list_owned(
+        &self,
+        aws: &Aws,
+        names: Option<&[String]>,
+    ) -> Result<Vec<Owned>, AwsError> {
+        let filter = match names {
+            None => crate::tags::ec2_owned_filter(),
+            Some(names) => Filter::builder()
+                .name("launch-template-name")
+                .set_values(Some(names.to_vec()))
+                .build(),
+        };
+        let templates = aws
+            .ec2
+            .describe_launch_templates()
+            .filters(filter)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .aws("DescribeLaunchTemplates")?;
+        Ok(templates
+            .iter()
+            .map(|t| {
+                Owned::from_tags(
+                    t.launch_template_name().unwrap_or_default(),
+                    t.launch_template_id().unwrap_or_default(),
+                    t.tags().iter().filter_map(|t| Some((t.key()?, t.value()?))),
+                )
+            })
+            .collect())
+    }
+
     type Desired = LaunchTemplateDesired;
     type Live = LaunchTemplateLive;
 

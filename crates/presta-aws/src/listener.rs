@@ -17,6 +17,7 @@ use crate::clients::Aws;
 use crate::diff::{Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
+use crate::registry::{Deletion, Iam, Observed, Targets, Teardown};
 use crate::tags::Tags;
 use fields::*;
 use presta_spec::Stack;
@@ -124,8 +125,42 @@ pub fn load_balancer_name(arn: &str) -> &str {
     arn.split('/').nth(2).unwrap_or(arn)
 }
 
+impl Kind {
+    pub const LISTENER: Kind = Kind::new("listener");
+}
+
 impl Driver for Listeners {
-    const KIND: Kind = Kind::Listener;
+    const KIND: Kind = Kind::LISTENER;
+    const IAM: Iam = Iam {
+        read: &["elasticloadbalancing:DescribeListeners"],
+        create: &[],
+        change: &[
+            "elasticloadbalancing:CreateListener",
+            "elasticloadbalancing:ModifyListener",
+            "elasticloadbalancing:DeleteListener",
+        ],
+        statements: || {
+            vec![crate::iam::tag_while_creating(
+                "TagListenersOnlyWhileCreatingThem",
+                "elasticloadbalancing",
+                "elasticloadbalancing:AddTags",
+                &["CreateListener"],
+            )]
+        },
+    };
+    const TEARDOWN: Teardown = Teardown::new(20, Deletion::Plain);
+    const PARENT: Option<Kind> = Some(Kind::LOAD_BALANCER);
+
+    /// The listeners of the stacks' load balancers.
+    fn scope(_: &Targets, observed: &Observed) -> Scope {
+        Scope::under(
+            observed
+                .values::<crate::load_balancer::LoadBalancers>()
+                .map(|l| l.arn.clone())
+                .collect(),
+        )
+    }
+
     type Desired = ListenerDesired;
     type Live = ListenerLive;
 

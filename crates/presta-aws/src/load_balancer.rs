@@ -17,6 +17,7 @@ use crate::diff::{Delta, Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::network::Network;
+use crate::registry::{Deletion, Iam, Observed, Targets, Teardown};
 use crate::tags::{self, Tags};
 use crate::target_group::elb_tags;
 use fields::*;
@@ -153,8 +154,58 @@ pub struct LoadBalancerLive {
 
 pub struct LoadBalancers;
 
+impl Kind {
+    pub const LOAD_BALANCER: Kind = Kind::new("load_balancer");
+}
+
 impl Driver for LoadBalancers {
-    const KIND: Kind = Kind::LoadBalancer;
+    const KIND: Kind = Kind::LOAD_BALANCER;
+    const IAM: Iam = Iam {
+        read: &[
+            "elasticloadbalancing:DescribeLoadBalancers",
+            "elasticloadbalancing:DescribeLoadBalancerAttributes",
+            "elasticloadbalancing:DescribeTags",
+        ],
+        create: &["elasticloadbalancing:CreateLoadBalancer"],
+        change: &[
+            "elasticloadbalancing:ModifyLoadBalancerAttributes",
+            "elasticloadbalancing:SetSecurityGroups",
+            "elasticloadbalancing:SetSubnets",
+            "elasticloadbalancing:AddTags",
+            "elasticloadbalancing:DeleteLoadBalancer",
+        ],
+        statements: || {
+            vec![crate::iam::tag_while_creating(
+                "TagLoadBalancersOnlyWhileCreatingThem",
+                "elasticloadbalancing",
+                "elasticloadbalancing:AddTags",
+                &["CreateLoadBalancer"],
+            )]
+        },
+    };
+    const TEARDOWN: Teardown = Teardown::new(21, Deletion::Plain);
+
+    fn scope(targets: &Targets, _: &Observed) -> Scope {
+        Scope::named(targets.names(Component::LoadBalancer))
+    }
+
+    /// Its deletion protection guards against a delete by mistake; `destroy` was confirmed
+    /// with the stack's name and the load balancer holds no data: lifted, and said so.
+    async fn before_delete(
+        &self,
+        aws: &Aws,
+        live: &LoadBalancerLive,
+    ) -> Result<Option<String>, AwsError> {
+        if !live.attributes.deletion_protection {
+            return Ok(None);
+        }
+        self.lift_deletion_protection(aws, live).await?;
+        Ok(Some(format!(
+            "deletion protection of load balancer {} lifted (it holds no data)",
+            live.name
+        )))
+    }
+
     type Desired = LoadBalancerDesired;
     type Live = LoadBalancerLive;
 

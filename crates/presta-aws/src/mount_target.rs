@@ -14,6 +14,7 @@ use crate::diff::{Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Readiness, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::network::Network;
+use crate::registry::{Deletion, Iam, Observed, Targets, Teardown};
 use crate::tags::Tags;
 use fields::*;
 
@@ -62,8 +63,41 @@ pub fn key(file_system_id: &str, subnet_id: &str) -> String {
 
 pub struct MountTargets;
 
+impl Kind {
+    pub const MOUNT_TARGET: Kind = Kind::new("mount_target");
+}
+
 impl Driver for MountTargets {
-    const KIND: Kind = Kind::MountTarget;
+    const KIND: Kind = Kind::MOUNT_TARGET;
+    const IAM: Iam = Iam {
+        read: &[
+            "elasticfilesystem:DescribeMountTargets",
+            "elasticfilesystem:DescribeMountTargetSecurityGroups",
+            "elasticfilesystem:DescribeFileSystems",
+            "ec2:DescribeNetworkInterfaces",
+        ],
+        create: &[],
+        change: &[
+            "elasticfilesystem:CreateMountTarget",
+            "elasticfilesystem:ModifyMountTargetSecurityGroups",
+            "elasticfilesystem:DeleteMountTarget",
+        ],
+        statements: Iam::no_statements,
+    };
+    /// Their network interfaces hold the file system's security group: gone before it.
+    const TEARDOWN: Teardown = Teardown::new(40, Deletion::Awaited);
+    const PARENT: Option<Kind> = Some(Kind::FILE_SYSTEM);
+
+    /// The mount targets of the stacks' file systems.
+    fn scope(_: &Targets, observed: &Observed) -> Scope {
+        Scope::under(
+            observed
+                .values::<crate::file_system::FileSystems>()
+                .map(|f| f.id.clone())
+                .collect(),
+        )
+    }
+
     type Desired = MountTargetDesired;
     type Live = MountTargetLive;
 

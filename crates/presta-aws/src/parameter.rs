@@ -10,11 +10,14 @@ use crate::clients::Aws;
 use crate::diff::{Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
+use crate::iam::allow;
+use crate::registry::{Deletion, Iam, Observed, Targets, Teardown};
 use crate::secret::{Secret, generate_password};
 use crate::tags::{self, Tags};
 use fields::*;
 use presta_spec::Stack;
 use presta_spec::naming::{self, Component};
+use serde_json::json;
 
 /// Length of generated passwords (about 190 bits).
 pub const PASSWORD_LENGTH: usize = 32;
@@ -73,6 +76,9 @@ pub struct ParameterLive {
     pub kind: String,
     pub version: i64,
     pub arn: String,
+    /// The value of a plain `String` parameter observed for its value ([`Scope::plain`]: an
+    /// AMI reference); never a `SecureString`'s.
+    pub plain_value: Option<String>,
 }
 
 /// The parameters `names` (as [`Parameters::observe`]) and, in the same `GetParameters`
@@ -120,6 +126,7 @@ pub async fn observe_with_plain(
                     kind,
                     version: p.version(),
                     arn: p.arn().unwrap_or_default().to_string(),
+                    plain_value: None,
                 };
                 found.insert(live.name.clone(), live);
             }
@@ -130,8 +137,63 @@ pub async fn observe_with_plain(
 
 pub struct Parameters;
 
+impl Kind {
+    pub const PARAMETER: Kind = Kind::new("parameter");
+}
+
 impl Driver for Parameters {
-    const KIND: Kind = Kind::Parameter;
+    const KIND: Kind = Kind::PARAMETER;
+    const IAM: Iam = Iam {
+        read: &["ssm:ListTagsForResource"],
+        create: &[],
+        change: &[],
+        statements: || {
+            let ssm_any = json!(crate::iam::SSM_ANY);
+            vec![
+                allow(
+                    "ReadTheStacksParametersAndThePublicAmiParameters",
+                    &["ssm:GetParameter", "ssm:GetParameters"],
+                    json!([
+                        crate::iam::SSM_ANY,
+                        "arn:aws:ssm:*::parameter/aws/service/*"
+                    ]),
+                    None,
+                ),
+                allow(
+                    "CreateSecretsUnderTheStacksPrefixOnly",
+                    &["ssm:AddTagsToResource", "ssm:PutParameter"],
+                    ssm_any.clone(),
+                    None,
+                ),
+                allow(
+                    "DeleteSecretsUnderTheStacksPrefixOnlyOnDestroyWithDataDeleted",
+                    &["ssm:DeleteParameter"],
+                    ssm_any,
+                    None,
+                ),
+            ]
+        },
+    };
+    const TEARDOWN: Teardown = Teardown::new(60, Deletion::Secret);
+
+    /// The stacks' two passwords, and their AMI references read in the same calls.
+    fn scope(targets: &Targets, _: &Observed) -> Scope {
+        Scope {
+            names: targets
+                .stacks
+                .iter()
+                .flat_map(|(_, p)| {
+                    [
+                        naming::db_password_parameter(p),
+                        naming::admin_password_parameter(p),
+                    ]
+                })
+                .collect(),
+            plain: targets.ami_params.clone(),
+            ..Scope::default()
+        }
+    }
+
     type Desired = ParameterDesired;
     type Live = ParameterLive;
 
@@ -173,13 +235,27 @@ impl Driver for Parameters {
             .collect())
     }
 
-    /// `GetParameters` by name, ten names a call (the API's limit), without decryption.
+    /// `GetParameters` by name, ten names a call (the API's limit), without decryption; the
+    /// plain names' values in the same calls.
     async fn observe(
         &self,
         aws: &Aws,
         scope: &Scope,
     ) -> Result<BTreeMap<String, ParameterLive>, AwsError> {
-        Ok(observe_with_plain(aws, &scope.names, &[]).await?.0)
+        let (mut found, values) = observe_with_plain(aws, &scope.names, &scope.plain).await?;
+        for (name, value) in values {
+            found
+                .entry(name.clone())
+                .or_insert_with(|| ParameterLive {
+                    name,
+                    kind: "String".into(),
+                    version: 0,
+                    arn: String::new(),
+                    plain_value: None,
+                })
+                .plain_value = Some(value);
+        }
+        Ok(found)
     }
 
     fn diff(&self, _desired: &ParameterDesired, live: &ParameterLive) -> Vec<FieldDiff> {
@@ -302,6 +378,7 @@ mod tests {
             kind: "SecureString".into(),
             version: 3,
             arn: String::new(),
+            plain_value: None,
         };
         assert!(Parameters.diff(&desired, &live).is_empty());
         let plain = ParameterLive {

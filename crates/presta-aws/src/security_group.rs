@@ -12,10 +12,13 @@ use crate::clients::Aws;
 use crate::diff::{Delta, Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
+use crate::iam::allow;
+use crate::registry::{Deletion, Iam, Observed, OrphanSearch, Owned, Targets, Teardown};
 use crate::tags::{self, Tags};
 use fields::*;
 use presta_spec::Stack;
-use presta_spec::naming::{self, Component};
+use presta_spec::naming::{self, Component, TAG_COMPONENT};
+use serde_json::json;
 
 /// Where traffic may come from.
 /// The fields this kind manages, as its diff reports them and its update reads them.
@@ -190,8 +193,114 @@ pub fn name_patterns(names: &[String]) -> Vec<String> {
 
 pub struct SecurityGroups;
 
+impl Kind {
+    pub const SECURITY_GROUP: Kind = Kind::new("security_group");
+}
+
 impl Driver for SecurityGroups {
-    const KIND: Kind = Kind::SecurityGroup;
+    const KIND: Kind = Kind::SECURITY_GROUP;
+    const IAM: Iam = Iam {
+        read: &["ec2:DescribeSecurityGroups"],
+        create: &["ec2:CreateSecurityGroup"],
+        change: &[
+            "ec2:AuthorizeSecurityGroupIngress",
+            "ec2:RevokeSecurityGroupIngress",
+            "ec2:CreateTags",
+            "ec2:DeleteSecurityGroup",
+        ],
+        statements: || {
+            vec![
+                allow(
+                    "CreateSecurityGroupsInTheStacksVpcs",
+                    &["ec2:CreateSecurityGroup"],
+                    json!("arn:aws:ec2:*:*:vpc/*"),
+                    None,
+                ),
+                crate::iam::tag_while_creating(
+                    "TagSecurityGroupsOnlyWhileCreatingThem",
+                    "ec2",
+                    "ec2:CreateTags",
+                    &["CreateSecurityGroup"],
+                ),
+            ]
+        },
+    };
+    /// Those that others refer to go last: the file system's, the database's (kept with a
+    /// retained database), the instances', the load balancer's.
+    const TEARDOWN: Teardown = Teardown::new(54, Deletion::Retried);
+    const ORPHANS: OrphanSearch = OrphanSearch::Primary;
+
+    fn scope(targets: &Targets, _: &Observed) -> Scope {
+        Scope::named(
+            [
+                Component::AlbSecurityGroup,
+                Component::AppSecurityGroup,
+                Component::DbSecurityGroup,
+                Component::EfsSecurityGroup,
+            ]
+            .into_iter()
+            .flat_map(|c| targets.names(c))
+            .collect(),
+        )
+    }
+
+    /// Tag-filtered, or by name.
+    async fn list_owned(
+        &self,
+        aws: &Aws,
+        names: Option<&[String]>,
+    ) -> Result<Vec<Owned>, AwsError> {
+        let filter = match names {
+            None => crate::tags::ec2_owned_filter(),
+            Some(names) => Filter::builder()
+                .name("group-name")
+                .set_values(Some(names.to_vec()))
+                .build(),
+        };
+        let groups = aws
+            .ec2
+            .describe_security_groups()
+            .filters(filter)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .aws("DescribeSecurityGroups")?;
+        Ok(groups
+            .iter()
+            .map(|g| {
+                Owned::from_tags(
+                    g.group_name().unwrap_or_default(),
+                    g.group_id().unwrap_or_default(),
+                    g.tags().iter().filter_map(|t| Some((t.key()?, t.value()?))),
+                )
+            })
+            .collect())
+    }
+
+    /// Kept by `destroy` (the retained database's group): its rules, which name the groups
+    /// about to go, are revoked so that those can be deleted.
+    async fn detach(&self, aws: &Aws, live: &SecurityGroupLive) -> Result<(), AwsError> {
+        let all: Vec<&Rule> = live.ingress.iter().collect();
+        revoke(aws, live, &all).await
+    }
+
+    fn teardown(live: &SecurityGroupLive) -> Teardown {
+        match live.tags.get(TAG_COMPONENT).map(String::as_str) {
+            Some(c) if c == Component::EfsSecurityGroup.tag() => {
+                Teardown::new(51, Deletion::Retried)
+            }
+            Some(c) if c == Component::DbSecurityGroup.tag() => {
+                Teardown::new(52, Deletion::DatabaseNetwork)
+            }
+            Some(c) if c == Component::AppSecurityGroup.tag() => {
+                Teardown::new(53, Deletion::Retried)
+            }
+            _ => Self::TEARDOWN,
+        }
+    }
+
     type Desired = SecurityGroupDesired;
     type Live = SecurityGroupLive;
 
@@ -340,23 +449,7 @@ impl Driver for SecurityGroups {
         if Delta(diffs).touches(INGRESS) {
             let extra: Vec<&Rule> = live.ingress.difference(&desired.ingress).collect();
             let missing: Vec<&Rule> = desired.ingress.difference(&live.ingress).collect();
-            if !extra.is_empty() {
-                let res = aws
-                    .ec2
-                    .revoke_security_group_ingress()
-                    .group_id(&live.id)
-                    .set_ip_permissions(Some(extra.iter().map(|r| permission(r)).collect()))
-                    .send()
-                    .await
-                    .aws("RevokeSecurityGroupIngress");
-                match res {
-                    Ok(_) => {}
-                    // Already gone: revoked by an earlier attempt whose answer was lost, or by
-                    // someone else. The rule is not there, which is what was wanted.
-                    Err(e) if e.has_code("InvalidPermission.NotFound") => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            revoke(aws, live, &extra).await?;
             if !missing.is_empty() {
                 let res = aws
                     .ec2
@@ -387,6 +480,28 @@ impl Driver for SecurityGroups {
         after.ingress = desired.ingress.clone();
         after.tags.extend(add);
         Ok(after)
+    }
+}
+
+/// Revokes `rules` from the live group; a rule already gone is success.
+async fn revoke(aws: &Aws, live: &SecurityGroupLive, rules: &[&Rule]) -> Result<(), AwsError> {
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let res = aws
+        .ec2
+        .revoke_security_group_ingress()
+        .group_id(&live.id)
+        .set_ip_permissions(Some(rules.iter().map(|r| permission(r)).collect()))
+        .send()
+        .await
+        .aws("RevokeSecurityGroupIngress");
+    match res {
+        Ok(_) => Ok(()),
+        // Already gone: revoked by an earlier attempt whose answer was lost, or by someone
+        // else. The rule is not there, which is what was wanted.
+        Err(e) if e.has_code("InvalidPermission.NotFound") => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

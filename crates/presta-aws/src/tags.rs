@@ -12,6 +12,14 @@ pub fn owned_by(tags: &Tags, stack: &str) -> bool {
         && tags.get(TAG_STACK).map(String::as_str) == Some(stack)
 }
 
+/// The EC2 filter that lists the product's resources (`tag:managed-by=presta-reconciler`).
+pub fn ec2_owned_filter() -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(format!("tag:{}", presta_spec::naming::TAG_MANAGED_BY))
+        .values(presta_spec::naming::MANAGED_BY_VALUE)
+        .build()
+}
+
 pub fn ec2(tags: &Tags) -> Vec<aws_sdk_ec2::types::Tag> {
     tags.iter()
         .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build())
@@ -57,6 +65,19 @@ pub fn from_elbv2(tags: &[aws_sdk_elasticloadbalancingv2::types::Tag]) -> Tags {
                 t.key()?.to_string(),
                 t.value().unwrap_or_default().to_string(),
             ))
+        })
+        .collect()
+}
+
+/// Tags as EFS takes them.
+pub fn efs(tags: &Tags) -> Vec<aws_sdk_efs::types::Tag> {
+    tags.iter()
+        .filter_map(|(k, v)| {
+            aws_sdk_efs::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .ok()
         })
         .collect()
 }

@@ -15,6 +15,7 @@ use crate::clients::Aws;
 use crate::diff::{Delta, Diffs, FieldDiff, Kind};
 use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
+use crate::registry::{Deletion, Iam, Observed, Targets, Teardown};
 use crate::tags::{self, Tags};
 use fields::*;
 use presta_spec::Stack;
@@ -140,8 +141,42 @@ pub fn names_and_arns(
 
 pub struct TargetGroups;
 
+impl Kind {
+    pub const TARGET_GROUP: Kind = Kind::new("target_group");
+}
+
 impl Driver for TargetGroups {
-    const KIND: Kind = Kind::TargetGroup;
+    const KIND: Kind = Kind::TARGET_GROUP;
+    const IAM: Iam = Iam {
+        read: &[
+            "elasticloadbalancing:DescribeTargetGroups",
+            "elasticloadbalancing:DescribeTargetGroupAttributes",
+            "elasticloadbalancing:DescribeTags",
+            "elasticloadbalancing:DescribeTargetHealth",
+        ],
+        create: &["elasticloadbalancing:CreateTargetGroup"],
+        change: &[
+            "elasticloadbalancing:ModifyTargetGroup",
+            "elasticloadbalancing:ModifyTargetGroupAttributes",
+            "elasticloadbalancing:AddTags",
+            "elasticloadbalancing:DeleteTargetGroup",
+        ],
+        statements: || {
+            vec![crate::iam::tag_while_creating(
+                "TagTargetGroupsOnlyWhileCreatingThem",
+                "elasticloadbalancing",
+                "elasticloadbalancing:AddTags",
+                &["CreateTargetGroup"],
+            )]
+        },
+    };
+    /// After the load balancer, whose deletion AWS finishes a little later.
+    const TEARDOWN: Teardown = Teardown::new(22, Deletion::Retried);
+
+    fn scope(targets: &Targets, _: &Observed) -> Scope {
+        Scope::named(targets.names(Component::TargetGroup))
+    }
+
     type Desired = TargetGroupDesired;
     type Live = TargetGroupLive;
 

@@ -359,7 +359,7 @@ impl Metrics {
                 ResourceState::Waiting | ResourceState::Failed => {}
             }
         }
-        for kind in Kind::ALL {
+        for kind in presta_aws::registry::kinds() {
             self.drifted_resources
                 .with_label_values(&[stack, kind.as_str()])
                 .set(drifted.get(&kind).copied().unwrap_or(0));
@@ -375,7 +375,7 @@ impl Metrics {
 
     /// Drops the series of a stack that left the configuration.
     pub fn forget_stack(&self, stack: &str) {
-        for kind in Kind::ALL {
+        for kind in presta_aws::registry::kinds() {
             let _ = self
                 .drifted_resources
                 .remove_label_values(&[stack, kind.as_str()]);
@@ -469,9 +469,9 @@ mod tests {
     #[test]
     fn a_plan_shows_drift_and_an_apply_corrects_it() {
         let m = Metrics::new();
-        let drift = change(Kind::SecurityGroup, Action::Update, "ingress", None);
+        let drift = change(Kind::SECURITY_GROUP, Action::Update, "ingress", None);
         m.observe_report(
-            &report(Mode::Plan, vec![drift.clone(), ok(Kind::TargetGroup)]),
+            &report(Mode::Plan, vec![drift.clone(), ok(Kind::TARGET_GROUP)]),
             1.0,
         );
         let text = m.render();
@@ -490,7 +490,7 @@ mod tests {
         );
 
         m.observe_report(
-            &report(Mode::Apply, vec![drift, ok(Kind::TargetGroup)]),
+            &report(Mode::Apply, vec![drift, ok(Kind::TARGET_GROUP)]),
             1700000000.0,
         );
         let text = m.render();
@@ -519,7 +519,7 @@ mod tests {
     fn blocked_drift_stays_counted_and_is_never_corrected() {
         let m = Metrics::new();
         let blocked = change(
-            Kind::FileSystem,
+            Kind::FILE_SYSTEM,
             Action::Blocked,
             "encrypted",
             Some("fixed at creation"),
@@ -548,7 +548,7 @@ mod tests {
         let mut failed = report(Mode::Apply, vec![]);
         failed.error = Some("observing eu-west-3 failed".into());
         assert_eq!(RunResult::of(&failed), RunResult::Error);
-        let mut waiting = ok(Kind::DbInstance);
+        let mut waiting = ok(Kind::DB_INSTANCE);
         waiting.action = Action::Waiting;
         assert_eq!(
             RunResult::of(&report(Mode::Apply, vec![waiting])),

@@ -332,6 +332,26 @@ def _patch_rds() -> None:
 
     DBInstance.save_automated_backup = save_automated_backup
 
+    # ListTagsForResource of a DB instance or subnet group that does not exist: AWS answers
+    # DBInstanceNotFound / DBSubnetGroupNotFoundFault, moto an empty tag list (which reads as
+    # "someone else's resource" to an ownership check).
+    from moto.rds.exceptions import DBInstanceNotFoundError, DBSubnetGroupNotFoundError
+    from moto.rds.models import RDSBackend
+
+    original_list_tags = RDSBackend.list_tags_for_resource
+
+    def list_tags_for_resource(self: Any, arn: str) -> Any:
+        if self._get_resource_for_tagging(arn) is None:
+            parts = arn.split(":")
+            kind, name = (parts[5], parts[6]) if len(parts) > 6 else ("", "")
+            if kind == "db":
+                raise DBInstanceNotFoundError(name)
+            if kind == "subgrp":
+                raise DBSubnetGroupNotFoundError(name)
+        return original_list_tags(self, arn)
+
+    RDSBackend.list_tags_for_resource = list_tags_for_resource
+
 
 def _patch_ec2() -> None:
     """moto copies a launch template's tags once, at creation: CreateTags and DeleteTags on

@@ -9,6 +9,9 @@
 //! stack being created, or re-created after `destroy`, is not limited, so an interrupted
 //! creation simply resumes.
 
+use presta_aws::db_subnet_group::DbSubnetGroups;
+use presta_aws::security_group::SecurityGroups;
+use presta_aws::target_group::TargetGroups;
 use std::collections::BTreeMap;
 
 use presta_aws::{Action, Change, Kind};
@@ -86,7 +89,7 @@ pub fn plan_hash(changes: &[Change]) -> String {
 }
 
 fn data_bearing(kind: Kind) -> bool {
-    matches!(kind, Kind::DbInstance | Kind::FileSystem)
+    presta_aws::registry::holds_data(kind)
 }
 
 /// The VPC a stack's resources live in, when it is not the one its spec now selects (a
@@ -100,7 +103,7 @@ pub fn moved_vpc(
     use presta_spec::naming::Component;
     let name = stack.name();
     let mut live: Vec<&str> = Vec::new();
-    if let Some(tg) = snap.target_groups.get(&Component::TargetGroup.name(name)) {
+    if let Some(tg) = snap.get::<TargetGroups>(&Component::TargetGroup.name(name)) {
         live.push(&tg.vpc_id);
     }
     for c in [
@@ -109,14 +112,11 @@ pub fn moved_vpc(
         Component::DbSecurityGroup,
         Component::EfsSecurityGroup,
     ] {
-        if let Some(g) = snap.security_groups.get(&c.name(name)) {
+        if let Some(g) = snap.get::<SecurityGroups>(&c.name(name)) {
             live.push(&g.vpc_id);
         }
     }
-    if let Some(g) = snap
-        .db_subnet_groups
-        .get(&Component::DbSubnetGroup.name(name))
-    {
+    if let Some(g) = snap.get::<DbSubnetGroups>(&Component::DbSubnetGroup.name(name)) {
         live.push(&g.vpc_id);
     }
     live.into_iter()
@@ -203,7 +203,7 @@ mod tests {
     }
 
     fn update(name: &str, to: &str) -> Change {
-        let mut c = change(Kind::SecurityGroup, name, Action::Update);
+        let mut c = change(Kind::SECURITY_GROUP, name, Action::Update);
         c.diffs.push(FieldDiff {
             field: "ingress".into(),
             desired: serde_json::json!(to),
@@ -217,7 +217,7 @@ mod tests {
     fn within_budget_is_not_held() {
         let plan = vec![
             update("a", "x"),
-            change(Kind::TargetGroup, "tg", Action::None),
+            change(Kind::TARGET_GROUP, "tg", Action::None),
         ];
         assert_eq!(check(&plan, 1, None, None), None);
     }
@@ -235,17 +235,17 @@ mod tests {
             held.reason
         );
         // Nothing to change: nothing to hold.
-        let none = vec![change(Kind::TargetGroup, "tg", Action::None)];
+        let none = vec![change(Kind::TARGET_GROUP, "tg", Action::None)];
         assert_eq!(check(&none, 1000, None, Some(&moved)), None);
     }
 
     #[test]
     fn over_budget_is_held_with_counts() {
         let plan = vec![
-            change(Kind::SecurityGroup, "a", Action::Create),
-            change(Kind::SecurityGroup, "b", Action::Create),
-            change(Kind::TargetGroup, "tg", Action::Replace),
-            change(Kind::Listener, "l", Action::None),
+            change(Kind::SECURITY_GROUP, "a", Action::Create),
+            change(Kind::SECURITY_GROUP, "b", Action::Create),
+            change(Kind::TARGET_GROUP, "tg", Action::Replace),
+            change(Kind::LISTENER, "l", Action::None),
         ];
         let held = check(&plan, 2, None, None).expect("held");
         assert_eq!(held.changes, 3);
@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn a_presumed_existing_stack_may_not_create_data() {
-        let plan = vec![change(Kind::DbInstance, "shop-db", Action::Create)];
+        let plan = vec![change(Kind::DB_INSTANCE, "shop-db", Action::Create)];
         let held = check(&plan, 5, Some("seen in eu-west-3 before"), None).expect("held");
         assert!(held.reason.contains("db_instance shop-db") || held.reason.contains("shop-db"));
         assert!(held.reason.contains("seen in eu-west-3 before"));
@@ -273,7 +273,7 @@ mod tests {
         let a = vec![update("a", "x"), update("b", "y")];
         let mut b = vec![update("b", "y"), update("a", "x")];
         b[0].reason = Some("a note".into());
-        b.push(change(Kind::Listener, "l", Action::None));
+        b.push(change(Kind::LISTENER, "l", Action::None));
         assert_eq!(plan_hash(&a), plan_hash(&b));
         let c = vec![update("a", "x"), update("b", "z")];
         assert_ne!(plan_hash(&a), plan_hash(&c));

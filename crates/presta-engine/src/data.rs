@@ -9,7 +9,11 @@
 //! Decided once per run, before any change, from the observation (plus a snapshot lookup when
 //! the database is missing: no extra call in steady state).
 
+use presta_aws::auto_scaling_group::AutoScalingGroups;
+use presta_aws::db_instance::DbInstances;
 use presta_aws::db_snapshot::{self, DbSnapshot};
+use presta_aws::file_system::FileSystems;
+use presta_aws::parameter::Parameters;
 use presta_aws::{Aws, AwsError};
 use presta_spec::Stack;
 use presta_spec::naming::{self, Component};
@@ -62,22 +66,18 @@ pub async fn decide(aws: &Aws, stack: &Stack, snap: &Snapshot) -> Result<DataPla
     let param = naming::db_password_parameter(&stack.parameter_prefix());
     let facts = Facts {
         stack: name.to_string(),
-        db_live: snap.db_instances.contains_key(&db_identifier),
+        db_live: snap.contains::<DbInstances>(&db_identifier),
         fs_id: snap
-            .file_systems
-            .get(&Component::FileSystem.name(name))
+            .get::<FileSystems>(&Component::FileSystem.name(name))
             .map(|f| f.id.clone()),
-        db_password_live: snap.parameters.contains_key(&param),
+        db_password_live: snap.contains::<Parameters>(&param),
         db_password_parameter: param,
         restore_from: stack.spec.database.restore_from.clone(),
         allow_empty_fs: stack.spec.file_system.allow_empty,
         fs_unused: snap
-            .file_systems
-            .get(&Component::FileSystem.name(name))
+            .get::<FileSystems>(&Component::FileSystem.name(name))
             .is_some_and(|f| f.tags.contains_key(presta_aws::file_system::TAG_UNUSED))
-            && !snap
-                .auto_scaling_groups
-                .contains_key(&Component::AutoScalingGroup.name(name)),
+            && !snap.contains::<AutoScalingGroups>(&Component::AutoScalingGroup.name(name)),
         db_identifier,
     };
     // The snapshot to restore from, when one is needed.

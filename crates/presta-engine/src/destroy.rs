@@ -1,8 +1,10 @@
 //! `destroy`: the runbook's `terraform destroy`, without losing the shop.
 //!
 //! Deletes one stack's resources in reverse dependency order, each through the generic
-//! [`presta_aws::remove`] (ownership tags checked, absent is success), observing again before
-//! every step, so a run killed at any point is finished by running it again. Data follows
+//! [`presta_aws::remove`] (ownership tags checked, absent is success), so a run killed at any
+//! point is finished by running it again. The order and what happens to each resource are the
+//! kinds' own declarations ([`presta_aws::registry::Teardown`]), iterated from the registry;
+//! nothing here names a kind but the two that hold data. Data follows
 //! `spec.policy.deletion`:
 //!
 //! | resource      | default                                        | other                          |
@@ -16,19 +18,11 @@
 use std::collections::BTreeSet;
 use std::time::{Instant, SystemTime};
 
-use presta_aws::auto_scaling_group::AutoScalingGroups;
 use presta_aws::db_instance::{DbInstanceLive, DbInstances};
 use presta_aws::db_snapshot;
-use presta_aws::db_subnet_group::DbSubnetGroups;
 use presta_aws::file_system::FileSystems;
-use presta_aws::launch_template::LaunchTemplates;
-use presta_aws::listener::Listeners;
-use presta_aws::load_balancer::LoadBalancers;
-use presta_aws::mount_target::{self, MountTargets};
-use presta_aws::parameter::Parameters;
-use presta_aws::security_group::{SecurityGroupDesired, SecurityGroups};
-use presta_aws::target_group::TargetGroups;
-use presta_aws::{Aws, AwsError, Driver, ErrorClass, Kind, Mode, Owner, remove};
+use presta_aws::registry::{self, KINDS, KindEntry};
+use presta_aws::{Aws, AwsError, ErrorClass, Kind, Owner};
 use presta_spec::model::{DatabaseDeletion, Deletion, FileSystemDeletion};
 use presta_spec::naming::{self, Component};
 use serde::Serialize;
@@ -123,20 +117,14 @@ pub async fn destroy(aws: &Aws, req: &Request, settings: &Settings) -> DestroyRe
 }
 
 async fn observe(aws: &Aws, req: &Request) -> Result<Snapshot, AwsError> {
-    Snapshot::observe_targets(
-        aws,
-        &Targets {
-            stacks: vec![(req.stack.clone(), req.parameter_prefix.clone())],
-            ami_params: Vec::new(),
-        },
-    )
-    .await
+    Snapshot::observe_targets(aws, &Targets::one(&req.stack, &req.parameter_prefix)).await
 }
 
 struct Ctx<'a> {
     aws: &'a Aws,
     req: &'a Request,
     settings: &'a Settings,
+    snap: &'a Snapshot,
 }
 
 impl Ctx<'_> {
@@ -147,43 +135,65 @@ impl Ctx<'_> {
         }
     }
 
-    /// Deletes one resource through the ownership check; a refusal is kept and reported.
-    async fn delete<D: Driver>(
+    fn progress(&self, what: &str) {
+        self.settings
+            .progress
+            .report(&format!("destroy {}: {what}", self.req.stack));
+    }
+
+    /// Deletes one observed resource through the ownership check; a refusal is kept and
+    /// reported. Whether it was deleted.
+    async fn delete(
         &self,
         report: &mut DestroyReport,
-        driver: &D,
-        name: &str,
-        live: &D::Live,
+        entry: &dyn KindEntry,
+        item: &registry::Item,
     ) -> Result<bool, AwsError> {
-        let change = remove(
-            driver,
-            self.aws,
-            name,
-            live,
-            Mode::Apply,
-            self.owner(),
-            "destroy",
-        )
-        .await?;
-        let item = Item {
-            kind: D::KIND,
-            name: name.to_string(),
-            id: change.id.clone(),
-            note: None,
-        };
-        if change.action == presta_aws::Action::Blocked {
+        let mut kept = |note| {
             report.kept.push(Item {
-                note: change.reason,
-                ..item
-            });
+                kind: item.kind,
+                name: item.name.clone(),
+                id: Some(item.id.clone()),
+                note,
+            })
+        };
+        // What the ownership check would refuse is not prepared for deletion either.
+        if let Some(tags) = entry.observed_tags(self.snap, &item.name)
+            && let Some(why) = self.owner().deletion_refusal(&tags)
+        {
+            kept(Some(format!("not deleted: {why}")));
             return Ok(false);
         }
-        self.settings.progress.report(&format!(
-            "destroy {}: deleted {} {name}",
-            self.req.stack,
-            D::KIND
-        ));
-        report.deleted.push(item);
+        if let Some(note) = entry
+            .before_delete_observed(self.aws, self.snap, &item.name)
+            .await?
+        {
+            self.progress(&note);
+        }
+        let Some(change) = entry
+            .remove_observed(
+                self.aws,
+                self.snap,
+                &item.name,
+                presta_aws::Mode::Apply,
+                self.owner(),
+                "destroy",
+            )
+            .await?
+        else {
+            return Ok(false);
+        };
+        if change.action == presta_aws::Action::Blocked {
+            kept(change.reason);
+            return Ok(false);
+        }
+        self.progress(&format!("deleted {} {}", item.kind, item.name));
+        report.deleted.push(Item {
+            kind: item.kind,
+            name: item.name.clone(),
+            id: change.id.clone(),
+            note: None,
+        });
         Ok(true)
     }
 
@@ -205,9 +215,8 @@ impl Ctx<'_> {
                     format!("{what} still there after {:?}", self.settings.wait_timeout),
                 ));
             }
-            self.settings.progress.report(&format!(
-                "destroy {}: waiting for {what} ({}s)",
-                self.req.stack,
+            self.progress(&format!(
+                "waiting for {what} ({}s)",
                 started.elapsed().as_secs()
             ));
             tokio::time::sleep(self.settings.poll_interval).await;
@@ -215,24 +224,23 @@ impl Ctx<'_> {
     }
 
     /// Retries a delete that fails while a dependency is still going away.
-    async fn delete_retrying<D: Driver>(
+    async fn delete_retrying(
         &self,
         report: &mut DestroyReport,
-        driver: &D,
-        name: &str,
-        live: &D::Live,
+        entry: &dyn KindEntry,
+        item: &registry::Item,
     ) -> Result<bool, AwsError> {
         let started = Instant::now();
         loop {
-            match self.delete(report, driver, name, live).await {
+            match self.delete(report, entry, item).await {
                 Err(e)
                     if e.class == ErrorClass::Transient
                         && started.elapsed() < self.settings.wait_timeout =>
                 {
-                    self.settings.progress.report(&format!(
-                        "destroy {}: {} {name} not deletable yet ({}), retrying",
-                        self.req.stack,
-                        D::KIND,
+                    self.progress(&format!(
+                        "{} {} not deletable yet ({}), retrying",
+                        item.kind,
+                        item.name,
                         e.code.as_deref().unwrap_or("busy")
                     ));
                     tokio::time::sleep(self.settings.poll_interval).await;
@@ -243,267 +251,118 @@ impl Ctx<'_> {
     }
 }
 
+/// What `spec.policy.deletion` (and `--delete-data`) decided for the data.
+struct DataPolicy {
+    retain_db: bool,
+    delete_fs: bool,
+    /// A kept database, snapshot or file system still needs the passwords.
+    data_kept: bool,
+}
+
+impl DataPolicy {
+    fn of(req: &Request) -> DataPolicy {
+        let retain_db = req.deletion.database == DatabaseDeletion::Retain;
+        let delete_fs = req.deletion.file_system == FileSystemDeletion::Delete;
+        DataPolicy {
+            retain_db,
+            delete_fs,
+            data_kept: retain_db
+                || req.deletion.database == DatabaseDeletion::Snapshot
+                || !delete_fs,
+        }
+    }
+}
+
 async fn run(
     aws: &Aws,
     req: &Request,
     settings: &Settings,
     report: &mut DestroyReport,
 ) -> Result<(), AwsError> {
-    let cx = Ctx { aws, req, settings };
-    let stack = req.stack.as_str();
-    let n = |c: Component| c.name(stack);
     let snap = observe(aws, req).await?;
     if let Some(why) = refusal(
         req,
-        snap.db_instances.get(&n(Component::DbInstance)),
+        snap.get::<DbInstances>(&Component::DbInstance.name(&req.stack)),
         &aws.region,
     ) {
         report.refused = true;
         report.error = Some(why);
         return Ok(());
     }
-    let retain_db = req.deletion.database == DatabaseDeletion::Retain;
-    let delete_fs = req.deletion.file_system == FileSystemDeletion::Delete;
-
-    // 1. The instances (they hold no data) and their template.
-    if let Some(asg) = snap
-        .auto_scaling_groups
-        .get(&n(Component::AutoScalingGroup))
-    {
-        cx.delete(report, &AutoScalingGroups, &asg.name, asg)
-            .await?;
-        let name = asg.name.clone();
-        cx.wait_until("the Auto Scaling group's instances", || {
-            let name = name.clone();
-            async move {
-                let scope = presta_aws::Scope {
-                    names: vec![name.clone()],
-                    ..Default::default()
-                };
-                Ok(!AutoScalingGroups
-                    .observe(aws, &scope)
-                    .await?
-                    .contains_key(&name))
-            }
-        })
-        .await?;
-    }
-    if let Some(lt) = snap.launch_templates.get(&n(Component::LaunchTemplate)) {
-        cx.delete(report, &LaunchTemplates, &lt.name, lt).await?;
-    }
-
-    // 2. The load balancer, its listeners, the target group.
-    for l in snap.listeners.values() {
-        cx.delete(report, &Listeners, &l.key, l).await?;
-    }
-    if let Some(lb) = snap.load_balancers.get(&n(Component::LoadBalancer)) {
-        // Its deletion protection guards against a delete by mistake; destroy was confirmed
-        // with the stack's name and the load balancer holds no data: lifted, and said so.
-        if lb.attributes.deletion_protection && cx.owner().deletion_refusal(&lb.tags).is_none() {
-            LoadBalancers.lift_deletion_protection(aws, lb).await?;
-            settings.progress.report(&format!(
-                "destroy {stack}: deletion protection of load balancer {} lifted (it holds no data)",
-                lb.name
-            ));
-        }
-        cx.delete(report, &LoadBalancers, &lb.name, lb).await?;
-    }
-    if let Some(tg) = snap.target_groups.get(&n(Component::TargetGroup)) {
-        cx.delete_retrying(report, &TargetGroups, &tg.name, tg)
-            .await?;
-    }
-
-    // 3. The database, by policy.
-    let db_name = n(Component::DbInstance);
-    if let Some(db) = snap.db_instances.get(&db_name) {
-        if retain_db {
-            DbInstances.release(aws, db).await?;
-            report.kept.push(Item {
-                kind: Kind::DbInstance,
-                name: db_name.clone(),
-                id: Some(db.arn.clone()),
-                note: Some("retained (policy.deletion.database: retain): still running and billed, no longer tagged as managed; its subnet group and security groups stay with it".into()),
-            });
-        } else {
-            let snapshot = (req.deletion.database == DatabaseDeletion::Snapshot)
-                .then(|| db_snapshot::final_snapshot_id(&db_name, SystemTime::now()));
-            let tags = cx.owner().deletion_refusal(&db.tags);
-            if let Some(why) = tags {
-                report.kept.push(Item {
-                    kind: Kind::DbInstance,
-                    name: db_name.clone(),
-                    id: Some(db.arn.clone()),
-                    note: Some(format!("not deleted: {why}")),
-                });
-            } else {
-                DbInstances
-                    .delete_with(aws, db, snapshot.as_deref())
-                    .await?;
-                settings.progress.report(&format!(
-                    "destroy {stack}: deleting database {db_name}{}",
-                    snapshot
-                        .as_deref()
-                        .map(|s| format!(" (final snapshot {s})"))
-                        .unwrap_or_default()
-                ));
-                report.deleted.push(Item {
-                    kind: Kind::DbInstance,
-                    name: db_name.clone(),
-                    id: Some(db.arn.clone()),
-                    note: snapshot.as_ref().map(|s| format!("final snapshot {s}")),
-                });
-            }
-        }
-    }
-    if !retain_db {
-        let db_name2 = db_name.clone();
-        cx.wait_until("the database to be deleted", || {
-            let name = db_name2.clone();
-            async move {
-                let scope = presta_aws::Scope {
-                    names: vec![name.clone()],
-                    ..Default::default()
-                };
-                Ok(!DbInstances.observe(aws, &scope).await?.contains_key(&name))
-            }
-        })
-        .await?;
-    }
-    // The final snapshot (this run's or an earlier, interrupted one's) carries the stack's
-    // tags, so that `apply` finds it.
-    if req.deletion.database == DatabaseDeletion::Snapshot {
-        let want = naming::tags(stack, Component::DbInstance, &Default::default());
-        let prefix = format!("{db_name}-final-");
-        for s in db_snapshot::list(aws, &db_name).await? {
-            if s.id.starts_with(&prefix) {
-                db_snapshot::ensure_tags(aws, &s, &want).await?;
-                if report.final_snapshot.is_none() {
+    let cx = Ctx {
+        aws,
+        req,
+        settings,
+        snap: &snap,
+    };
+    let policy = DataPolicy::of(req);
+    // Every observed resource of the stack, in teardown order (the registry's order among
+    // equals); resources of one order are deleted together, then waited for if they must be
+    // gone before the next.
+    let mut items: Vec<(&dyn KindEntry, registry::Item)> = KINDS
+        .iter()
+        .flat_map(|e| e.observed_items(&snap).into_iter().map(move |i| (*e, i)))
+        .collect();
+    items.sort_by_key(|(_, i)| i.teardown.order);
+    let mut snapshots_tagged = false;
+    for group in items.chunk_by(|a, b| a.1.teardown.order == b.1.teardown.order) {
+        let mut awaited = Vec::new();
+        for (entry, item) in group {
+            let entry = *entry;
+            match item.teardown.deletion {
+                registry::Deletion::Plain => {
+                    cx.delete(report, entry, item).await?;
+                }
+                registry::Deletion::Retried => {
+                    cx.delete_retrying(report, entry, item).await?;
+                }
+                registry::Deletion::Awaited => {
+                    if cx.delete(report, entry, item).await? {
+                        awaited.push(item.name.clone());
+                    }
+                }
+                registry::Deletion::Database => {
+                    database(&cx, report, &policy, item).await?;
+                    final_snapshots(&cx, report).await?;
+                    snapshots_tagged = true;
+                }
+                registry::Deletion::Files => files(&cx, report, &policy, item).await?,
+                registry::Deletion::DatabaseNetwork if policy.retain_db => {
+                    // The retained database keeps it; its references to what is about to go
+                    // (a rule from the instances' group) are dropped so that can be deleted.
+                    entry.detach_observed(aws, &snap, &item.name).await?;
                     report.kept.push(Item {
-                        kind: Kind::DbInstance,
-                        name: s.id.clone(),
-                        id: Some(s.arn.clone()),
-                        note: Some(format!(
-                            "final snapshot, {} GiB: snapshot storage is billed per GiB-month (about $0.095 in most regions)",
-                            s.allocated_storage_gib
-                        )),
+                        kind: item.kind,
+                        name: item.name.clone(),
+                        id: Some(item.id.clone()),
+                        note: Some("the retained database uses it".into()),
                     });
-                    report.final_snapshot = Some(s.id.clone());
+                }
+                registry::Deletion::DatabaseNetwork => {
+                    cx.delete_retrying(report, entry, item).await?;
+                }
+                registry::Deletion::Secret if policy.data_kept => report.kept.push(Item {
+                    kind: item.kind,
+                    name: item.name.clone(),
+                    id: Some(item.id.clone()),
+                    note: Some("the kept database snapshot and the shop's files use this password (SSM standard parameters cost nothing)".into()),
+                }),
+                registry::Deletion::Secret => {
+                    cx.delete(report, entry, item).await?;
                 }
             }
         }
-    }
-
-    // 4. The file system: mount targets always go (they hold no data), the data by policy.
-    let fs_name = n(Component::FileSystem);
-    let fs = snap.file_systems.get(&fs_name);
-    for mt in snap.mount_targets.values() {
-        if fs.is_some_and(|f| f.id == mt.file_system_id) {
-            let key = mount_target::key(&mt.file_system_id, &mt.subnet_id);
-            cx.delete(report, &MountTargets, &key, mt).await?;
-        }
-    }
-    if let Some(fs) = fs {
-        if delete_fs {
-            cx.delete_retrying(report, &FileSystems, &fs_name, fs)
-                .await?;
-        } else if cx.owner().deletion_refusal(&fs.tags).is_none() {
-            let at = presta_aws::db_snapshot::now_rfc3339();
-            if !fs
-                .tags
-                .contains_key(presta_aws::file_system::TAG_RETAINED_AT)
-            {
-                FileSystems.mark_retained(aws, &fs.id, &at).await?;
-            }
-            report.kept.push(Item {
-                kind: Kind::FileSystem,
-                name: fs_name.clone(),
-                id: Some(fs.id.clone()),
-                note: Some("retained with the shop's files (tag presta-reconciler/retained-at); EFS storage is billed per GiB-month of files (about $0.30 Standard, $0.016 Infrequent Access)".into()),
-            });
-        }
-        let id = fs.id.clone();
-        cx.wait_until("the mount targets to be deleted", || {
-            let id = id.clone();
-            async move {
-                let scope = presta_aws::Scope {
-                    parents: vec![id],
-                    ..Default::default()
-                };
-                Ok(MountTargets.observe(aws, &scope).await?.is_empty())
-            }
-        })
-        .await?;
-    }
-
-    // 5. What the network pieces of the database need, then the security groups (those that
-    //    others refer to last).
-    if !retain_db && let Some(g) = snap.db_subnet_groups.get(&n(Component::DbSubnetGroup)) {
-        cx.delete_retrying(report, &DbSubnetGroups, &g.name, g)
+        if let (false, Some((entry, item))) = (awaited.is_empty(), group.first()) {
+            cx.wait_until(&format!("the {} {}", item.kind, awaited.join(", ")), || {
+                let left = entry.any_left(aws, &snap, &awaited);
+                async move { Ok(!left.await?) }
+            })
             .await?;
-    }
-    if retain_db && let Some(sg) = snap.security_groups.get(&n(Component::DbSecurityGroup)) {
-        // The retained database keeps its group; its rule from the instances' group (about
-        // to go) is removed so that group can be deleted.
-        let closed = SecurityGroupDesired {
-            name: sg.name.clone(),
-            description: String::new(),
-            vpc_id: sg.vpc_id.clone(),
-            ingress: Default::default(),
-            tags: Default::default(),
-        };
-        let diff = presta_aws::FieldDiff {
-            field: "ingress".into(),
-            desired: serde_json::Value::Null,
-            live: serde_json::Value::Null,
-            blocked: None,
-        };
-        SecurityGroups.update(aws, &closed, sg, &[diff]).await?;
-    }
-    let mut groups = vec![Component::EfsSecurityGroup];
-    if !retain_db {
-        groups.push(Component::DbSecurityGroup);
-    }
-    groups.extend([Component::AppSecurityGroup, Component::AlbSecurityGroup]);
-    for c in groups {
-        if let Some(sg) = snap.security_groups.get(&n(c)) {
-            cx.delete_retrying(report, &SecurityGroups, &sg.name, sg)
-                .await?;
         }
     }
-    if retain_db {
-        for c in [Component::DbSubnetGroup, Component::DbSecurityGroup] {
-            report.kept.push(Item {
-                kind: if c == Component::DbSubnetGroup {
-                    Kind::DbSubnetGroup
-                } else {
-                    Kind::SecurityGroup
-                },
-                name: n(c),
-                id: None,
-                note: Some("the retained database uses it".into()),
-            });
-        }
-    }
-
-    // 6. The passwords: kept while kept data needs them.
-    let data_kept = retain_db || req.deletion.database == DatabaseDeletion::Snapshot || !delete_fs;
-    let params = [
-        naming::db_password_parameter(&req.parameter_prefix),
-        naming::admin_password_parameter(&req.parameter_prefix),
-    ];
-    for p in &params {
-        if let Some(live) = snap.parameters.get(p) {
-            if data_kept {
-                report.kept.push(Item {
-                    kind: Kind::Parameter,
-                    name: p.clone(),
-                    id: Some(format!("version {}", live.version)),
-                    note: Some("the kept database snapshot and the shop's files use this password (SSM standard parameters cost nothing)".into()),
-                });
-            } else {
-                cx.delete(report, &Parameters, p, live).await?;
-            }
-        }
+    if !snapshots_tagged {
+        // The database went in an earlier, interrupted run: its final snapshot is tagged now.
+        final_snapshots(&cx, report).await?;
     }
 
     // The cost and the way back.
@@ -515,9 +374,128 @@ async fn run(
     };
     if !report.kept.is_empty() && report.error.is_none() {
         report.restore_command = Some(format!(
-            "presta-reconciler apply -f {} --stack {stack}",
-            req.config.as_deref().unwrap_or("<your stack file>")
+            "presta-reconciler apply -f {} --stack {}",
+            req.config.as_deref().unwrap_or("<your stack file>"),
+            req.stack
         ));
+    }
+    Ok(())
+}
+
+/// The database, by `spec.policy.deletion.database`: retained (released from management),
+/// deleted with a final snapshot (the default), or deleted; then waited for.
+async fn database(
+    cx: &Ctx<'_>,
+    report: &mut DestroyReport,
+    policy: &DataPolicy,
+    item: &registry::Item,
+) -> Result<(), AwsError> {
+    let Some(db) = cx.snap.get::<DbInstances>(&item.name) else {
+        return Ok(());
+    };
+    let db_name = &item.name;
+    if policy.retain_db {
+        DbInstances.release(cx.aws, db).await?;
+        report.kept.push(Item {
+            kind: Kind::DB_INSTANCE,
+            name: db_name.clone(),
+            id: Some(db.arn.clone()),
+            note: Some("retained (policy.deletion.database: retain): still running and billed, no longer tagged as managed; its subnet group and security groups stay with it".into()),
+        });
+        return Ok(());
+    }
+    if let Some(why) = cx.owner().deletion_refusal(&db.tags) {
+        report.kept.push(Item {
+            kind: Kind::DB_INSTANCE,
+            name: db_name.clone(),
+            id: Some(db.arn.clone()),
+            note: Some(format!("not deleted: {why}")),
+        });
+        return Ok(());
+    }
+    let snapshot = (cx.req.deletion.database == DatabaseDeletion::Snapshot)
+        .then(|| db_snapshot::final_snapshot_id(db_name, SystemTime::now()));
+    DbInstances
+        .delete_with(cx.aws, db, snapshot.as_deref())
+        .await?;
+    cx.progress(&format!(
+        "deleting database {db_name}{}",
+        snapshot
+            .as_deref()
+            .map(|s| format!(" (final snapshot {s})"))
+            .unwrap_or_default()
+    ));
+    report.deleted.push(Item {
+        kind: Kind::DB_INSTANCE,
+        name: db_name.clone(),
+        id: Some(db.arn.clone()),
+        note: snapshot.as_ref().map(|s| format!("final snapshot {s}")),
+    });
+    let names = [db_name.clone()];
+    cx.wait_until("the database to be deleted", || async {
+        Ok(!DbInstances.any_left(cx.aws, cx.snap, &names).await?)
+    })
+    .await
+}
+
+/// The final snapshot (this run's or an earlier, interrupted one's) carries the stack's tags,
+/// so that `apply` finds it.
+async fn final_snapshots(cx: &Ctx<'_>, report: &mut DestroyReport) -> Result<(), AwsError> {
+    if cx.req.deletion.database != DatabaseDeletion::Snapshot {
+        return Ok(());
+    }
+    let stack = cx.req.stack.as_str();
+    let db_name = Component::DbInstance.name(stack);
+    let want = naming::tags(stack, Component::DbInstance, &Default::default());
+    let prefix = format!("{db_name}-final-");
+    for s in db_snapshot::list(cx.aws, &db_name).await? {
+        if s.id.starts_with(&prefix) {
+            db_snapshot::ensure_tags(cx.aws, &s, &want).await?;
+            if report.final_snapshot.is_none() {
+                report.kept.push(Item {
+                    kind: Kind::DB_INSTANCE,
+                    name: s.id.clone(),
+                    id: Some(s.arn.clone()),
+                    note: Some(format!(
+                        "final snapshot, {} GiB: snapshot storage is billed per GiB-month (about $0.095 in most regions)",
+                        s.allocated_storage_gib
+                    )),
+                });
+                report.final_snapshot = Some(s.id.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The file system, by `spec.policy.deletion.fileSystem`: kept and marked retained (the
+/// default), or deleted (its mount targets went before it).
+async fn files(
+    cx: &Ctx<'_>,
+    report: &mut DestroyReport,
+    policy: &DataPolicy,
+    item: &registry::Item,
+) -> Result<(), AwsError> {
+    let Some(fs) = cx.snap.get::<FileSystems>(&item.name) else {
+        return Ok(());
+    };
+    if policy.delete_fs {
+        let entry: &dyn KindEntry = &FileSystems;
+        cx.delete_retrying(report, entry, item).await?;
+    } else if cx.owner().deletion_refusal(&fs.tags).is_none() {
+        if !fs
+            .tags
+            .contains_key(presta_aws::file_system::TAG_RETAINED_AT)
+        {
+            let at = presta_aws::db_snapshot::now_rfc3339();
+            FileSystems.mark_retained(cx.aws, &fs.id, &at).await?;
+        }
+        report.kept.push(Item {
+            kind: Kind::FILE_SYSTEM,
+            name: item.name.clone(),
+            id: Some(fs.id.clone()),
+            note: Some("retained with the shop's files (tag presta-reconciler/retained-at); EFS storage is billed per GiB-month of files (about $0.30 Standard, $0.016 Infrequent Access)".into()),
+        });
     }
     Ok(())
 }

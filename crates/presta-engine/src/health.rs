@@ -14,9 +14,17 @@
 //! | `unknown`  | the stack does not exist yet, or could not be observed |
 
 use presta_aws::Aws;
+use presta_aws::auto_scaling_group::AutoScalingGroups;
 use presta_aws::auto_scaling_group::{self, AutoScalingGroupLive};
+use presta_aws::db_instance::DbInstances;
+use presta_aws::db_instance::{DbState, DbStatus};
+use presta_aws::file_system::FileSystems;
+use presta_aws::load_balancer::LoadBalancers;
+use presta_aws::mount_target::MountTargets;
 use presta_aws::network::Network;
+use presta_aws::security_group::SecurityGroups;
 use presta_aws::security_group::{SecurityGroupDesired, SecurityGroupLive};
+use presta_aws::target_group::TargetGroups;
 use presta_aws::target_group::{self, TargetHealth};
 use presta_spec::Stack;
 use presta_spec::naming::Component;
@@ -81,23 +89,6 @@ impl Health {
     }
 }
 
-/// Database statuses in which the shop works (backups, changes and maintenance run online).
-const DB_SERVING: &[&str] = &[
-    "available",
-    "backing-up",
-    "modifying",
-    "configuring-enhanced-monitoring",
-    "configuring-iam-database-auth",
-    "configuring-log-exports",
-    "maintenance",
-    "upgrading",
-    "storage-optimization",
-    "renaming",
-    "resetting-master-credentials",
-];
-/// Statuses that come and go on their own: the shop is briefly impaired.
-const DB_TRANSIENT: &[&str] = &["rebooting", "starting", "creating"];
-
 /// What the verdict is made of, apart from AWS (so that the rules are a pure function).
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
@@ -107,7 +98,7 @@ pub struct Facts {
     pub group: Option<AutoScalingGroupLive>,
     pub failed_launches: Vec<String>,
     pub refresh: Option<RefreshStatus>,
-    pub db_status: Option<String>,
+    pub db_status: Option<DbStatus>,
     pub file_system: bool,
     /// Availability Zones of the group's subnets without an available mount target.
     pub zones_without_mount_target: Vec<String>,
@@ -171,11 +162,11 @@ pub fn verdict(f: &Facts) -> Health {
             r.status.to_lowercase()
         ));
     }
-    match f.db_status.as_deref() {
+    match f.db_status.as_ref().map(|s| (s, s.state())) {
         None => down.push("the database does not exist".to_string()),
-        Some(s) if DB_SERVING.contains(&s) => {}
-        Some(s) if DB_TRANSIENT.contains(&s) => degraded.push(format!("the database is {s}")),
-        Some(s) => down.push(format!("the database is {s}")),
+        Some((_, DbState::Available | DbState::Serving)) => {}
+        Some((s, DbState::Transitional)) => degraded.push(format!("the database is {s}")),
+        Some((s, _)) => down.push(format!("the database is {s}")),
     }
     if !f.file_system {
         down.push("the file system does not exist".to_string());
@@ -228,14 +219,12 @@ pub async fn assess(
     refresh: Option<&RefreshStatus>,
 ) -> Health {
     let name = stack.name();
-    let sg = |c: Component| snap.security_groups.get(&c.name(name));
-    let tg = snap.target_groups.get(&Component::TargetGroup.name(name));
-    let group = snap
-        .auto_scaling_groups
-        .get(&Component::AutoScalingGroup.name(name));
-    let lb = snap.load_balancers.get(&Component::LoadBalancer.name(name));
-    let db = snap.db_instances.get(&Component::DbInstance.name(name));
-    let fs = snap.file_systems.get(&Component::FileSystem.name(name));
+    let sg = |c: Component| snap.get::<SecurityGroups>(&c.name(name));
+    let tg = snap.get::<TargetGroups>(&Component::TargetGroup.name(name));
+    let group = snap.get::<AutoScalingGroups>(&Component::AutoScalingGroup.name(name));
+    let lb = snap.get::<LoadBalancers>(&Component::LoadBalancer.name(name));
+    let db = snap.get::<DbInstances>(&Component::DbInstance.name(name));
+    let fs = snap.get::<FileSystems>(&Component::FileSystem.name(name));
     let exists = group.is_some() || lb.is_some() || db.is_some();
     if !exists {
         return verdict(&Facts::default());
@@ -267,7 +256,7 @@ pub async fn assess(
                 .private
                 .iter()
                 .filter(|s| {
-                    !snap.mount_targets.values().any(|m| {
+                    !snap.values::<MountTargets>().any(|m| {
                         m.file_system_id == f.id && m.subnet_id == s.id && m.state == "available"
                     })
                 })
@@ -363,7 +352,7 @@ mod tests {
                 others: Vec::new(),
             }),
             group: Some(group()),
-            db_status: Some("available".into()),
+            db_status: Some(DbStatus::new("available")),
             file_system: true,
             ..Facts::default()
         }
@@ -416,7 +405,7 @@ mod tests {
             ("stopped", Verdict::Down),
         ] {
             let mut f = healthy();
-            f.db_status = Some(status.into());
+            f.db_status = Some(DbStatus::new(status));
             assert_eq!(verdict(&f).verdict, v, "{status}");
         }
         let mut f = healthy();

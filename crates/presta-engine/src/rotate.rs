@@ -74,7 +74,7 @@ pub async fn rotate(aws: &Aws, stack: &Stack, wait: Duration) -> Rotation {
     };
     // Before anything changes: the database must be there to take the password.
     match db_instance::password_change_state(aws, &db).await {
-        Ok((status, _)) if status == "available" => {}
+        Ok((status, _)) if status.is_available() => {}
         Ok((status, _)) => {
             r.step(
                 "check the database",
@@ -148,7 +148,7 @@ pub async fn rotate(aws: &Aws, stack: &Stack, wait: Duration) -> Rotation {
             let (status, pending) = db_instance::password_change_state(aws, &db)
                 .await
                 .map_err(|e| e.to_string())?;
-            if status == "available" && !pending {
+            if status.is_available() && !pending {
                 return Ok(format!("{db}: master password changed"));
             }
             if Instant::now() >= deadline {

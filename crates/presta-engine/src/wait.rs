@@ -76,9 +76,16 @@ mod tests {
     }
 
     impl Driver for SlowDb {
-        const KIND: Kind = Kind::DbInstance;
+        const KIND: Kind = Kind::DB_INSTANCE;
         type Desired = ();
         type Live = String;
+        const IAM: presta_aws::registry::Iam = presta_aws::registry::Iam::NONE;
+        const TEARDOWN: presta_aws::registry::Teardown =
+            presta_aws::registry::Teardown::new(0, presta_aws::registry::Deletion::Plain);
+
+        fn scope(_: &presta_aws::Targets, _: &presta_aws::Observed) -> Scope {
+            Scope::default()
+        }
 
         fn name(_: &()) -> String {
             "db".into()

@@ -16,17 +16,19 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use presta_aws::auto_scaling_group::{AutoScalingGroupDesired, AutoScalingGroups};
-use presta_aws::db_instance::{DbInstanceDesired, DbInstances};
-use presta_aws::db_subnet_group::{DbSubnetGroupDesired, DbSubnetGroups};
-use presta_aws::file_system::{FileSystemDesired, FileSystems};
-use presta_aws::launch_template::{LaunchTemplateDesired, LaunchTemplates};
+use presta_aws::auto_scaling_group::{
+    AutoScalingGroupDesired, AutoScalingGroupLive, AutoScalingGroups,
+};
+use presta_aws::db_instance::{DbInstanceDesired, DbInstanceLive, DbInstances};
+use presta_aws::db_subnet_group::{DbSubnetGroupDesired, DbSubnetGroupLive, DbSubnetGroups};
+use presta_aws::file_system::{FileSystemDesired, FileSystemLive, FileSystems};
+use presta_aws::launch_template::{LaunchTemplateDesired, LaunchTemplateLive, LaunchTemplates};
 use presta_aws::listener::{ListenerDesired, Listeners};
 use presta_aws::load_balancer::{LoadBalancerDesired, LoadBalancerLive, LoadBalancers};
 use presta_aws::mount_target::{self, MountTargetDesired, MountTargets};
 use presta_aws::network::Network;
-use presta_aws::parameter::{ParameterDesired, Parameters};
-use presta_aws::security_group::{SecurityGroupDesired, SecurityGroups};
+use presta_aws::parameter::{ParameterDesired, ParameterLive, Parameters};
+use presta_aws::security_group::{SecurityGroupDesired, SecurityGroupLive, SecurityGroups};
 use presta_aws::target_group::{TargetGroupDesired, TargetGroupLive, TargetGroups};
 use presta_aws::{Action, Aws, Change, Driver, Kind, Mode};
 use presta_spec::Stack;
@@ -87,8 +89,7 @@ pub async fn reconcile(
     // approved.
     let moved_vpc = budget::moved_vpc(stack, snap, &net.vpc_id);
     let exists = snap
-        .auto_scaling_groups
-        .contains_key(&Component::AutoScalingGroup.name(stack.name()))
+        .contains::<AutoScalingGroups>(&Component::AutoScalingGroup.name(stack.name()))
         || guard.presumed_existing.is_some();
     if exists && mode == Mode::Apply {
         let plan = new_run(Mode::Plan);
@@ -137,128 +138,204 @@ fn id_of<T>(live: &Option<T>, f: impl Fn(&T) -> String) -> Option<String> {
     live.as_ref().map(f)
 }
 
+/// The stacks' stages in order; each stage function states which outputs feed which desired
+/// state.
 async fn converge(run: &Run<'_>, net: &Network) -> (Outputs, Option<RefreshStatus>) {
-    let stack = run.stack;
-    let snap = run.snap;
-    let vpc = net.vpc_id.as_str();
+    let base = stage1(run, net).await;
+    let front = stage2(run, net, &base).await;
+    let back = stage3(run, net, &base, &front).await;
+    let data = stage4(run, net, &base, &back).await;
+    let lt = stage5(run, &base, &front, &data).await;
+    let template_change = refresh::TemplateChange::of(run);
+    let (asg, refresh) = stage6(run, net, &base, &lt, template_change).await;
+    let outputs = Outputs {
+        alb_dns_name: id_of(&front.lb, |l| l.dns_name.clone()),
+        tg_arn: id_of(&base.tg, |t| t.arn.clone()),
+        db_endpoint: data.db.as_ref().and_then(|d| d.endpoint.clone()),
+        efs_id: id_of(&base.fs, |f| f.id.clone()),
+        asg_name: id_of(&asg, |a| a.name.clone()),
+        launch_template_version: lt.as_ref().map(|l| l.default_version),
+    };
+    (outputs, refresh)
+}
 
-    // ---- stage 1: secrets, ALB security group, target group, DB subnet group, EFS.
+/// Stage 1's live resources: they depend on nothing but the network.
+struct Base {
+    db_param: ParameterDesired,
+    db_param_l: Option<ParameterLive>,
+    alb_sg: Option<SecurityGroupLive>,
+    tg: Option<TargetGroupLive>,
+    subnet_group_d: DbSubnetGroupDesired,
+    subnet_group: Option<DbSubnetGroupLive>,
+    fs: Option<FileSystemLive>,
+}
+
+/// Stage 1: secrets, ALB security group, target group, DB subnet group, EFS.
+async fn stage1(run: &Run<'_>, net: &Network) -> Base {
+    let (stack, snap, vpc) = (run.stack, run.snap, net.vpc_id.as_str());
     let db_param = ParameterDesired::db_password(stack);
     let admin_param = ParameterDesired::admin_password(stack);
     let alb_sg_d = SecurityGroupDesired::load_balancer(stack, vpc);
     let tg_d = TargetGroupDesired::for_stack(stack, vpc);
     let subnet_group_d = DbSubnetGroupDesired::for_stack(stack, net);
     let mut fs_d = FileSystemDesired::for_stack(stack);
-    let asg_name = Component::AutoScalingGroup.name(stack.name());
-    fs_d.unused = !snap.auto_scaling_groups.contains_key(&asg_name);
-    let (db_param_l, _admin_param_l, alb_sg, tg, subnet_group, fs) = tokio::join!(
+    fs_d.unused =
+        !snap.contains::<AutoScalingGroups>(&Component::AutoScalingGroup.name(stack.name()));
+    let (db_param_l, _admin, alb_sg, tg, subnet_group, fs) = tokio::join!(
         run.guarded_step(
             &Parameters,
             &db_param,
-            snap.parameters.get(&db_param.name),
+            snap.get::<Parameters>(&db_param.name),
             run.data.db_password_blocked.as_ref()
         ),
         run.step(
             &Parameters,
             &admin_param,
-            snap.parameters.get(&admin_param.name)
+            snap.get::<Parameters>(&admin_param.name)
         ),
         run.step(
             &SecurityGroups,
             &alb_sg_d,
-            snap.security_groups.get(&alb_sg_d.name)
+            snap.get::<SecurityGroups>(&alb_sg_d.name)
         ),
-        run.step(&TargetGroups, &tg_d, snap.target_groups.get(&tg_d.name)),
+        run.step(&TargetGroups, &tg_d, snap.get::<TargetGroups>(&tg_d.name)),
         run.step(
             &DbSubnetGroups,
             &subnet_group_d,
-            snap.db_subnet_groups.get(&subnet_group_d.name)
+            snap.get::<DbSubnetGroups>(&subnet_group_d.name)
         ),
         run.guarded_step(
             &FileSystems,
             &fs_d,
-            snap.file_systems.get(&fs_d.creation_token),
+            snap.get::<FileSystems>(&fs_d.creation_token),
             run.data.file_system_blocked.as_ref()
         ),
     );
+    Base {
+        db_param,
+        db_param_l,
+        alb_sg,
+        tg,
+        subnet_group_d,
+        subnet_group,
+        fs,
+    }
+}
 
-    // ---- stage 2: app security group, load balancer.
+/// Stage 2's live resources.
+struct Front {
+    app_sg: Option<SecurityGroupLive>,
+    lb: Option<LoadBalancerLive>,
+}
+
+/// Stage 2: the instances' security group (80 from the ALB's) and the load balancer.
+async fn stage2(run: &Run<'_>, net: &Network, base: &Base) -> Front {
+    let (stack, snap, vpc) = (run.stack, run.snap, net.vpc_id.as_str());
     let mut missing = Vec::new();
     let alb_sg_id = run.need(
-        id_of(&alb_sg, |g| g.id.clone()),
+        id_of(&base.alb_sg, |g| g.id.clone()),
         "the load balancer's security group",
         &mut missing,
     );
     let app_sg_d = SecurityGroupDesired::instances(stack, vpc, &alb_sg_id);
     let lb_d = LoadBalancerDesired::for_stack(stack, net, &alb_sg_id);
-    let (app_sg, lb) = if run.blocked_by_missing(&missing) {
-        run.waiting(Kind::SecurityGroup, app_sg_d.name.clone(), &missing);
-        run.waiting(Kind::LoadBalancer, lb_d.name.clone(), &missing);
-        (None, None)
-    } else {
-        tokio::join!(
-            run.step(
-                &SecurityGroups,
-                &app_sg_d,
-                snap.security_groups.get(&app_sg_d.name)
-            ),
-            run.step(&LoadBalancers, &lb_d, snap.load_balancers.get(&lb_d.name)),
-        )
-    };
+    if run.blocked_by_missing(&missing) {
+        run.waiting(Kind::SECURITY_GROUP, app_sg_d.name.clone(), &missing);
+        run.waiting(Kind::LOAD_BALANCER, lb_d.name.clone(), &missing);
+        return Front {
+            app_sg: None,
+            lb: None,
+        };
+    }
+    let (app_sg, lb) = tokio::join!(
+        run.step(
+            &SecurityGroups,
+            &app_sg_d,
+            snap.get::<SecurityGroups>(&app_sg_d.name)
+        ),
+        run.step(&LoadBalancers, &lb_d, snap.get::<LoadBalancers>(&lb_d.name)),
+    );
+    Front { app_sg, lb }
+}
 
-    // ---- stage 3: database and file-system security groups, listeners.
+/// Stage 3's live resources.
+struct Back {
+    db_sg: Option<SecurityGroupLive>,
+    efs_sg: Option<SecurityGroupLive>,
+}
+
+/// Stage 3: the database's and the file system's security groups (from the instances'),
+/// the listeners (load balancer → target group).
+async fn stage3(run: &Run<'_>, net: &Network, base: &Base, front: &Front) -> Back {
+    let (stack, snap, vpc) = (run.stack, run.snap, net.vpc_id.as_str());
     let mut missing = Vec::new();
     let app_sg_id = run.need(
-        id_of(&app_sg, |g| g.id.clone()),
+        id_of(&front.app_sg, |g| g.id.clone()),
         "the instances' security group",
         &mut missing,
     );
     let db_sg_d = SecurityGroupDesired::database(stack, vpc, &app_sg_id);
     let efs_sg_d = SecurityGroupDesired::file_system(stack, vpc, &app_sg_id);
-    let (db_sg, efs_sg) = if run.blocked_by_missing(&missing) {
-        run.waiting(Kind::SecurityGroup, db_sg_d.name.clone(), &missing);
-        run.waiting(Kind::SecurityGroup, efs_sg_d.name.clone(), &missing);
-        (None, None)
-    } else {
-        let (db_sg, efs_sg, ()) = tokio::join!(
-            run.step(
-                &SecurityGroups,
-                &db_sg_d,
-                snap.security_groups.get(&db_sg_d.name)
-            ),
-            run.step(
-                &SecurityGroups,
-                &efs_sg_d,
-                snap.security_groups.get(&efs_sg_d.name)
-            ),
-            listeners(run, lb.as_ref(), tg.as_ref()),
-        );
-        (db_sg, efs_sg)
-    };
+    if run.blocked_by_missing(&missing) {
+        run.waiting(Kind::SECURITY_GROUP, db_sg_d.name.clone(), &missing);
+        run.waiting(Kind::SECURITY_GROUP, efs_sg_d.name.clone(), &missing);
+        return Back {
+            db_sg: None,
+            efs_sg: None,
+        };
+    }
+    let (db_sg, efs_sg, ()) = tokio::join!(
+        run.step(
+            &SecurityGroups,
+            &db_sg_d,
+            snap.get::<SecurityGroups>(&db_sg_d.name)
+        ),
+        run.step(
+            &SecurityGroups,
+            &efs_sg_d,
+            snap.get::<SecurityGroups>(&efs_sg_d.name)
+        ),
+        listeners(run, front.lb.as_ref(), base.tg.as_ref()),
+    );
+    Back { db_sg, efs_sg }
+}
 
-    // ---- stage 4: database, mount targets.
+/// Stage 4's live resources.
+struct Data {
+    db: Option<DbInstanceLive>,
+}
+
+/// Stage 4: the database (its security group, subnet group and password; or restored from
+/// its snapshot, by the data rule) and the file system's mount targets.
+async fn stage4(run: &Run<'_>, net: &Network, base: &Base, back: &Back) -> Data {
+    let (stack, snap) = (run.stack, run.snap);
     let mut db_missing = Vec::new();
     let db_sg_id = run.need(
-        id_of(&db_sg, |g| g.id.clone()),
+        id_of(&back.db_sg, |g| g.id.clone()),
         "the database's security group",
         &mut db_missing,
     );
-    if subnet_group.is_none() {
+    if base.subnet_group.is_none() {
         db_missing.push("the DB subnet group".into());
     }
-    if db_param_l.is_none() {
+    if base.db_param_l.is_none() {
         db_missing.push("the database password in SSM".into());
     }
-    let db_d = DbInstanceDesired::for_stack(stack, &subnet_group_d.name, &db_sg_id, &db_param.name);
-    let db_live = snap.db_instances.get(&db_d.identifier);
+    let db_d = DbInstanceDesired::for_stack(
+        stack,
+        &base.subnet_group_d.name,
+        &db_sg_id,
+        &base.db_param.name,
+    );
+    let db_live = snap.get::<DbInstances>(&db_d.identifier);
     let mut efs_missing = Vec::new();
     let efs_sg_id = run.need(
-        id_of(&efs_sg, |g| g.id.clone()),
+        id_of(&back.efs_sg, |g| g.id.clone()),
         "the file system's security group",
         &mut efs_missing,
     );
     let fs_id = run.need(
-        id_of(&fs, |f| f.id.clone()),
+        id_of(&base.fs, |f| f.id.clone()),
         "the file system",
         &mut efs_missing,
     );
@@ -267,11 +344,11 @@ async fn converge(run: &Run<'_>, net: &Network) -> (Outputs, Option<RefreshStatu
             match (&run.data.db, db_live) {
                 (_, Some(live)) => run.step(&DbInstances, &db_d, Some(live)).await,
                 (DbSource::Blocked(reason), None) => {
-                    run.refuse(Kind::DbInstance, db_d.identifier.clone(), reason);
+                    run.refuse(Kind::DB_INSTANCE, db_d.identifier.clone(), reason);
                     None
                 }
                 _ if run.blocked_by_missing(&db_missing) => {
-                    run.waiting(Kind::DbInstance, db_d.identifier.clone(), &db_missing);
+                    run.waiting(Kind::DB_INSTANCE, db_d.identifier.clone(), &db_missing);
                     None
                 }
                 (DbSource::Restore(snapshot), None) => run.restore_db(&db_d, snapshot).await,
@@ -280,8 +357,18 @@ async fn converge(run: &Run<'_>, net: &Network) -> (Outputs, Option<RefreshStatu
         },
         mount_targets(run, net, &fs_id, &efs_sg_id, &efs_missing),
     );
+    Data { db }
+}
 
-    // ---- stage 5: launch template (the bootstrap needs the ALB, database and EFS).
+/// Stage 5: the launch template (the AMI, the instances' group, and the bootstrap, which needs
+/// the load balancer's address or the domain, the database and the file system).
+async fn stage5(
+    run: &Run<'_>,
+    base: &Base,
+    front: &Front,
+    data: &Data,
+) -> Option<LaunchTemplateLive> {
+    let (stack, snap) = (run.stack, run.snap);
     let mut missing = Vec::new();
     let ami = &stack.spec.compute.ami;
     let image_id = match (&ami.id, &ami.ssm_parameter) {
@@ -293,72 +380,76 @@ async fn converge(run: &Run<'_>, net: &Network) -> (Outputs, Option<RefreshStatu
     let domain = match &stack.spec.prestashop.domain {
         Some(d) => d.clone(),
         None => run.need(
-            id_of(&lb, |l| l.dns_name.clone()),
+            id_of(&front.lb, |l| l.dns_name.clone()),
             "the load balancer's DNS name",
             &mut missing,
         ),
     };
     let inputs = bootstrap::Inputs {
         efs_id: run.need(
-            id_of(&fs, |f| f.id.clone()),
+            id_of(&base.fs, |f| f.id.clone()),
             "the file system",
             &mut missing,
         ),
         db_host: run.need(
-            db.as_ref().and_then(|d| d.endpoint.clone()),
+            data.db.as_ref().and_then(|d| d.endpoint.clone()),
             "the database endpoint",
             &mut missing,
         ),
-        db_port: db.as_ref().map(|d| d.port).unwrap_or(3306),
+        db_port: data.db.as_ref().map(|d| d.port).unwrap_or(3306),
         domain,
     };
     let app_sg_id = run.need(
-        id_of(&app_sg, |g| g.id.clone()),
+        id_of(&front.app_sg, |g| g.id.clone()),
         "the instances' security group",
         &mut missing,
     );
     let lt_name = Component::LaunchTemplate.name(stack.name());
-    let lt_before = snap.launch_templates.get(&lt_name);
-    let lt = match bootstrap::render(stack, &inputs) {
+    let lt_before = snap.get::<LaunchTemplates>(&lt_name);
+    match bootstrap::render(stack, &inputs) {
         Err(e) => {
-            run.record(Change {
-                kind: Kind::LaunchTemplate,
-                name: lt_name.clone(),
-                id: None,
-                action: Action::Failed,
-                diffs: Vec::new(),
-                reason: Some(e.to_string()),
-                error_class: None,
-            });
+            run.record(
+                Change::new(Kind::LAUNCH_TEMPLATE, lt_name.clone(), Action::Failed)
+                    .with_reason(e.to_string()),
+            );
             lt_before.cloned()
         }
         Ok(_) if run.blocked_by_missing(&missing) => {
-            run.waiting(Kind::LaunchTemplate, lt_name.clone(), &missing);
+            run.waiting(Kind::LAUNCH_TEMPLATE, lt_name.clone(), &missing);
             lt_before.cloned()
         }
         Ok(user_data) => {
             let lt_d = LaunchTemplateDesired::for_stack(stack, &image_id, &app_sg_id, user_data);
             run.step(&LaunchTemplates, &lt_d, lt_before).await
         }
-    };
-    let template_change = refresh::TemplateChange::of(run);
+    }
+}
 
-    // ---- stage 6: Auto Scaling group, instance refresh.
+/// Stage 6: the Auto Scaling group (launch template → target group), the instance refresh
+/// when the template changed, and the file system's first use.
+async fn stage6(
+    run: &Run<'_>,
+    net: &Network,
+    base: &Base,
+    lt: &Option<LaunchTemplateLive>,
+    template_change: refresh::TemplateChange,
+) -> (Option<AutoScalingGroupLive>, Option<RefreshStatus>) {
+    let (stack, snap) = (run.stack, run.snap);
     let mut missing = Vec::new();
     let lt_id = run.need(
-        id_of(&lt, |l| l.id.clone()),
+        id_of(lt, |l| l.id.clone()),
         "the launch template",
         &mut missing,
     );
     let tg_arn = run.need(
-        id_of(&tg, |t| t.arn.clone()),
+        id_of(&base.tg, |t| t.arn.clone()),
         "the target group",
         &mut missing,
     );
     let asg_d = AutoScalingGroupDesired::for_stack(stack, net, &lt_id, &tg_arn);
-    let asg_before = snap.auto_scaling_groups.get(&asg_d.name);
+    let asg_before = snap.get::<AutoScalingGroups>(&asg_d.name);
     let asg = if run.blocked_by_missing(&missing) {
-        run.waiting(Kind::AutoScalingGroup, asg_d.name.clone(), &missing);
+        run.waiting(Kind::AUTO_SCALING_GROUP, asg_d.name.clone(), &missing);
         None
     } else {
         run.step(&AutoScalingGroups, &asg_d, asg_before).await
@@ -367,22 +458,13 @@ async fn converge(run: &Run<'_>, net: &Network) -> (Outputs, Option<RefreshStatu
     // The group exists: its instances use the file system from now on.
     if run.mode == Mode::Apply
         && asg.is_some()
-        && let Some(f) = &fs
+        && let Some(f) = &base.fs
         && f.tags.contains_key(presta_aws::file_system::TAG_UNUSED)
         && let Err(e) = FileSystems.clear_unused(run.aws, &f.id).await
     {
         tracing::warn!(stack = %stack.name(), error = %e, "removing the file system's unused mark failed; the next run removes it");
     }
-
-    let outputs = Outputs {
-        alb_dns_name: id_of(&lb, |l| l.dns_name.clone()),
-        tg_arn: id_of(&tg, |t| t.arn.clone()),
-        db_endpoint: db.as_ref().and_then(|d| d.endpoint.clone()),
-        efs_id: id_of(&fs, |f| f.id.clone()),
-        asg_name: id_of(&asg, |a| a.name.clone()),
-        launch_template_version: lt.as_ref().map(|l| l.default_version),
-    };
-    (outputs, refresh)
+    (asg, refresh)
 }
 
 async fn listeners(run: &Run<'_>, lb: Option<&LoadBalancerLive>, tg: Option<&TargetGroupLive>) {
@@ -392,14 +474,14 @@ async fn listeners(run: &Run<'_>, lb: Option<&LoadBalancerLive>, tg: Option<&Tar
     let desired = ListenerDesired::for_stack(run.stack, &lb_arn, &tg_arn);
     if run.blocked_by_missing(&missing) {
         for d in &desired {
-            run.waiting(Kind::Listener, d.key.clone(), &missing);
+            run.waiting(Kind::LISTENER, d.key.clone(), &missing);
         }
         return;
     }
     futures::future::join_all(
         desired
             .iter()
-            .map(|d| run.step(&Listeners, d, run.snap.listeners.get(&d.key))),
+            .map(|d| run.step(&Listeners, d, run.snap.get::<Listeners>(&d.key))),
     )
     .await;
     // Listeners nobody declared (a port opened by hand) are removed: they hold no data.
@@ -407,8 +489,7 @@ async fn listeners(run: &Run<'_>, lb: Option<&LoadBalancerLive>, tg: Option<&Tar
     let Some(lb) = lb else { return };
     for extra in run
         .snap
-        .listeners
-        .values()
+        .values::<Listeners>()
         .filter(|l| l.load_balancer_arn == lb.arn && !wanted.contains(l.key.as_str()))
     {
         run.prune(&Listeners, &extra.key, extra, "not declared")
@@ -426,7 +507,7 @@ async fn mount_targets(
     let desired = MountTargetDesired::for_network(net, fs_id, efs_sg_id);
     if run.blocked_by_missing(missing) {
         for d in &desired {
-            run.waiting(Kind::MountTarget, MountTargets::name(d), missing);
+            run.waiting(Kind::MOUNT_TARGET, MountTargets::name(d), missing);
         }
         return;
     }
@@ -434,12 +515,12 @@ async fn mount_targets(
         run.step(
             &MountTargets,
             d,
-            run.snap.mount_targets.get(&MountTargets::name(d)),
+            run.snap.get::<MountTargets>(&MountTargets::name(d)),
         )
     }))
     .await;
     let wanted: BTreeSet<String> = desired.iter().map(MountTargets::name).collect();
-    for extra in run.snap.mount_targets.values().filter(|m| {
+    for extra in run.snap.values::<MountTargets>().filter(|m| {
         m.file_system_id == fs_id
             && !wanted.contains(&mount_target::key(&m.file_system_id, &m.subnet_id))
     }) {

@@ -25,10 +25,10 @@ impl TemplateChange {
         let changes = run.changes.lock().unwrap_or_else(|e| e.into_inner());
         let lt_update = changes
             .iter()
-            .find(|c| c.kind == Kind::LaunchTemplate && c.action == Action::Update);
+            .find(|c| c.kind == Kind::LAUNCH_TEMPLATE && c.action == Action::Update);
         let fs_created = changes
             .iter()
-            .any(|c| c.kind == Kind::FileSystem && c.action == Action::Create);
+            .any(|c| c.kind == Kind::FILE_SYSTEM && c.action == Action::Create);
         let efs_id = USER_DATA.key("EFS_ID");
         let efs_changes =
             lt_update.is_some_and(|c| c.diffs.iter().any(|d| d.field == efs_id.as_str()));
@@ -73,7 +73,7 @@ pub(super) async fn roll(
         let mut changes = run.changes.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = changes
             .iter_mut()
-            .find(|c| c.kind == Kind::AutoScalingGroup)
+            .find(|c| c.kind == Kind::AUTO_SCALING_GROUP)
         {
             c.reason = Some(match &c.reason {
                 Some(r) => format!("{r}; {note}"),
@@ -136,7 +136,7 @@ pub(super) async fn roll(
 pub(super) fn domain_change(changes: &[Change]) -> Option<DomainChange> {
     let diff = changes
         .iter()
-        .filter(|c| c.kind == Kind::LaunchTemplate && c.action == Action::Update)
+        .filter(|c| c.kind == Kind::LAUNCH_TEMPLATE && c.action == Action::Update)
         .flat_map(|c| c.diffs.iter())
         .find(|d| d.field == USER_DATA.key("PS_DOMAIN").as_str())?;
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();

@@ -40,15 +40,10 @@ impl Run<'_> {
     }
 
     pub(super) fn waiting(&self, kind: Kind, name: String, on: &[String]) {
-        self.record(Change {
-            kind,
-            name,
-            id: None,
-            action: Action::Waiting,
-            diffs: Vec::new(),
-            reason: Some(format!("waits for {}", on.join(", "))),
-            error_class: None,
-        });
+        self.record(
+            Change::new(kind, name, Action::Waiting)
+                .with_reason(Some(format!("waits for {}", on.join(", ")))),
+        );
     }
 
     /// A dependency's value: known, or `(known after apply)` in a plan. In an apply a missing
@@ -113,15 +108,12 @@ impl Run<'_> {
             }
             Err(err) => {
                 tracing::warn!(stack = %self.stack.name(), kind = %D::KIND, name = %name, code = err.code.as_deref().unwrap_or(""), error = %err, "step failed");
-                self.record(Change {
-                    kind: D::KIND,
-                    name,
-                    id: live.map(D::id),
-                    action: Action::Failed,
-                    diffs: Vec::new(),
-                    reason: Some(err.to_string()),
-                    error_class: Some(err.class),
-                });
+                self.record(
+                    Change::new(D::KIND, name, Action::Failed)
+                        .with_id(live.map(D::id))
+                        .with_reason(Some(err.to_string()))
+                        .with_error_class(Some(err.class)),
+                );
                 // A resource that exists still serves its dependents.
                 live.cloned()
             }
@@ -130,15 +122,7 @@ impl Run<'_> {
 
     /// A missing resource the data rule forbids creating: blocked, with the reason.
     pub(super) fn refuse(&self, kind: Kind, name: String, reason: &str) {
-        self.record(Change {
-            kind,
-            name,
-            id: None,
-            action: Action::Blocked,
-            diffs: Vec::new(),
-            reason: Some(reason.to_string()),
-            error_class: None,
-        });
+        self.record(Change::new(kind, name, Action::Blocked).with_reason(Some(reason.to_string())));
     }
 
     /// Syncs a data-bearing resource, unless it is missing and the data rule blocks it.
@@ -172,15 +156,12 @@ impl Run<'_> {
             snapshot.id,
             snapshot.created.as_deref().unwrap_or("at an unknown time")
         );
-        let mut change = Change {
-            kind: Kind::DbInstance,
-            name: desired.identifier.clone(),
-            id: None,
-            action: Action::Restore,
-            diffs: Vec::new(),
-            reason: Some(from.clone()),
-            error_class: None,
-        };
+        let mut change = Change::new(
+            Kind::DB_INSTANCE,
+            desired.identifier.clone(),
+            Action::Restore,
+        )
+        .with_reason(Some(from.clone()));
         if self.mode == Mode::Plan {
             self.record(change);
             return None;
@@ -245,15 +226,10 @@ impl Run<'_> {
                 .await
             {
                 Ok(change) => change,
-                Err(e) => Change {
-                    kind: D::KIND,
-                    name: name.to_string(),
-                    id: Some(D::id(live)),
-                    action: Action::Failed,
-                    diffs: Vec::new(),
-                    reason: Some(e.to_string()),
-                    error_class: Some(e.class),
-                },
+                Err(e) => Change::new(D::KIND, name.to_string(), Action::Failed)
+                    .with_id(Some(D::id(live)))
+                    .with_reason(Some(e.to_string()))
+                    .with_error_class(Some(e.class)),
             };
         self.record(change);
     }
