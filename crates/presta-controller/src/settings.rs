@@ -101,5 +101,5 @@ pub enum ExecError {
     Invalid(String),
     /// AWS refused or failed the Run Command calls.
     #[error("SSM Run Command failed: {0}")]
-    Aws(String),
+    Aws(#[from] presta_aws::AwsError),
 }

@@ -212,6 +212,21 @@ impl Engine {
         (orphans, (!errors.is_empty()).then(|| errors.join("; ")))
     }
 
+    /// Runs a maintenance command (`presta-ctl …` as `line`) on the instances of the Auto
+    /// Scaling group `group` in `region` through SSM Run Command, waiting at most `wait`.
+    pub async fn run_command(
+        &self,
+        region: &str,
+        group: &str,
+        command: &str,
+        line: &str,
+        wait: std::time::Duration,
+    ) -> Result<presta_aws::commands::CommandRun, presta_aws::AwsError> {
+        let recorder: Arc<dyn CallRecorder> = Arc::new(Recorders(self.recorders.clone()));
+        let aws = Aws::connect(region, &self.settings.client, recorder).await;
+        presta_aws::commands::run(&aws, group, command, line, wait).await
+    }
+
     /// Plans or applies every stack, handing each stack's report to `done` as soon as that
     /// stack is finished (a slow stack does not hold back the others' results). Each region is
     /// observed once for all its stacks; `stats` counts the calls of this run.

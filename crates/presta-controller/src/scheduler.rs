@@ -1,0 +1,308 @@
+//! The keyed scheduler: which stacks are due, one run per stack at a time, a trigger during a
+//! run queues exactly one follow-up, and the requeue decision after each run ([`requeue`], a
+//! pure function of the result, like kube-rs' `error_policy`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use presta_aws::Mode;
+use presta_aws::calls::CallStats;
+use presta_engine::budget::{Guard, Guards};
+use presta_engine::report::StackReport;
+use presta_spec::Stack;
+
+use crate::metrics::RunResult;
+use crate::status::{first_error, note_observation, set_observation};
+use crate::time::unix;
+use crate::{Controller, ControllerSettings, Entry, TriggerError};
+
+/// When a stack runs next after a run, and its count of failures in a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Requeue {
+    pub delay: Duration,
+    pub failures: u32,
+    /// The run counts as a success (converged, or only blocked by the data rule).
+    pub success: bool,
+}
+
+/// The requeue decision, from a run's result alone: a refusal by AWS waits the long
+/// refused-retry delay (retrying soon would only repeat it; a configuration change or a
+/// trigger runs it earlier), another failure backs off exponentially, a stack still waiting
+/// for AWS is looked at again soon, anything else one (jittered) interval later.
+pub(crate) fn requeue(
+    result: RunResult,
+    refused: bool,
+    failures: u32,
+    settings: &ControllerSettings,
+) -> Requeue {
+    let ok = |delay, success| Requeue {
+        delay,
+        failures: 0,
+        success,
+    };
+    match result {
+        RunResult::Error if refused => Requeue {
+            delay: settings.refused_retry,
+            failures: failures + 1,
+            success: false,
+        },
+        RunResult::Error => Requeue {
+            delay: settings.backoff(failures + 1),
+            failures: failures + 1,
+            success: false,
+        },
+        RunResult::Held => ok(settings.jittered_interval(), false),
+        RunResult::Pending => ok(settings.pending_requeue, false),
+        RunResult::Converged | RunResult::Blocked => ok(settings.jittered_interval(), true),
+    }
+}
+
+impl Controller {
+    /// The stacks due now (marked running), and when the next one is due.
+    pub(crate) fn take_due(&self) -> (Vec<Arc<Stack>>, Option<Instant>) {
+        self.take_due_at(Instant::now())
+    }
+
+    /// [`Controller::take_due`] as if it were `now`.
+    pub(crate) fn take_due_at(&self, now: Instant) -> (Vec<Arc<Stack>>, Option<Instant>) {
+        let mut st = self.state();
+        let mut batch = Vec::new();
+        let mut next: Option<Instant> = None;
+        for e in st.stacks.values_mut() {
+            if e.running {
+                continue;
+            }
+            if e.due <= now {
+                e.running = true;
+                e.follow_up = false;
+                e.runs_started += 1;
+                batch.push(e.stack.clone());
+            } else {
+                next = Some(next.map_or(e.due, |n| n.min(e.due)));
+            }
+        }
+        (batch, next)
+    }
+
+    pub(crate) async fn run_batch(&self, batch: Vec<Arc<Stack>>) {
+        let stacks: Vec<Stack> = batch.iter().map(|s| (**s).clone()).collect();
+        let stats = CallStats::default();
+        let started = (Instant::now(), SystemTime::now());
+        let guards: Guards = {
+            let mut st = self.state();
+            st.observing.insert(started.0);
+            stacks
+                .iter()
+                .filter_map(|s| st.stacks.get(s.name()).map(|e| (s.name(), e)))
+                .map(|(name, e)| {
+                    (
+                        name.to_string(),
+                        Guard {
+                            approved: e.approved.iter().cloned().collect(),
+                            presumed_existing: e.presumed_existing.clone(),
+                        },
+                    )
+                })
+                .collect()
+        };
+        self.inner
+            .engine
+            .run_each(&stacks, Mode::Apply, &stats, &guards, &|report| {
+                self.finish(report, started)
+            })
+            .await;
+        self.state().observing.remove(&started.0);
+        tracing::debug!(
+            stacks = stacks.len(),
+            aws_calls = stats.total(),
+            "batch finished"
+        );
+    }
+
+    /// Takes one stack's result: status, metrics, next due time, waiters.
+    pub(crate) fn finish(&self, report: StackReport, started: (Instant, SystemTime)) {
+        let now = SystemTime::now();
+        self.inner.metrics.observe_report(&report, unix(now));
+        let result = RunResult::of(&report);
+        let settings = &self.inner.settings;
+        {
+            let mut st = self.state();
+            // The batch's observation is over once one of its stacks reports.
+            st.observing.remove(&started.0);
+            note_observation(&mut st, &report, started.0);
+            if let Some(e) = st.stacks.get_mut(&report.stack) {
+                e.running = false;
+                e.runs_done += 1;
+                e.last_result = Some(result);
+                e.last_run_at = Some(now);
+                let refused = result == RunResult::Error && refused_only(&report);
+                e.refused = refused;
+                let next = requeue(result, refused, e.failures, settings);
+                e.failures = next.failures;
+                if next.success {
+                    e.last_success_at = Some(now);
+                }
+                let delay = next.delay;
+                e.last_error = first_error(&report);
+                // An approval is for one run: used, or void because the plan changed.
+                if e.approved.take().is_some() && result != RunResult::Held {
+                    e.presumed_existing = None;
+                }
+                if let Some(h) = &report.held {
+                    tracing::warn!(stack = %e.stack.name(), plan_hash = %h.plan_hash, changes = h.changes, max_changes_per_run = h.max_changes_per_run, reason = %h.reason, "stack held: the plan waits for approval (POST /stacks/{{stack}}/approve)");
+                }
+                e.due = if e.follow_up {
+                    Instant::now()
+                } else {
+                    Instant::now() + delay
+                };
+                let changed = report.changes.iter().filter(|c| c.is_pending()).count();
+                let blocked = report.blocked();
+                let duration_ms = report.duration.as_millis() as u64;
+                let report = Arc::new(report);
+                e.last_run = Some(report.clone());
+                if !report.observation_failed {
+                    set_observation(e, started, report);
+                }
+                match result {
+                    RunResult::Error if refused => {
+                        tracing::error!(stack = %e.stack.name(), failures = e.failures, retry_in_seconds = delay.as_secs(), error = e.last_error.as_deref().unwrap_or(""), "AWS refused the reconciler's request: the stack waits for a configuration change or a manual trigger (POST /reconcile/{{stack}})")
+                    }
+                    RunResult::Error => {
+                        tracing::warn!(stack = %e.stack.name(), failures = e.failures, retry_in_seconds = delay.as_secs(), error = e.last_error.as_deref().unwrap_or(""), "reconcile failed")
+                    }
+                    _ => {
+                        tracing::info!(stack = %e.stack.name(), result = result.as_str(), changed, blocked, duration_ms, next_in_seconds = delay.as_secs(), "reconciled")
+                    }
+                }
+            }
+        }
+        self.inner.finished.send_modify(|n| *n += 1);
+        self.inner.wake.notify_one();
+    }
+
+    /// Asks for a run of one stack (or of all with `None`) as soon as possible. Returns, per
+    /// stack, the number of the run that will take the request into account (for
+    /// [`Controller::wait_for`]). A stack that is running gets exactly one follow-up run.
+    pub fn trigger(&self, stack: Option<&str>) -> Result<Vec<(String, u64)>, TriggerError> {
+        let mut st = self.state();
+        if !st.accepting {
+            return Err(TriggerError::ShuttingDown);
+        }
+        self.standby()?;
+        if let Some(name) = stack
+            && !st.stacks.contains_key(name)
+        {
+            return Err(TriggerError::UnknownStack {
+                stack: name.to_string(),
+                known: st.stacks.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        }
+        let now = Instant::now();
+        let mut targets = Vec::new();
+        for (name, e) in st.stacks.iter_mut() {
+            if stack.is_some_and(|s| s != name) {
+                continue;
+            }
+            if e.running {
+                e.follow_up = true;
+            } else {
+                e.due = now;
+            }
+            targets.push((name.clone(), e.runs_started + 1));
+        }
+        drop(st);
+        self.inner.wake.notify_one();
+        Ok(targets)
+    }
+
+    /// Waits until each `(stack, run)` is finished (or the stack left the configuration) and
+    /// returns the reports of those runs, or `None` on timeout.
+    pub async fn wait_for(
+        &self,
+        targets: &[(String, u64)],
+        timeout: Duration,
+    ) -> Result<Option<Vec<Arc<StackReport>>>, TriggerError> {
+        let mut finished = self.inner.finished.subscribe();
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let wait = async {
+            loop {
+                let done = {
+                    let st = self.state();
+                    targets
+                        .iter()
+                        .map(|(name, run)| match st.stacks.get(name) {
+                            Some(e) if e.runs_done >= *run => Some(e.last_run.clone()),
+                            Some(_) => None,
+                            None => Some(None),
+                        })
+                        .collect::<Option<Vec<_>>>()
+                };
+                if let Some(reports) = done {
+                    return reports.into_iter().flatten().collect();
+                }
+                if finished.changed().await.is_err() {
+                    return Vec::new();
+                }
+            }
+        };
+        // A shutdown answers the waiters at once (503): they never hold the exit back.
+        tokio::select! {
+            r = tokio::time::timeout(timeout, wait) => Ok(r.ok()),
+            _ = shutdown.wait_for(|s| *s) => Err(TriggerError::ShuttingDown),
+        }
+    }
+}
+
+/// Whether the stack's last run saw any of its resources in AWS.
+pub(crate) fn seen_with_resources(e: &Entry) -> bool {
+    e.last_run
+        .as_ref()
+        .is_some_and(|r| r.changes.iter().any(|c| c.id.is_some()))
+}
+
+/// Whether every failure of a run is a refusal by AWS (access denied, invalid request).
+fn refused_only(report: &StackReport) -> bool {
+    use presta_aws::error::ErrorClass;
+    let mut classes = report
+        .changes
+        .iter()
+        .filter(|c| c.action == presta_aws::Action::Failed)
+        .map(|c| c.error_class)
+        .chain(report.error.as_ref().map(|_| report.error_class))
+        .peekable();
+    classes.peek().is_some() && classes.all(|c| c == Some(ErrorClass::Refused))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ControllerSettings {
+        ControllerSettings::default()
+    }
+
+    #[test]
+    fn failures_back_off_and_count_a_refusal_waits_long_success_resets() {
+        let s = settings();
+        let first = requeue(RunResult::Error, false, 0, &s);
+        assert_eq!((first.failures, first.success), (1, false));
+        assert_eq!(first.delay, s.backoff(1));
+        let third = requeue(RunResult::Error, false, 2, &s);
+        assert_eq!(third.failures, 3);
+        assert!(third.delay >= first.delay, "{third:?} {first:?}");
+        let refused = requeue(RunResult::Error, true, 0, &s);
+        assert_eq!(refused.delay, s.refused_retry);
+        assert_eq!(refused.failures, 1);
+        assert!(refused.delay > third.delay);
+        let ok = requeue(RunResult::Converged, false, 5, &s);
+        assert_eq!((ok.failures, ok.success), (0, true));
+        assert!(ok.delay <= s.interval + s.interval / 2, "{ok:?}");
+        let pending = requeue(RunResult::Pending, false, 5, &s);
+        assert_eq!(pending.delay, s.pending_requeue);
+        assert!(!pending.success && pending.failures == 0);
+        let held = requeue(RunResult::Held, false, 1, &s);
+        assert!(!held.success && held.failures == 0);
+        assert!(requeue(RunResult::Blocked, false, 1, &s).success);
+    }
+}
