@@ -8,6 +8,7 @@ use presta_emulator::Emulator;
 
 async fn sdk(emu: &Emulator, region: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(presta_aws::clients::http_client(Some(emu.endpoint())))
         .endpoint_url(emu.endpoint())
         .region(Region::new(region.to_string()))
         .credentials_provider(aws_sdk_ec2::config::Credentials::new(

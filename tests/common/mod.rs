@@ -123,6 +123,7 @@ impl Env {
 
     pub async fn sdk(&self) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
+            .http_client(presta_aws::clients::http_client(Some(self.emu.endpoint())))
             .endpoint_url(self.emu.endpoint())
             .region(Region::new("eu-west-3"))
             .credentials_provider(aws_sdk_ec2::config::Credentials::new(

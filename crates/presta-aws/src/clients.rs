@@ -11,6 +11,23 @@ use aws_config::{BehaviorVersion, Region};
 
 use crate::calls::{CallRecorder, CountingInterceptor};
 
+#[cfg(test)]
+mod tests {
+    use super::plain_loopback;
+
+    #[test]
+    fn only_plain_http_to_this_machine_skips_tls() {
+        assert!(plain_loopback("http://127.0.0.1:5000"));
+        assert!(plain_loopback("http://127.0.0.2:5000/"));
+        assert!(plain_loopback("http://localhost:4566"));
+        assert!(plain_loopback("http://[::1]:5000"));
+        assert!(!plain_loopback("https://127.0.0.1:5000"));
+        assert!(!plain_loopback("http://10.0.0.5:5000"));
+        assert!(!plain_loopback("http://localstack:4566"));
+        assert!(!plain_loopback("https://ec2.eu-west-3.amazonaws.com"));
+    }
+}
+
 /// Client settings shared by every region.
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
@@ -140,6 +157,45 @@ impl Aws {
     }
 }
 
+/// The HTTP client of the AWS clients: hyper 1 with rustls 0.23 on ring (the one HTTP and TLS
+/// stack of the binary), or, for an `http://` endpoint on a loopback address (the emulator),
+/// plain HTTP without any TLS set-up (no root certificates read). `endpoint` is the
+/// configured endpoint; without one, `AWS_ENDPOINT_URL` as the SDK reads it.
+///
+/// One client per SDK configuration, not one per process: a client's connections belong to
+/// the Tokio runtime that opened them.
+pub fn http_client(
+    endpoint: Option<&str>,
+) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::{Builder, tls};
+    let from_env = std::env::var("AWS_ENDPOINT_URL").ok();
+    if endpoint.or(from_env.as_deref()).is_some_and(plain_loopback) {
+        return Builder::new().build_http();
+    }
+    Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
+/// Whether `url` is plain HTTP to this machine (`http://127.x.y.z`, `http://localhost`,
+/// `http://[::1]`).
+fn plain_loopback(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host_port = rest.split('/').next().unwrap_or_default();
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.rsplit_once(':').map_or(host_port, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The SDK configuration of `region` with these settings (endpoint, credentials, timeouts,
 /// retry policy, User-Agent app name), for the drivers' clients and the daemon's lease table.
 pub async fn sdk_config(region: &str, settings: &ClientSettings) -> aws_types::SdkConfig {
@@ -161,6 +217,7 @@ pub async fn sdk_config(region: &str, settings: &ClientSettings) -> aws_types::S
     if let Some(url) = &settings.endpoint_url {
         loader = loader.endpoint_url(url);
     }
+    loader = loader.http_client(http_client(settings.endpoint_url.as_deref()));
     if let Some(name) = &settings.app_name
         && let Ok(app) = aws_types::app_name::AppName::new(name.clone())
     {
