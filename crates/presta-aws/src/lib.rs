@@ -27,6 +27,7 @@ pub mod db_subnet_group;
 pub mod file_system;
 pub mod instances;
 pub mod launch_template;
+pub mod lease_table;
 pub mod listener;
 pub mod load_balancer;
 pub mod mount_target;

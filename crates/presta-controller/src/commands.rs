@@ -3,7 +3,8 @@
 //! keeps what they answer for the status.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
 
 use presta_aws::Mode;
 use presta_engine::budget::{Guard, Guards};

@@ -22,10 +22,11 @@
 //! holder's version change) can start.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use presta_aws::lease_table::{Claim, LeaseRecord, LeaseStore, LeaseWriteError};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// Who writes, as this replica sees it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -98,7 +99,7 @@ impl presta_aws::calls::Fence for LeaseFence {
 /// A lease keeper: [`Lease::run`] renews it until shutdown; [`Lease::role`] is watched by the
 /// controller.
 pub struct Lease {
-    client: aws_sdk_dynamodb::Client,
+    store: Arc<dyn LeaseStore>,
     settings: LeaseSettings,
     fence: Arc<LeaseFence>,
     role: watch::Sender<Role>,
@@ -106,12 +107,6 @@ pub struct Lease {
     watched: Mutex<Option<(String, Instant)>>,
     /// Renewals made, for unique versions.
     renewals: std::sync::atomic::AtomicU64,
-}
-
-/// The lease item as read.
-struct Record {
-    holder: String,
-    version: String,
 }
 
 /// Why this replica does not hold the lease after a tick.
@@ -124,16 +119,6 @@ enum PutError {
     Unreachable(String),
 }
 
-/// How a write may proceed.
-enum Claim {
-    /// Nobody holds it.
-    Absent,
-    /// It is this replica's.
-    Own,
-    /// Another holder's record, unchanged for a whole lease duration: its version.
-    Stale(String),
-}
-
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -142,14 +127,21 @@ fn now_ms() -> i64 {
 }
 
 impl Lease {
+    /// The lease in the DynamoDB table of `settings`.
     pub fn new(sdk: &aws_types::SdkConfig, settings: LeaseSettings) -> Lease {
+        let store = presta_aws::lease_table::DynamoLease::new(sdk, &settings.table);
+        Lease::with_store(Arc::new(store), settings)
+    }
+
+    /// The lease kept in `store` (an in-memory store in tests).
+    pub fn with_store(store: Arc<dyn LeaseStore>, settings: LeaseSettings) -> Lease {
         let standby = Role::Standby {
             id: settings.id.clone(),
             leader: None,
             reason: Some("the lease has not been asked for yet".into()),
         };
         Lease {
-            client: aws_sdk_dynamodb::Client::new(sdk),
+            store,
             settings,
             fence: Arc::new(LeaseFence::default()),
             role: watch::channel(standby).0,
@@ -177,7 +169,7 @@ impl Lease {
         let leading = matches!(*self.role.borrow(), Role::Leader { .. });
         // A leader renews straight away; the table is read when that fails, and by standbys.
         let mut result = if leading {
-            self.put(Claim::Own).await
+            self.put(Claim::HeldBy(s.id.clone())).await
         } else {
             Err(PutError::Conflict)
         };
@@ -185,7 +177,7 @@ impl Lease {
             result = match self.read().await {
                 Err(why) => Err(PutError::Unreachable(why)),
                 Ok(None) => self.put(Claim::Absent).await,
-                Ok(Some(r)) if r.holder == s.id => self.put(Claim::Own).await,
+                Ok(Some(r)) if r.holder == s.id => self.put(Claim::HeldBy(s.id.clone())).await,
                 Ok(Some(r)) => {
                     let since = {
                         let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
@@ -200,7 +192,7 @@ impl Lease {
                     let age = started.duration_since(since);
                     if age >= s.duration {
                         tracing::info!(lease = %s.name, holder = %r.holder, "the lease was not renewed for a whole lease duration: taking it over");
-                        self.put(Claim::Stale(r.version)).await
+                        self.put(Claim::Version(r.version)).await
                     } else {
                         next = standby_pause.min(s.duration - age);
                         Err(PutError::Held(r.holder))
@@ -260,76 +252,27 @@ impl Lease {
     /// Writes this replica in as the holder, with a new version, if `claim` still holds.
     async fn put(&self, claim: Claim) -> Result<(), PutError> {
         let s = &self.settings;
-        let now = now_ms();
         let n = self
             .renewals
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let req = self
-            .client
-            .put_item()
-            .table_name(&s.table)
-            .item("lease", AttributeValue::S(s.name.clone()))
-            .item("holder", AttributeValue::S(s.id.clone()))
-            .item("version", AttributeValue::S(format!("{}:{now}:{n}", s.id)))
-            .item("renewed_at_ms", AttributeValue::N(now.to_string()))
-            .item(
-                "expires_at_ms",
-                AttributeValue::N((now + s.duration.as_millis() as i64).to_string()),
-            );
-        let req = match claim {
-            Claim::Absent => req
-                .condition_expression("attribute_not_exists(#l)")
-                .expression_attribute_names("#l", "lease"),
-            Claim::Own => req
-                .condition_expression("#h = :me")
-                .expression_attribute_names("#h", "holder")
-                .expression_attribute_values(":me", AttributeValue::S(s.id.clone())),
-            Claim::Stale(version) => req
-                .condition_expression("#v = :seen")
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_values(":seen", AttributeValue::S(version)),
+        let record = LeaseRecord {
+            holder: s.id.clone(),
+            version: format!("{}:{}:{n}", s.id, now_ms()),
         };
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Err(PutError::Conflict)
-            }
-            Err(e) => Err(PutError::Unreachable(
-                presta_aws::AwsError::from_sdk("PutItem", e).to_string(),
-            )),
+        match self
+            .store
+            .write(&s.name, &record, s.duration.as_millis() as i64, &claim)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(LeaseWriteError::Conflict) => Err(PutError::Conflict),
+            Err(LeaseWriteError::Unreachable(why)) => Err(PutError::Unreachable(why)),
         }
     }
 
     /// The lease item, read consistently.
-    async fn read(&self) -> Result<Option<Record>, String> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.settings.table)
-            .key("lease", AttributeValue::S(self.settings.name.clone()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| presta_aws::AwsError::from_sdk("GetItem", e).to_string())?;
-        let Some(item) = out.item() else {
-            return Ok(None);
-        };
-        let text = |k: &str| match item.get(k) {
-            Some(AttributeValue::S(v)) => v.clone(),
-            _ => String::new(),
-        };
-        Ok(Some(Record {
-            holder: text("holder"),
-            // An item without a version (written by hand, or by an older release): its
-            // renewal time stands for it.
-            version: match item.get("version") {
-                Some(AttributeValue::S(v)) => v.clone(),
-                _ => format!("{:?}", item.get("expires_at_ms")),
-            },
-        }))
+    async fn read(&self) -> Result<Option<LeaseRecord>, String> {
+        self.store.read(&self.settings.name).await
     }
 
     /// Renews every `renew_every` until `shutdown` turns true, then hands the lease back.
@@ -351,20 +294,11 @@ impl Lease {
             return;
         }
         let s = &self.settings;
-        let r = self
-            .client
-            .delete_item()
-            .table_name(&s.table)
-            .key("lease", AttributeValue::S(s.name.clone()))
-            .condition_expression("#h = :me")
-            .expression_attribute_names("#h", "holder")
-            .expression_attribute_values(":me", AttributeValue::S(s.id.clone()))
-            .send()
-            .await;
+        let r = self.store.release(&s.name, &s.id).await;
         match r {
             Ok(_) => tracing::info!(lease = %s.name, "lease released"),
             Err(e) => {
-                tracing::warn!(lease = %s.name, error = %presta_aws::AwsError::from_sdk("DeleteItem", e), "releasing the lease failed; it expires on its own")
+                tracing::warn!(lease = %s.name, error = %e, "releasing the lease failed; it expires on its own")
             }
         }
         self.role.send_replace(Role::Standby {

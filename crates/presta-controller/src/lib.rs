@@ -20,7 +20,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
 
 use presta_spec::Stack;
 use tokio::sync::{Notify, watch};
@@ -30,8 +31,13 @@ use presta_engine::report::StackReport;
 
 mod commands;
 pub mod lease;
+#[cfg(test)]
+mod lease_tests;
+#[cfg(test)]
+mod loop_tests;
 pub mod metrics;
 mod orphans;
+pub mod port;
 mod reload;
 mod scheduler;
 mod settings;
@@ -40,6 +46,7 @@ mod time;
 
 use metrics::{Metrics, RunResult};
 pub use orphans::OrphanStatus;
+pub use port::Reconciler;
 pub use settings::{ControllerSettings, ExecError, TriggerError};
 pub use status::{ConfigStatus, DriftStatus, Overview, ResourceStatus, StackState, StackStatus};
 pub use time::rfc3339;
@@ -108,7 +115,7 @@ struct State {
 }
 
 struct Inner {
-    engine: Engine,
+    engine: Arc<dyn Reconciler>,
     metrics: Metrics,
     settings: ControllerSettings,
     state: Mutex<State>,
@@ -141,6 +148,18 @@ impl Controller {
         sources: Vec<String>,
     ) -> Controller {
         engine.recorders.push(Arc::new(metrics.clone()));
+        Controller::with_reconciler(Arc::new(engine), metrics, settings, stacks, sources)
+    }
+
+    /// A controller over any [`Reconciler`] (a fake in tests); the engine's AWS calls are
+    /// counted by whoever built it.
+    pub fn with_reconciler(
+        engine: Arc<dyn Reconciler>,
+        metrics: Metrics,
+        settings: ControllerSettings,
+        stacks: Vec<Stack>,
+        sources: Vec<String>,
+    ) -> Controller {
         let now = Instant::now();
         let entries = stacks
             .into_iter()
@@ -244,9 +263,9 @@ impl Controller {
                 }
             };
             while tasks.try_join_next().is_some() {}
-            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(
+            let sleep = tokio::time::sleep_until(
                 next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
-            ));
+            );
             tokio::select! {
                 _ = sleep => {}
                 _ = self.inner.wake.notified() => {}

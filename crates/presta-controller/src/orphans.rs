@@ -4,7 +4,8 @@
 //! Never deleted: `presta-reconciler destroy --stack NAME` does that, when a person says so.
 
 use std::collections::BTreeSet;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
+use tokio::time::Instant;
 
 use presta_aws::calls::CallStats;
 use presta_aws::orphans::Orphan;

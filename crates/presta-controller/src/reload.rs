@@ -2,7 +2,8 @@
 //! stack left the file), and a refused reload.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
+use tokio::time::Instant;
 
 use presta_spec::Stack;
 

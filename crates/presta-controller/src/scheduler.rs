@@ -3,7 +3,8 @@
 //! pure function of the result, like kube-rs' `error_policy`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
 
 use presta_aws::Mode;
 use presta_aws::calls::CallStats;

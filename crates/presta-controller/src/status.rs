@@ -2,7 +2,8 @@
 //! the drift (field, desired, live), the last run and error, outputs, times.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
+use tokio::time::Instant;
 
 use presta_aws::Action;
 use presta_engine::report::{Outputs, ResourceState, StackReport};
