@@ -342,61 +342,7 @@ impl Driver for FileSystems {
             }
         }
         let details = crate::calls::bounded(ours.iter().map(|(key, fs)| async move {
-            let id = fs.file_system_id();
-            let lifecycle = aws
-                .efs
-                .describe_lifecycle_configuration()
-                .file_system_id(id)
-                .send()
-                .await
-                .aws("DescribeLifecycleConfiguration")?;
-            let mut to_ia = None;
-            let mut to_primary = false;
-            for p in lifecycle.lifecycle_policies() {
-                if let Some(r) = p.transition_to_ia() {
-                    to_ia = Some(r.as_str().to_string());
-                }
-                if p.transition_to_primary_storage_class().is_some() {
-                    to_primary = true;
-                }
-            }
-            let backups = match aws
-                .efs
-                .describe_backup_policy()
-                .file_system_id(id)
-                .send()
-                .await
-                .aws("DescribeBackupPolicy")
-            {
-                Ok(out) => out
-                    .backup_policy()
-                    .is_some_and(|b| matches!(b.status(), Status::Enabled | Status::Enabling)),
-                Err(e) if e.is_not_found() => false,
-                Err(e) => return Err(e),
-            };
-            Ok::<_, AwsError>((
-                key.clone(),
-                FileSystemLive {
-                    id: id.to_string(),
-                    arn: fs.file_system_arn().unwrap_or_default().to_string(),
-                    creation_token: fs.creation_token().to_string(),
-                    state: fs.life_cycle_state().as_str().to_string(),
-                    encrypted: fs.encrypted().unwrap_or(false),
-                    throughput_mode: fs
-                        .throughput_mode()
-                        .map(|t| t.as_str().to_string())
-                        .unwrap_or_default(),
-                    provisioned_mibps: fs.provisioned_throughput_in_mibps(),
-                    transition_to_ia: to_ia,
-                    transition_to_primary_on_access: to_primary,
-                    automatic_backups: backups,
-                    tags: fs
-                        .tags()
-                        .iter()
-                        .map(|t| (t.key().to_string(), t.value().to_string()))
-                        .collect(),
-                },
-            ))
+            Ok::<_, AwsError>((key.clone(), details(aws, fs).await?))
         }))
         .await?;
         Ok(details.into_iter().collect())
@@ -605,6 +551,66 @@ impl Driver for FileSystems {
             ..live.clone()
         })
     }
+}
+
+/// A file system's lifecycle and backup policy (EFS has no batch form: two calls each), with
+/// its description: the live file system.
+async fn details(
+    aws: &Aws,
+    fs: &aws_sdk_efs::types::FileSystemDescription,
+) -> Result<FileSystemLive, AwsError> {
+    let id = fs.file_system_id();
+    let lifecycle = aws
+        .efs
+        .describe_lifecycle_configuration()
+        .file_system_id(id)
+        .send()
+        .await
+        .aws("DescribeLifecycleConfiguration")?;
+    let mut to_ia = None;
+    let mut to_primary = false;
+    for p in lifecycle.lifecycle_policies() {
+        if let Some(r) = p.transition_to_ia() {
+            to_ia = Some(r.as_str().to_string());
+        }
+        if p.transition_to_primary_storage_class().is_some() {
+            to_primary = true;
+        }
+    }
+    let backups = match aws
+        .efs
+        .describe_backup_policy()
+        .file_system_id(id)
+        .send()
+        .await
+        .aws("DescribeBackupPolicy")
+    {
+        Ok(out) => out
+            .backup_policy()
+            .is_some_and(|b| matches!(b.status(), Status::Enabled | Status::Enabling)),
+        Err(e) if e.is_not_found() => false,
+        Err(e) => return Err(e),
+    };
+    Ok(FileSystemLive {
+        id: id.to_string(),
+        arn: fs.file_system_arn().unwrap_or_default().to_string(),
+        creation_token: fs.creation_token().to_string(),
+        state: fs.life_cycle_state().as_str().to_string(),
+        encrypted: fs.encrypted().unwrap_or(false),
+        throughput_mode: fs
+            .throughput_mode()
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
+        provisioned_mibps: fs.provisioned_throughput_in_mibps(),
+        transition_to_ia: to_ia,
+        transition_to_primary_on_access: to_primary,
+        automatic_backups: backups,
+        tags: fs
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect(),
+    })
 }
 
 #[cfg(test)]

@@ -308,56 +308,7 @@ impl Driver for LaunchTemplates {
                     fetched.launch_template_versions().first()
                 }
             };
-            let data = version.and_then(|v| v.launch_template_data());
-            let root = data
-                .and_then(|d| {
-                    d.block_device_mappings()
-                        .iter()
-                        .find(|b| b.device_name() == Some(ROOT_DEVICE))
-                })
-                .and_then(|b| b.ebs());
-            let user_data = data
-                .and_then(|d| d.user_data())
-                .and_then(|b64| aws_smithy_types::base64::decode(b64).ok())
-                .map(|bytes| decode_user_data(&bytes))
-                .unwrap_or_default();
-            Ok::<_, AwsError>(LaunchTemplateLive {
-                id: id.to_string(),
-                name: t.launch_template_name().unwrap_or_default().to_string(),
-                default_version: t.default_version_number().unwrap_or(0),
-                latest_version: t.latest_version_number().unwrap_or(0),
-                data: TemplateData {
-                    image_id: data
-                        .and_then(|d| d.image_id())
-                        .unwrap_or_default()
-                        .to_string(),
-                    instance_type: data
-                        .and_then(|d| d.instance_type())
-                        .map(|t| t.as_str().to_string())
-                        .unwrap_or_default(),
-                    instance_profile: data
-                        .and_then(|d| d.iam_instance_profile())
-                        .and_then(|p| p.name())
-                        .unwrap_or_default()
-                        .to_string(),
-                    security_groups: data
-                        .map(|d| d.security_group_ids().iter().cloned().collect())
-                        .unwrap_or_default(),
-                    user_data,
-                    http_tokens: data
-                        .and_then(|d| d.metadata_options())
-                        .and_then(|m| m.http_tokens())
-                        .map(|t| t.as_str().to_string())
-                        .unwrap_or_default(),
-                    hop_limit: data
-                        .and_then(|d| d.metadata_options())
-                        .and_then(|m| m.http_put_response_hop_limit())
-                        .unwrap_or(0),
-                    root_volume_gib: root.and_then(|e| e.volume_size()).unwrap_or(0),
-                    root_encrypted: root.and_then(|e| e.encrypted()).unwrap_or(false),
-                },
-                tags: tags::from_ec2(t.tags()),
-            })
+            Ok::<_, AwsError>(live_of(t, version.and_then(|v| v.launch_template_data())))
         }))
         .await?;
         Ok(lives.into_iter().map(|l| (l.name.clone(), l)).collect())
@@ -498,6 +449,64 @@ impl Driver for LaunchTemplates {
 /// User data differences, by the bootstrap value that changed (`userData.IMAGE`,
 /// `userData.PS_DOMAIN`), so that a plan says what the instances will run differently; a
 /// change of the script itself (a new reconciler version) shows as `userData` digests.
+/// The live template from its description and its default version's data (normalised: the
+/// user data decoded, the root volume by its device name).
+fn live_of(
+    t: &aws_sdk_ec2::types::LaunchTemplate,
+    data: Option<&aws_sdk_ec2::types::ResponseLaunchTemplateData>,
+) -> LaunchTemplateLive {
+    let id = t.launch_template_id().unwrap_or_default();
+    let root = data
+        .and_then(|d| {
+            d.block_device_mappings()
+                .iter()
+                .find(|b| b.device_name() == Some(ROOT_DEVICE))
+        })
+        .and_then(|b| b.ebs());
+    let user_data = data
+        .and_then(|d| d.user_data())
+        .and_then(|b64| aws_smithy_types::base64::decode(b64).ok())
+        .map(|bytes| decode_user_data(&bytes))
+        .unwrap_or_default();
+    LaunchTemplateLive {
+        id: id.to_string(),
+        name: t.launch_template_name().unwrap_or_default().to_string(),
+        default_version: t.default_version_number().unwrap_or(0),
+        latest_version: t.latest_version_number().unwrap_or(0),
+        data: TemplateData {
+            image_id: data
+                .and_then(|d| d.image_id())
+                .unwrap_or_default()
+                .to_string(),
+            instance_type: data
+                .and_then(|d| d.instance_type())
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_default(),
+            instance_profile: data
+                .and_then(|d| d.iam_instance_profile())
+                .and_then(|p| p.name())
+                .unwrap_or_default()
+                .to_string(),
+            security_groups: data
+                .map(|d| d.security_group_ids().iter().cloned().collect())
+                .unwrap_or_default(),
+            user_data,
+            http_tokens: data
+                .and_then(|d| d.metadata_options())
+                .and_then(|m| m.http_tokens())
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_default(),
+            hop_limit: data
+                .and_then(|d| d.metadata_options())
+                .and_then(|m| m.http_put_response_hop_limit())
+                .unwrap_or(0),
+            root_volume_gib: root.and_then(|e| e.volume_size()).unwrap_or(0),
+            root_encrypted: root.and_then(|e| e.encrypted()).unwrap_or(false),
+        },
+        tags: tags::from_ec2(t.tags()),
+    }
+}
+
 fn user_data_diff(d: &mut Diffs, desired: &str, live: &str) {
     if desired == live {
         return;
