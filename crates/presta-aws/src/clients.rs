@@ -52,6 +52,17 @@ pub struct ClientSettings {
     /// Added to the User-Agent (`app/<name>`): tells this process's calls apart in AWS
     /// CloudTrail (and in the emulator's log).
     pub app_name: Option<String>,
+    /// Stands in for the network (an in-memory fake of AWS, `presta-testkit`): every client
+    /// sends through its HTTP client, after its interceptors. `None` in every real run.
+    pub transport: Option<Transport>,
+}
+
+/// What a fake of AWS puts in place of the network: the HTTP client every SDK client sends
+/// through, and the interceptors that answer before anything is sent.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    pub http: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    pub interceptors: Vec<aws_smithy_runtime_api::client::interceptors::SharedInterceptor>,
 }
 
 impl Default for ClientSettings {
@@ -66,6 +77,7 @@ impl Default for ClientSettings {
             static_credentials: None,
             fence: None,
             app_name: None,
+            transport: None,
         }
     }
 }
@@ -120,38 +132,27 @@ impl Aws {
             recorder,
             fence: settings.fence.clone(),
         };
+        let extra: &[_] = settings
+            .transport
+            .as_ref()
+            .map_or(&[], |t| t.interceptors.as_slice());
+        macro_rules! client {
+            ($sdk:ident) => {{
+                let mut conf = $sdk::config::Builder::from(&shared);
+                for i in extra {
+                    conf.push_interceptor(i.clone());
+                }
+                $sdk::Client::from_conf(conf.interceptor(counter.clone()).build())
+            }};
+        }
         Aws {
             region: region.to_string(),
-            ec2: aws_sdk_ec2::Client::from_conf(
-                aws_sdk_ec2::config::Builder::from(&shared)
-                    .interceptor(counter.clone())
-                    .build(),
-            ),
-            elbv2: aws_sdk_elasticloadbalancingv2::Client::from_conf(
-                aws_sdk_elasticloadbalancingv2::config::Builder::from(&shared)
-                    .interceptor(counter.clone())
-                    .build(),
-            ),
-            autoscaling: aws_sdk_autoscaling::Client::from_conf(
-                aws_sdk_autoscaling::config::Builder::from(&shared)
-                    .interceptor(counter.clone())
-                    .build(),
-            ),
-            rds: aws_sdk_rds::Client::from_conf(
-                aws_sdk_rds::config::Builder::from(&shared)
-                    .interceptor(counter.clone())
-                    .build(),
-            ),
-            efs: aws_sdk_efs::Client::from_conf(
-                aws_sdk_efs::config::Builder::from(&shared)
-                    .interceptor(counter.clone())
-                    .build(),
-            ),
-            ssm: aws_sdk_ssm::Client::from_conf(
-                aws_sdk_ssm::config::Builder::from(&shared)
-                    .interceptor(counter)
-                    .build(),
-            ),
+            ec2: client!(aws_sdk_ec2),
+            elbv2: client!(aws_sdk_elasticloadbalancingv2),
+            autoscaling: client!(aws_sdk_autoscaling),
+            rds: client!(aws_sdk_rds),
+            efs: client!(aws_sdk_efs),
+            ssm: client!(aws_sdk_ssm),
             listings: Arc::default(),
         }
     }
@@ -217,7 +218,10 @@ pub async fn sdk_config(region: &str, settings: &ClientSettings) -> aws_types::S
     if let Some(url) = &settings.endpoint_url {
         loader = loader.endpoint_url(url);
     }
-    loader = loader.http_client(http_client(settings.endpoint_url.as_deref()));
+    loader = loader.http_client(match &settings.transport {
+        Some(t) => t.http.clone(),
+        None => http_client(settings.endpoint_url.as_deref()),
+    });
     if let Some(name) = &settings.app_name
         && let Ok(app) = aws_types::app_name::AppName::new(name.clone())
     {

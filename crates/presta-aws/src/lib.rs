@@ -13,7 +13,7 @@ pub mod driver;
 pub mod error;
 pub mod iam;
 
-pub use clients::{Aws, ClientSettings};
+pub use clients::{Aws, ClientSettings, Transport};
 pub use diff::{Action, Change, FieldDiff, Kind};
 pub use driver::{Driver, Mode, Owner, Readiness, Scope, Synced, absent_is_success, remove, sync};
 pub use error::{AwsError, ErrorClass};

@@ -1,0 +1,312 @@
+//! An in-memory fake of the AWS APIs the drivers call: the port the engine and the controller
+//! are tested on in milliseconds, under `tokio::time::pause()`.
+//!
+//! The drivers are not replaced: they run with their real SDK clients, whose network is
+//! replaced ([`presta_aws::Transport`]). An interceptor answers each request before it is
+//! sent, from the typed input, with a typed output (the resources kept in a [`World`]) or with
+//! an error as AWS puts it on the wire (so that the SDK's own error parsing, the drivers'
+//! error classes and the call counters see what they see against AWS). The fake
+//!
+//! - keeps resources: VPCs, subnets, security groups, launch templates, load balancers,
+//!   target groups, listeners, Auto Scaling groups, RDS instances, subnet groups and
+//!   snapshots, EFS file systems and mount targets, SSM parameters;
+//! - answers like AWS: `creating`/`provisioning` statuses that settle after a delay on the
+//!   Tokio clock ([`Delays`]), `DependencyViolation` for a security group still in use,
+//!   not-found and duplicate codes;
+//! - injects faults per operation ([`FakeAws::fail`]), and counts calls ([`FakeAws::calls`]).
+//!
+//! Each operation is answered once: the SDK's retries are the SDK's, so the fake's settings
+//! make one attempt ([`FakeAws::settings`]), and an injected fault reaches the caller as is.
+//! It never opens a socket.
+
+mod asg;
+mod ec2;
+mod efs;
+mod elb;
+mod rds;
+mod ssm;
+mod wire;
+mod world;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
+    FinalizerInterceptorContextMut, Input, Output,
+};
+use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+use presta_aws::{ClientSettings, Transport};
+
+pub use wire::Failure;
+pub use world::{Delays, World};
+
+/// The answer to one call: a typed output, or an error as AWS sends it.
+type Answer = Result<Output, HttpResponse>;
+/// Answers the calls of one operation (`None` for the input of another).
+type Handler = Box<dyn Fn(&Mutex<World>, &Input) -> Option<Answer> + Send + Sync>;
+
+/// The fake: shared by every client built from [`FakeAws::settings`].
+#[derive(Clone)]
+pub struct FakeAws {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    world: Mutex<World>,
+    handlers: Vec<Handler>,
+    pending: Mutex<HashMap<u64, Answer>>,
+    next: AtomicU64,
+}
+
+impl std::fmt::Debug for FakeAws {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeAws").finish_non_exhaustive()
+    }
+}
+
+/// Registers the handler of one operation: `$op` is the SDK's operation module (its input
+/// type keys the handler), `$name` the operation's AWS name, `$wire` how its errors look.
+macro_rules! handle {
+    ($list:ident, $wire:expr, $name:literal, $input:ty, $f:expr) => {{
+        let f = $f;
+        $list.push(Box::new(
+            move |world: &std::sync::Mutex<$crate::World>,
+                  input: &aws_smithy_runtime_api::client::interceptors::context::Input| {
+                let input = input.downcast_ref::<$input>()?;
+                let mut world = world.lock().unwrap_or_else(|e| e.into_inner());
+                let answer = world.enter($name).and_then(|()| f(&mut world, input));
+                Some(match answer {
+                    Ok(out) => Ok(
+                        aws_smithy_runtime_api::client::interceptors::context::Output::erase(out),
+                    ),
+                    Err(failure) => Err($wire.error($name, &failure)),
+                })
+            },
+        ) as $crate::Handler);
+    }};
+}
+pub(crate) use handle;
+
+impl FakeAws {
+    /// A region (`eu-west-3`) with nothing in it.
+    pub fn new() -> FakeAws {
+        let mut handlers = Vec::new();
+        ec2::register(&mut handlers);
+        elb::register(&mut handlers);
+        asg::register(&mut handlers);
+        rds::register(&mut handlers);
+        efs::register(&mut handlers);
+        ssm::register(&mut handlers);
+        FakeAws {
+            shared: Arc::new(Shared {
+                world: Mutex::new(World::new("eu-west-3")),
+                handlers,
+                pending: Mutex::new(HashMap::new()),
+                next: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// Seeds the network `presta-<name>-*` as the emulator does (a VPC, two public and two
+    /// private subnets in two zones) and the public AMI parameters; returns the VPC id.
+    pub fn seed(&self, name: &str) -> String {
+        self.world().seed(name)
+    }
+
+    /// Client settings that send every call of the drivers to this fake: static credentials,
+    /// one attempt per call, and an endpoint on the loopback that nothing ever connects to.
+    pub fn settings(&self) -> ClientSettings {
+        ClientSettings {
+            endpoint_url: Some("http://127.0.0.1:9".into()),
+            static_credentials: Some(("AKIDFAKE".into(), "fake-secret".into())),
+            max_attempts: 1,
+            adaptive_retry: false,
+            transport: Some(Transport {
+                http: SharedHttpClient::new(Network(self.shared.clone())),
+                interceptors: vec![SharedInterceptor::new(Answering(self.shared.clone()))],
+            }),
+            ..ClientSettings::default()
+        }
+    }
+
+    /// The resources, to look at or to change by hand (drift, a deleted resource).
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        self.shared.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next `times` calls of `operation` fail with `code` (`None`: every call, until
+    /// [`FakeAws::heal`]).
+    pub fn fail(&self, operation: &str, code: &str, times: Option<u32>) {
+        self.world().faults.push(world::Fault {
+            operation: operation.to_string(),
+            code: code.to_string(),
+            remaining: times,
+        });
+    }
+
+    /// Removes the faults of `operation`.
+    pub fn heal(&self, operation: &str) {
+        self.world().faults.retain(|f| f.operation != operation);
+    }
+
+    /// Every call answered since the last [`FakeAws::reset_calls`], by AWS name, in order.
+    pub fn calls(&self) -> Vec<String> {
+        self.world().calls.clone()
+    }
+
+    /// The calls that change something.
+    pub fn mutating_calls(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|c| presta_aws::calls::is_mutating(c))
+            .collect()
+    }
+
+    pub fn reset_calls(&self) {
+        self.world().calls.clear();
+    }
+
+    /// How long resources take to become usable.
+    pub fn set_delays(&self, delays: Delays) {
+        self.world().delays = delays;
+    }
+}
+
+impl Default for FakeAws {
+    fn default() -> Self {
+        FakeAws::new()
+    }
+}
+
+/// The id of the answer waiting for one call.
+#[derive(Debug)]
+struct Pending(u64);
+
+impl Storable for Pending {
+    type Storer = StoreReplace<Self>;
+}
+
+/// Answers each call from its typed input, before it is sent.
+#[derive(Clone)]
+struct Answering(Arc<Shared>);
+
+impl std::fmt::Debug for Answering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Answering")
+    }
+}
+
+const REPLY_HEADER: &str = "x-presta-fake-reply";
+
+impl Intercept for Answering {
+    fn name(&self) -> &'static str {
+        "presta-testkit"
+    }
+
+    fn read_before_serialization(
+        &self,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let input = context.inner().input().ok_or("no input")?;
+        let answer = self
+            .0
+            .handlers
+            .iter()
+            .find_map(|h| h(&self.0.world, input))
+            .ok_or_else(|| format!("the fake does not answer {input:?}"))?;
+        let id = self.0.next.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, answer);
+        cfg.interceptor_state().store_put(Pending(id));
+        Ok(())
+    }
+
+    /// An error answer travels as the HTTP response; the request carries its id.
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(Pending(id)) = cfg.load::<Pending>() {
+            context
+                .request_mut()
+                .headers_mut()
+                .insert(REPLY_HEADER, id.to_string());
+        }
+        Ok(())
+    }
+
+    /// A typed answer replaces whatever the SDK made of the empty response.
+    fn modify_before_attempt_completion(
+        &self,
+        context: &mut FinalizerInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(Pending(id)) = cfg.load::<Pending>() else {
+            return Ok(());
+        };
+        let mut pending = self.0.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(pending.get(id), Some(Ok(_)))
+            && let Some(Ok(output)) = pending.remove(id)
+        {
+            context.inner_mut().set_output_or_error(Ok(output));
+        }
+        Ok(())
+    }
+}
+
+/// The network: returns the error answer waiting for the request, or an empty 200.
+#[derive(Clone)]
+struct Network(Arc<Shared>);
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Network")
+    }
+}
+
+impl HttpConnector for Network {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let id = request
+            .headers()
+            .get(REPLY_HEADER)
+            .and_then(|v| v.parse::<u64>().ok());
+        let mut pending = self.0.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let response = match id.map(|id| (id, pending.get(&id))) {
+            Some((id, Some(Err(_)))) => match pending.remove(&id) {
+                Some(Err(response)) => response,
+                _ => unreachable!(),
+            },
+            _ => HttpResponse::new(200.try_into().expect("a status"), SdkBody::empty()),
+        };
+        HttpConnectorFuture::ready(Ok(response))
+    }
+}
+
+impl HttpClient for Network {
+    fn http_connector(
+        &self,
+        _: &HttpConnectorSettings,
+        _: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(self.clone())
+    }
+}
