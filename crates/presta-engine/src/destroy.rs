@@ -204,7 +204,7 @@ impl Ctx<'_> {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<bool, AwsError>>,
     {
-        let started = Instant::now();
+        let started = tokio::time::Instant::now();
         loop {
             if gone().await? {
                 return Ok(());
@@ -230,7 +230,7 @@ impl Ctx<'_> {
         entry: &dyn KindEntry,
         item: &registry::Item,
     ) -> Result<bool, AwsError> {
-        let started = Instant::now();
+        let started = tokio::time::Instant::now();
         loop {
             match self.delete(report, entry, item).await {
                 Err(e)

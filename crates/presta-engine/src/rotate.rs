@@ -11,7 +11,7 @@
 //! The report says where it stopped when a step fails. Running it again finishes the job: it
 //! starts over with a new value, and every step is idempotent.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use presta_aws::commands::{self, Maintenance};
 use presta_aws::parameter::{self, ParameterDesired};
@@ -143,7 +143,7 @@ pub async fn rotate(aws: &Aws, stack: &Stack, wait: Duration) -> Rotation {
         db_instance::set_master_password(aws, &db, &secret)
             .await
             .map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + wait;
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             let (status, pending) = db_instance::password_change_state(aws, &db)
                 .await
@@ -151,7 +151,7 @@ pub async fn rotate(aws: &Aws, stack: &Stack, wait: Duration) -> Rotation {
             if status.is_available() && !pending {
                 return Ok(format!("{db}: master password changed"));
             }
-            if Instant::now() >= deadline {
+            if tokio::time::Instant::now() >= deadline {
                 return Err(format!(
                     "{db} is still `{status}` after {} s (change pending: {pending})",
                     wait.as_secs()

@@ -2,8 +2,6 @@
 //! AWS before their dependents can use them. The emulator makes them instant; this loop is
 //! what real AWS exercises, and its tests drive it with a driver that stays pending.
 
-use std::time::Instant;
-
 use presta_aws::{Aws, Driver, Readiness, Scope};
 
 use crate::Settings;
@@ -18,7 +16,8 @@ pub async fn wait_ready<D: Driver>(
     settings: &Settings,
     stack: &str,
 ) -> Result<D::Live, String> {
-    let started = Instant::now();
+    // The Tokio clock: paused in the orchestration tests, the wall clock otherwise.
+    let started = tokio::time::Instant::now();
     loop {
         match D::readiness(&live) {
             Readiness::Ready => return Ok(live),
