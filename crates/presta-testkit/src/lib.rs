@@ -15,9 +15,8 @@
 //!   not-found and duplicate codes;
 //! - injects faults per operation ([`FakeAws::fail`]), and counts calls ([`FakeAws::calls`]).
 //!
-//! Each operation is answered once: the SDK's retries are the SDK's, so the fake's settings
-//! make one attempt ([`FakeAws::settings`]), and an injected fault reaches the caller as is.
-//! It never opens a socket.
+//! Each attempt is answered on its own, so the SDK's retry policy sees throttling and 5xx
+//! answers as it sees AWS's, and retries them. It never opens a socket.
 
 mod asg;
 mod ec2;
@@ -49,12 +48,14 @@ use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use presta_aws::{ClientSettings, Transport};
 
 pub use wire::Failure;
-pub use world::{Delays, World};
+pub use world::{Chaos, Delays, World};
 
 /// The answer to one call: a typed output, or an error as AWS sends it.
 type Answer = Result<Output, HttpResponse>;
-/// Answers the calls of one operation (`None` for the input of another).
-type Handler = Box<dyn Fn(&Mutex<World>, &Input) -> Option<Answer> + Send + Sync>;
+/// One call, ready to be answered (once per attempt: the SDK retries what AWS would let it).
+type Prepared = Box<dyn Fn(&Mutex<World>) -> Answer + Send + Sync>;
+/// Prepares the calls of one operation (`None` for the input of another).
+type Handler = Box<dyn Fn(&Input) -> Option<Prepared> + Send + Sync>;
 
 /// The fake: shared by every client built from [`FakeAws::settings`].
 #[derive(Clone)]
@@ -65,6 +66,7 @@ pub struct FakeAws {
 struct Shared {
     world: Mutex<World>,
     handlers: Vec<Handler>,
+    prepared: Mutex<HashMap<u64, Prepared>>,
     pending: Mutex<HashMap<u64, Answer>>,
     next: AtomicU64,
 }
@@ -81,17 +83,27 @@ macro_rules! handle {
     ($list:ident, $wire:expr, $name:literal, $input:ty, $f:expr) => {{
         let f = $f;
         $list.push(Box::new(
-            move |world: &std::sync::Mutex<$crate::World>,
-                  input: &aws_smithy_runtime_api::client::interceptors::context::Input| {
-                let input = input.downcast_ref::<$input>()?;
-                let mut world = world.lock().unwrap_or_else(|e| e.into_inner());
-                let answer = world.enter($name).and_then(|()| f(&mut world, input));
-                Some(match answer {
-                    Ok(out) => Ok(
-                        aws_smithy_runtime_api::client::interceptors::context::Output::erase(out),
-                    ),
-                    Err(failure) => Err($wire.error($name, &failure)),
-                })
+            move |input: &aws_smithy_runtime_api::client::interceptors::context::Input| {
+                let input: $input = input.downcast_ref::<$input>()?.clone();
+                Some(Box::new(move |world: &std::sync::Mutex<$crate::World>| {
+                    let mut world = world.lock().unwrap_or_else(|e| e.into_inner());
+                    let answer = match world.enter($name) {
+                        $crate::world::Verdict::Proceed => f(&mut world, &input),
+                        $crate::world::Verdict::Fail(failure) => Err(failure),
+                        $crate::world::Verdict::Lose(failure) => {
+                            let _ = f(&mut world, &input);
+                            Err(failure)
+                        }
+                    };
+                    match answer {
+                        Ok(out) => Ok(
+                            aws_smithy_runtime_api::client::interceptors::context::Output::erase(
+                                out,
+                            ),
+                        ),
+                        Err(failure) => Err($wire.error($name, &failure)),
+                    }
+                }) as $crate::Prepared)
             },
         ) as $crate::Handler);
     }};
@@ -112,6 +124,7 @@ impl FakeAws {
             shared: Arc::new(Shared {
                 world: Mutex::new(World::new("eu-west-3")),
                 handlers,
+                prepared: Mutex::new(HashMap::new()),
                 pending: Mutex::new(HashMap::new()),
                 next: AtomicU64::new(1),
             }),
@@ -125,12 +138,13 @@ impl FakeAws {
     }
 
     /// Client settings that send every call of the drivers to this fake: static credentials,
-    /// one attempt per call, and an endpoint on the loopback that nothing ever connects to.
+    /// the standard retry policy (three attempts; its backoff sleeps on the Tokio clock), and
+    /// an endpoint on the loopback that nothing ever connects to.
     pub fn settings(&self) -> ClientSettings {
         ClientSettings {
             endpoint_url: Some("http://127.0.0.1:9".into()),
             static_credentials: Some(("AKIDFAKE".into(), "fake-secret".into())),
-            max_attempts: 1,
+            max_attempts: 3,
             adaptive_retry: false,
             transport: Some(Transport {
                 http: SharedHttpClient::new(Network(self.shared.clone())),
@@ -153,6 +167,38 @@ impl FakeAws {
             code: code.to_string(),
             remaining: times,
         });
+    }
+
+    /// A seeded share `rate` of all calls fails, with one of `kinds` (empty: all four).
+    pub fn chaos(&self, rate: f64, seed: u64, kinds: &[Chaos]) {
+        self.world().random = Some(world::Random {
+            rate,
+            state: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+            kinds: if kinds.is_empty() {
+                Chaos::ALL.to_vec()
+            } else {
+                kinds.to_vec()
+            },
+        });
+    }
+
+    /// No more random faults, no cut.
+    pub fn calm(&self) {
+        let mut w = self.world();
+        w.random = None;
+        w.cut_after = None;
+    }
+
+    /// Every call after the `writes`-th write fails without effect, as if the caller had been
+    /// killed there (until [`FakeAws::calm`]).
+    pub fn cut_after_writes(&self, writes: usize) {
+        let mut w = self.world();
+        w.cut_after = Some(w.writes + writes);
+    }
+
+    /// Random faults injected so far, by kind.
+    pub fn injected(&self) -> std::collections::BTreeMap<Chaos, usize> {
+        self.world().injected.clone()
     }
 
     /// Removes the faults of `operation`.
@@ -221,23 +267,24 @@ impl Intercept for Answering {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let input = context.inner().input().ok_or("no input")?;
-        let answer = self
+        let prepared = self
             .0
             .handlers
             .iter()
-            .find_map(|h| h(&self.0.world, input))
+            .find_map(|h| h(input))
             .ok_or_else(|| format!("the fake does not answer {input:?}"))?;
         let id = self.0.next.fetch_add(1, Ordering::Relaxed);
         self.0
-            .pending
+            .prepared
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, answer);
+            .insert(id, prepared);
         cfg.interceptor_state().store_put(Pending(id));
         Ok(())
     }
 
-    /// An error answer travels as the HTTP response; the request carries its id.
+    /// Each attempt is answered as it leaves: an error answer travels as the HTTP response
+    /// (the request carries its id), a typed one waits for the attempt's completion.
     fn modify_before_transmit(
         &self,
         context: &mut BeforeTransmitInterceptorContextMut<'_>,
@@ -245,6 +292,16 @@ impl Intercept for Answering {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(Pending(id)) = cfg.load::<Pending>() {
+            let answer = {
+                let prepared = self.0.prepared.lock().unwrap_or_else(|e| e.into_inner());
+                let call = prepared.get(id).ok_or("the call was not prepared")?;
+                call(&self.0.world)
+            };
+            self.0
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(*id, answer);
             context
                 .request_mut()
                 .headers_mut()
@@ -268,6 +325,29 @@ impl Intercept for Answering {
             && let Some(Ok(output)) = pending.remove(id)
         {
             context.inner_mut().set_output_or_error(Ok(output));
+        }
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        _: &aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef<
+            '_,
+        >,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(Pending(id)) = cfg.load::<Pending>() {
+            self.0
+                .prepared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(id);
+            self.0
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(id);
         }
         Ok(())
     }

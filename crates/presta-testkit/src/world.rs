@@ -36,6 +36,71 @@ impl Default for Delays {
     }
 }
 
+/// What happens to one call.
+pub(crate) enum Verdict {
+    Proceed,
+    /// Refused before anything is done.
+    Fail(Failure),
+    /// Done, but the answer is lost on the way back: the caller sees this failure.
+    Lose(Failure),
+}
+
+/// The kinds of random faults ([`crate::FakeAws::chaos`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Chaos {
+    /// `Throttling` (400).
+    Throttle,
+    /// `ServiceUnavailable` (503).
+    Unavailable,
+    /// `InternalError` (500).
+    Internal,
+    /// Processed, then the answer lost (the caller sees a 500): it must not create twice.
+    Lost,
+}
+
+impl Chaos {
+    pub const ALL: [Chaos; 4] = [
+        Chaos::Throttle,
+        Chaos::Unavailable,
+        Chaos::Internal,
+        Chaos::Lost,
+    ];
+
+    fn failure(self, operation: &str) -> Failure {
+        match self {
+            Chaos::Throttle => Failure::new("Throttling", format!("{operation}: Rate exceeded")),
+            Chaos::Unavailable => Failure::new(
+                "ServiceUnavailable",
+                format!("{operation}: Service unavailable"),
+            ),
+            Chaos::Internal | Chaos::Lost => Failure::new(
+                "InternalError",
+                format!("{operation}: An internal error has occurred"),
+            ),
+        }
+    }
+}
+
+/// A seeded share of calls failing.
+#[derive(Debug, Clone)]
+pub(crate) struct Random {
+    pub rate: f64,
+    pub state: u64,
+    pub kinds: Vec<Chaos>,
+}
+
+impl Random {
+    /// xorshift64*: deterministic for a seed.
+    fn next(&mut self) -> f64 {
+        let mut x = self.state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.state = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Fault {
     pub operation: String,
@@ -117,7 +182,14 @@ pub struct World {
     pub mount_targets: Vec<MountTarget>,
     pub parameters: BTreeMap<String, Parameter>,
     pub calls: Vec<String>,
+    /// Random faults injected, by kind.
+    pub injected: BTreeMap<Chaos, usize>,
     pub(crate) faults: Vec<Fault>,
+    pub(crate) random: Option<Random>,
+    /// Writes done (answered or lost).
+    pub(crate) writes: usize,
+    /// After this many writes, nothing more is done (a process killed there).
+    pub(crate) cut_after: Option<usize>,
 }
 
 impl World {
@@ -146,7 +218,11 @@ impl World {
             mount_targets: Vec::new(),
             parameters: BTreeMap::new(),
             calls: Vec::new(),
+            injected: BTreeMap::new(),
             faults: Vec::new(),
+            random: None,
+            writes: 0,
+            cut_after: None,
         }
     }
 
@@ -165,24 +241,44 @@ impl World {
     }
 
     /// Every call goes through here: counted, settled on the clock, failed if a fault says so.
-    pub(crate) fn enter(&mut self, operation: &str) -> Result<(), Failure> {
+    pub(crate) fn enter(&mut self, operation: &str) -> Verdict {
         self.calls.push(operation.to_string());
         self.settle();
-        let Some(i) = self.faults.iter().position(|f| f.operation == operation) else {
-            return Ok(());
-        };
-        let fault = self.faults[i].clone();
-        match fault.remaining {
-            Some(1) => {
-                self.faults.remove(i);
-            }
-            Some(n) => self.faults[i].remaining = Some(n - 1),
-            None => {}
+        let write = presta_aws::calls::is_mutating(operation);
+        if self.cut_after.is_some_and(|k| self.writes >= k) {
+            return Verdict::Fail(Failure::new(
+                "ServiceUnavailable",
+                format!("{operation}: cut off (the caller was killed here)"),
+            ));
         }
-        Err(Failure::new(
-            &fault.code,
-            format!("{operation}: injected fault {}", fault.code),
-        ))
+        if let Some(i) = self.faults.iter().position(|f| f.operation == operation) {
+            let fault = self.faults[i].clone();
+            match fault.remaining {
+                Some(1) => {
+                    self.faults.remove(i);
+                }
+                Some(n) => self.faults[i].remaining = Some(n - 1),
+                None => {}
+            }
+            return Verdict::Fail(Failure::new(
+                &fault.code,
+                format!("{operation}: injected fault {}", fault.code),
+            ));
+        }
+        if let Some(r) = &mut self.random
+            && r.next() < r.rate
+        {
+            let roll = r.next();
+            let pick = r.kinds[(roll * r.kinds.len() as f64) as usize % r.kinds.len()];
+            *self.injected.entry(pick).or_default() += 1;
+            if pick == Chaos::Lost {
+                self.writes += usize::from(write);
+                return Verdict::Lose(pick.failure(operation));
+            }
+            return Verdict::Fail(pick.failure(operation));
+        }
+        self.writes += usize::from(write);
+        Verdict::Proceed
     }
 
     /// Statuses that settle with time: what `creating` becomes once its delay has passed.

@@ -1,0 +1,134 @@
+//! AWS as it fails, on the in-memory fake under paused time: a seeded share of the calls
+//! throttled, refused with 500/503 or processed with the answer lost, and runs cut off after
+//! any number of writes. Many seeds and every cut point, in seconds; `tests/faults.rs` keeps
+//! one run of each fault kind against the emulator, through the real HTTP stack.
+
+mod fake;
+
+use std::time::Duration;
+
+use fake::*;
+use presta_aws::Mode;
+use presta_testkit::{Chaos, FakeAws};
+
+/// Applies until a run fails nothing and waits on nothing; returns how many runs it took.
+async fn apply_until_converged(engine: &presta_engine::Engine) -> usize {
+    let mut last = String::new();
+    for runs in 1..=40 {
+        let report = engine.run(&demo(|t| t), Mode::Apply).await;
+        let s = &report.stacks[0];
+        if s.failed() == 0
+            && !s
+                .changes
+                .iter()
+                .any(|c| c.action == presta_aws::Action::Waiting)
+        {
+            return runs;
+        }
+        last = report.render();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    panic!("not converged after 40 applies; the last:\n{last}");
+}
+
+/// With the faults off: every resource exists once, nothing holding data was deleted, and a
+/// plan finds nothing to do.
+async fn assert_built_once(fake: &FakeAws, engine: &presta_engine::Engine, what: &str) {
+    fake.calm();
+    assert_eq!(inventory(fake), expected(), "{what}: nothing created twice");
+    let deletes: Vec<String> = fake
+        .mutating_calls()
+        .into_iter()
+        .filter(|c| c == "DeleteDBInstance" || c == "DeleteFileSystem")
+        .collect();
+    assert!(deletes.is_empty(), "{what}: {deletes:?}");
+    let plan = engine.run(&demo(|t| t), Mode::Plan).await;
+    assert!(plan.stacks[0].converged(), "{what}: {}", plan.render());
+}
+
+#[tokio::test(start_paused = true)]
+async fn apply_converges_through_thirty_percent_of_failing_calls_for_twenty_seeds() {
+    let mut injected = std::collections::BTreeMap::new();
+    let mut runs = Vec::new();
+    for seed in 1..=20 {
+        let fake = FakeAws::new();
+        fake.seed("demo");
+        let engine = engine(&fake);
+        fake.chaos(0.3, seed, &[]);
+        runs.push(apply_until_converged(&engine).await);
+        for (kind, n) in fake.injected() {
+            *injected.entry(kind).or_insert(0) += n;
+        }
+        assert_built_once(&fake, &engine, &format!("seed {seed}")).await;
+    }
+    eprintln!("applies per seed: {runs:?}; faults: {injected:?}");
+    for kind in Chaos::ALL {
+        assert!(
+            injected.get(&kind).copied().unwrap_or(0) > 20,
+            "{kind:?}: {injected:?}"
+        );
+    }
+    assert!(
+        runs.iter().any(|r| *r > 1),
+        "the faults made some applies fail: {runs:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn apply_cut_off_after_any_write_is_finished_by_running_it_again() {
+    // A creation from nothing makes 25 writes: cut after each of them.
+    for writes in 0..=25 {
+        let fake = FakeAws::new();
+        fake.seed("demo");
+        let engine = engine(&fake);
+        fake.cut_after_writes(writes);
+        let cut = engine.run(&demo(|t| t), Mode::Apply).await;
+        // The cut run fails, or waits on what it can no longer observe.
+        let unfinished = cut.stacks[0].failed() > 0
+            || cut.stacks[0]
+                .changes
+                .iter()
+                .any(|c| c.action == presta_aws::Action::Waiting);
+        assert_eq!(
+            unfinished,
+            writes < 25,
+            "cut after {writes}: {}",
+            cut.render()
+        );
+        fake.calm();
+        let again = engine.run(&demo(|t| t), Mode::Apply).await;
+        assert_eq!(
+            again.stacks[0].failed(),
+            0,
+            "after a cut at {writes}: {}",
+            again.render()
+        );
+        assert_built_once(&fake, &engine, &format!("cut after {writes} writes")).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_heal_cut_off_between_its_corrections_is_finished_by_running_it_again() {
+    for writes in 0..=4 {
+        let (fake, engine) = built(&[]).await;
+        {
+            let mut w = fake.world();
+            w.target_groups[0].tg.health_check_path = Some(format!("/drift-{writes}"));
+            w.groups[0].max_size = Some(7);
+            let attrs = &mut w.load_balancers[0].attributes;
+            attrs.retain(|a| a.key() != Some("idle_timeout.timeout_seconds"));
+            attrs.push(
+                aws_sdk_elasticloadbalancingv2::types::LoadBalancerAttribute::builder()
+                    .key("idle_timeout.timeout_seconds")
+                    .value("321")
+                    .build(),
+            );
+        }
+        fake.cut_after_writes(writes);
+        engine.run(&demo(|t| t), Mode::Apply).await;
+        fake.calm();
+        let again = engine.run(&demo(|t| t), Mode::Apply).await;
+        assert_eq!(again.stacks[0].failed(), 0, "{}", again.render());
+        assert_built_once(&fake, &engine, &format!("heal cut after {writes} writes")).await;
+    }
+}
