@@ -1,6 +1,9 @@
 //! The change budget (blast radius): a plan that changes more of an existing stack than
 //! `spec.policy.maxChangesPerRun` is held, nothing changed, until that exact plan is approved
-//! (`apply --approve <hash>`, `POST /stacks/{stack}/approve`).
+//! (`apply --approve <hash>`, `POST /stacks/{stack}/approve`). The CLI and the API journeys
+//! run here against the emulator; the budget's and the data rule's cases (a new stack is not
+//! limited, one change fits a budget of one, a renamed stack is held) run on the fake in
+//! `tests/orchestration.rs` and `tests/daemon_loop.rs`.
 
 mod common;
 
@@ -110,25 +113,7 @@ fn an_existing_stack_pointed_at_another_vpc_is_held_until_that_plan_is_approved(
 }
 
 #[test]
-fn a_small_change_is_not_held_and_a_new_stack_is_not_limited() {
-    let env = Env::start();
-    // Creating the whole stack (16 resources) is not limited by a budget of 1.
-    let tight = env.config("tight.yaml", |t| budget(t, 1));
-    env.apply(&tight);
-    // One change fits a budget of one; two do not.
-    let one = env.config("one.yaml", |t| {
-        budget(t, 1).replace("minSize: 1", "minSize: 2")
-    });
-    env.apply(&one);
-    // minSize back to 1, and a second change.
-    let two = env.config("two.yaml", |t| {
-        budget(t, 1).replace("    backupRetentionDays: 1", "    backupRetentionDays: 3")
-    });
-    apply_is_held(&env, &two);
-}
-
-#[test]
-fn the_daemon_holds_a_renamed_stack_and_applies_an_approved_plan() {
+fn the_daemon_holds_a_plan_and_applies_it_once_approved_through_the_api() {
     let env = Env::start();
     let token_file = env.dir.path().join("token");
     std::fs::write(&token_file, "s3cret-token-0123456789").unwrap();
@@ -193,20 +178,6 @@ fn the_daemon_holds_a_renamed_stack_and_applies_an_approved_plan() {
         calls.iter().any(|c| c.ends_with("ModifyDBInstance")),
         "{calls:?}"
     );
-
-    // A renamed stack: it appears as `demo` leaves, so it is presumed to exist: creating a
-    // second database and file system for it is held, and nothing is created.
-    env.emu.reset_calls().unwrap();
-    std::fs::write(&conf, edited.replace("  name: demo\n", "  name: demo2\n")).unwrap();
-    d.eventually(30, "demo2 held", |d| {
-        let (code, body) = d.http("GET", "/stacks/demo2", None);
-        code == 200 && body.contains("\"state\":\"held\"")
-    });
-    let status = d.json("GET", "/stacks/demo2");
-    let reason = status["held"]["reason"].as_str().unwrap();
-    assert!(reason.contains("renamed"), "{reason}");
-    assert!(reason.contains("db_instance demo2-db"), "{reason}");
-    assert_eq!(env.mutating_calls(), Vec::<String>::new());
 }
 
 /// A POST with a JSON body; status and body.

@@ -234,3 +234,38 @@ async fn a_released_lease_is_taken_at_once_and_two_standbys_never_both_lead() {
     }
     assert!(b.leads() ^ c.leads(), "one of them leads");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_kept_renewed_is_not_taken_whatever_the_holders_clock_says() {
+    // Another replica (on a host whose clock is far behind: the record carries no time) keeps
+    // renewing: its version changes at every renewal. The standby judges by what it sees
+    // change on its own clock: it never takes the lease while it is renewed, and takes it one
+    // lease duration after the renewals stop.
+    let table = Arc::new(Table::default());
+    let renew = |n: u32| {
+        *table.item.lock().unwrap() = Some(LeaseRecord {
+            holder: "z".into(),
+            version: format!("z:{n}"),
+        });
+    };
+    renew(0);
+    let a = Replica::start(&table, "a");
+    for n in 1..=120 {
+        tokio::time::sleep(RENEW).await;
+        renew(n);
+        assert!(!a.leads(), "a took a lease renewed {n} times");
+        assert!(!a.may_write());
+    }
+    let stopped = Instant::now();
+    let took = until(DURATION * 3, || a.leads()).await.expect("taken over");
+    let after = took.duration_since(stopped);
+    assert!(
+        after >= DURATION - RENEW,
+        "not before a lease duration: {after:?}"
+    );
+    assert!(
+        after <= DURATION + RENEW,
+        "taken {after:?} after the last renewal"
+    );
+    assert!(a.may_write());
+}
