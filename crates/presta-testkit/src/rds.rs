@@ -12,6 +12,9 @@ use crate::wire::{Failure, Wire};
 use crate::world::{Database, World};
 use crate::{Handler, handle};
 
+mod snapshots;
+mod subnet_groups;
+
 const W: Wire = Wire::Query;
 
 fn db_index(w: &World, id: Option<&str>) -> Result<usize, Failure> {
@@ -118,42 +121,28 @@ fn launch(
 
 pub(crate) fn register(h: &mut Vec<Handler>) {
     instances(h);
-    snapshots(h);
-    subnet_groups(h);
+    snapshots::register(h);
+    subnet_groups::register(h);
     handle!(
         h,
         W,
         "ListTagsForResource",
         op::list_tags_for_resource::ListTagsForResourceInput,
-        |w: &mut World, i: &op::list_tags_for_resource::ListTagsForResourceInput| {
-            let tags = tags_of(w, i.resource_name().unwrap_or_default())?.clone();
-            Ok(
-                op::list_tags_for_resource::ListTagsForResourceOutput::builder()
-                    .set_tag_list(Some(tags))
-                    .build(),
-            )
-        }
+        list_tags_for_resource
     );
     handle!(
         h,
         W,
         "AddTagsToResource",
         op::add_tags_to_resource::AddTagsToResourceInput,
-        |w: &mut World, i: &op::add_tags_to_resource::AddTagsToResourceInput| {
-            merge(tags_of(w, i.resource_name().unwrap_or_default())?, i.tags());
-            Ok(op::add_tags_to_resource::AddTagsToResourceOutput::builder().build())
-        }
+        add_tags_to_resource
     );
     handle!(
         h,
         W,
         "RemoveTagsFromResource",
         op::remove_tags_from_resource::RemoveTagsFromResourceInput,
-        |w: &mut World, i: &op::remove_tags_from_resource::RemoveTagsFromResourceInput| {
-            tags_of(w, i.resource_name().unwrap_or_default())?
-                .retain(|t| !i.tag_keys().iter().any(|k| t.key() == Some(k)));
-            Ok(op::remove_tags_from_resource::RemoveTagsFromResourceOutput::builder().build())
-        }
+        remove_tags_from_resource
     );
 }
 
@@ -163,407 +152,243 @@ fn instances(h: &mut Vec<Handler>) {
         W,
         "DescribeDBInstances",
         op::describe_db_instances::DescribeDbInstancesInput,
-        |w: &mut World, i: &op::describe_db_instances::DescribeDbInstancesInput| {
-            if let Some(id) = i.db_instance_identifier() {
-                let n = db_index(w, Some(id))?;
-                return Ok(
-                    op::describe_db_instances::DescribeDbInstancesOutput::builder()
-                        .db_instances(w.databases[n].db.clone())
-                        .build(),
-                );
-            }
-            let ids: Vec<&String> = i
-                .filters()
-                .iter()
-                .filter(|f| f.name() == Some("db-instance-id"))
-                .flat_map(|f| f.values())
-                .collect();
-            let found = w
-                .databases
-                .iter()
-                .map(|d| &d.db)
-                .filter(|d| {
-                    ids.is_empty()
-                        || ids.iter().any(|id| {
-                            d.db_instance_identifier() == Some(id.as_str())
-                                || d.db_instance_arn() == Some(id.as_str())
-                        })
-                })
-                .cloned()
-                .collect();
-            Ok(
-                op::describe_db_instances::DescribeDbInstancesOutput::builder()
-                    .set_db_instances(Some(found))
-                    .build(),
-            )
-        }
+        describe_db_instances
     );
     handle!(
         h,
         W,
         "CreateDBInstance",
         op::create_db_instance::CreateDbInstanceInput,
-        |w: &mut World, i: &op::create_db_instance::CreateDbInstanceInput| {
-            let id = i.db_instance_identifier().unwrap_or_default().to_string();
-            if db_index(w, Some(&id)).is_ok() {
-                return Err(Failure::new(
-                    "DBInstanceAlreadyExists",
-                    format!("DB instance already exists: {id}"),
-                ));
-            }
-            let group = subnet_group(w, i.db_subnet_group_name())?;
-            if i.master_user_password().is_none_or(|p| p.len() < 8) {
-                return Err(Failure::new(
-                    "InvalidParameterValue",
-                    "The parameter MasterUserPassword is not a valid password.",
-                ));
-            }
-            let db = DbInstance::builder()
-                .set_engine(i.engine().map(str::to_string))
-                .set_engine_version(i.engine_version().map(str::to_string))
-                .set_db_instance_class(i.db_instance_class().map(str::to_string))
-                .set_allocated_storage(i.allocated_storage())
-                .set_max_allocated_storage(i.max_allocated_storage())
-                .set_multi_az(i.multi_az().or(Some(false)))
-                .set_backup_retention_period(i.backup_retention_period().or(Some(1)))
-                .set_deletion_protection(i.deletion_protection().or(Some(false)))
-                .set_db_name(i.db_name().map(str::to_string))
-                .set_master_username(i.master_username().map(str::to_string))
-                .db_subnet_group(group)
-                .set_vpc_security_groups(Some(memberships(i.vpc_security_group_ids())))
-                .set_storage_encrypted(i.storage_encrypted().or(Some(false)))
-                .set_storage_type(i.storage_type().map(str::to_string))
-                .set_publicly_accessible(i.publicly_accessible().or(Some(false)))
-                .set_auto_minor_version_upgrade(i.auto_minor_version_upgrade())
-                .set_copy_tags_to_snapshot(i.copy_tags_to_snapshot())
-                .set_tag_list(Some(i.tags().to_vec()));
-            let db = launch(w, db, &id);
-            Ok(op::create_db_instance::CreateDbInstanceOutput::builder()
-                .db_instance(db)
-                .build())
-        }
+        create_db_instance
     );
     handle!(
         h,
         W,
         "ModifyDBInstance",
         op::modify_db_instance::ModifyDbInstanceInput,
-        |w: &mut World, i: &op::modify_db_instance::ModifyDbInstanceInput| {
-            let n = db_index(w, i.db_instance_identifier())?;
-            let delay = w.delays.database;
-            let d = &mut w.databases[n];
-            let status = d.db.db_instance_status().unwrap_or_default();
-            if status != "available" {
-                return Err(Failure::new(
-                    "InvalidDBInstanceState",
-                    format!("Database instance is not in available state ({status})."),
-                ));
-            }
-            let db = &mut d.db;
-            macro_rules! set {
-            ($($field:ident),*) => { $( if let Some(v) = i.$field.clone() { db.$field = Some(v); } )* };
-        }
-            set!(
-                allocated_storage,
-                max_allocated_storage,
-                backup_retention_period,
-                db_instance_class,
-                deletion_protection,
-                engine_version,
-                multi_az,
-                publicly_accessible
-            );
-            if !i.vpc_security_group_ids().is_empty() {
-                db.vpc_security_groups = Some(memberships(i.vpc_security_group_ids()));
-            }
-            db.db_instance_status = Some("modifying".into());
-            d.ready_at = Instant::now() + delay;
-            Ok(op::modify_db_instance::ModifyDbInstanceOutput::builder()
-                .db_instance(d.db.clone())
-                .build())
-        }
+        modify_db_instance
     );
     handle!(
         h,
         W,
         "DeleteDBInstance",
         op::delete_db_instance::DeleteDbInstanceInput,
-        |w: &mut World, i: &op::delete_db_instance::DeleteDbInstanceInput| {
-            let n = db_index(w, i.db_instance_identifier())?;
-            if w.databases[n].db.deletion_protection() == Some(true) {
-                return Err(Failure::new(
-                    "InvalidParameterCombination",
-                    "Cannot delete protected DB Instance, please disable deletion protection and try again.",
-                ));
-            }
-            let db = w.databases[n].db.clone();
-            match (i.skip_final_snapshot(), i.final_db_snapshot_identifier()) {
-                (Some(true), _) => {}
-                (_, Some(snap)) => {
-                    if w.snapshots
-                        .iter()
-                        .any(|s| s.db_snapshot_identifier() == Some(snap))
-                    {
-                        return Err(Failure::new(
-                            "DBSnapshotAlreadyExists",
-                            format!(
-                                "Cannot create the snapshot because a snapshot with the identifier {snap} already exists."
-                            ),
-                        ));
-                    }
-                    let arn = w.arn("rds", &format!("snapshot:{snap}"));
-                    w.snapshots.push(
-                        DbSnapshot::builder()
-                            .db_snapshot_identifier(snap)
-                            .db_snapshot_arn(arn)
-                            .set_db_instance_identifier(
-                                db.db_instance_identifier().map(str::to_string),
-                            )
-                            .snapshot_type("manual")
-                            .status("available")
-                            .set_engine(db.engine().map(str::to_string))
-                            .set_engine_version(db.engine_version().map(str::to_string))
-                            .set_allocated_storage(db.allocated_storage())
-                            .snapshot_create_time(DateTime::from(std::time::SystemTime::now()))
-                            .set_tag_list(if db.copy_tags_to_snapshot() == Some(true) {
-                                Some(db.tag_list().to_vec())
-                            } else {
-                                None
-                            })
-                            .build(),
-                    );
-                }
-                (_, None) => {
-                    return Err(Failure::new(
-                        "InvalidParameterCombination",
-                        "FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified.",
-                    ));
-                }
-            }
-            w.databases.remove(n);
-            let mut gone = db;
-            gone.db_instance_status = Some("deleting".into());
-            Ok(op::delete_db_instance::DeleteDbInstanceOutput::builder()
-                .db_instance(gone)
-                .build())
-        }
+        delete_db_instance
     );
 }
 
-fn snapshots(h: &mut Vec<Handler>) {
-    handle!(
-        h,
-        W,
-        "DescribeDBSnapshots",
-        op::describe_db_snapshots::DescribeDbSnapshotsInput,
-        |w: &mut World, i: &op::describe_db_snapshots::DescribeDbSnapshotsInput| {
-            let found: Vec<DbSnapshot> = w
-                .snapshots
-                .iter()
-                .filter(|s| {
-                    i.db_instance_identifier()
-                        .is_none_or(|id| s.db_instance_identifier() == Some(id))
-                        && i.db_snapshot_identifier()
-                            .is_none_or(|id| s.db_snapshot_identifier() == Some(id))
-                })
-                .cloned()
-                .collect();
-            if found.is_empty()
-                && let Some(id) = i.db_snapshot_identifier()
-            {
-                return Err(Failure::new(
-                    "DBSnapshotNotFound",
-                    format!("DBSnapshot {id} not found."),
-                ));
-            }
-            Ok(
-                op::describe_db_snapshots::DescribeDbSnapshotsOutput::builder()
-                    .set_db_snapshots(Some(found))
-                    .build(),
-            )
-        }
-    );
-    handle!(h, W, "RestoreDBInstanceFromDBSnapshot", op::restore_db_instance_from_db_snapshot::RestoreDbInstanceFromDbSnapshotInput, |w: &mut World, i: &op::restore_db_instance_from_db_snapshot::RestoreDbInstanceFromDbSnapshotInput| {
-        let id = i.db_instance_identifier().unwrap_or_default().to_string();
-        if db_index(w, Some(&id)).is_ok() {
-            return Err(Failure::new("DBInstanceAlreadyExists", format!("DB instance already exists: {id}")));
-        }
-        let snap = w
-            .snapshots
-            .iter()
-            .find(|s| i.db_snapshot_identifier().is_some() && s.db_snapshot_identifier() == i.db_snapshot_identifier())
-            .cloned()
-            .ok_or_else(|| Failure::new("DBSnapshotNotFound", format!("DBSnapshot {} not found.", i.db_snapshot_identifier().unwrap_or_default())))?;
-        let group = subnet_group(w, i.db_subnet_group_name())?;
-        let db = DbInstance::builder()
-            .set_engine(snap.engine().map(str::to_string))
-            .set_engine_version(snap.engine_version().map(str::to_string))
-            .set_db_instance_class(i.db_instance_class().map(str::to_string))
-            .set_allocated_storage(snap.allocated_storage())
-            .set_multi_az(i.multi_az().or(Some(false)))
-            .backup_retention_period(1)
-            .set_deletion_protection(i.deletion_protection().or(Some(false)))
-            .db_name("prestashop")
-            .master_username("prestashop")
-            .db_subnet_group(group)
-            .set_vpc_security_groups(Some(memberships(i.vpc_security_group_ids())))
-            .storage_encrypted(false)
-            .set_storage_type(i.storage_type().map(str::to_string))
-            .set_publicly_accessible(i.publicly_accessible().or(Some(false)))
-            .set_copy_tags_to_snapshot(i.copy_tags_to_snapshot())
-            .set_tag_list(Some(i.tags().to_vec()));
-        let db = launch(w, db, &id);
-        Ok(op::restore_db_instance_from_db_snapshot::RestoreDbInstanceFromDbSnapshotOutput::builder().db_instance(db).build())
-    });
+/// `ListTagsForResource`.
+fn list_tags_for_resource(
+    w: &mut World,
+    i: &op::list_tags_for_resource::ListTagsForResourceInput,
+) -> Result<op::list_tags_for_resource::ListTagsForResourceOutput, Failure> {
+    let tags = tags_of(w, i.resource_name().unwrap_or_default())?.clone();
+    Ok(
+        op::list_tags_for_resource::ListTagsForResourceOutput::builder()
+            .set_tag_list(Some(tags))
+            .build(),
+    )
 }
 
-fn subnet_groups(h: &mut Vec<Handler>) {
-    handle!(
-        h,
-        W,
-        "DescribeDBSubnetGroups",
-        op::describe_db_subnet_groups::DescribeDbSubnetGroupsInput,
-        |w: &mut World, i: &op::describe_db_subnet_groups::DescribeDbSubnetGroupsInput| {
-            if let Some(name) = i.db_subnet_group_name() {
-                let g = subnet_group(w, Some(name))?;
-                return Ok(
-                    op::describe_db_subnet_groups::DescribeDbSubnetGroupsOutput::builder()
-                        .db_subnet_groups(g)
-                        .build(),
-                );
-            }
-            let all = w.subnet_groups.iter().map(|(g, _)| g.clone()).collect();
-            Ok(
-                op::describe_db_subnet_groups::DescribeDbSubnetGroupsOutput::builder()
-                    .set_db_subnet_groups(Some(all))
-                    .build(),
-            )
-        }
-    );
-    handle!(
-        h,
-        W,
-        "CreateDBSubnetGroup",
-        op::create_db_subnet_group::CreateDbSubnetGroupInput,
-        |w: &mut World, i: &op::create_db_subnet_group::CreateDbSubnetGroupInput| {
-            let name = i.db_subnet_group_name().unwrap_or_default().to_string();
-            if subnet_group(w, Some(&name)).is_ok() {
-                return Err(Failure::new(
-                    "DBSubnetGroupAlreadyExists",
-                    format!("The DB subnet group '{name}' already exists."),
-                ));
-            }
-            let group = build_group(w, &name, i.db_subnet_group_description(), i.subnet_ids())?;
-            w.subnet_groups.push((group.clone(), i.tags().to_vec()));
-            Ok(
-                op::create_db_subnet_group::CreateDbSubnetGroupOutput::builder()
-                    .db_subnet_group(group)
-                    .build(),
-            )
-        }
-    );
-    handle!(
-        h,
-        W,
-        "ModifyDBSubnetGroup",
-        op::modify_db_subnet_group::ModifyDbSubnetGroupInput,
-        |w: &mut World, i: &op::modify_db_subnet_group::ModifyDbSubnetGroupInput| {
-            let old = subnet_group(w, i.db_subnet_group_name())?;
-            let name = old.db_subnet_group_name().unwrap_or_default().to_string();
-            let group = build_group(
-                w,
-                &name,
-                i.db_subnet_group_description()
-                    .or(old.db_subnet_group_description()),
-                i.subnet_ids(),
-            )?;
-            if let Some((g, _)) = w
-                .subnet_groups
-                .iter_mut()
-                .find(|(g, _)| g.db_subnet_group_name() == Some(&name))
-            {
-                *g = group.clone();
-            }
-            for d in &mut w.databases {
-                if d.db
-                    .db_subnet_group()
-                    .and_then(|g| g.db_subnet_group_name())
-                    == Some(&name)
-                {
-                    d.db.db_subnet_group = Some(group.clone());
-                }
-            }
-            Ok(
-                op::modify_db_subnet_group::ModifyDbSubnetGroupOutput::builder()
-                    .db_subnet_group(group)
-                    .build(),
-            )
-        }
-    );
-    handle!(
-        h,
-        W,
-        "DeleteDBSubnetGroup",
-        op::delete_db_subnet_group::DeleteDbSubnetGroupInput,
-        |w: &mut World, i: &op::delete_db_subnet_group::DeleteDbSubnetGroupInput| {
-            let name = subnet_group(w, i.db_subnet_group_name())?
-                .db_subnet_group_name
-                .unwrap_or_default();
-            if w.databases.iter().any(|d| {
-                d.db.db_subnet_group()
-                    .and_then(|g| g.db_subnet_group_name())
-                    == Some(&name)
-            }) {
-                return Err(Failure::new(
-                    "InvalidDBSubnetGroupStateFault",
-                    format!(
-                        "Cannot delete the subnet group '{name}' because at least one database instance is still using it."
-                    ),
-                ));
-            }
-            w.subnet_groups
-                .retain(|(g, _)| g.db_subnet_group_name() != Some(&name));
-            Ok(op::delete_db_subnet_group::DeleteDbSubnetGroupOutput::builder().build())
-        }
-    );
+/// `AddTagsToResource`.
+fn add_tags_to_resource(
+    w: &mut World,
+    i: &op::add_tags_to_resource::AddTagsToResourceInput,
+) -> Result<op::add_tags_to_resource::AddTagsToResourceOutput, Failure> {
+    merge(tags_of(w, i.resource_name().unwrap_or_default())?, i.tags());
+    Ok(op::add_tags_to_resource::AddTagsToResourceOutput::builder().build())
 }
 
-fn build_group(
-    w: &World,
-    name: &str,
-    description: Option<&str>,
-    ids: &[String],
-) -> Result<DbSubnetGroup, Failure> {
-    let mut vpc = None;
-    let mut subnets = Vec::new();
-    for id in ids {
-        let s = w
-            .subnets
-            .iter()
-            .find(|s| s.subnet_id() == Some(id))
-            .ok_or_else(|| {
-                Failure::new("InvalidSubnet", format!("The subnet {id} does not exist"))
-            })?;
-        if vpc.is_some() && vpc != s.vpc_id() {
-            return Err(Failure::new(
-                "InvalidParameterValue",
-                "subnets are in different VPCs",
-            ));
-        }
-        vpc = s.vpc_id();
-        subnets.push(
-            Subnet::builder()
-                .subnet_identifier(id)
-                .subnet_status("Active")
+/// `RemoveTagsFromResource`.
+fn remove_tags_from_resource(
+    w: &mut World,
+    i: &op::remove_tags_from_resource::RemoveTagsFromResourceInput,
+) -> Result<op::remove_tags_from_resource::RemoveTagsFromResourceOutput, Failure> {
+    tags_of(w, i.resource_name().unwrap_or_default())?
+        .retain(|t| !i.tag_keys().iter().any(|k| t.key() == Some(k)));
+    Ok(op::remove_tags_from_resource::RemoveTagsFromResourceOutput::builder().build())
+}
+
+/// `DescribeDBInstances`.
+fn describe_db_instances(
+    w: &mut World,
+    i: &op::describe_db_instances::DescribeDbInstancesInput,
+) -> Result<op::describe_db_instances::DescribeDbInstancesOutput, Failure> {
+    if let Some(id) = i.db_instance_identifier() {
+        let n = db_index(w, Some(id))?;
+        return Ok(
+            op::describe_db_instances::DescribeDbInstancesOutput::builder()
+                .db_instances(w.databases[n].db.clone())
                 .build(),
         );
     }
-    Ok(DbSubnetGroup::builder()
-        .db_subnet_group_name(name)
-        .set_db_subnet_group_description(description.map(str::to_string))
-        .db_subnet_group_arn(w.arn("rds", &format!("subgrp:{name}")))
-        .set_vpc_id(vpc.map(str::to_string))
-        .subnet_group_status("Complete")
-        .set_subnets(Some(subnets))
+    let ids: Vec<&String> = i
+        .filters()
+        .iter()
+        .filter(|f| f.name() == Some("db-instance-id"))
+        .flat_map(|f| f.values())
+        .collect();
+    let found = w
+        .databases
+        .iter()
+        .map(|d| &d.db)
+        .filter(|d| {
+            ids.is_empty()
+                || ids.iter().any(|id| {
+                    d.db_instance_identifier() == Some(id.as_str())
+                        || d.db_instance_arn() == Some(id.as_str())
+                })
+        })
+        .cloned()
+        .collect();
+    Ok(
+        op::describe_db_instances::DescribeDbInstancesOutput::builder()
+            .set_db_instances(Some(found))
+            .build(),
+    )
+}
+
+/// `CreateDBInstance`.
+fn create_db_instance(
+    w: &mut World,
+    i: &op::create_db_instance::CreateDbInstanceInput,
+) -> Result<op::create_db_instance::CreateDbInstanceOutput, Failure> {
+    let id = i.db_instance_identifier().unwrap_or_default().to_string();
+    if db_index(w, Some(&id)).is_ok() {
+        return Err(Failure::new(
+            "DBInstanceAlreadyExists",
+            format!("DB instance already exists: {id}"),
+        ));
+    }
+    let group = subnet_group(w, i.db_subnet_group_name())?;
+    if i.master_user_password().is_none_or(|p| p.len() < 8) {
+        return Err(Failure::new(
+            "InvalidParameterValue",
+            "The parameter MasterUserPassword is not a valid password.",
+        ));
+    }
+    let db = DbInstance::builder()
+        .set_engine(i.engine().map(str::to_string))
+        .set_engine_version(i.engine_version().map(str::to_string))
+        .set_db_instance_class(i.db_instance_class().map(str::to_string))
+        .set_allocated_storage(i.allocated_storage())
+        .set_max_allocated_storage(i.max_allocated_storage())
+        .set_multi_az(i.multi_az().or(Some(false)))
+        .set_backup_retention_period(i.backup_retention_period().or(Some(1)))
+        .set_deletion_protection(i.deletion_protection().or(Some(false)))
+        .set_db_name(i.db_name().map(str::to_string))
+        .set_master_username(i.master_username().map(str::to_string))
+        .db_subnet_group(group)
+        .set_vpc_security_groups(Some(memberships(i.vpc_security_group_ids())))
+        .set_storage_encrypted(i.storage_encrypted().or(Some(false)))
+        .set_storage_type(i.storage_type().map(str::to_string))
+        .set_publicly_accessible(i.publicly_accessible().or(Some(false)))
+        .set_auto_minor_version_upgrade(i.auto_minor_version_upgrade())
+        .set_copy_tags_to_snapshot(i.copy_tags_to_snapshot())
+        .set_tag_list(Some(i.tags().to_vec()));
+    let db = launch(w, db, &id);
+    Ok(op::create_db_instance::CreateDbInstanceOutput::builder()
+        .db_instance(db)
+        .build())
+}
+
+/// `ModifyDBInstance`.
+fn modify_db_instance(
+    w: &mut World,
+    i: &op::modify_db_instance::ModifyDbInstanceInput,
+) -> Result<op::modify_db_instance::ModifyDbInstanceOutput, Failure> {
+    let n = db_index(w, i.db_instance_identifier())?;
+    let delay = w.delays.database;
+    let d = &mut w.databases[n];
+    let status = d.db.db_instance_status().unwrap_or_default();
+    if status != "available" {
+        return Err(Failure::new(
+            "InvalidDBInstanceState",
+            format!("Database instance is not in available state ({status})."),
+        ));
+    }
+    let db = &mut d.db;
+    macro_rules! set {
+        ($($field:ident),*) => { $( if let Some(v) = i.$field.clone() { db.$field = Some(v); } )* };
+    }
+    set!(
+        allocated_storage,
+        max_allocated_storage,
+        backup_retention_period,
+        db_instance_class,
+        deletion_protection,
+        engine_version,
+        multi_az,
+        publicly_accessible
+    );
+    if !i.vpc_security_group_ids().is_empty() {
+        db.vpc_security_groups = Some(memberships(i.vpc_security_group_ids()));
+    }
+    db.db_instance_status = Some("modifying".into());
+    d.ready_at = Instant::now() + delay;
+    Ok(op::modify_db_instance::ModifyDbInstanceOutput::builder()
+        .db_instance(d.db.clone())
+        .build())
+}
+
+/// `DeleteDBInstance`.
+fn delete_db_instance(
+    w: &mut World,
+    i: &op::delete_db_instance::DeleteDbInstanceInput,
+) -> Result<op::delete_db_instance::DeleteDbInstanceOutput, Failure> {
+    let n = db_index(w, i.db_instance_identifier())?;
+    if w.databases[n].db.deletion_protection() == Some(true) {
+        return Err(Failure::new(
+            "InvalidParameterCombination",
+            "Cannot delete protected DB Instance, please disable deletion protection and try again.",
+        ));
+    }
+    let db = w.databases[n].db.clone();
+    match (i.skip_final_snapshot(), i.final_db_snapshot_identifier()) {
+        (Some(true), _) => {}
+        (_, Some(snap)) => {
+            if w.snapshots
+                .iter()
+                .any(|s| s.db_snapshot_identifier() == Some(snap))
+            {
+                return Err(Failure::new(
+                    "DBSnapshotAlreadyExists",
+                    format!(
+                        "Cannot create the snapshot because a snapshot with the identifier {snap} already exists."
+                    ),
+                ));
+            }
+            let arn = w.arn("rds", &format!("snapshot:{snap}"));
+            w.snapshots.push(
+                DbSnapshot::builder()
+                    .db_snapshot_identifier(snap)
+                    .db_snapshot_arn(arn)
+                    .set_db_instance_identifier(db.db_instance_identifier().map(str::to_string))
+                    .snapshot_type("manual")
+                    .status("available")
+                    .set_engine(db.engine().map(str::to_string))
+                    .set_engine_version(db.engine_version().map(str::to_string))
+                    .set_allocated_storage(db.allocated_storage())
+                    .snapshot_create_time(DateTime::from(std::time::SystemTime::now()))
+                    .set_tag_list(if db.copy_tags_to_snapshot() == Some(true) {
+                        Some(db.tag_list().to_vec())
+                    } else {
+                        None
+                    })
+                    .build(),
+            );
+        }
+        (_, None) => {
+            return Err(Failure::new(
+                "InvalidParameterCombination",
+                "FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified.",
+            ));
+        }
+    }
+    w.databases.remove(n);
+    let mut gone = db;
+    gone.db_instance_status = Some("deleting".into());
+    Ok(op::delete_db_instance::DeleteDbInstanceOutput::builder()
+        .db_instance(gone)
         .build())
 }
