@@ -463,6 +463,12 @@ async fn stage6(
         && let Err(e) = FileSystems.clear_unused(run.aws, &f.id).await
     {
         tracing::warn!(stack = %stack.name(), error = %e, "removing the file system's unused mark failed; the next run removes it");
+        run.failed_after(
+            Kind::FILE_SYSTEM,
+            &f.creation_token,
+            "removing the unused mark (the next run removes it)",
+            &e,
+        );
     }
     (asg, refresh)
 }

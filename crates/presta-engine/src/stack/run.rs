@@ -39,6 +39,34 @@ impl Run<'_> {
             .push(change);
     }
 
+    /// A follow-up call on a resource already stepped failed: its change becomes a failure
+    /// (the run is not converged, the next one finishes it).
+    pub(super) fn failed_after(
+        &self,
+        kind: Kind,
+        name: &str,
+        what: &str,
+        err: &presta_aws::AwsError,
+    ) {
+        let mut changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let reason = format!("{what}: {err}");
+        match changes
+            .iter_mut()
+            .find(|c| c.kind == kind && c.name == name)
+        {
+            Some(c) => {
+                c.action = Action::Failed;
+                c.reason = Some(reason);
+                c.error_class = Some(err.class);
+            }
+            None => changes.push(
+                Change::new(kind, name, Action::Failed)
+                    .with_reason(Some(reason))
+                    .with_error_class(err.class),
+            ),
+        }
+    }
+
     pub(super) fn waiting(&self, kind: Kind, name: String, on: &[String]) {
         self.record(
             Change::new(kind, name, Action::Waiting)
