@@ -8,6 +8,14 @@ mod fake;
 use std::time::Duration;
 
 use fake::*;
+
+/// An engine on `fake` that gives up waiting after three minutes: a cut run waits on what it
+/// can no longer observe, and only the next run matters here.
+fn impatient(fake: &FakeAws) -> presta_engine::Engine {
+    let mut e = engine(fake);
+    e.settings.wait_timeout = Duration::from_secs(180);
+    e
+}
 use presta_aws::Mode;
 use presta_testkit::{Chaos, FakeAws};
 
@@ -80,7 +88,7 @@ async fn apply_cut_off_after_any_write_is_finished_by_running_it_again() {
     for writes in 0..=25 {
         let fake = FakeAws::new();
         fake.seed("demo");
-        let engine = engine(&fake);
+        let engine = impatient(&fake);
         fake.cut_after_writes(writes);
         let cut = engine.run(&demo(|t| t), Mode::Apply).await;
         // The cut run fails, or waits on what it can no longer observe.
@@ -130,5 +138,90 @@ async fn a_heal_cut_off_between_its_corrections_is_finished_by_running_it_again(
         let again = engine.run(&demo(|t| t), Mode::Apply).await;
         assert_eq!(again.stacks[0].failed(), 0, "{}", again.render());
         assert_built_once(&fake, &engine, &format!("heal cut after {writes} writes")).await;
+    }
+}
+
+/// `destroy` of the demo stack on the fake, with the stack's own settings.
+async fn destroy(
+    fake: &FakeAws,
+    engine: &presta_engine::Engine,
+) -> presta_engine::destroy::DestroyReport {
+    let stack = demo(|t| t).remove(0).with_defaults();
+    let req = presta_engine::destroy::Request {
+        stack: "demo".into(),
+        parameter_prefix: stack.parameter_prefix(),
+        deletion: stack.spec.policy.deletion,
+        delete_data: false,
+        config: None,
+    };
+    let recorder: std::sync::Arc<dyn presta_aws::calls::CallRecorder> =
+        std::sync::Arc::new(presta_aws::calls::CallStats::default());
+    let aws = presta_aws::Aws::connect("eu-west-3", &fake.settings(), recorder).await;
+    presta_engine::destroy::destroy(&aws, &req, &engine.settings).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn destroy_cut_off_after_any_write_is_finished_by_running_it_again_and_keeps_the_data() {
+    for writes in 0.. {
+        let (fake, _) = built(&[]).await;
+        let engine = impatient(&fake);
+        let fs = fake.world().file_systems[0].fs.file_system_id().to_string();
+        fake.cut_after_writes(writes);
+        let cut = destroy(&fake, &engine).await;
+        fake.calm();
+        let finished = destroy(&fake, &engine).await;
+        assert_eq!(
+            finished.error, None,
+            "cut after {writes}: {finished:?} (the cut run: {cut:?})"
+        );
+        {
+            let w = fake.world();
+            assert!(w.databases.is_empty() && w.load_balancers.is_empty() && w.groups.is_empty());
+            assert!(
+                w.security_groups.is_empty(),
+                "cut after {writes}: {:?}",
+                w.security_groups
+            );
+            assert_eq!(
+                w.file_systems.len(),
+                1,
+                "cut after {writes}: the files are kept"
+            );
+            assert_eq!(w.file_systems[0].fs.file_system_id(), fs);
+            assert_eq!(
+                w.snapshots.len(),
+                1,
+                "cut after {writes}: one final snapshot"
+            );
+            let secrets = w
+                .parameters
+                .keys()
+                .filter(|k| k.starts_with("/presta-reconciler/demo/"));
+            assert_eq!(
+                secrets.count(),
+                2,
+                "cut after {writes}: the secrets are kept"
+            );
+        }
+        let deletes_data = fake
+            .mutating_calls()
+            .iter()
+            .any(|c| c == "DeleteFileSystem");
+        assert!(!deletes_data, "cut after {writes}");
+        // The shop comes back from what destroy kept.
+        fake.reset_calls();
+        let back = engine.run(&demo(|t| t), Mode::Apply).await;
+        assert_eq!(back.stacks[0].failed(), 0, "{}", back.render());
+        assert!(
+            fake.mutating_calls()
+                .contains(&"RestoreDBInstanceFromDBSnapshot".to_string())
+        );
+        assert_eq!(fake.world().file_systems[0].fs.file_system_id(), fs);
+        // Past the last write, the cut changes nothing: every point has been tried.
+        if cut.error.is_none() {
+            assert!(writes > 5, "a destroy makes more than five writes");
+            eprintln!("destroy cut after each of its {writes} writes, then finished");
+            break;
+        }
     }
 }
