@@ -206,34 +206,7 @@ async fn serve(
         ..ClientSettings::default()
     };
     let lease = match &args.lease {
-        Some(spec) => {
-            let table = lease_table(spec)?;
-            let region = args
-                .lease_region
-                .clone()
-                .or_else(|| std::env::var("AWS_REGION").ok())
-                .or_else(|| stacks.first().map(|s| s.spec.region.clone()))
-                .context("the lease table's region: set --lease-region")?;
-            let duration = Duration::from_secs(args.lease_seconds);
-            // A renewal must answer within its period: short timeouts, one retry.
-            let lease_client = ClientSettings {
-                attempt_timeout: duration / 6,
-                operation_timeout: duration / 3,
-                max_attempts: 2,
-                ..client.clone()
-            };
-            let sdk = presta_aws::clients::sdk_config(&region, &lease_client).await;
-            Some(Arc::new(Lease::new(
-                &sdk,
-                LeaseSettings {
-                    table,
-                    name: args.lease_name.clone(),
-                    id: id.clone(),
-                    duration,
-                    renew_every: duration / 3,
-                },
-            )))
-        }
+        Some(spec) => Some(lease(args, spec, &id, &client, &stacks).await?),
         None => None,
     };
     let engine = Engine::new(Settings {
@@ -286,28 +259,9 @@ async fn serve(
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let leasing = lease.clone().map(|l| {
-        let stop = stop_rx.clone();
-        let metrics = controller.metrics().clone();
-        let mut role = l.role();
-        tokio::spawn(async move {
-            let keep = l.run(stop);
-            let watch = async {
-                loop {
-                    let leader = matches!(*role.borrow_and_update(), Role::Leader { .. });
-                    metrics.leader.set(i64::from(leader));
-                    if role.changed().await.is_err() {
-                        break;
-                    }
-                }
-            };
-            tokio::select! {
-                _ = keep => {}
-                _ = watch => {}
-            }
-            metrics.leader.set(0);
-        })
-    });
+    let leasing = lease
+        .clone()
+        .map(|l| keep_lease(l, stop_rx.clone(), controller.metrics().clone()));
     if lease.is_some() {
         tracing::info!(replica = %id, lease = %args.lease_name, "waiting for the lease: this replica reconciles only while it holds it");
     }
@@ -335,10 +289,86 @@ async fn serve(
         drain_seconds = args.drain_timeout,
         "shutting down: no new runs; waiting for the runs in flight"
     );
-    // Everything, runs and connections alike, ends within the drain time and a second.
-    let deadline = tokio::time::Instant::now() + drain + Duration::from_secs(1);
     controller.shutdown();
     let _ = stop_tx.send(true);
+    let drained = stop(drain, control, server, reload, leasing).await;
+    tracing::info!(drained, "stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The lease among replicas (`--lease dynamodb:TABLE`): its own short timeouts, since a
+/// renewal must answer within its period.
+async fn lease(
+    args: &Args,
+    spec: &str,
+    id: &str,
+    client: &ClientSettings,
+    stacks: &[Stack],
+) -> anyhow::Result<Arc<Lease>> {
+    let table = lease_table(spec)?;
+    let region = args
+        .lease_region
+        .clone()
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .or_else(|| stacks.first().map(|s| s.spec.region.clone()))
+        .context("the lease table's region: set --lease-region")?;
+    let duration = Duration::from_secs(args.lease_seconds);
+    // A renewal must answer within its period: short timeouts, one retry.
+    let lease_client = ClientSettings {
+        attempt_timeout: duration / 6,
+        operation_timeout: duration / 3,
+        max_attempts: 2,
+        ..client.clone()
+    };
+    let sdk = presta_aws::clients::sdk_config(&region, &lease_client).await;
+    Ok(Arc::new(Lease::new(
+        &sdk,
+        LeaseSettings {
+            table,
+            name: args.lease_name.clone(),
+            id: id.to_string(),
+            duration,
+            renew_every: duration / 3,
+        },
+    )))
+}
+
+/// Keeps the lease until `stop`, and `presta_leader` in step with this replica's role.
+fn keep_lease(
+    l: Arc<Lease>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    metrics: Metrics,
+) -> tokio::task::JoinHandle<()> {
+    let mut role = l.role();
+    tokio::spawn(async move {
+        let keep = l.run(stop);
+        let watch = async {
+            loop {
+                let leader = matches!(*role.borrow_and_update(), Role::Leader { .. });
+                metrics.leader.set(i64::from(leader));
+                if role.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            _ = keep => {}
+            _ = watch => {}
+        }
+        metrics.leader.set(0);
+    })
+}
+
+/// After the shutdown: waits for the runs in flight, then the connections and the lease's
+/// release, everything within the drain time and a second. Whether the runs drained.
+async fn stop(
+    drain: Duration,
+    control: tokio::task::JoinHandle<bool>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    reload: tokio::task::JoinHandle<()>,
+    leasing: Option<tokio::task::JoinHandle<()>>,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + drain + Duration::from_secs(1);
     let drained = control.await.unwrap_or(false);
     // Waiting callers were answered 503 at the shutdown; other open connections get what
     // is left of the bound.
@@ -352,8 +382,7 @@ async fn serve(
         // Hands the lease back so that another replica takes over at once.
         let _ = tokio::time::timeout_at(deadline, l).await;
     }
-    tracing::info!(drained, "stopped");
-    Ok(ExitCode::SUCCESS)
+    drained
 }
 
 /// Waits for SIGTERM (systemd, ECS) or SIGINT (Ctrl-C); returns its name.

@@ -7,10 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_efs::types::{
-    BackupPolicy, LifecyclePolicy, PerformanceMode, Status, ThroughputMode, TransitionToIaRules,
-    TransitionToPrimaryStorageClassRules,
-};
+use aws_sdk_efs::types::{PerformanceMode, ThroughputMode};
 
 use crate::clients::Aws;
 use crate::diff::{Delta, Diffs, FieldDiff, Kind};
@@ -342,7 +339,7 @@ impl Driver for FileSystems {
             }
         }
         let details = crate::calls::bounded(ours.iter().map(|(key, fs)| async move {
-            Ok::<_, AwsError>((key.clone(), details(aws, fs).await?))
+            Ok::<_, AwsError>((key.clone(), crate::efs_policies::details(aws, fs).await?))
         }))
         .await?;
         Ok(details.into_iter().collect())
@@ -471,76 +468,12 @@ impl Driver for FileSystems {
                 .aws("UpdateFileSystem")?;
         }
         if delta.touches(LIFECYCLE) {
-            let mut policies = Vec::new();
-            if let Some(rule) = &desired.transition_to_ia {
-                policies.push(
-                    LifecyclePolicy::builder()
-                        .transition_to_ia(TransitionToIaRules::from(rule.as_str()))
-                        .build(),
-                );
-            }
-            if desired.transition_to_primary_on_access {
-                policies.push(
-                    LifecyclePolicy::builder()
-                        .transition_to_primary_storage_class(
-                            TransitionToPrimaryStorageClassRules::After1Access,
-                        )
-                        .build(),
-                );
-            }
-            aws.efs
-                .put_lifecycle_configuration()
-                .file_system_id(&live.id)
-                .set_lifecycle_policies(Some(policies))
-                .send()
-                .await
-                .aws("PutLifecycleConfiguration")?;
+            crate::efs_policies::put_lifecycle(aws, &live.id, desired).await?;
         }
         if delta.touches(AUTOMATIC_BACKUPS) {
-            let status = if desired.automatic_backups {
-                Status::Enabled
-            } else {
-                Status::Disabled
-            };
-            let policy = BackupPolicy::builder()
-                .status(status)
-                .build()
-                .map_err(|e| AwsError::unexpected("PutBackupPolicy", e.to_string()))?;
-            aws.efs
-                .put_backup_policy()
-                .file_system_id(&live.id)
-                .backup_policy(policy)
-                .send()
-                .await
-                .aws("PutBackupPolicy")?;
+            crate::efs_policies::put_backups(aws, &live.id, desired.automatic_backups).await?;
         }
-        let add = tags::missing(&desired.tags, &live.tags);
-        if !add.is_empty() {
-            aws.efs
-                .tag_resource()
-                .resource_id(&live.id)
-                .set_tags(Some(tags::efs(&add)))
-                .send()
-                .await
-                .aws("TagResource")?;
-        }
-        let mut kept = live.tags.clone();
-        let mut marks = Vec::new();
-        if kept.remove(TAG_RETAINED_AT).is_some() {
-            marks.push(TAG_RETAINED_AT.to_string());
-        }
-        if !desired.unused && kept.remove(TAG_UNUSED).is_some() {
-            marks.push(TAG_UNUSED.to_string());
-        }
-        if !marks.is_empty() {
-            aws.efs
-                .untag_resource()
-                .resource_id(&live.id)
-                .set_tag_keys(Some(marks))
-                .send()
-                .await
-                .aws("UntagResource")?;
-        }
+        let (add, kept) = retag(aws, desired, live).await?;
         Ok(FileSystemLive {
             throughput_mode: desired.throughput_mode.clone(),
             provisioned_mibps: desired.provisioned_mibps.or(live.provisioned_mibps),
@@ -553,64 +486,41 @@ impl Driver for FileSystems {
     }
 }
 
-/// A file system's lifecycle and backup policy (EFS has no batch form: two calls each), with
-/// its description: the live file system.
-async fn details(
+/// Adds the missing declared tags and lifts the marks that no longer hold (kept by `destroy`,
+/// unused): the tags added, and the live tags kept.
+async fn retag(
     aws: &Aws,
-    fs: &aws_sdk_efs::types::FileSystemDescription,
-) -> Result<FileSystemLive, AwsError> {
-    let id = fs.file_system_id();
-    let lifecycle = aws
-        .efs
-        .describe_lifecycle_configuration()
-        .file_system_id(id)
-        .send()
-        .await
-        .aws("DescribeLifecycleConfiguration")?;
-    let mut to_ia = None;
-    let mut to_primary = false;
-    for p in lifecycle.lifecycle_policies() {
-        if let Some(r) = p.transition_to_ia() {
-            to_ia = Some(r.as_str().to_string());
-        }
-        if p.transition_to_primary_storage_class().is_some() {
-            to_primary = true;
-        }
+    desired: &FileSystemDesired,
+    live: &FileSystemLive,
+) -> Result<(Tags, Tags), AwsError> {
+    let add = tags::missing(&desired.tags, &live.tags);
+    if !add.is_empty() {
+        aws.efs
+            .tag_resource()
+            .resource_id(&live.id)
+            .set_tags(Some(tags::efs(&add)))
+            .send()
+            .await
+            .aws("TagResource")?;
     }
-    let backups = match aws
-        .efs
-        .describe_backup_policy()
-        .file_system_id(id)
-        .send()
-        .await
-        .aws("DescribeBackupPolicy")
-    {
-        Ok(out) => out
-            .backup_policy()
-            .is_some_and(|b| matches!(b.status(), Status::Enabled | Status::Enabling)),
-        Err(e) if e.is_not_found() => false,
-        Err(e) => return Err(e),
-    };
-    Ok(FileSystemLive {
-        id: id.to_string(),
-        arn: fs.file_system_arn().unwrap_or_default().to_string(),
-        creation_token: fs.creation_token().to_string(),
-        state: fs.life_cycle_state().as_str().to_string(),
-        encrypted: fs.encrypted().unwrap_or(false),
-        throughput_mode: fs
-            .throughput_mode()
-            .map(|t| t.as_str().to_string())
-            .unwrap_or_default(),
-        provisioned_mibps: fs.provisioned_throughput_in_mibps(),
-        transition_to_ia: to_ia,
-        transition_to_primary_on_access: to_primary,
-        automatic_backups: backups,
-        tags: fs
-            .tags()
-            .iter()
-            .map(|t| (t.key().to_string(), t.value().to_string()))
-            .collect(),
-    })
+    let mut kept = live.tags.clone();
+    let mut marks = Vec::new();
+    if kept.remove(TAG_RETAINED_AT).is_some() {
+        marks.push(TAG_RETAINED_AT.to_string());
+    }
+    if !desired.unused && kept.remove(TAG_UNUSED).is_some() {
+        marks.push(TAG_UNUSED.to_string());
+    }
+    if !marks.is_empty() {
+        aws.efs
+            .untag_resource()
+            .resource_id(&live.id)
+            .set_tag_keys(Some(marks))
+            .send()
+            .await
+            .aws("UntagResource")?;
+    }
+    Ok((add, kept))
 }
 
 #[cfg(test)]

@@ -189,6 +189,7 @@ mod tests {
         ("db_snapshot.rs", "db_instance"),
         ("db_password.rs", "db_instance"),
         ("instances.rs", "auto_scaling_group"),
+        ("efs_policies.rs", "file_system"),
     ];
 
     #[test]

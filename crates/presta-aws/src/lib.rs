@@ -24,6 +24,7 @@ pub mod db_password;
 pub mod db_snapshot;
 pub mod db_status;
 pub mod db_subnet_group;
+pub mod efs_policies;
 pub mod file_system;
 pub mod instances;
 pub mod launch_template;
