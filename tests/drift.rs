@@ -64,10 +64,32 @@ fn tcp(port: i32, cidr: &str) -> IpPermission {
         .build()
 }
 
-#[tokio::test]
-async fn an_extra_ingress_rule_is_revoked() {
+/// Each case drifts one thing by hand and heals it; the next starts from the healed stack (one
+/// emulator for the group: a moto start and a first apply per case cost more than the case).
+#[tokio::test(flavor = "multi_thread")]
+async fn network_drift_is_healed_one_change_after_another() {
     let (env, sdk) = converged().await;
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    an_extra_ingress_rule_is_revoked(&env, &sdk).await;
+    a_removed_load_balancer_rule_is_authorised_again(&env, &sdk).await;
+    a_changed_health_check_path_is_restored(&env, &sdk).await;
+    a_changed_listener_action_is_restored_and_a_deleted_listener_recreated(&env, &sdk).await;
+    a_removed_ownership_tag_is_restored(&env, &sdk).await;
+}
+
+/// Each case drifts one thing by hand and heals it; the next starts from the healed stack (one
+/// emulator for the group: a moto start and a first apply per case cost more than the case).
+#[tokio::test(flavor = "multi_thread")]
+async fn group_and_file_drift_is_healed_one_change_after_another() {
+    let (env, sdk) = converged().await;
+    changed_group_limits_are_restored_but_desired_capacity_is_not_drift(&env, &sdk).await;
+    a_removed_file_system_lifecycle_is_restored(&env, &sdk).await;
+    a_deleted_mount_target_is_recreated(&env, &sdk).await;
+    a_mount_target_given_another_security_group_is_restored(&env, &sdk).await;
+    a_new_default_template_version_is_replaced_and_the_group_rolls(&env, &sdk).await;
+}
+
+async fn an_extra_ingress_rule_is_revoked(env: &Env, sdk: &aws_config::SdkConfig) {
+    let ec2 = aws_sdk_ec2::Client::new(sdk);
     let app = group_id(&ec2, "demo-app-sg").await;
     let alb = group_id(&ec2, "demo-alb-sg").await;
     ec2.authorize_security_group_ingress()
@@ -80,7 +102,7 @@ async fn an_extra_ingress_rule_is_revoked() {
         "ingress: [\"tcp/22 from 0.0.0.0/0\",\"tcp/80 from {alb}\"] → [\"tcp/80 from {alb}\"]"
     );
     expect_healed(
-        &env,
+        env,
         &env.demo(),
         "security_group",
         "demo-app-sg",
@@ -101,10 +123,8 @@ async fn an_extra_ingress_rule_is_revoked() {
     assert_eq!(shown, [format!("tcp/80 from {alb}")]);
 }
 
-#[tokio::test]
-async fn a_removed_load_balancer_rule_is_authorised_again() {
-    let (env, sdk) = converged().await;
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+async fn a_removed_load_balancer_rule_is_authorised_again(env: &Env, sdk: &aws_config::SdkConfig) {
+    let ec2 = aws_sdk_ec2::Client::new(sdk);
     let alb = group_id(&ec2, "demo-alb-sg").await;
     ec2.revoke_security_group_ingress()
         .group_id(&alb)
@@ -113,7 +133,7 @@ async fn a_removed_load_balancer_rule_is_authorised_again() {
         .await
         .unwrap();
     expect_healed(
-        &env,
+        env,
         &env.demo(),
         "security_group",
         "demo-alb-sg",
@@ -122,10 +142,8 @@ async fn a_removed_load_balancer_rule_is_authorised_again() {
     );
 }
 
-#[tokio::test]
-async fn a_changed_health_check_path_is_restored() {
-    let (env, sdk) = converged().await;
-    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&sdk);
+async fn a_changed_health_check_path_is_restored(env: &Env, sdk: &aws_config::SdkConfig) {
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(sdk);
     let tg = elb
         .describe_target_groups()
         .names("demo-tg")
@@ -143,7 +161,7 @@ async fn a_changed_health_check_path_is_restored() {
         .await
         .unwrap();
     expect_healed(
-        &env,
+        env,
         &env.demo(),
         "target_group",
         "demo-tg",
@@ -162,13 +180,14 @@ async fn a_changed_health_check_path_is_restored() {
     );
 }
 
-#[tokio::test]
-async fn a_changed_listener_action_is_restored_and_a_deleted_listener_recreated() {
+async fn a_changed_listener_action_is_restored_and_a_deleted_listener_recreated(
+    env: &Env,
+    sdk: &aws_config::SdkConfig,
+) {
     use aws_sdk_elasticloadbalancingv2::types::{
         Action, ActionTypeEnum, FixedResponseActionConfig,
     };
-    let (env, sdk) = converged().await;
-    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&sdk);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(sdk);
     let lb = elb
         .describe_load_balancers()
         .names("demo-alb")
@@ -217,7 +236,7 @@ async fn a_changed_listener_action_is_restored_and_a_deleted_listener_recreated(
         .unwrap();
     let expected = format!("defaultAction: \"fixed-response\" → \"forward to {tg}\"");
     expect_healed(
-        &env,
+        env,
         &env.demo(),
         "listener",
         "demo-alb:80",
@@ -241,7 +260,7 @@ async fn a_changed_listener_action_is_restored_and_a_deleted_listener_recreated(
         .send()
         .await
         .unwrap();
-    expect_healed(&env, &env.demo(), "listener", "demo-alb:80", "create", &[]);
+    expect_healed(env, &env.demo(), "listener", "demo-alb:80", "create", &[]);
     let l = elb
         .describe_listeners()
         .load_balancer_arn(&lb)
@@ -255,10 +274,11 @@ async fn a_changed_listener_action_is_restored_and_a_deleted_listener_recreated(
     );
 }
 
-#[tokio::test]
-async fn changed_group_limits_are_restored_but_desired_capacity_is_not_drift() {
-    let (env, sdk) = converged().await;
-    let asg = aws_sdk_autoscaling::Client::new(&sdk);
+async fn changed_group_limits_are_restored_but_desired_capacity_is_not_drift(
+    env: &Env,
+    sdk: &aws_config::SdkConfig,
+) {
+    let asg = aws_sdk_autoscaling::Client::new(sdk);
     // Scaling moved the desired capacity: not drift.
     asg.set_desired_capacity()
         .auto_scaling_group_name("demo-app")
@@ -277,7 +297,7 @@ async fn changed_group_limits_are_restored_but_desired_capacity_is_not_drift() {
         .await
         .unwrap();
     expect_healed(
-        &env,
+        env,
         &env.demo(),
         "auto_scaling_group",
         "demo-app",
@@ -299,15 +319,16 @@ async fn changed_group_limits_are_restored_but_desired_capacity_is_not_drift() {
     );
 }
 
-#[tokio::test]
-async fn a_new_default_template_version_is_replaced_and_the_group_rolls() {
+async fn a_new_default_template_version_is_replaced_and_the_group_rolls(
+    env: &Env,
+    sdk: &aws_config::SdkConfig,
+) {
     use aws_sdk_ec2::types::{
         InstanceType, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
         LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
         LaunchTemplateInstanceMetadataOptionsRequest, RequestLaunchTemplateData,
     };
-    let (env, sdk) = converged().await;
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let ec2 = aws_sdk_ec2::Client::new(sdk);
     let lt = ec2
         .describe_launch_templates()
         .launch_template_names("demo-app")
@@ -379,7 +400,7 @@ async fn a_new_default_template_version_is_replaced_and_the_group_rolls() {
         .await
         .unwrap();
     let report = expect_healed(
-        &env,
+        env,
         &env.demo(),
         "launch_template",
         "demo-app",
@@ -408,7 +429,7 @@ async fn a_new_default_template_version_is_replaced_and_the_group_rolls() {
         after.default_version_number().unwrap() > hand,
         "a new version became the default"
     );
-    let asg = aws_sdk_autoscaling::Client::new(&sdk);
+    let asg = aws_sdk_autoscaling::Client::new(sdk);
     let refreshes = asg
         .describe_instance_refreshes()
         .auto_scaling_group_name("demo-app")
@@ -467,10 +488,8 @@ async fn lowered_backups_and_protection_off_are_restored() {
     );
 }
 
-#[tokio::test]
-async fn a_removed_file_system_lifecycle_is_restored() {
-    let (env, sdk) = converged().await;
-    let efs = aws_sdk_efs::Client::new(&sdk);
+async fn a_removed_file_system_lifecycle_is_restored(env: &Env, sdk: &aws_config::SdkConfig) {
+    let efs = aws_sdk_efs::Client::new(sdk);
     let fs = efs
         .describe_file_systems()
         .creation_token("presta-reconciler-demo-efs")
@@ -487,7 +506,7 @@ async fn a_removed_file_system_lifecycle_is_restored() {
         .await
         .unwrap();
     expect_healed(
-        &env,
+        env,
         &env.demo(),
         "file_system",
         "presta-reconciler-demo-efs",
@@ -530,10 +549,8 @@ async fn demo_mount_targets(
     (fs, mts)
 }
 
-#[tokio::test]
-async fn a_deleted_mount_target_is_recreated() {
-    let (env, sdk) = converged().await;
-    let efs = aws_sdk_efs::Client::new(&sdk);
+async fn a_deleted_mount_target_is_recreated(env: &Env, sdk: &aws_config::SdkConfig) {
+    let efs = aws_sdk_efs::Client::new(sdk);
     let (fs, mts) = demo_mount_targets(&efs).await;
     let gone = mts[0].clone();
     efs.delete_mount_target()
@@ -542,7 +559,7 @@ async fn a_deleted_mount_target_is_recreated() {
         .await
         .unwrap();
     expect_healed(
-        &env,
+        env,
         &env.demo(),
         "mount_target",
         gone.subnet_id(),
@@ -567,7 +584,7 @@ async fn a_deleted_mount_target_is_recreated() {
         .send()
         .await
         .unwrap();
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let ec2 = aws_sdk_ec2::Client::new(sdk);
     assert_eq!(
         sgs.security_groups(),
         [group_id(&ec2, "demo-efs-sg").await],
@@ -575,10 +592,8 @@ async fn a_deleted_mount_target_is_recreated() {
     );
 }
 
-#[tokio::test]
-async fn a_removed_ownership_tag_is_restored() {
-    let (env, sdk) = converged().await;
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+async fn a_removed_ownership_tag_is_restored(env: &Env, sdk: &aws_config::SdkConfig) {
+    let ec2 = aws_sdk_ec2::Client::new(sdk);
     let db_sg = group_id(&ec2, "demo-db-sg").await;
     ec2.delete_tags()
         .resources(&db_sg)
@@ -591,7 +606,7 @@ async fn a_removed_ownership_tag_is_restored() {
         .await
         .unwrap();
     expect_healed(
-        &env,
+        env,
         &env.demo(),
         "security_group",
         "demo-db-sg",
@@ -709,11 +724,12 @@ async fn a_custom_domain_is_reported_as_a_domain_change_carried_by_the_refresh()
     assert_eq!(text.status.code(), Some(0));
 }
 
-#[tokio::test]
-async fn a_mount_target_given_another_security_group_is_restored() {
-    let (env, sdk) = converged().await;
-    let efs = aws_sdk_efs::Client::new(&sdk);
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+async fn a_mount_target_given_another_security_group_is_restored(
+    env: &Env,
+    sdk: &aws_config::SdkConfig,
+) {
+    let efs = aws_sdk_efs::Client::new(sdk);
+    let ec2 = aws_sdk_ec2::Client::new(sdk);
     let mt = demo_mount_targets(&efs).await.1[0].clone();
     let (efs_sg, app_sg) = (
         group_id(&ec2, "demo-efs-sg").await,
@@ -726,7 +742,7 @@ async fn a_mount_target_given_another_security_group_is_restored() {
         .await
         .unwrap();
     expect_healed(
-        &env,
+        env,
         &env.demo(),
         "mount_target",
         mt.subnet_id(),

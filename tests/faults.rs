@@ -220,8 +220,8 @@ async fn apply_converges_through_reset_black_holed_and_slow_connections() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_that_never_answers_costs_the_attempt_timeout_not_the_hold() {
-    // Every DescribeVpcs is black-holed for 60 s. With --aws-attempt-timeout 2, plan gives up
-    // after the SDK's attempts of 2 s each, and says why; it does not hang for a minute.
+    // Every DescribeVpcs is black-holed for 60 s. With --aws-attempt-timeout 1, plan gives up
+    // after the SDK's attempts of 1 s each, and says why; it does not hang for a minute.
     let env = Env::start();
     env.emu
         .set_network_faults(
@@ -239,7 +239,7 @@ async fn a_call_that_never_answers_costs_the_attempt_timeout_not_the_hold() {
         "-f",
         env.demo().to_str().unwrap(),
         "--aws-attempt-timeout",
-        "2",
+        "1",
     ]);
     let took = started.elapsed();
     let text = format!(
@@ -390,11 +390,11 @@ async fn a_refused_call_is_reported_and_not_retried_in_a_loop() {
             .contains("AWS refused the reconciler's request")
     );
 
-    // ...and for the next 12 s (6 intervals) the refused call is not tried again, while the
+    // ...and for the next 6 s (3 intervals) the refused call is not tried again, while the
     // daemon stays ready. (The whole refused-retry delay, and readiness past the age after
     // which a daemon that stopped observing says its view is stale, are checked over 29
     // minutes of paused time in presta-controller's loop tests.)
-    std::thread::sleep(Duration::from_secs(12));
+    std::thread::sleep(Duration::from_secs(6));
     let calls = env.emu.calls().unwrap();
     let revokes = calls
         .iter()
@@ -402,7 +402,7 @@ async fn a_refused_call_is_reported_and_not_retried_in_a_loop() {
         .count();
     assert_eq!(
         revokes, 1,
-        "one refused attempt in six intervals, no retry storm"
+        "one refused attempt in three intervals, no retry storm"
     );
     let writes = calls
         .iter()

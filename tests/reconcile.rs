@@ -11,9 +11,16 @@ fn filter(name: &str, value: &str) -> Filter {
     Filter::builder().name(name).values(value).build()
 }
 
+/// One stack's first journey on one emulator: planned on nothing, built, then left alone.
 #[tokio::test]
-async fn apply_builds_the_whole_stack_from_nothing() {
+async fn a_stack_is_planned_then_built_then_left_alone() {
     let env = Env::start();
+    plan_on_nothing_shows_creates_and_changes_nothing(&env).await;
+    apply_builds_the_whole_stack_from_nothing(&env).await;
+    second_apply_makes_no_mutating_call_and_plan_exits_0(&env).await;
+}
+
+async fn apply_builds_the_whole_stack_from_nothing(env: &Env) {
     let stdout = env.apply(&env.demo());
     assert!(stdout.contains("16 create"), "{stdout}");
     assert!(stdout.contains("alb_dns_name = demo-alb-"), "{stdout}");
@@ -326,10 +333,7 @@ async fn apply_builds_the_whole_stack_from_nothing() {
     );
 }
 
-#[tokio::test]
-async fn second_apply_makes_no_mutating_call_and_plan_exits_0() {
-    let env = Env::start();
-    env.apply(&env.demo());
+async fn second_apply_makes_no_mutating_call_and_plan_exits_0(env: &Env) {
     env.emu.reset_calls().unwrap();
     let stdout = env.apply(&env.demo());
     assert_eq!(env.mutating_calls(), Vec::<String>::new(), "{stdout}");
@@ -347,9 +351,7 @@ async fn second_apply_makes_no_mutating_call_and_plan_exits_0() {
     assert_eq!(report["mutating_calls"], 0);
 }
 
-#[tokio::test]
-async fn plan_on_nothing_shows_creates_and_changes_nothing() {
-    let env = Env::start();
+async fn plan_on_nothing_shows_creates_and_changes_nothing(env: &Env) {
     let (code, report) = env.plan_json(&env.demo());
     assert_eq!(code, 2, "changes pending");
     assert_eq!(changes(&report).len(), 16);
