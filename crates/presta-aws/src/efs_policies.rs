@@ -52,7 +52,7 @@ pub(crate) async fn details(
         id: id.to_string(),
         arn: fs.file_system_arn().unwrap_or_default().to_string(),
         creation_token: fs.creation_token().to_string(),
-        state: fs.life_cycle_state().as_str().to_string(),
+        state: fs.life_cycle_state().as_str().into(),
         encrypted: fs.encrypted().unwrap_or(false),
         throughput_mode: fs
             .throughput_mode()

@@ -78,7 +78,7 @@ pub struct FileSystemLive {
     pub arn: String,
     pub creation_token: String,
     /// `creating`, `available`, `deleting`...
-    pub state: String,
+    pub state: crate::status::EfsState,
     pub encrypted: bool,
     pub throughput_mode: String,
     pub provisioned_mibps: Option<f64>,
@@ -281,11 +281,7 @@ impl Driver for FileSystems {
     }
 
     fn readiness(live: &FileSystemLive) -> Readiness {
-        match live.state.as_str() {
-            "available" => Readiness::Ready,
-            "error" => Readiness::Failed("the file system is in `error`".into()),
-            other => Readiness::Pending(other.to_string()),
-        }
+        live.state.readiness("the file system")
     }
 
     /// `scope.names`: creation tokens.

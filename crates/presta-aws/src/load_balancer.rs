@@ -145,7 +145,7 @@ pub struct LoadBalancerLive {
     pub dns_name: String,
     pub scheme: String,
     /// `provisioning`, `active`, `failed`...
-    pub state: String,
+    pub state: crate::status::LbState,
     pub subnets: BTreeSet<String>,
     pub security_groups: BTreeSet<String>,
     pub attributes: Attributes,
@@ -290,7 +290,7 @@ impl Driver for LoadBalancers {
                     state: lb
                         .state()
                         .and_then(|s| s.code())
-                        .map(|c| c.as_str().to_string())
+                        .map(|c| c.as_str().into())
                         .unwrap_or_default(),
                     subnets: lb
                         .availability_zones()
@@ -366,7 +366,7 @@ impl Driver for LoadBalancers {
             state: lb
                 .state()
                 .and_then(|s| s.code())
-                .map(|c| c.as_str().to_string())
+                .map(|c| c.as_str().into())
                 .unwrap_or_default(),
             subnets: desired.subnets.clone(),
             security_groups: desired.security_groups.clone(),

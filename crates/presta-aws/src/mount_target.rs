@@ -51,7 +51,7 @@ pub struct MountTargetLive {
     pub id: String,
     pub file_system_id: String,
     pub subnet_id: String,
-    pub state: String,
+    pub state: crate::status::EfsState,
     pub ip_address: Option<String>,
     pub security_groups: BTreeSet<String>,
 }
@@ -156,11 +156,7 @@ impl Driver for MountTargets {
     }
 
     fn readiness(live: &MountTargetLive) -> Readiness {
-        match live.state.as_str() {
-            "available" => Readiness::Ready,
-            "error" => Readiness::Failed("the mount target is in `error`".into()),
-            other => Readiness::Pending(other.to_string()),
-        }
+        live.state.readiness("the mount target")
     }
 
     /// `scope.parents`: file system ids.
@@ -231,7 +227,7 @@ impl Driver for MountTargets {
                 id: mt.mount_target_id().to_string(),
                 file_system_id: mt.file_system_id().to_string(),
                 subnet_id: mt.subnet_id().to_string(),
-                state: mt.life_cycle_state().as_str().to_string(),
+                state: mt.life_cycle_state().as_str().into(),
                 ip_address: mt.ip_address().map(String::from),
                 security_groups,
             };
@@ -269,7 +265,7 @@ impl Driver for MountTargets {
                 id: mt.mount_target_id().to_string(),
                 file_system_id: desired.file_system_id.clone(),
                 subnet_id: desired.subnet_id.clone(),
-                state: mt.life_cycle_state().as_str().to_string(),
+                state: mt.life_cycle_state().as_str().into(),
                 ip_address: mt.ip_address().map(String::from),
                 security_groups: desired.security_groups.clone(),
             }),

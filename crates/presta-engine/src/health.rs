@@ -257,7 +257,7 @@ pub async fn assess(
                 .iter()
                 .filter(|s| {
                     !snap.values::<MountTargets>().any(|m| {
-                        m.file_system_id == f.id && m.subnet_id == s.id && m.state == "available"
+                        m.file_system_id == f.id && m.subnet_id == s.id && m.state.is_available()
                     })
                 })
                 .map(|s| s.az.clone())

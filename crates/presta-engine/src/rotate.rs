@@ -73,21 +73,15 @@ pub async fn rotate(aws: &Aws, stack: &Stack, wait: Duration) -> Rotation {
         stopped: None,
     };
     // Before anything changes: the database must be there to take the password.
-    match db_instance::password_change_state(aws, &db).await {
-        Ok((status, _)) if status.is_available() => {}
-        Ok((status, _)) => {
-            r.step(
-                "check the database",
-                Err(format!("the database `{db}` is `{status}`, not available")),
-            );
-            return r;
-        }
-        Err(e) => {
-            r.step("check the database", Err(e.to_string()));
-            return r;
-        }
+    let ready = match db_instance::password_change_state(aws, &db).await {
+        Ok((status, _)) if status.is_available() => Ok(()),
+        Ok((status, _)) => Err(format!("the database `{db}` is `{status}`, not available")),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = ready {
+        r.step("check the database", Err(e));
+        return r;
     }
-
     // 1. The new value in SSM, read back.
     let secret = match presta_aws::secret::generate_password(parameter::PASSWORD_LENGTH) {
         Ok(s) => s,
@@ -99,116 +93,119 @@ pub async fn rotate(aws: &Aws, stack: &Stack, wait: Duration) -> Rotation {
             return r;
         }
     };
-    let exists = parameter::read_secret(aws, &desired.name).await.is_ok();
-    let stored = async {
-        let version = parameter::put_new_version(aws, &desired, &secret, exists)
-            .await
-            .map_err(|e| e.to_string())?;
-        let back = parameter::read_secret(aws, &desired.name)
-            .await
-            .map_err(|e| e.to_string())?;
-        if back.expose() != secret.expose() {
-            return Err(
-                "the parameter does not hold the new value after PutParameter (another writer?)"
-                    .to_string(),
-            );
-        }
-        Ok(version)
+    let stored = store(aws, &desired, &secret).await;
+    if let Ok((v, _)) = &stored {
+        r.version = Some(*v);
     }
-    .await;
-    match stored {
-        Ok(v) => {
-            r.version = Some(v);
-            r.step(
-                "store the new password",
-                Ok(format!(
-                    "{} version {v}{}",
-                    desired.name,
-                    if exists {
-                        ""
-                    } else {
-                        " (the parameter was missing: created again)"
-                    }
-                )),
-            );
-        }
-        Err(e) => {
-            r.step("store the new password", Err(e));
-            return r;
-        }
+    if !r.step("store the new password", stored.map(|(_, note)| note)) {
+        return r;
     }
-
     // 2. The database, until RDS has applied it.
-    let modified = async {
-        db_instance::set_master_password(aws, &db, &secret)
-            .await
-            .map_err(|e| e.to_string())?;
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let (status, pending) = db_instance::password_change_state(aws, &db)
-                .await
-                .map_err(|e| e.to_string())?;
-            if status.is_available() && !pending {
-                return Ok(format!("{db}: master password changed"));
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(format!(
-                    "{db} is still `{status}` after {} s (change pending: {pending})",
-                    wait.as_secs()
-                ));
-            }
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        }
-    }
-    .await;
+    let modified = set_on_database(aws, &db, &secret, wait).await;
     if !r.step("change the database's password", modified) {
         return r;
     }
-
     // 3. The shop's parameters.php, through one instance (the file is on EFS).
-    let on_instance = async {
-        let instances = auto_scaling_group::in_service_instances(aws, &group)
-            .await
-            .map_err(|e| e.to_string())?;
-        let Some(instance) = instances.first() else {
-            return Err(format!(
-                "no instance of {group} is InService to update the shop's parameters.php"
-            ));
-        };
-        let line = Maintenance::SetDbPassword
-            .shell_line(None)
-            .map_err(|e| e.to_string())?;
-        let run = commands::run_on(
-            aws,
-            &group,
-            Some(instance),
-            Maintenance::SetDbPassword.as_str(),
-            &line,
-            wait,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let result = run.results.first();
-        if run.succeeded {
-            Ok(format!(
-                "{instance}: parameters.php updated, caches cleared (command {})",
-                run.command_id
-            ))
-        } else {
-            Err(format!(
-                "{instance}: {} (exit {}): {}",
-                result.map_or("no answer", |r| r.status.as_str()),
-                result
-                    .and_then(|r| r.exit_code)
-                    .map_or("-".to_string(), |c| c.to_string()),
-                result.map_or("", |r| r.output.as_str()).trim()
-            ))
-        }
-    }
-    .await;
+    let on_instance = set_on_instance(aws, &group, wait).await;
     if !r.step("update the shop's parameters.php", on_instance) {
         return r;
     }
     r.completed = true;
     r
+}
+
+/// Step 1: the new value stored as a new version of the parameter, and read back: the
+/// version, and what to say of it.
+async fn store(
+    aws: &Aws,
+    desired: &ParameterDesired,
+    secret: &presta_aws::secret::Secret,
+) -> Result<(i64, String), String> {
+    let exists = parameter::read_secret(aws, &desired.name).await.is_ok();
+    let version = parameter::put_new_version(aws, desired, secret, exists)
+        .await
+        .map_err(|e| e.to_string())?;
+    let back = parameter::read_secret(aws, &desired.name)
+        .await
+        .map_err(|e| e.to_string())?;
+    if back.expose() != secret.expose() {
+        return Err(
+            "the parameter does not hold the new value after PutParameter (another writer?)"
+                .to_string(),
+        );
+    }
+    let note = if exists {
+        ""
+    } else {
+        " (the parameter was missing: created again)"
+    };
+    Ok((version, format!("{} version {version}{note}", desired.name)))
+}
+
+/// Step 2: the database's master password, waited for until RDS has applied it.
+async fn set_on_database(
+    aws: &Aws,
+    db: &str,
+    secret: &presta_aws::secret::Secret,
+    wait: Duration,
+) -> Result<String, String> {
+    db_instance::set_master_password(aws, db, secret)
+        .await
+        .map_err(|e| e.to_string())?;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let (status, pending) = db_instance::password_change_state(aws, db)
+            .await
+            .map_err(|e| e.to_string())?;
+        if status.is_available() && !pending {
+            return Ok(format!("{db}: master password changed"));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "{db} is still `{status}` after {} s (change pending: {pending})",
+                wait.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// Step 3: the shop's `parameters.php` (on EFS) through one instance in service, caches cleared.
+async fn set_on_instance(aws: &Aws, group: &str, wait: Duration) -> Result<String, String> {
+    let instances = auto_scaling_group::in_service_instances(aws, group)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(instance) = instances.first() else {
+        return Err(format!(
+            "no instance of {group} is InService to update the shop's parameters.php"
+        ));
+    };
+    let line = Maintenance::SetDbPassword
+        .shell_line(None)
+        .map_err(|e| e.to_string())?;
+    let run = commands::run_on(
+        aws,
+        group,
+        Some(instance),
+        Maintenance::SetDbPassword.as_str(),
+        &line,
+        wait,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let result = run.results.first();
+    if run.succeeded {
+        return Ok(format!(
+            "{instance}: parameters.php updated, caches cleared (command {})",
+            run.command_id
+        ));
+    }
+    Err(format!(
+        "{instance}: {} (exit {}): {}",
+        result.map_or("no answer", |r| r.status.as_str()),
+        result
+            .and_then(|r| r.exit_code)
+            .map_or("-".to_string(), |c| c.to_string()),
+        result.map_or("", |r| r.output.as_str()).trim()
+    ))
 }

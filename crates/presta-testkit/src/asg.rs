@@ -262,7 +262,7 @@ fn create_auto_scaling_group(
         "autoscaling",
         &format!("autoScalingGroup:{}:autoScalingGroupName/{name}", &id[4..]),
     );
-    let tags = i.tags().iter().map(|t| tag_of(t)).collect();
+    let tags = i.tags().iter().map(tag_of).collect();
     let group = AutoScalingGroup::builder()
         .auto_scaling_group_name(&name)
         .auto_scaling_group_arn(arn)

@@ -145,8 +145,8 @@ fn create_tags(
     w: &mut World,
     i: &op::create_tags::CreateTagsInput,
 ) -> Result<op::create_tags::CreateTagsOutput, Failure> {
-    for id in i.resources() {
-        let id = Some(id.as_str());
+    for raw in i.resources() {
+        let id = Some(raw.as_str());
         if let Some(g) = w
             .security_groups
             .iter_mut()
@@ -162,7 +162,7 @@ fn create_tags(
         } else {
             return Err(Failure::new(
                 "InvalidID",
-                format!("The ID '{}' is not valid", id.unwrap_or_default()),
+                format!("The ID '{raw}' is not valid"),
             ));
         }
     }

@@ -152,10 +152,10 @@ fn mount_targets(h: &mut Vec<Handler>) {
     );
     handle!(h, W, "DescribeMountTargetSecurityGroups", op::describe_mount_target_security_groups::DescribeMountTargetSecurityGroupsInput, |w: &mut World, i: &op::describe_mount_target_security_groups::DescribeMountTargetSecurityGroupsInput| {
         let n = mt_index(w, i.mount_target_id())?;
-        Ok(op::describe_mount_target_security_groups::DescribeMountTargetSecurityGroupsOutput::builder()
+        op::describe_mount_target_security_groups::DescribeMountTargetSecurityGroupsOutput::builder()
             .set_security_groups(Some(w.mount_targets[n].security_groups.clone()))
             .build()
-            .map_err(|e| Failure::new("BadRequest", e.to_string()))?)
+            .map_err(|e| Failure::new("BadRequest", e.to_string()))
     });
     handle!(h, W, "ModifyMountTargetSecurityGroups", op::modify_mount_target_security_groups::ModifyMountTargetSecurityGroupsInput, |w: &mut World, i: &op::modify_mount_target_security_groups::ModifyMountTargetSecurityGroupsInput| {
         let n = mt_index(w, i.mount_target_id())?;
@@ -259,7 +259,7 @@ fn create_file_system(
         lifecycle: Vec::new(),
         ready_at,
     });
-    Ok(op::create_file_system::CreateFileSystemOutput::builder()
+    op::create_file_system::CreateFileSystemOutput::builder()
         .owner_id(fs.owner_id())
         .creation_token(fs.creation_token())
         .file_system_id(fs.file_system_id())
@@ -274,7 +274,7 @@ fn create_file_system(
         .set_provisioned_throughput_in_mibps(fs.provisioned_throughput_in_mibps())
         .set_tags(Some(fs.tags().to_vec()))
         .build()
-        .map_err(|e| Failure::new("BadRequest", e.to_string()))?)
+        .map_err(|e| Failure::new("BadRequest", e.to_string()))
 }
 
 /// `UpdateFileSystem`.
@@ -291,7 +291,7 @@ fn update_file_system(
         fs.provisioned_throughput_in_mibps = Some(p);
     }
     let fs = fs.clone();
-    Ok(op::update_file_system::UpdateFileSystemOutput::builder()
+    op::update_file_system::UpdateFileSystemOutput::builder()
         .owner_id(fs.owner_id())
         .creation_token(fs.creation_token())
         .file_system_id(fs.file_system_id())
@@ -304,7 +304,7 @@ fn update_file_system(
         .set_provisioned_throughput_in_mibps(fs.provisioned_throughput_in_mibps())
         .set_tags(Some(fs.tags().to_vec()))
         .build()
-        .map_err(|e| Failure::new("BadRequest", e.to_string()))?)
+        .map_err(|e| Failure::new("BadRequest", e.to_string()))
 }
 
 /// `DeleteFileSystem`.
@@ -494,7 +494,7 @@ fn create_mount_target(
         security_groups: i.security_groups().to_vec(),
         ready_at,
     });
-    Ok(op::create_mount_target::CreateMountTargetOutput::builder()
+    op::create_mount_target::CreateMountTargetOutput::builder()
         .set_owner_id(mt.owner_id().map(str::to_string))
         .mount_target_id(mt.mount_target_id())
         .file_system_id(mt.file_system_id())
@@ -505,7 +505,7 @@ fn create_mount_target(
         .set_availability_zone_name(mt.availability_zone_name().map(str::to_string))
         .set_vpc_id(mt.vpc_id().map(str::to_string))
         .build()
-        .map_err(|e| Failure::new("BadRequest", e.to_string()))?)
+        .map_err(|e| Failure::new("BadRequest", e.to_string()))
 }
 
 /// `DeleteMountTarget`.

@@ -51,7 +51,7 @@ pub use wire::Failure;
 pub use world::{Chaos, Delays, World};
 
 /// The answer to one call: a typed output, or an error as AWS sends it.
-type Answer = Result<Output, HttpResponse>;
+type Answer = Result<Output, Box<HttpResponse>>;
 /// One call, ready to be answered (once per attempt: the SDK retries what AWS would let it).
 type Prepared = Box<dyn Fn(&Mutex<World>) -> Answer + Send + Sync>;
 /// Prepares the calls of one operation (`None` for the input of another).
@@ -101,7 +101,7 @@ macro_rules! handle {
                                 out,
                             ),
                         ),
-                        Err(failure) => Err($wire.error($name, &failure)),
+                        Err(failure) => Err(Box::new($wire.error($name, &failure))),
                     }
                 }) as $crate::Prepared)
             },
@@ -372,7 +372,7 @@ impl HttpConnector for Network {
         let mut pending = self.0.pending.lock().unwrap_or_else(|e| e.into_inner());
         let response = match id.map(|id| (id, pending.get(&id))) {
             Some((id, Some(Err(_)))) => match pending.remove(&id) {
-                Some(Err(response)) => response,
+                Some(Err(response)) => *response,
                 _ => unreachable!(),
             },
             _ => HttpResponse::new(200.try_into().expect("a status"), SdkBody::empty()),

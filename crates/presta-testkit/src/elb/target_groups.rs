@@ -239,7 +239,7 @@ fn describe_target_health(
     let targets = w
         .groups
         .iter()
-        .filter(|g| g.target_group_arns().iter().any(|a| *a == arn))
+        .filter(|g| g.target_group_arns().contains(&arn))
         .flat_map(|g| g.instances().iter())
         .map(|inst| {
             TargetHealthDescription::builder()
