@@ -86,22 +86,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     if let Some(rate) = args.faults {
-        let kinds: Vec<&str> = args.faults_kinds.iter().map(String::as_str).collect();
-        emulator
-            .set_faults_on(rate, args.faults_seed, &[], &[], &kinds)
-            .map_err(|e| {
-                anyhow::anyhow!("setting the emulator's faults: {e}\n  help: --faults-kinds takes throttle, unavailable, internal, lost, denied, slow, reset, blackhole")
-            })?;
-        println!(
-            "faults:   {:.0} % of the AWS calls fail (seed {}; {})",
-            rate * 100.0,
-            args.faults_seed,
-            if kinds.is_empty() {
-                "throttle, unavailable, internal, lost".to_string()
-            } else {
-                kinds.join(", ")
-            }
-        );
+        inject_faults(&emulator, args, rate)?;
     }
     let exe = std::env::current_exe().context("locating this binary")?;
     let show_env = || {
@@ -112,23 +97,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         println!("  export AWS_REGION={region} AWS_DEFAULT_REGION={region}");
     };
     if args.once {
-        println!("\n$ presta-reconciler apply -f {}", args.file.display());
-        let status = std::process::Command::new(exe)
-            .arg("apply")
-            .arg("-f")
-            .arg(&args.file)
-            .envs(emulator.env())
-            .env_remove("AWS_PROFILE")
-            .status()
-            .context("running apply")?;
-        if !status.success() {
-            if args.faults.is_some() {
-                anyhow::bail!(
-                    "apply against the emulator failed ({status}) under injected faults\n  help: without --once the daemon retries on its own; or run apply again: it goes on from what exists"
-                );
-            }
-            anyhow::bail!("apply against the emulator failed ({status})");
-        }
+        apply_once(args, &exe, &emulator)?;
         show_env();
         println!(
             "Then, for example: presta-reconciler plan -f {}",
@@ -152,6 +121,63 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         args.listen,
         args.interval
     );
+    let status = run_daemon(args, exe, &emulator)?;
+    emulator.stop();
+    if !status.success() {
+        anyhow::bail!("the daemon stopped with {status}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--faults RATE`: the emulator fails that share of the calls.
+fn inject_faults(emulator: &Emulator, args: &Args, rate: f64) -> anyhow::Result<()> {
+    let kinds: Vec<&str> = args.faults_kinds.iter().map(String::as_str).collect();
+    emulator
+            .set_faults_on(rate, args.faults_seed, &[], &[], &kinds)
+            .map_err(|e| {
+                anyhow::anyhow!("setting the emulator's faults: {e}\n  help: --faults-kinds takes throttle, unavailable, internal, lost, denied, slow, reset, blackhole")
+            })?;
+    println!(
+        "faults:   {:.0} % of the AWS calls fail (seed {}; {})",
+        rate * 100.0,
+        args.faults_seed,
+        if kinds.is_empty() {
+            "throttle, unavailable, internal, lost".to_string()
+        } else {
+            kinds.join(", ")
+        }
+    );
+    Ok(())
+}
+
+/// `--once`: one `apply` against the emulator, as a person would run it.
+fn apply_once(args: &Args, exe: &std::path::Path, emulator: &Emulator) -> anyhow::Result<()> {
+    println!("\n$ presta-reconciler apply -f {}", args.file.display());
+    let status = std::process::Command::new(exe)
+        .arg("apply")
+        .arg("-f")
+        .arg(&args.file)
+        .envs(emulator.env())
+        .env_remove("AWS_PROFILE")
+        .status()
+        .context("running apply")?;
+    if !status.success() {
+        if args.faults.is_some() {
+            anyhow::bail!(
+                "apply against the emulator failed ({status}) under injected faults\n  help: without --once the daemon retries on its own; or run apply again: it goes on from what exists"
+            );
+        }
+        anyhow::bail!("apply against the emulator failed ({status})");
+    }
+    Ok(())
+}
+
+/// The daemon against the emulator until it stops; Ctrl-C, SIGTERM and SIGHUP stop it.
+fn run_daemon(
+    args: &Args,
+    exe: std::path::PathBuf,
+    emulator: &Emulator,
+) -> anyhow::Result<std::process::ExitStatus> {
     let mut daemon = tokio::process::Command::new(exe);
     daemon
         .arg("serve")
@@ -188,9 +214,5 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 }
             }
         })?;
-    emulator.stop();
-    if !status.success() {
-        anyhow::bail!("the daemon stopped with {status}");
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(status)
 }

@@ -172,7 +172,6 @@ impl StackReport {
     /// The report as people read it.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let verb = if self.mode == Mode::Plan { "to" } else { "" };
         let _ = writeln!(
             out,
             "stack {} ({}){}",
@@ -216,6 +215,25 @@ impl StackReport {
                 h.plan_hash
             );
         }
+        self.render_summary(&mut out);
+        self.render_changes(&mut out);
+        self.render_rollout(&mut out);
+        let o = &self.outputs;
+        let show = |v: &Option<String>| {
+            v.clone()
+                .unwrap_or_else(|| presta_aws::diff::UNKNOWN.to_string())
+        };
+        let _ = writeln!(out, "  outputs:");
+        let _ = writeln!(out, "    alb_dns_name = {}", show(&o.alb_dns_name));
+        let _ = writeln!(out, "    tg_arn       = {}", show(&o.tg_arn));
+        let _ = writeln!(out, "    db_endpoint  = {}", show(&o.db_endpoint));
+        let _ = writeln!(out, "    efs_id       = {}", show(&o.efs_id));
+        out
+    }
+
+    /// `3 to create, 1 blocked; 12 unchanged`.
+    fn render_summary(&self, out: &mut String) {
+        let verb = if self.mode == Mode::Plan { "to" } else { "" };
         let summary = [
             (Action::Create, "create"),
             (Action::Restore, "restore"),
@@ -244,6 +262,10 @@ impl StackReport {
         } else {
             let _ = writeln!(out, "  {}; {unchanged} unchanged", summary.join(", "));
         }
+    }
+
+    /// One line per changed resource, its field differences and its reason.
+    fn render_changes(&self, out: &mut String) {
         for c in self.changes.iter().filter(|c| c.action != Action::None) {
             let _ = write!(
                 out,
@@ -269,6 +291,10 @@ impl StackReport {
                 let _ = writeln!(out, "        {r}");
             }
         }
+    }
+
+    /// The shop's domain change and the instance refresh that carries it.
+    fn render_rollout(&self, out: &mut String) {
         if let Some(d) = &self.domain_change {
             let _ = writeln!(out, "  shop domain: {} → {}", d.from, d.to);
             let _ = writeln!(out, "        {}", d.how);
@@ -287,17 +313,6 @@ impl StackReport {
                 }
             );
         }
-        let o = &self.outputs;
-        let show = |v: &Option<String>| {
-            v.clone()
-                .unwrap_or_else(|| presta_aws::diff::UNKNOWN.to_string())
-        };
-        let _ = writeln!(out, "  outputs:");
-        let _ = writeln!(out, "    alb_dns_name = {}", show(&o.alb_dns_name));
-        let _ = writeln!(out, "    tg_arn       = {}", show(&o.tg_arn));
-        let _ = writeln!(out, "    db_endpoint  = {}", show(&o.db_endpoint));
-        let _ = writeln!(out, "    efs_id       = {}", show(&o.efs_id));
-        out
     }
 }
 

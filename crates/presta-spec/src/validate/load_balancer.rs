@@ -12,7 +12,44 @@ use super::{Findings, help};
 pub(super) fn load_balancer(f: &mut Findings, stack: &Stack) {
     let lb = &stack.spec.load_balancer;
     let base = "spec.loadBalancer";
-    if lb.allowed_cidrs.is_empty() {
+    allowed_cidrs(f, &lb.allowed_cidrs, base);
+    f.range(
+        &format!("{base}.idleTimeoutSeconds"),
+        lb.idle_timeout_seconds.into(),
+        1,
+        4000,
+        " seconds",
+    );
+    if lb.http_port == 0 {
+        f.add(
+            &format!("{base}.httpPort"),
+            "port 0 is not a listener port",
+            help("use 1 to 65535, usually 80"),
+        );
+    }
+    if let Some(https) = &lb.https {
+        self::https(f, stack, https, &format!("{base}.https"));
+    }
+    health_check(f, &lb.health_check, &format!("{base}.healthCheck"));
+    f.range(
+        &format!("{base}.stickiness.durationSeconds"),
+        lb.stickiness.duration_seconds.into(),
+        1,
+        604_800,
+        " seconds",
+    );
+    f.range(
+        &format!("{base}.deregistrationDelaySeconds"),
+        lb.deregistration_delay_seconds.into(),
+        0,
+        3600,
+        " seconds",
+    );
+}
+
+/// `allowedCidrs`: networks, each once.
+fn allowed_cidrs(f: &mut Findings, cidrs: &[String], base: &str) {
+    if cidrs.is_empty() {
         f.add(
             &format!("{base}.allowedCidrs"),
             "no client network is allowed",
@@ -20,7 +57,7 @@ pub(super) fn load_balancer(f: &mut Findings, stack: &Stack) {
         );
     }
     let mut seen = BTreeSet::new();
-    for (i, cidr) in lb.allowed_cidrs.iter().enumerate() {
+    for (i, cidr) in cidrs.iter().enumerate() {
         let path = format!("{base}.allowedCidrs[{i}]");
         match cidr.parse::<IpNet>() {
             Ok(net) if net.trunc() != net => f.add(
@@ -45,59 +82,49 @@ pub(super) fn load_balancer(f: &mut Findings, stack: &Stack) {
             ),
         }
     }
-    f.range(
-        &format!("{base}.idleTimeoutSeconds"),
-        lb.idle_timeout_seconds.into(),
-        1,
-        4000,
-        " seconds",
-    );
-    if lb.http_port == 0 {
+}
+
+/// `https`: a certificate of the stack's region, a port of its own, an ELB policy, a domain.
+fn https(f: &mut Findings, stack: &Stack, https: &crate::model::Https, p: &str) {
+    let lb = &stack.spec.load_balancer;
+    match parse_acm_arn(&https.certificate_arn) {
+        None => f.add(
+            &format!("{p}.certificateArn"),
+            format!("`{}` is not an ACM certificate ARN", https.certificate_arn),
+            help("ARNs look like `arn:aws:acm:eu-west-3:123456789012:certificate/1234abcd-...`"),
+        ),
+        Some(region) if region != stack.spec.region => f.add(
+            &format!("{p}.certificateArn"),
+            format!("the certificate is in `{region}`, the stack in `{}`", stack.spec.region),
+            help("a load balancer can only use an ACM certificate of its own region: request or import it there"),
+        ),
+        Some(_) => {}
+    }
+    if https.port == lb.http_port || https.port == 0 {
         f.add(
-            &format!("{base}.httpPort"),
-            "port 0 is not a listener port",
-            help("use 1 to 65535, usually 80"),
+            &format!("{p}.port"),
+            format!("port {} is not usable for HTTPS", https.port),
+            help("use a port other than the HTTP listener's, usually 443"),
         );
     }
-    if let Some(https) = &lb.https {
-        let p = format!("{base}.https");
-        match parse_acm_arn(&https.certificate_arn) {
-            None => f.add(
-                &format!("{p}.certificateArn"),
-                format!("`{}` is not an ACM certificate ARN", https.certificate_arn),
-                help("ARNs look like `arn:aws:acm:eu-west-3:123456789012:certificate/1234abcd-...`"),
-            ),
-            Some(region) if region != stack.spec.region => f.add(
-                &format!("{p}.certificateArn"),
-                format!("the certificate is in `{region}`, the stack in `{}`", stack.spec.region),
-                help("a load balancer can only use an ACM certificate of its own region: request or import it there"),
-            ),
-            Some(_) => {}
-        }
-        if https.port == lb.http_port || https.port == 0 {
-            f.add(
-                &format!("{p}.port"),
-                format!("port {} is not usable for HTTPS", https.port),
-                help("use a port other than the HTTP listener's, usually 443"),
-            );
-        }
-        if !https.ssl_policy.starts_with("ELBSecurityPolicy-") {
-            f.add(
-                &format!("{p}.sslPolicy"),
-                format!("`{}` is not an ELB security policy", https.ssl_policy),
-                help(format!("e.g. `{}`", crate::defaults::ssl_policy())),
-            );
-        }
-        if stack.spec.prestashop.domain.is_none() {
-            f.add(
-                &p,
-                "HTTPS needs `spec.prestashop.domain`",
-                help("ACM cannot issue a certificate for the load balancer's own `*.elb.amazonaws.com` name: set the shop's domain, covered by the certificate, or remove `https`"),
-            );
-        }
+    if !https.ssl_policy.starts_with("ELBSecurityPolicy-") {
+        f.add(
+            &format!("{p}.sslPolicy"),
+            format!("`{}` is not an ELB security policy", https.ssl_policy),
+            help(format!("e.g. `{}`", crate::defaults::ssl_policy())),
+        );
     }
-    let hc = &lb.health_check;
-    let p = format!("{base}.healthCheck");
+    if stack.spec.prestashop.domain.is_none() {
+        f.add(
+            &p,
+            "HTTPS needs `spec.prestashop.domain`",
+            help("ACM cannot issue a certificate for the load balancer's own `*.elb.amazonaws.com` name: set the shop's domain, covered by the certificate, or remove `https`"),
+        );
+    }
+}
+
+/// `healthCheck`: a path, a matcher, bounds, a timeout shorter than the interval.
+fn health_check(f: &mut Findings, hc: &crate::model::HealthCheck, p: &str) {
     if !hc.path.starts_with('/') || hc.path.len() > 1024 {
         f.add(
             &format!("{p}.path"),
@@ -149,20 +176,6 @@ pub(super) fn load_balancer(f: &mut Findings, stack: &Stack) {
         2,
         10,
         "",
-    );
-    f.range(
-        &format!("{base}.stickiness.durationSeconds"),
-        lb.stickiness.duration_seconds.into(),
-        1,
-        604_800,
-        " seconds",
-    );
-    f.range(
-        &format!("{base}.deregistrationDelaySeconds"),
-        lb.deregistration_delay_seconds.into(),
-        0,
-        3600,
-        " seconds",
     );
 }
 
