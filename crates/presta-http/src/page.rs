@@ -122,8 +122,15 @@ fn stack(h: &mut String, s: &Value) {
             esc(&name)
         );
     }
-    // Outputs: the shop's address as a link.
-    let out = &s["outputs"];
+    outputs(h, &s["outputs"]);
+    drift(h, s);
+    resources(h, s);
+    last_command(h, &s["last_command"]);
+    h.push_str("</section>");
+}
+
+/// The outputs, the shop's address as a link.
+fn outputs(h: &mut String, out: &Value) {
     h.push_str("<table><tr><th>output</th><th>value</th></tr>");
     if let Some(dns) = out["alb_dns_name"].as_str() {
         let _ = write!(
@@ -142,7 +149,10 @@ fn stack(h: &mut String, s: &Value) {
         }
     }
     h.push_str("</table>");
-    // Drift.
+}
+
+/// The drift at the last observation, field by field.
+fn drift(h: &mut String, s: &Value) {
     let drift = s["drift"].as_array().cloned().unwrap_or_default();
     if drift.is_empty() {
         h.push_str("<p>No drift at the last observation.</p>");
@@ -162,7 +172,10 @@ fn stack(h: &mut String, s: &Value) {
         }
         h.push_str("</table>");
     }
-    // Resources not in sync, and what the last run did.
+}
+
+/// Every resource: its state and what the last run did.
+fn resources(h: &mut String, s: &Value) {
     let resources = s["resources"].as_array().cloned().unwrap_or_default();
     let _ = write!(
         h,
@@ -181,7 +194,10 @@ fn stack(h: &mut String, s: &Value) {
         );
     }
     h.push_str("</table></details>");
-    let cmd = &s["last_command"];
+}
+
+/// The last maintenance command and its result on each instance.
+fn last_command(h: &mut String, cmd: &Value) {
     if let Some(results) = cmd["results"].as_array() {
         let _ = write!(
             h,
@@ -206,7 +222,6 @@ fn stack(h: &mut String, s: &Value) {
         }
         h.push_str("</table>");
     }
-    h.push_str("</section>");
 }
 
 #[cfg(test)]
