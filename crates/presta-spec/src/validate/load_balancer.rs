@@ -116,7 +116,7 @@ fn https(f: &mut Findings, stack: &Stack, https: &crate::model::Https, p: &str) 
     }
     if stack.spec.prestashop.domain.is_none() {
         f.add(
-            &p,
+            p,
             "HTTPS needs `spec.prestashop.domain`",
             help("ACM cannot issue a certificate for the load balancer's own `*.elb.amazonaws.com` name: set the shop's domain, covered by the certificate, or remove `https`"),
         );
