@@ -94,6 +94,173 @@ fn must<T>(r: prometheus::Result<T>) -> T {
     r.unwrap_or_else(|e| panic!("metric definition: {e}"))
 }
 
+/// One metric's name, help and labels.
+struct Def {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+}
+
+/// Every metric the daemon serves, in the order of `docs/metrics.md`.
+const DEFINITIONS: &[Def] = &[
+    Def {
+        name: "presta_reconcile_runs_total",
+        help: "Reconcile runs by stack and result (converged, blocked, pending, error, held).",
+        labels: &["stack", "result"],
+    },
+    Def {
+        name: "presta_reconcile_duration_seconds",
+        help: "Wall time of one reconcile run of a stack.",
+        labels: &["stack"],
+    },
+    Def {
+        name: "presta_drifted_resources",
+        help: "Resources whose live state differs from the spec at the last observation, by stack and kind.",
+        labels: &["stack", "kind"],
+    },
+    Def {
+        name: "presta_drift_detected_total",
+        help: "Differences found between live and desired, by stack, kind and field (`(absent)` for a missing resource, `(undeclared)` for an extra one).",
+        labels: &["stack", "kind", "field"],
+    },
+    Def {
+        name: "presta_drift_corrected_total",
+        help: "Differences corrected by the reconciler, by stack, kind and field.",
+        labels: &["stack", "kind", "field"],
+    },
+    Def {
+        name: "presta_blocked_drifts",
+        help: "Resources with drift the reconciler refuses to correct (it would destroy data, or the resource is not the stack's), by stack and kind.",
+        labels: &["stack", "kind"],
+    },
+    Def {
+        name: "presta_resources_ready",
+        help: "Resources of the stack that exist and match the spec.",
+        labels: &["stack"],
+    },
+    Def {
+        name: "presta_resources_managed",
+        help: "Resources the stack declares.",
+        labels: &["stack"],
+    },
+    Def {
+        name: "presta_last_successful_reconcile_timestamp_seconds",
+        help: "Unix time of the last run of the stack that ended converged or blocked.",
+        labels: &["stack"],
+    },
+    Def {
+        name: "presta_aws_api_calls_total",
+        help: "AWS API calls by service, operation and outcome (success, client_error, server_error, transport_error).",
+        labels: &["service", "operation", "outcome"],
+    },
+    Def {
+        name: "presta_aws_api_call_duration_seconds",
+        help: "Latency of AWS API calls, retries included.",
+        labels: &["service", "operation"],
+    },
+    Def {
+        name: "presta_config_reloads_total",
+        help: "Configuration reloads by result (success, error).",
+        labels: &["result"],
+    },
+    Def {
+        name: "presta_stacks_configured",
+        help: "Stacks in the configuration the daemon runs.",
+        labels: &[],
+    },
+    Def {
+        name: "presta_lease_leader",
+        help: "1 while this replica holds the lease (serve --lease) or runs without one, 0 on standby.",
+        labels: &[],
+    },
+    Def {
+        name: "presta_aws_api_errors_total",
+        help: "Failed attempts of AWS calls, retried or not, by service, operation and class (throttled, transient, not_found, conflict, refused, transport).",
+        labels: &["service", "operation", "class"],
+    },
+    Def {
+        name: "presta_reconcile_errors_total",
+        help: "Resources whose step failed in a reconcile run, by stack, kind and the class of the AWS error (not_found, transient, conflict, refused, transport; `other` for a failure that is not an AWS error).",
+        labels: &["stack", "kind", "class"],
+    },
+    Def {
+        name: "presta_orphaned_resources",
+        help: "Resources carrying the ownership tags of a stack that is not in the configuration, by stack and kind (never deleted; `destroy --stack` removes them).",
+        labels: &["stack", "kind"],
+    },
+    Def {
+        name: "presta_stack_held",
+        help: "1 while the stack's plan exceeds its change budget (spec.policy.maxChangesPerRun) and waits for approval, else 0.",
+        labels: &["stack"],
+    },
+    Def {
+        name: "presta_stack_health",
+        help: "The stack's health verdict as a state set: 1 for the current verdict (healthy, degraded, down, unknown), 0 for the others.",
+        labels: &["stack", "verdict"],
+    },
+    Def {
+        name: "presta_targets_healthy",
+        help: "Healthy targets in the stack's target group at the last observation.",
+        labels: &["stack"],
+    },
+    Def {
+        name: "presta_build_info",
+        help: "Always 1; the labels say which build runs.",
+        labels: &["version"],
+    },
+];
+
+/// Creates the metrics of [`DEFINITIONS`] by name and registers each.
+struct Define<'a>(&'a Registry);
+
+impl Define<'_> {
+    fn def(name: &str) -> &'static Def {
+        DEFINITIONS
+            .iter()
+            .find(|d| d.name == name)
+            .unwrap_or_else(|| panic!("metric {name} is not in DEFINITIONS"))
+    }
+
+    fn register<M: prometheus::core::Collector + Clone + 'static>(&self, m: M) -> M {
+        must(self.0.register(Box::new(m.clone())));
+        m
+    }
+
+    fn counter(&self, name: &str) -> IntCounterVec {
+        let d = Self::def(name);
+        self.register(must(IntCounterVec::new(
+            Opts::new(d.name, d.help),
+            d.labels,
+        )))
+    }
+
+    fn gauge(&self, name: &str) -> IntGaugeVec {
+        let d = Self::def(name);
+        self.register(must(IntGaugeVec::new(Opts::new(d.name, d.help), d.labels)))
+    }
+
+    fn float_gauge(&self, name: &str) -> GaugeVec {
+        let d = Self::def(name);
+        self.register(must(GaugeVec::new(Opts::new(d.name, d.help), d.labels)))
+    }
+
+    fn histogram(&self, name: &str, buckets: &[f64]) -> HistogramVec {
+        let d = Self::def(name);
+        let opts = HistogramOpts::new(d.name, d.help).buckets(buckets.to_vec());
+        self.register(must(HistogramVec::new(opts, d.labels)))
+    }
+
+    fn int_gauge(&self, name: &str) -> IntGauge {
+        let d = Self::def(name);
+        self.register(must(IntGauge::new(d.name, d.help)))
+    }
+
+    fn plain_gauge(&self, name: &str) -> Gauge {
+        let d = Self::def(name);
+        self.register(must(Gauge::new(d.name, d.help)))
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -103,143 +270,40 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = must(IntCounterVec::new(Opts::new(name, help), labels));
-            must(registry.register(Box::new(c.clone())));
-            c
-        };
-        let gauge = |name: &str, help: &str, labels: &[&str]| {
-            let g = must(IntGaugeVec::new(Opts::new(name, help), labels));
-            must(registry.register(Box::new(g.clone())));
-            g
-        };
-        let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
-            let h = must(HistogramVec::new(
-                HistogramOpts::new(name, help).buckets(buckets),
-                labels,
-            ));
-            must(registry.register(Box::new(h.clone())));
-            h
-        };
-        let last_success = must(GaugeVec::new(
-            Opts::new(
-                "presta_last_successful_reconcile_timestamp_seconds",
-                "Unix time of the last run of the stack that ended converged or blocked.",
-            ),
-            &["stack"],
-        ));
-        must(registry.register(Box::new(last_success.clone())));
-        let leader = must(IntGauge::new(
-            "presta_lease_leader",
-            "1 while this replica holds the lease (serve --lease) or runs without one, 0 on standby.",
-        ));
-        leader.set(1);
-        must(registry.register(Box::new(leader.clone())));
-        let stacks_configured = must(Gauge::new(
-            "presta_stacks_configured",
-            "Stacks in the configuration the daemon runs.",
-        ));
-        must(registry.register(Box::new(stacks_configured.clone())));
+        let d = Define(&registry);
         let m = Metrics {
-            reconcile_runs: counter(
-                "presta_reconcile_runs_total",
-                "Reconcile runs by stack and result (converged, blocked, pending, error, held).",
-                &["stack", "result"],
-            ),
-            reconcile_duration: histogram(
+            reconcile_runs: d.counter("presta_reconcile_runs_total"),
+            reconcile_duration: d.histogram(
                 "presta_reconcile_duration_seconds",
-                "Wall time of one reconcile run of a stack.",
-                &["stack"],
-                vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
+                &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
             ),
-            drifted_resources: gauge(
-                "presta_drifted_resources",
-                "Resources whose live state differs from the spec at the last observation, by stack and kind.",
-                &["stack", "kind"],
-            ),
-            drift_detected: counter(
-                "presta_drift_detected_total",
-                "Differences found between live and desired, by stack, kind and field (`(absent)` for a missing resource, `(undeclared)` for an extra one).",
-                &["stack", "kind", "field"],
-            ),
-            drift_corrected: counter(
-                "presta_drift_corrected_total",
-                "Differences corrected by the reconciler, by stack, kind and field.",
-                &["stack", "kind", "field"],
-            ),
-            blocked_drifts: gauge(
-                "presta_blocked_drifts",
-                "Resources with drift the reconciler refuses to correct (it would destroy data, or the resource is not the stack's), by stack and kind.",
-                &["stack", "kind"],
-            ),
-            resources_ready: gauge(
-                "presta_resources_ready",
-                "Resources of the stack that exist and match the spec.",
-                &["stack"],
-            ),
-            resources_managed: gauge(
-                "presta_resources_managed",
-                "Resources the stack declares.",
-                &["stack"],
-            ),
-            last_success,
-            aws_calls: counter(
-                "presta_aws_api_calls_total",
-                "AWS API calls by service, operation and outcome (success, client_error, server_error, transport_error).",
-                &["service", "operation", "outcome"],
-            ),
-            aws_call_duration: histogram(
+            drifted_resources: d.gauge("presta_drifted_resources"),
+            drift_detected: d.counter("presta_drift_detected_total"),
+            drift_corrected: d.counter("presta_drift_corrected_total"),
+            blocked_drifts: d.gauge("presta_blocked_drifts"),
+            resources_ready: d.gauge("presta_resources_ready"),
+            resources_managed: d.gauge("presta_resources_managed"),
+            last_success: d.float_gauge("presta_last_successful_reconcile_timestamp_seconds"),
+            aws_calls: d.counter("presta_aws_api_calls_total"),
+            aws_call_duration: d.histogram(
                 "presta_aws_api_call_duration_seconds",
-                "Latency of AWS API calls, retries included.",
-                &["service", "operation"],
-                vec![
+                &[
                     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                 ],
             ),
-            config_reloads: counter(
-                "presta_config_reloads_total",
-                "Configuration reloads by result (success, error).",
-                &["result"],
-            ),
-            stacks_configured,
-            leader,
-            aws_errors: counter(
-                "presta_aws_api_errors_total",
-                "Failed attempts of AWS calls, retried or not, by service, operation and class (throttled, transient, not_found, conflict, refused, transport).",
-                &["service", "operation", "class"],
-            ),
-            reconcile_errors: counter(
-                "presta_reconcile_errors_total",
-                "Resources whose step failed in a reconcile run, by stack, kind and the class of the AWS error (not_found, transient, conflict, refused, transport; `other` for a failure that is not an AWS error).",
-                &["stack", "kind", "class"],
-            ),
-            orphaned_resources: gauge(
-                "presta_orphaned_resources",
-                "Resources carrying the ownership tags of a stack that is not in the configuration, by stack and kind (never deleted; `destroy --stack` removes them).",
-                &["stack", "kind"],
-            ),
-            held: gauge(
-                "presta_stack_held",
-                "1 while the stack's plan exceeds its change budget (spec.policy.maxChangesPerRun) and waits for approval, else 0.",
-                &["stack"],
-            ),
-            health: gauge(
-                "presta_stack_health",
-                "The stack's health verdict as a state set: 1 for the current verdict (healthy, degraded, down, unknown), 0 for the others.",
-                &["stack", "verdict"],
-            ),
-            targets_healthy: gauge(
-                "presta_targets_healthy",
-                "Healthy targets in the stack's target group at the last observation.",
-                &["stack"],
-            ),
-            build_info: gauge(
-                "presta_build_info",
-                "Always 1; the labels say which build runs.",
-                &["version"],
-            ),
+            config_reloads: d.counter("presta_config_reloads_total"),
+            stacks_configured: d.plain_gauge("presta_stacks_configured"),
+            leader: d.int_gauge("presta_lease_leader"),
+            aws_errors: d.counter("presta_aws_api_errors_total"),
+            reconcile_errors: d.counter("presta_reconcile_errors_total"),
+            orphaned_resources: d.gauge("presta_orphaned_resources"),
+            held: d.gauge("presta_stack_held"),
+            health: d.gauge("presta_stack_health"),
+            targets_healthy: d.gauge("presta_targets_healthy"),
+            build_info: d.gauge("presta_build_info"),
             registry,
         };
+        m.leader.set(1);
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);

@@ -190,116 +190,24 @@ pub fn parse_file(source: &str, file: &Path) -> Result<Vec<LoadedStack>, Vec<Pro
     let positions = position::index(source);
     let mut problems = Vec::new();
     let mut stacks = Vec::new();
-
-    let mut values = Vec::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(source).enumerate() {
-        match Value::deserialize(doc) {
-            Ok(v) => values.push((i, v)),
-            Err(e) => {
-                let loc = e.location();
-                problems.push(Problem {
-                    file: name.clone(),
-                    line: loc.as_ref().map(|l| l.line()),
-                    column: loc.as_ref().map(|l| l.column()),
-                    document: Some(i + 1),
-                    path: String::new(),
-                    message: format!("invalid YAML: {}", strip_location(&e.to_string())),
-                    help: Some("fix the YAML syntax (indentation, quotes, `key: value` pairs); the file was not checked further".into()),
-                });
-                // The rest of the stream cannot be trusted after a syntax error.
-                return Err(problems);
-            }
-        }
-    }
-
     let empty = DocPositions::default();
-    for (i, value) in values {
+    for (i, value) in documents(source, &name)? {
         if value.is_null() {
             continue; // an empty document, e.g. a trailing `---`
         }
-        let pos = positions.get(i).unwrap_or(&empty);
-        let place = |path: &str, at_key: bool| -> Problem {
-            let p = if at_key {
-                pos.key(path)
-            } else {
-                pos.value(path)
-            };
-            let p = p.or_else(|| pos.nearest(path));
-            Problem {
-                file: name.clone(),
-                line: p.map(|p| p.line),
-                column: p.map(|p| p.column),
-                document: Some(i + 1),
-                path: path.to_string(),
-                message: String::new(),
-                help: None,
-            }
-        };
-
-        if !value.is_object() {
-            let mut p = place("", false);
-            p.message = format!(
-                "expected a `{}` document (a mapping), found {}",
-                crate::defaults::KIND,
-                json_type(&value)
-            );
-            p.help = Some("start the document with `apiVersion: presta-reconciler.io/v1alpha1` and `kind: PrestaShopStack`".into());
-            problems.push(p);
-            continue;
-        }
-
-        let schema_problems = schema_findings(&value);
-        let structural_ok = schema_problems.is_empty();
-        // Remove what the schema refused, so that the rest of the document can still be
-        // typed and checked: one run reports every problem, not one batch at a time.
-        let mut pruned = value.clone();
-        let mut reported: Vec<String> = Vec::new();
-        for (finding, at_key) in schema_problems {
-            prune(&mut pruned, &finding.path);
-            reported.push(finding.path.clone());
-            let mut p = place(&finding.path, at_key);
-            p.message = finding.message;
-            p.help = finding.help;
-            problems.push(p);
-        }
-
-        let stack: Stack = match serde_path_to_error::deserialize(&pruned) {
-            Ok(s) => s,
-            Err(_) if !structural_ok => continue, // e.g. a required field is missing: said above
-            Err(e) => {
-                let path = e.path().to_string();
-                let path = if path == "." { String::new() } else { path };
-                let mut p = place(&path, false);
-                p.message = e.inner().to_string();
-                problems.push(p);
-                continue;
-            }
-        };
-        let under_reported = |path: &str| {
-            reported.iter().any(|r| {
-                path == r
-                    || path.starts_with(&format!("{r}."))
-                    || path.starts_with(&format!("{r}["))
-            })
-        };
-        for finding in validate::validate_stack(&stack) {
-            if under_reported(&finding.path) {
-                continue;
-            }
-            let mut p = place(&finding.path, false);
-            p.message = finding.message;
-            p.help = finding.help;
-            problems.push(p);
-        }
-        if !structural_ok {
-            continue;
-        }
-        stacks.push(LoadedStack {
-            stack,
-            file: file.to_path_buf(),
+        let place = Place {
+            file: &name,
             document: i + 1,
-            line: pos.start.map(|p| p.line).unwrap_or(1),
-        });
+            positions: positions.get(i).unwrap_or(&empty),
+        };
+        if let Some(stack) = check_document(&value, &place, &mut problems) {
+            stacks.push(LoadedStack {
+                stack,
+                file: file.to_path_buf(),
+                document: i + 1,
+                line: place.positions.start.map(|p| p.line).unwrap_or(1),
+            });
+        }
     }
 
     problems.extend(duplicate_names(&stacks));
@@ -320,6 +228,111 @@ pub fn parse_file(source: &str, file: &Path) -> Result<Vec<LoadedStack>, Vec<Pro
     } else {
         Err(problems)
     }
+}
+
+/// The YAML documents of a file, numbered from 0; a syntax error stops the whole file (the
+/// rest of the stream cannot be trusted after one).
+fn documents(source: &str, name: &str) -> Result<Vec<(usize, Value)>, Vec<Problem>> {
+    let mut values = Vec::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(source).enumerate() {
+        match Value::deserialize(doc) {
+            Ok(v) => values.push((i, v)),
+            Err(e) => {
+                let loc = e.location();
+                return Err(vec![Problem {
+                    file: name.to_string(),
+                    line: loc.as_ref().map(|l| l.line()),
+                    column: loc.as_ref().map(|l| l.column()),
+                    document: Some(i + 1),
+                    path: String::new(),
+                    message: format!("invalid YAML: {}", strip_location(&e.to_string())),
+                    help: Some("fix the YAML syntax (indentation, quotes, `key: value` pairs); the file was not checked further".into()),
+                }]);
+            }
+        }
+    }
+    Ok(values)
+}
+
+/// Where a document's problems are: its file, its number, the positions of its keys.
+struct Place<'a> {
+    file: &'a str,
+    document: usize,
+    positions: &'a DocPositions,
+}
+
+impl Place<'_> {
+    /// A problem at `path` (at its key or at its value), placed at the nearest known line.
+    fn problem(&self, path: &str, at_key: bool, message: String, help: Option<String>) -> Problem {
+        let pos = self.positions;
+        let p = if at_key {
+            pos.key(path)
+        } else {
+            pos.value(path)
+        };
+        let p = p.or_else(|| pos.nearest(path));
+        Problem {
+            file: self.file.to_string(),
+            line: p.map(|p| p.line),
+            column: p.map(|p| p.column),
+            document: Some(self.document),
+            path: path.to_string(),
+            message,
+            help,
+        }
+    }
+}
+
+/// Checks one document against the schema, the types and the validation rules; every problem
+/// goes to `problems`. The stack, when it has no structural problem.
+fn check_document(value: &Value, place: &Place<'_>, problems: &mut Vec<Problem>) -> Option<Stack> {
+    if !value.is_object() {
+        problems.push(place.problem(
+            "",
+            false,
+            format!(
+                "expected a `{}` document (a mapping), found {}",
+                crate::defaults::KIND,
+                json_type(value)
+            ),
+            Some("start the document with `apiVersion: presta-reconciler.io/v1alpha1` and `kind: PrestaShopStack`".into()),
+        ));
+        return None;
+    }
+
+    let schema_problems = schema_findings(value);
+    let structural_ok = schema_problems.is_empty();
+    // Remove what the schema refused, so that the rest of the document can still be
+    // typed and checked: one run reports every problem, not one batch at a time.
+    let mut pruned = value.clone();
+    let mut reported: Vec<String> = Vec::new();
+    for (finding, at_key) in schema_problems {
+        prune(&mut pruned, &finding.path);
+        reported.push(finding.path.clone());
+        problems.push(place.problem(&finding.path, at_key, finding.message, finding.help));
+    }
+
+    let stack: Stack = match serde_path_to_error::deserialize(&pruned) {
+        Ok(s) => s,
+        Err(_) if !structural_ok => return None, // e.g. a required field is missing: said above
+        Err(e) => {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            problems.push(place.problem(&path, false, e.inner().to_string(), None));
+            return None;
+        }
+    };
+    let under_reported = |path: &str| {
+        reported.iter().any(|r| {
+            path == r || path.starts_with(&format!("{r}.")) || path.starts_with(&format!("{r}["))
+        })
+    };
+    for finding in validate::validate_stack(&stack) {
+        if !under_reported(&finding.path) {
+            problems.push(place.problem(&finding.path, false, finding.message, finding.help));
+        }
+    }
+    structural_ok.then_some(stack)
 }
 
 /// serde_yaml's message already ends with " at line L column C": the problem shows it.

@@ -145,135 +145,54 @@ pub(super) fn collect(
     };
     match error.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
-            let allowed: Vec<String> = schema::schema_at(root_schema, &segments)
-                .and_then(|s| s.get("properties"))
-                .and_then(Value::as_object)
-                .map(|m| m.keys().cloned().collect())
-                .unwrap_or_default();
             for field in unexpected {
-                let suggestion = allowed
-                    .iter()
-                    .map(|a| {
-                        (
-                            strsim::jaro_winkler(&a.to_lowercase(), &field.to_lowercase()),
-                            a,
-                        )
-                    })
-                    .filter(|(score, _)| *score > 0.8)
-                    .max_by(|a, b| a.0.total_cmp(&b.0))
-                    .map(|(_, a)| format!("did you mean `{a}`? "))
-                    .unwrap_or_default();
-                out.push((
-                    finding(
-                        position::join(&path, field),
-                        format!("unknown field `{field}`"),
-                        Some(format!("{suggestion}allowed here: {}", allowed.join(", "))),
-                    ),
-                    true,
-                ));
+                out.push((unknown_field(root_schema, &segments, &path, field), true));
             }
         }
         ValidationErrorKind::Required { property } => {
             let field = property.as_str().unwrap_or_default();
-            let description = schema::schema_at(
-                root_schema,
-                &[segments.clone(), vec![field.to_string()]].concat(),
-            )
-            .and_then(|s| s.get("description"))
-            .and_then(Value::as_str)
-            .map(|d| d.lines().next().unwrap_or(d).to_string());
-            out.push((
-                finding(
-                    position::join(&path, field),
-                    format!(
-                        "missing required field `{field}`{}",
-                        if path.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" in `{path}`")
-                        }
-                    ),
-                    description.map(|d| format!("add `{field}`: {d}")),
-                ),
-                true,
-            ));
+            out.push((missing_field(root_schema, &segments, &path, field), true));
         }
         ValidationErrorKind::Type { kind } => {
-            let expected = match kind {
-                TypeKind::Single(t) => type_name(&t.to_string()),
-                TypeKind::Multiple(set) => {
-                    let names: Vec<String> = set
-                        .iter()
-                        .filter(|t| t.to_string() != "null")
-                        .map(|t| type_name(&t.to_string()))
-                        .collect();
-                    names.join(" or ")
-                }
-            };
-            out.push((
-                finding(
-                    path,
-                    format!(
-                        "expected {expected}, found {} `{}`",
-                        json_type(value),
-                        short(value)
-                    ),
-                    None,
-                ),
-                false,
-            ));
+            let message = format!(
+                "expected {}, found {} `{}`",
+                expected_type(kind),
+                json_type(value),
+                short(value)
+            );
+            out.push((finding(path, message, None), false));
         }
         ValidationErrorKind::Enum { options } => {
             let allowed: Vec<String> = options
                 .as_array()
                 .map(|a| a.iter().map(short).collect())
                 .unwrap_or_default();
-            out.push((
-                finding(
-                    path,
-                    format!("`{}` is not allowed", short(value)),
-                    Some(format!("allowed: {}", allowed.join(", "))),
-                ),
-                false,
-            ));
+            let help = format!("allowed: {}", allowed.join(", "));
+            let message = format!("`{}` is not allowed", short(value));
+            out.push((finding(path, message, Some(help)), false));
         }
         ValidationErrorKind::Constant { expected_value } => {
-            out.push((
-                finding(
-                    path,
-                    format!("`{}` is not allowed", short(value)),
-                    Some(format!("use `{}`", short(expected_value))),
-                ),
-                false,
-            ));
+            let help = format!("use `{}`", short(expected_value));
+            let message = format!("`{}` is not allowed", short(value));
+            out.push((finding(path, message, Some(help)), false));
         }
         ValidationErrorKind::Minimum { limit }
         | ValidationErrorKind::ExclusiveMinimum { limit } => {
-            out.push((
-                finding(
-                    path,
-                    format!("{} is too small", short(value)),
-                    Some(format!("the minimum is {limit}")),
-                ),
-                false,
-            ));
+            let help = format!("the minimum is {limit}");
+            let message = format!("{} is too small", short(value));
+            out.push((finding(path, message, Some(help)), false));
         }
         ValidationErrorKind::Maximum { limit }
         | ValidationErrorKind::ExclusiveMaximum { limit } => {
-            out.push((
-                finding(
-                    path,
-                    format!("{} is too large", short(value)),
-                    Some(format!("the maximum is {limit}")),
-                ),
-                false,
-            ));
+            let help = format!("the maximum is {limit}");
+            let message = format!("{} is too large", short(value));
+            out.push((finding(path, message, Some(help)), false));
         }
         ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
             // Nullable unions (`Option<Struct>`): report the errors of the non-null branch.
-            let branch = context.iter().find(|errs| {
-                !errs.iter().all(|e| matches!(e.kind(), ValidationErrorKind::Type { kind: TypeKind::Single(t) } if t.to_string() == "null"))
-            });
+            let branch = context
+                .iter()
+                .find(|errs| !errs.iter().all(is_null_type_error));
             match branch {
                 Some(errs) if !errs.is_empty() => {
                     for e in errs {
@@ -284,6 +203,69 @@ pub(super) fn collect(
             }
         }
         _ => out.push((finding(path, error.to_string(), None), false)),
+    }
+}
+
+/// An error that only says "expected null": the null branch of a nullable union.
+fn is_null_type_error(e: &jsonschema::ValidationError<'_>) -> bool {
+    matches!(e.kind(), ValidationErrorKind::Type { kind: TypeKind::Single(t) } if t.to_string() == "null")
+}
+
+/// `unknown field `x``, with the closest allowed name when one is close enough.
+fn unknown_field(root_schema: &Value, segments: &[String], path: &str, field: &str) -> Finding {
+    let allowed: Vec<String> = schema::schema_at(root_schema, segments)
+        .and_then(|s| s.get("properties"))
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    let suggestion = allowed
+        .iter()
+        .map(|a| {
+            let score = strsim::jaro_winkler(&a.to_lowercase(), &field.to_lowercase());
+            (score, a)
+        })
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, a)| format!("did you mean `{a}`? "))
+        .unwrap_or_default();
+    Finding {
+        path: position::join(path, field),
+        message: format!("unknown field `{field}`"),
+        help: Some(format!("{suggestion}allowed here: {}", allowed.join(", "))),
+    }
+}
+
+/// `missing required field`, with the first line of the field's description as help.
+fn missing_field(root_schema: &Value, segments: &[String], path: &str, field: &str) -> Finding {
+    let description =
+        schema::schema_at(root_schema, &[segments, &[field.to_string()][..]].concat())
+            .and_then(|s| s.get("description"))
+            .and_then(Value::as_str)
+            .map(|d| d.lines().next().unwrap_or(d).to_string());
+    let within = if path.is_empty() {
+        String::new()
+    } else {
+        format!(" in `{path}`")
+    };
+    Finding {
+        path: position::join(path, field),
+        message: format!("missing required field `{field}`{within}"),
+        help: description.map(|d| format!("add `{field}`: {d}")),
+    }
+}
+
+/// The expected type(s) of a type error, in words (`a mapping or a list`).
+fn expected_type(kind: &TypeKind) -> String {
+    match kind {
+        TypeKind::Single(t) => type_name(&t.to_string()),
+        TypeKind::Multiple(set) => {
+            let names: Vec<String> = set
+                .iter()
+                .filter(|t| t.to_string() != "null")
+                .map(|t| type_name(&t.to_string()))
+                .collect();
+            names.join(" or ")
+        }
     }
 }
 

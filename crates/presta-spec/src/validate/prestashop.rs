@@ -1,6 +1,6 @@
 //! `spec.prestashop`: the image, the domain, the environment the reconciler manages.
 
-use crate::model::Stack;
+use crate::model::{PrestaShop, Stack};
 
 use super::{Findings, help};
 
@@ -37,6 +37,35 @@ const MANAGED_ENV: &[(&str, &str)] = &[
     ),
 ];
 
+/// Admin folder names PrestaShop already uses, or that a scanner would try first.
+const RESERVED_FOLDERS: &[&str] = &[
+    "admin",
+    "app",
+    "bin",
+    "cache",
+    "classes",
+    "config",
+    "controllers",
+    "docs",
+    "download",
+    "img",
+    "install",
+    "js",
+    "localization",
+    "mails",
+    "modules",
+    "override",
+    "pdf",
+    "src",
+    "themes",
+    "tools",
+    "translations",
+    "upload",
+    "var",
+    "vendor",
+    "webservice",
+];
+
 pub(super) fn prestashop(f: &mut Findings, stack: &Stack) {
     let ps = &stack.spec.prestashop;
     let base = "spec.prestashop";
@@ -52,33 +81,29 @@ pub(super) fn prestashop(f: &mut Findings, stack: &Stack) {
             help(hint),
         );
     }
-    const RESERVED_FOLDERS: &[&str] = &[
-        "admin",
-        "app",
-        "bin",
-        "cache",
-        "classes",
-        "config",
-        "controllers",
-        "docs",
-        "download",
-        "img",
-        "install",
-        "js",
-        "localization",
-        "mails",
-        "modules",
-        "override",
-        "pdf",
-        "src",
-        "themes",
-        "tools",
-        "translations",
-        "upload",
-        "var",
-        "vendor",
-        "webservice",
-    ];
+    admin(f, ps);
+    if !(ps.language.len() == 2 && ps.language.chars().all(|c| c.is_ascii_lowercase())) {
+        f.add(
+            &format!("{base}.language"),
+            format!("`{}` is not a language code", ps.language),
+            help("an ISO 639-1 code, e.g. `en`, `fr`"),
+        );
+    }
+    if !(ps.country.len() == 2 && ps.country.chars().all(|c| c.is_ascii_alphabetic())) {
+        f.add(
+            &format!("{base}.country"),
+            format!("`{}` is not a country code", ps.country),
+            help("an ISO 3166-1 alpha-2 code, e.g. `FR`, `GB`"),
+        );
+    }
+    for (key, value) in &ps.extra_env {
+        extra_env(f, key, value);
+    }
+}
+
+/// The back office: its folder (not guessable, not one of PrestaShop's) and its e-mail.
+fn admin(f: &mut Findings, ps: &PrestaShop) {
+    let base = "spec.prestashop";
     let folder = &ps.admin_folder;
     let folder_ok = !folder.is_empty()
         && folder.len() <= 64
@@ -115,45 +140,33 @@ pub(super) fn prestashop(f: &mut Findings, stack: &Stack) {
             help("e.g. `ops@example.com`"),
         );
     }
-    if !(ps.language.len() == 2 && ps.language.chars().all(|c| c.is_ascii_lowercase())) {
+}
+
+/// One `extraEnv` entry: a variable name, not one the reconciler sets, booleans as "0"/"1".
+fn extra_env(f: &mut Findings, key: &str, value: &str) {
+    let path = format!("spec.prestashop.extraEnv.{key}");
+    let name_ok = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !name_ok {
         f.add(
-            &format!("{base}.language"),
-            format!("`{}` is not a language code", ps.language),
-            help("an ISO 639-1 code, e.g. `en`, `fr`"),
+            &path,
+            format!("`{key}` is not an environment variable name"),
+            help("letters, digits and `_`, not starting with a digit"),
         );
-    }
-    if !(ps.country.len() == 2 && ps.country.chars().all(|c| c.is_ascii_alphabetic())) {
+    } else if let Some((_, owner)) = MANAGED_ENV.iter().find(|(k, _)| *k == key) {
         f.add(
-            &format!("{base}.country"),
-            format!("`{}` is not a country code", ps.country),
-            help("an ISO 3166-1 alpha-2 code, e.g. `FR`, `GB`"),
+            &path,
+            format!("`{key}` is set by the reconciler"),
+            help(format!("it comes from {owner}; remove it from extraEnv")),
         );
-    }
-    for (key, value) in &ps.extra_env {
-        let path = format!("{base}.extraEnv.{key}");
-        let name_ok = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !name_ok {
-            f.add(
-                &path,
-                format!("`{key}` is not an environment variable name"),
-                help("letters, digits and `_`, not starting with a digit"),
-            );
-        } else if let Some((_, owner)) = MANAGED_ENV.iter().find(|(k, _)| k == key) {
-            f.add(
-                &path,
-                format!("`{key}` is set by the reconciler"),
-                help(format!("it comes from {owner}; remove it from extraEnv")),
-            );
-        } else if ["PS_DEV_MODE", "PS_HOST_MODE", "PS_DEMO_MODE"].contains(&key.as_str())
-            && !["0", "1"].contains(&value.as_str())
-        {
-            f.add(
-                &path,
-                format!("`{value}` is read by PHP as a boolean string"),
-                help("use \"0\" or \"1\": PHP reads any non-empty string except \"0\", even \"false\", as true"),
-            );
-        }
+    } else if ["PS_DEV_MODE", "PS_HOST_MODE", "PS_DEMO_MODE"].contains(&key)
+        && !["0", "1"].contains(&value)
+    {
+        f.add(
+            &path,
+            format!("`{value}` is read by PHP as a boolean string"),
+            help("use \"0\" or \"1\": PHP reads any non-empty string except \"0\", even \"false\", as true"),
+        );
     }
 }
 
