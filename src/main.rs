@@ -181,3 +181,12 @@ pub(crate) fn load_stack(files: &[PathBuf], name: &str) -> anyhow::Result<presta
 pub(crate) fn default_config() -> PathBuf {
     PathBuf::from("config/demo.yaml")
 }
+
+/// Who runs this command, for approvals recorded in logs and reports: `$USER` (or
+/// `$LOGNAME`) on this machine.
+fn cli_user() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{user} (CLI)")
+}

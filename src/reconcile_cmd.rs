@@ -104,6 +104,7 @@ pub fn run(args: &Args, mode: Mode) -> anyhow::Result<ExitCode> {
                 Guard {
                     approved: args.approve.iter().map(|h| h.trim().to_string()).collect(),
                     presumed_existing: None,
+                    approved_by: (!args.approve.is_empty()).then(crate::cli_user),
                 },
             )
         })

@@ -156,9 +156,8 @@ fn the_daemon_holds_a_plan_and_applies_it_once_approved_through_the_api() {
     // Approval needs the token and the current hash.
     let path = "/stacks/demo/approve?wait=true";
     let body = format!("{{\"plan_hash\": \"{hash}\"}}");
-    assert_eq!(post_json(&d, path, None, &body).0, 401);
-    let (code, answer) = post_json(
-        &d,
+    assert_eq!(d.post_json(path, None, &body).0, 401);
+    let (code, answer) = d.post_json(
         path,
         Some("s3cret-token-0123456789"),
         "{\"plan_hash\": \"0000000000000000\"}",
@@ -168,7 +167,7 @@ fn the_daemon_holds_a_plan_and_applies_it_once_approved_through_the_api() {
         answer.contains(&hash),
         "the answer names the current plan: {answer}"
     );
-    let (code, answer) = post_json(&d, path, Some("s3cret-token-0123456789"), &body);
+    let (code, answer) = d.post_json(path, Some("s3cret-token-0123456789"), &body);
     assert_eq!(code, 200, "{answer}");
     let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(answer["results"][0]["result"], "converged", "{answer:#}");
@@ -178,26 +177,4 @@ fn the_daemon_holds_a_plan_and_applies_it_once_approved_through_the_api() {
         calls.iter().any(|c| c.ends_with("ModifyDBInstance")),
         "{calls:?}"
     );
-}
-
-/// A POST with a JSON body; status and body.
-fn post_json(d: &common::Daemon, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(&d.addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(120)))
-        .unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "POST {path} HTTP/1.0\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_string())
 }

@@ -76,14 +76,25 @@ impl AutoScalingGroups {
         group: &str,
         refresh_id: Option<&str>,
     ) -> Result<(), AwsError> {
+        self.put_tag(aws, group, TAG_REFRESH, refresh_id).await
+    }
+
+    /// Sets one tag of the group (not propagated to its instances), or removes it with `None`.
+    pub async fn put_tag(
+        &self,
+        aws: &Aws,
+        group: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), AwsError> {
         let tag = AsgTag::builder()
             .resource_id(group)
             .resource_type("auto-scaling-group")
-            .key(TAG_REFRESH)
-            .set_value(refresh_id.map(String::from))
+            .key(key)
+            .set_value(value.map(String::from))
             .propagate_at_launch(false)
             .build();
-        match refresh_id {
+        match value {
             Some(_) => aws
                 .autoscaling
                 .create_or_update_tags()

@@ -18,6 +18,17 @@ impl Controller {
     /// Approves the held plan of `stack` whose hash is `plan_hash`: the next run (started at
     /// once) applies it if the plan is still the same. Returns the run to wait for.
     pub fn approve(&self, stack: &str, plan_hash: &str) -> Result<(String, u64), TriggerError> {
+        self.approve_as(stack, plan_hash, "the API")
+    }
+
+    /// [`Controller::approve`], recording who approved (the log line and the run's report).
+    /// A gated rolling change (`spec.promotion`) is approved the same way: by its plan hash.
+    pub fn approve_as(
+        &self,
+        stack: &str,
+        plan_hash: &str,
+        by: &str,
+    ) -> Result<(String, u64), TriggerError> {
         {
             let mut st = self.state();
             if !st.accepting {
@@ -34,24 +45,30 @@ impl Controller {
             let held = e
                 .observation
                 .as_ref()
-                .and_then(|(_, _, r)| r.held.clone())
-                .or_else(|| e.last_run.as_ref().and_then(|r| r.held.clone()));
+                .and_then(|(_, _, r)| pending_approval(r))
+                .or_else(|| e.last_run.as_ref().and_then(|r| pending_approval(r)));
             match held {
                 None => {
                     return Err(TriggerError::NotHeld {
                         stack: stack.to_string(),
                     });
                 }
-                Some(h) if h.plan_hash != plan_hash => {
+                Some(h) if h != plan_hash => {
                     return Err(TriggerError::PlanChanged {
                         stack: stack.to_string(),
                         given: plan_hash.to_string(),
-                        current: h.plan_hash,
+                        current: h,
                     });
                 }
                 Some(_) => {
-                    tracing::info!(stack, plan_hash, "held plan approved: applying it");
+                    tracing::info!(
+                        stack,
+                        plan_hash,
+                        approved_by = by,
+                        "held or gated plan approved: applying it"
+                    );
                     e.approved = Some(plan_hash.to_string());
+                    e.approved_by = Some(by.to_string());
                 }
             }
         }
@@ -114,6 +131,7 @@ impl Controller {
                     Guard {
                         approved: Vec::new(),
                         presumed_existing: e.presumed_existing.clone(),
+                        approved_by: None,
                     },
                 ),
                 None => {
@@ -151,4 +169,12 @@ impl Controller {
         }
         Ok(report)
     }
+}
+
+/// The hash a person may approve in this report: a held plan's, or a gated release's.
+fn pending_approval(r: &presta_engine::StackReport) -> Option<String> {
+    r.held
+        .as_ref()
+        .map(|h| h.plan_hash.clone())
+        .or_else(|| r.gated.as_ref().map(|g| g.plan_hash.clone()))
 }

@@ -70,6 +70,8 @@ struct Entry {
     refused: bool,
     /// The hash of a held plan a person approved, for the next run.
     approved: Option<String>,
+    /// Who approved it.
+    approved_by: Option<String>,
     /// Why the stack counts as existing although nothing of it is where it points now (it
     /// moved region, or appeared as another stack left the configuration).
     presumed_existing: Option<String>,
@@ -95,6 +97,7 @@ impl Entry {
             observation: None,
             refused: false,
             approved: None,
+            approved_by: None,
             presumed_existing: None,
             last_command: None,
         }

@@ -29,6 +29,9 @@ pub enum RunResult {
     Error,
     /// The plan exceeds the change budget: nothing changed until a person approves it.
     Held,
+    /// A change that rolls the instances waits for the stack this one follows
+    /// (`spec.promotion`); everything else converged.
+    Gated,
 }
 
 impl RunResult {
@@ -37,6 +40,8 @@ impl RunResult {
             RunResult::Held
         } else if report.failed() > 0 {
             RunResult::Error
+        } else if report.gated.is_some() {
+            RunResult::Gated
         } else if report
             .changes
             .iter()
@@ -57,6 +62,7 @@ impl RunResult {
             RunResult::Pending => "pending",
             RunResult::Error => "error",
             RunResult::Held => "held",
+            RunResult::Gated => "gated",
         }
     }
 }
@@ -80,6 +86,10 @@ pub struct Metrics {
     pub stacks_configured: Gauge,
     pub orphaned_resources: IntGaugeVec,
     pub held: IntGaugeVec,
+    pub gated: IntGaugeVec,
+    pub gated_waiting: GaugeVec,
+    /// Since when (Unix seconds) each gated stack has been gated, in this process.
+    gated_since: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
     pub leader: IntGauge,
     pub health: IntGaugeVec,
     pub targets_healthy: IntGaugeVec,
@@ -194,6 +204,16 @@ const DEFINITIONS: &[Def] = &[
         labels: &["stack"],
     },
     Def {
+        name: "presta_stack_gated",
+        help: "1 while a change that rolls the stack's instances (image, bootstrap, AMI, instance type) waits for the stack it follows (spec.promotion), else 0.",
+        labels: &["stack"],
+    },
+    Def {
+        name: "presta_stack_gated_soak_ratio",
+        help: "While gated: how long the stack has been gated, as a multiple of its soak time (alert when far above 1), else 0.",
+        labels: &["stack"],
+    },
+    Def {
         name: "presta_stack_health",
         help: "The stack's health verdict as a state set: 1 for the current verdict (healthy, degraded, down, unknown), 0 for the others.",
         labels: &["stack", "verdict"],
@@ -298,6 +318,9 @@ impl Metrics {
             reconcile_errors: d.counter("presta_reconcile_errors_total"),
             orphaned_resources: d.gauge("presta_orphaned_resources"),
             held: d.gauge("presta_stack_held"),
+            gated: d.gauge("presta_stack_gated"),
+            gated_waiting: d.float_gauge("presta_stack_gated_soak_ratio"),
+            gated_since: Default::default(),
             health: d.gauge("presta_stack_health"),
             targets_healthy: d.gauge("presta_targets_healthy"),
             build_info: d.gauge("presta_build_info"),
@@ -350,6 +373,10 @@ impl Metrics {
             self.held
                 .with_label_values(&[stack])
                 .set(i64::from(report.held.is_some()));
+            self.gated
+                .with_label_values(&[stack])
+                .set(i64::from(report.gated.is_some()));
+            self.observe_gate(stack, report.gated.as_ref(), unix_now as u64);
         }
         let verdict = match (&report.health, report.observation_failed) {
             (Some(h), false) => Some(h.verdict),
@@ -451,10 +478,35 @@ impl Metrics {
         let _ = self.resources_managed.remove_label_values(&[stack]);
         let _ = self.last_success.remove_label_values(&[stack]);
         let _ = self.held.remove_label_values(&[stack]);
+        let _ = self.gated.remove_label_values(&[stack]);
+        let _ = self.gated_waiting.remove_label_values(&[stack]);
+        self.gated_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(stack);
         let _ = self.targets_healthy.remove_label_values(&[stack]);
         for v in presta_engine::health::Verdict::ALL {
             let _ = self.health.remove_label_values(&[stack, v.as_str()]);
         }
+    }
+}
+
+impl Metrics {
+    /// Keeps `presta_stack_gated_soak_ratio`: time gated (since this process first saw the
+    /// gate) over the soak asked.
+    fn observe_gate(&self, stack: &str, gated: Option<&presta_engine::promotion::Gated>, now: u64) {
+        let mut since = self.gated_since.lock().unwrap_or_else(|e| e.into_inner());
+        let ratio = match gated {
+            None => {
+                since.remove(stack);
+                0.0
+            }
+            Some(g) => {
+                let start = *since.entry(stack.to_string()).or_insert(now);
+                now.saturating_sub(start) as f64 / g.soak_seconds.max(1) as f64
+            }
+        };
+        self.gated_waiting.with_label_values(&[stack]).set(ratio);
     }
 }
 

@@ -53,6 +53,7 @@ pub(crate) fn requeue(
             success: false,
         },
         RunResult::Held => ok(settings.jittered_interval(), false),
+        RunResult::Gated => ok(settings.jittered_interval(), true),
         RunResult::Pending => ok(settings.pending_requeue, false),
         RunResult::Converged | RunResult::Blocked => ok(settings.jittered_interval(), true),
     }
@@ -101,6 +102,7 @@ impl Controller {
                         Guard {
                             approved: e.approved.iter().cloned().collect(),
                             presumed_existing: e.presumed_existing.clone(),
+                            approved_by: e.approved_by.clone(),
                         },
                     )
                 })
@@ -149,6 +151,7 @@ impl Controller {
                 if e.approved.take().is_some() && result != RunResult::Held {
                     e.presumed_existing = None;
                 }
+                e.approved_by = None;
                 if let Some(h) = &report.held {
                     tracing::warn!(stack = %e.stack.name(), plan_hash = %h.plan_hash, changes = h.changes, max_changes_per_run = h.max_changes_per_run, reason = %h.reason, "stack held: the plan waits for approval (POST /stacks/{{stack}}/approve)");
                 }

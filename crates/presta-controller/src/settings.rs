@@ -79,10 +79,12 @@ pub enum TriggerError {
         leader.as_deref().unwrap_or("another replica")
     )]
     Standby { leader: Option<String> },
-    #[error("stack `{stack}` has no held plan to approve")]
+    #[error(
+        "stack `{stack}` has no held plan nor gated release to approve (GET /stacks/{stack} shows `held` or `gated` when there is one)"
+    )]
     NotHeld { stack: String },
     #[error(
-        "stack `{stack}`'s held plan is now {current}, not {given}: look at the new plan (GET /stacks/{stack}) and approve its hash"
+        "stack `{stack}`'s held plan or gated release is now {current}, not {given}: look at the new plan (GET /stacks/{stack}) and approve its hash"
     )]
     PlanChanged {
         stack: String,

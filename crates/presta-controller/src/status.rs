@@ -82,6 +82,10 @@ pub struct StackStatus {
     /// The plan waiting for approval (over the change budget), with its hash.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<presta_engine::budget::Held>,
+    /// The release that waits for the stack this one follows (`spec.promotion`), with why
+    /// and the hash that promotes it now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gated: Option<presta_engine::promotion::Gated>,
     /// Why the stack is not retried soon: AWS refused the last run's requests (access
     /// denied, invalid request) and retrying would only repeat the refusal.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -257,6 +261,9 @@ fn status_of(e: &Entry) -> StackStatus {
         held: observation
             .and_then(|r| r.held.clone())
             .or_else(|| e.last_run.as_ref().and_then(|r| r.held.clone())),
+        gated: observation
+            .map(|r| r.gated.clone())
+            .unwrap_or_else(|| e.last_run.as_ref().and_then(|r| r.gated.clone())),
         waiting_for: e.refused.then(|| {
             format!(
                 "AWS refused the last run's requests: fix the permission or the request, then change the configuration or POST /reconcile/{}; retried on its own in {} s",

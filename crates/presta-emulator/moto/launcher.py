@@ -634,7 +634,9 @@ class Instrumented:
             q = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
             target = q.get("target", "*")
             state = q.get("state", "")
-            if state in ("", "healthy"):
+            if state in ("", "healthy") and target == "*":
+                TARGET_HEALTH.clear()  # every target back to moto's own answer
+            elif state in ("", "healthy"):
                 TARGET_HEALTH.pop(target, None)
             else:
                 TARGET_HEALTH[target] = state

@@ -315,7 +315,8 @@ impl Emulator {
     /// answer), drawn from a generator seeded with `seed`; `services` limits it to those
     /// signing names (`ec2`, `rds`, `elasticfilesystem`...), empty for all. `rate` 0 stops.
     /// Makes the registered targets of every target group (or only `target`) answer `state`
-    /// (`unhealthy`, `initial`, `draining`; `healthy` restores moto's own answer).
+    /// (`unhealthy`, `initial`, `draining`; `healthy` restores moto's own answer, for every target
+    /// when `target` is `None`).
     pub fn set_target_health(
         &self,
         state: &str,

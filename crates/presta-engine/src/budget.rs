@@ -28,6 +28,8 @@ pub struct Guard {
     /// (the daemon saw it in another region, or under another name, before this
     /// configuration).
     pub presumed_existing: Option<String>,
+    /// Who approved (the CLI user, or the API caller), for the log and the report.
+    pub approved_by: Option<String>,
 }
 
 impl Guard {

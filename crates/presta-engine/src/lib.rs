@@ -8,6 +8,7 @@ pub mod budget;
 pub mod data;
 pub mod destroy;
 pub mod health;
+pub mod promotion;
 pub mod report;
 pub mod rotate;
 pub mod snapshot;

@@ -86,6 +86,10 @@ pub struct StackReport {
     /// or would be without approval (in a plan).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<crate::budget::Held>,
+    /// A change that rolls the instances waits for the stack this one follows
+    /// (`spec.promotion`); everything else was applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gated: Option<crate::promotion::Gated>,
     /// True when the region could not be observed at all (AWS unreachable, credentials).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub observation_failed: bool,
@@ -112,6 +116,7 @@ impl StackReport {
             health: None,
             error_class: None,
             held: None,
+            gated: None,
             observation_failed: false,
             duration: Duration::ZERO,
         }
@@ -213,6 +218,20 @@ impl StackReport {
                 h.plan_hash,
                 self.stack,
                 h.plan_hash
+            );
+        }
+        if let Some(g) = &self.gated {
+            let _ = writeln!(
+                out,
+                "  GATED: {}
+  the release waits for `{}` (spec.promotion); everything else {}; to promote now: presta-reconciler apply -f <file> --stack {} --approve {}\n  (or POST /stacks/{}/approve with {{\"plan_hash\": \"{}\"}})",
+                g.reason,
+                g.after,
+                if self.mode == Mode::Apply { "was applied" } else { "is applied as usual" },
+                self.stack,
+                g.plan_hash,
+                self.stack,
+                g.plan_hash
             );
         }
         self.render_summary(&mut out);

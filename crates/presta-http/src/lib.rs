@@ -236,6 +236,9 @@ async fn reconcile_one(
 #[serde(deny_unknown_fields)]
 struct ApproveBody {
     plan_hash: String,
+    /// Who approves, as they name themselves (recorded with "via the API token").
+    #[serde(default)]
+    approved_by: Option<String>,
 }
 
 /// Approves a held plan: the body names it by its hash (from `GET /stacks/{stack}` or the
@@ -258,7 +261,15 @@ async fn approve(
         )
     })?;
     let wait = wait_param(params)?;
-    let target = state.controller.approve(&stack, body.plan_hash.trim())?;
+    let by = match (&body.approved_by, state.token.is_some()) {
+        (Some(name), true) => format!("{} (API token)", name.trim()),
+        (Some(name), false) => format!("{} (API, no token configured)", name.trim()),
+        (None, true) => "the API token's holder".to_string(),
+        (None, false) => "an API caller (no token configured)".to_string(),
+    };
+    let target = state
+        .controller
+        .approve_as(&stack, body.plan_hash.trim(), &by)?;
     respond(state, wait, vec![target]).await
 }
 

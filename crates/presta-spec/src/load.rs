@@ -63,6 +63,8 @@ pub struct LoadedStack {
     /// 1-based document number within the file.
     pub document: usize,
     pub line: usize,
+    /// Line of `spec.promotion.after`, when the stack follows another.
+    pub promotion_line: Option<usize>,
 }
 
 /// Why a desired state could not be loaded.
@@ -149,6 +151,9 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<LoadedStack>, ConfigError> {
         .collect();
     problems.extend(across);
     if problems.is_empty() {
+        problems.extend(promotion_problems(&mut stacks));
+    }
+    if problems.is_empty() {
         Ok(stacks)
     } else {
         Err(ConfigError::Invalid { problems })
@@ -206,6 +211,10 @@ pub fn parse_file(source: &str, file: &Path) -> Result<Vec<LoadedStack>, Vec<Pro
                 file: file.to_path_buf(),
                 document: i + 1,
                 line: place.positions.start.map(|p| p.line).unwrap_or(1),
+                promotion_line: place
+                    .positions
+                    .value("spec.promotion.after")
+                    .map(|p| p.line),
             });
         }
     }
@@ -341,6 +350,95 @@ fn strip_location(message: &str) -> String {
         Some(i) => message[..i].to_string(),
         None => message.to_string(),
     }
+}
+
+/// Promotions across the configuration: each followed stack exists, and no chain of
+/// promotions comes back to where it started. Fills in each followed stack's region.
+fn promotion_problems(stacks: &mut [LoadedStack]) -> Vec<Problem> {
+    let by_name: BTreeMap<String, (String, String, usize)> = stacks
+        .iter()
+        .map(|s| {
+            (
+                s.stack.name().to_string(),
+                (
+                    s.stack.spec.region.clone(),
+                    s.file.display().to_string(),
+                    s.line,
+                ),
+            )
+        })
+        .collect();
+    let follows: BTreeMap<&str, &str> = stacks
+        .iter()
+        .filter_map(|s| {
+            let p = s.stack.spec.promotion.as_ref()?;
+            Some((s.stack.name(), p.after.as_str()))
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for s in stacks.iter() {
+        let Some(p) = &s.stack.spec.promotion else {
+            continue;
+        };
+        let problem = |message: String, help: String| Problem {
+            file: s.file.display().to_string(),
+            line: Some(s.promotion_line.unwrap_or(s.line)),
+            column: None,
+            document: Some(s.document),
+            path: "spec.promotion.after".into(),
+            message,
+            help: Some(help),
+        };
+        if !by_name.contains_key(&p.after) {
+            let known: Vec<&str> = by_name.keys().map(String::as_str).collect();
+            problems.push(problem(
+                format!(
+                    "stack `{}` follows `{}`, which is in none of the files given",
+                    s.stack.name(),
+                    p.after
+                ),
+                format!(
+                    "give the file that declares `{}` too (stacks found: {})",
+                    p.after,
+                    known.join(", ")
+                ),
+            ));
+            continue;
+        }
+        // Walk the chain from this stack; coming back to it is a cycle.
+        let mut chain = vec![s.stack.name()];
+        let mut at = p.after.as_str();
+        while let Some(next) = follows.get(at) {
+            chain.push(at);
+            if at == s.stack.name() {
+                break;
+            }
+            if chain[..chain.len() - 1].contains(&at) {
+                chain.clear(); // a cycle that does not pass through this stack
+                break;
+            }
+            at = next;
+        }
+        if chain.len() > 1 && chain.last() == Some(&s.stack.name()) {
+            let (_, file, line) = &by_name[&p.after];
+            problems.push(problem(
+                format!(
+                    "promotion cycle: {} (`{}` is declared in {file}, line {line})",
+                    chain.join(" follows "),
+                    p.after
+                ),
+                "a chain of promotions must end at a stack that follows none, e.g. staging".into(),
+            ));
+        }
+    }
+    if problems.is_empty() {
+        for s in stacks.iter_mut() {
+            if let Some(p) = &mut s.stack.spec.promotion {
+                p.after_region = by_name.get(&p.after).map(|(region, _, _)| region.clone());
+            }
+        }
+    }
+    problems
 }
 
 fn duplicate_names(stacks: &[LoadedStack]) -> Vec<Problem> {

@@ -56,6 +56,36 @@ pub struct StackSpec {
     pub secrets: Secrets,
     #[serde(default)]
     pub policy: Policy,
+    /// Staging before production: changes that roll the instances (image, bootstrap, AMI,
+    /// instance type) reach this stack only after the stack it follows has run the same
+    /// release with a `healthy` verdict for the soak time. See docs/promotion.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<Promotion>,
+}
+
+/// Where this stack's rolling changes come from: the stack it follows, and for how long that
+/// stack must have run them healthy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Promotion {
+    /// The stack this one follows (e.g. `staging`): any stack of the configuration, in any
+    /// region. A stack may not follow itself, and promotions may not form a cycle.
+    pub after: String,
+    /// How long the followed stack must have run the same release with a `healthy` verdict
+    /// throughout: a number and a unit, `s`, `m`, `h` or `d`, e.g. `30m`, `2h`, `1h30m`.
+    #[serde(default = "crate::defaults::soak")]
+    pub soak: String,
+    /// The followed stack's region, filled in when the configuration is loaded.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub after_region: Option<String>,
+}
+
+impl Promotion {
+    /// The soak time (zero when `soak` does not parse, which validation refuses).
+    pub fn soak_duration(&self) -> std::time::Duration {
+        crate::defaults::parse_duration(&self.soak).unwrap_or_default()
+    }
 }
 
 /// The existing VPC and subnets the stack lives in. The reconciler never creates or changes

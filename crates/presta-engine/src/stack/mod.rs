@@ -42,6 +42,7 @@ use crate::data::DbSource;
 use crate::report::{Outputs, RefreshStatus, StackReport};
 use crate::snapshot::Snapshot;
 
+mod promote;
 mod refresh;
 mod run;
 
@@ -83,6 +84,9 @@ pub async fn reconcile(
         settings,
         data: data.clone(),
         changes: std::sync::Mutex::new(Vec::new()),
+        guard,
+        gated: std::sync::Mutex::new(None),
+        promoted: std::sync::Mutex::new(None),
     };
     // The change budget: a stack that exists is planned first against the same observation
     // (no AWS call), and an apply larger than the budget is held unless that exact plan was
@@ -112,6 +116,7 @@ pub async fn reconcile(
     }
     let run = new_run(mode);
     let (outputs, refresh) = converge(&run, &net).await;
+    report.gated = run.gated.into_inner().unwrap_or_else(|e| e.into_inner());
     report.changes = run.changes.into_inner().unwrap_or_else(|e| e.into_inner());
     report.outputs = outputs;
     report.instance_refresh = refresh;
@@ -120,6 +125,11 @@ pub async fn reconcile(
         report.health = Some(
             crate::health::assess(aws, stack, snap, &net, report.instance_refresh.as_ref()).await,
         );
+    }
+    if report.applied()
+        && let Some(health) = &report.health
+    {
+        record_evidence(aws, stack, snap, &report, health).await;
     }
     if exists && mode == Mode::Plan && !observe_only {
         report.held = guard.holds(budget::check(
@@ -131,6 +141,31 @@ pub async fn reconcile(
     }
     report.duration = started.elapsed();
     report
+}
+
+/// After an apply judged the stack's health: the release its instances run and since when it
+/// is healthy, on its group, for the stacks that follow it (see [`crate::promotion`]). A
+/// failure is logged: the next run records it.
+async fn record_evidence(
+    aws: &Aws,
+    stack: &Stack,
+    snap: &Snapshot,
+    report: &StackReport,
+    health: &crate::health::Health,
+) {
+    let group = snap.get::<AutoScalingGroups>(&Component::AutoScalingGroup.name(stack.name()));
+    let template = snap.get::<LaunchTemplates>(&Component::LaunchTemplate.name(stack.name()));
+    let rolling = report.changes.iter().any(|c| {
+        matches!(c.kind, Kind::LAUNCH_TEMPLATE | Kind::AUTO_SCALING_GROUP) && c.is_pending()
+    }) || report.instance_refresh.as_ref().is_some_and(|r| {
+        matches!(
+            r.status.as_str(),
+            "Pending" | "InProgress" | "Cancelling" | "RollbackInProgress"
+        )
+    });
+    if let Err(e) = crate::promotion::record(aws, stack, group, template, health, rolling).await {
+        tracing::warn!(stack = %stack.name(), error = %e, "recording the release this stack runs failed; the next run records it");
+    }
 }
 
 /// What a value a step needs is, or why it is not known yet.
@@ -420,7 +455,25 @@ async fn stage5(
         }
         Ok(user_data) => {
             let lt_d = LaunchTemplateDesired::for_stack(stack, &image_id, &app_sg_id, user_data);
-            run.step(&LaunchTemplates, &lt_d, lt_before).await
+            if promote::gated(run, &lt_d, lt_before).await {
+                return lt_before.cloned();
+            }
+            let lt = run.step(&LaunchTemplates, &lt_d, lt_before).await;
+            if let Some(note) = run
+                .promoted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                let mut changes = run.changes.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(c) = changes.iter_mut().find(|c| c.kind == Kind::LAUNCH_TEMPLATE) {
+                    c.reason = Some(match c.reason.take() {
+                        Some(r) => format!("{r}; {note}"),
+                        None => note,
+                    });
+                }
+            }
+            lt
         }
     }
 }

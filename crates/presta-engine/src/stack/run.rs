@@ -19,6 +19,12 @@ pub(super) struct Run<'a> {
     pub(super) settings: &'a Settings,
     pub(super) data: DataPlan,
     pub(super) changes: std::sync::Mutex<Vec<Change>>,
+    /// Approvals and what the caller knows beyond the observation.
+    pub(super) guard: &'a crate::budget::Guard,
+    /// The rolling change that waits for the followed stack, if any.
+    pub(super) gated: std::sync::Mutex<Option<crate::promotion::Gated>>,
+    /// Why a rolling change was let through (soaked, or approved).
+    pub(super) promoted: std::sync::Mutex<Option<String>>,
 }
 
 /// The outcome of one step: the live resource afterwards, if any.
@@ -30,6 +36,10 @@ impl Run<'_> {
             stack: self.stack.name(),
             adopt_existing: self.stack.spec.policy.adopt_existing,
         }
+    }
+
+    pub(super) fn note_promoted(&self, note: String) {
+        *self.promoted.lock().unwrap_or_else(|e| e.into_inner()) = Some(note);
     }
 
     pub(super) fn record(&self, change: Change) {

@@ -96,7 +96,31 @@ pub fn validate_stack(stack: &Stack) -> Vec<Finding> {
         1000,
         " resources (a plan larger than this is held for approval)",
     );
+    promotion(&mut f, stack);
     f.0
+}
+
+/// `spec.promotion` within one document: a duration, and not the stack itself. Whether the
+/// followed stack exists and whether promotions form a cycle is checked across the whole
+/// configuration when it is loaded.
+fn promotion(f: &mut Findings, stack: &Stack) {
+    let Some(p) = &stack.spec.promotion else {
+        return;
+    };
+    if p.after == stack.name() {
+        f.add(
+            "spec.promotion.after",
+            format!("stack `{}` follows itself", p.after),
+            help("name the stack whose changes this one waits for, e.g. `staging`"),
+        );
+    }
+    if crate::defaults::parse_duration(&p.soak).is_none() {
+        f.add(
+            "spec.promotion.soak",
+            format!("`{}` is not a duration", p.soak),
+            help("a number and a unit (s, m, h, d), largest unit first, e.g. `30m`, `1h30m`"),
+        );
+    }
 }
 
 /// The stack-name rule, shared with anything that takes a stack name (CLI `--stack`).
