@@ -477,3 +477,64 @@ fn demo_injects_faults_by_hand_and_still_converges() {
         text(&bad.stderr)
     );
 }
+
+#[test]
+fn promotions_are_checked_across_the_configuration() {
+    // The staging/production pair validates together, not production alone.
+    let pair = run(&["validate", "config/promotion"]);
+    assert!(pair.status.success(), "{}", text(&pair.stderr));
+    let alone = run(&["validate", "config/promotion/production.yaml"]);
+    assert_eq!(alone.status.code(), Some(1));
+    let err = text(&alone.stderr);
+    assert!(
+        err.contains("config/promotion/production.yaml:15: error in `spec.promotion.after`"),
+        "file, line and field: {err}"
+    );
+    assert!(
+        err.contains(
+            "stack `boutique-prod` follows `boutique-staging`, which is in none of the files given"
+        ),
+        "{err}"
+    );
+
+    // A cycle: a follows b, b follows a; both named, with where the other is declared.
+    let dir = tempfile::tempdir().unwrap();
+    let demo = std::fs::read_to_string("config/demo.yaml").unwrap();
+    let follower = |name: &str, after: &str| {
+        demo.replace("name: demo", &format!("name: {name}"))
+            .replace(
+                "  region: eu-west-3\n",
+                &format!("  region: eu-west-3\n  promotion:\n    after: {after}\n"),
+            )
+    };
+    let a = dir.path().join("a.yaml");
+    let b = dir.path().join("b.yaml");
+    std::fs::write(&a, follower("a", "b")).unwrap();
+    std::fs::write(&b, follower("b", "a")).unwrap();
+    let out = run(&["validate", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let line = demo
+        .lines()
+        .position(|l| l.starts_with("  region:"))
+        .unwrap()
+        + 3; // 1-based, then `promotion:`, then `after:`
+    assert!(
+        err.contains(&format!("a.yaml:{line}: error in `spec.promotion.after`: promotion cycle: a follows b follows a (`b` is declared in {}", b.display())),
+        "{err}"
+    );
+    assert!(err.contains("b follows a follows b"), "{err}");
+
+    // Following itself, and a soak that is not a duration.
+    let own = dir.path().join("own.yaml");
+    std::fs::write(
+        &own,
+        follower("own", "own")
+            .replace("    after: own\n", "    after: own\n    soak: 30 minutes\n"),
+    )
+    .unwrap();
+    let out = run(&["validate", own.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert!(err.contains("stack `own` follows itself"), "{err}");
+    assert!(err.contains("`30 minutes` is not a duration"), "{err}");
+}

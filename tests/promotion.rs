@@ -202,7 +202,9 @@ async fn a_new_image_reaches_prod_only_after_staging_ran_it_healthy_for_the_soak
     let (_, report) = apply(&env, &after, &[]);
     let gated = &stack(&report, "prod")["gated"];
     assert!(
-        gated["healthy_for_seconds"].as_u64().is_some_and(|s| s <= 3),
+        gated["healthy_for_seconds"]
+            .as_u64()
+            .is_some_and(|s| s <= 3),
         "{gated:#}"
     );
 

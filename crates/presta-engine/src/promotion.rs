@@ -52,8 +52,11 @@ impl Release {
         }
     }
 
-    /// What differs from `other`, in words (`image a → b`); the AMI only within one region,
-    /// since AMI ids are regional.
+    /// What differs from `other` among what a promotion compares, in words (`image a → b`):
+    /// the image, the bootstrap's code, and the AMI within one region (AMI ids are regional).
+    /// The instance type is not compared: staging is usually smaller than production, and a
+    /// change of type alone waits only for the followed stack to run the same software
+    /// healthy.
     pub fn differences(&self, other: &Release, same_region: bool) -> Vec<String> {
         let mut out = Vec::new();
         let mut cmp = |what: &str, a: &str, b: &str| {
@@ -66,7 +69,6 @@ impl Release {
         if same_region {
             cmp("AMI", &self.ami, &other.ami);
         }
-        cmp("instance type", &self.instance_type, &other.instance_type);
         out
     }
 }
