@@ -26,7 +26,7 @@ fn pair(env: &Env, name: &str, staging_image: &str, prod_image: &str, soak: &str
             .replace(
                 "  region: eu-west-3\n",
                 &format!(
-                    "  region: eu-west-3\n  promotion:\n    after: staging\n    soak: {soak}\n"
+                    "  region: eu-west-3\n  promotion:\n    after: staging\n    soak: {soak}\n    checkpointPause: 3s\n"
                 ),
             );
         format!("{staging}\n---\n{prod}")
@@ -240,9 +240,34 @@ async fn a_new_image_reaches_prod_only_after_staging_ran_it_healthy_for_the_soak
         "{lt:#}"
     );
     assert_eq!(template_image(&env, "prod").await, NEW);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (code, _) = env.plan_json(&after);
-    assert_eq!(code, 0, "both converged on the new image");
+    let asg = change(p, "auto_scaling_group", "prod-app");
+    let started = asg["reason"].as_str().unwrap_or_default();
+    assert!(started.contains("stops at 50% for 3 s"), "{started}");
+    // The promoted release rolls in two halves: a pause at 50 %, then the rest.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, report) = env.json(&[
+        "plan",
+        "-f",
+        after.to_str().unwrap(),
+        "--stack",
+        "prod",
+        "--output",
+        "json",
+    ]);
+    let r = &stack(&report, "prod")["instance_refresh"];
+    assert_eq!(r["status"], "InProgress", "{r:#}");
+    assert_eq!(r["percentage_complete"], 50, "{r:#}");
+    assert!(
+        r["status_reason"].as_str().unwrap().contains("checkpoint"),
+        "{r:#}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (code, report) = env.plan_json(&after);
+    assert_eq!(code, 0, "both converged on the new image: {report:#}");
+    assert_eq!(
+        stack(&report, "prod")["instance_refresh"]["status"],
+        "Successful"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -276,6 +301,27 @@ async fn a_release_staging_never_runs_waits_until_a_person_approves_it() {
     assert!(note.contains("(CLI)"), "who approved: {note}");
     assert_eq!(template_image(&env, "prod").await, NEW);
     assert_eq!(template_image(&env, "staging").await, OLD);
+
+    // The new instances fail the health checks: the refresh stops, and says so.
+    for id in instances(&env, "prod").await {
+        env.emu.set_target_health("unhealthy", Some(&id)).unwrap();
+    }
+    let (_, report) = env.json(&[
+        "plan",
+        "-f",
+        prod_only.to_str().unwrap(),
+        "--stack",
+        "prod",
+        "--output",
+        "json",
+    ]);
+    let p = stack(&report, "prod");
+    assert_eq!(p["instance_refresh"]["status"], "Failed", "{p:#}");
+    let reasons = p["health"]["reasons"].to_string();
+    assert!(
+        reasons.contains("ended failed: Instance refresh failed: new instances did not pass"),
+        "{reasons}"
+    );
 }
 
 #[test]

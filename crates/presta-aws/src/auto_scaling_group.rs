@@ -112,7 +112,7 @@ pub struct AutoScalingGroupLive {
 
 pub struct AutoScalingGroups;
 
-pub use crate::instances::{TAG_REFRESH, failed_launches, in_service_instances};
+pub use crate::instances::{RefreshInfo, TAG_REFRESH, failed_launches, in_service_instances};
 
 impl Kind {
     pub const AUTO_SCALING_GROUP: Kind = Kind::new("auto_scaling_group");

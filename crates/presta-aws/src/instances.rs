@@ -68,6 +68,17 @@ pub async fn failed_launches(
 /// observations make no per-group call at all.
 pub const TAG_REFRESH: &str = "presta-reconciler/refresh";
 
+/// A group's latest instance refresh, as AWS describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshInfo {
+    pub id: String,
+    /// `Pending`, `InProgress`, `Successful`, `Failed`, `Cancelled`, ...
+    pub status: String,
+    pub percentage_complete: i32,
+    /// AWS's words on where it stands (a checkpoint, why it failed).
+    pub status_reason: Option<String>,
+}
+
 impl AutoScalingGroups {
     /// Marks the group as rolling (see [`TAG_REFRESH`]), or clears the mark with `None`.
     pub async fn mark_refresh(
@@ -115,24 +126,30 @@ impl AutoScalingGroups {
     }
 
     /// Starts a rolling replacement of the group's instances onto the template's default
-    /// version. Returns the refresh id, or `None` when one is already in progress.
+    /// version. Returns the refresh id, or `None` when one is already in progress. With
+    /// `checkpoint_pause` (seconds), the refresh stops at half the group for that long before
+    /// replacing the rest (a promoted release: the new half serves beside the old one).
     pub async fn start_refresh(
         &self,
         aws: &Aws,
         group: &str,
         min_healthy_percentage: i32,
         warmup_seconds: i32,
+        checkpoint_pause: Option<i32>,
     ) -> Result<Option<String>, AwsError> {
+        let mut prefs = RefreshPreferences::builder()
+            .min_healthy_percentage(min_healthy_percentage)
+            .instance_warmup(warmup_seconds);
+        if let Some(pause) = checkpoint_pause {
+            prefs = prefs
+                .set_checkpoint_percentages(Some(vec![50, 100]))
+                .checkpoint_delay(pause);
+        }
         let res = aws
             .autoscaling
             .start_instance_refresh()
             .auto_scaling_group_name(group)
-            .preferences(
-                RefreshPreferences::builder()
-                    .min_healthy_percentage(min_healthy_percentage)
-                    .instance_warmup(warmup_seconds)
-                    .build(),
-            )
+            .preferences(prefs.build())
             .send()
             .await
             .aws("StartInstanceRefresh");
@@ -148,7 +165,7 @@ impl AutoScalingGroups {
         &self,
         aws: &Aws,
         group: &str,
-    ) -> Result<Option<(String, String, i32)>, AwsError> {
+    ) -> Result<Option<RefreshInfo>, AwsError> {
         let out = aws
             .autoscaling
             .describe_instance_refreshes()
@@ -157,14 +174,14 @@ impl AutoScalingGroups {
             .send()
             .await
             .aws("DescribeInstanceRefreshes")?;
-        Ok(out.instance_refreshes().first().map(|r| {
-            (
-                r.instance_refresh_id().unwrap_or_default().to_string(),
-                r.status()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
-                r.percentage_complete().unwrap_or(0),
-            )
+        Ok(out.instance_refreshes().first().map(|r| RefreshInfo {
+            id: r.instance_refresh_id().unwrap_or_default().to_string(),
+            status: r
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            percentage_complete: r.percentage_complete().unwrap_or(0),
+            status_reason: r.status_reason().map(String::from),
         }))
     }
 }

@@ -87,6 +87,7 @@ pub struct Metrics {
     pub orphaned_resources: IntGaugeVec,
     pub held: IntGaugeVec,
     pub gated: IntGaugeVec,
+    pub refresh_percent: IntGaugeVec,
     pub gated_waiting: GaugeVec,
     /// Since when (Unix seconds) each gated stack has been gated, in this process.
     gated_since: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
@@ -209,6 +210,11 @@ const DEFINITIONS: &[Def] = &[
         labels: &["stack"],
     },
     Def {
+        name: "presta_instance_refresh_percent",
+        help: "Progress of the stack's latest instance refresh (percentage of instances replaced, 0 to 100), by status (InProgress, Successful, Failed, ...); absent when the stack has none in view.",
+        labels: &["stack", "status"],
+    },
+    Def {
         name: "presta_stack_gated_soak_ratio",
         help: "While gated: how long the stack has been gated, as a multiple of its soak time (alert when far above 1), else 0.",
         labels: &["stack"],
@@ -319,6 +325,7 @@ impl Metrics {
             orphaned_resources: d.gauge("presta_orphaned_resources"),
             held: d.gauge("presta_stack_held"),
             gated: d.gauge("presta_stack_gated"),
+            refresh_percent: d.gauge("presta_instance_refresh_percent"),
             gated_waiting: d.float_gauge("presta_stack_gated_soak_ratio"),
             gated_since: Default::default(),
             health: d.gauge("presta_stack_health"),
@@ -377,6 +384,7 @@ impl Metrics {
                 .with_label_values(&[stack])
                 .set(i64::from(report.gated.is_some()));
             self.observe_gate(stack, report.gated.as_ref(), unix_now as u64);
+            self.observe_refresh(stack, report.instance_refresh.as_ref());
         }
         let verdict = match (&report.health, report.observation_failed) {
             (Some(h), false) => Some(h.verdict),
@@ -479,6 +487,9 @@ impl Metrics {
         let _ = self.last_success.remove_label_values(&[stack]);
         let _ = self.held.remove_label_values(&[stack]);
         let _ = self.gated.remove_label_values(&[stack]);
+        for status in REFRESH_STATUSES {
+            let _ = self.refresh_percent.remove_label_values(&[stack, status]);
+        }
         let _ = self.gated_waiting.remove_label_values(&[stack]);
         self.gated_since
             .lock()
@@ -491,7 +502,37 @@ impl Metrics {
     }
 }
 
+/// The statuses AWS gives an instance refresh.
+const REFRESH_STATUSES: &[&str] = &[
+    "Pending",
+    "InProgress",
+    "Successful",
+    "Failed",
+    "Cancelling",
+    "Cancelled",
+    "RollbackInProgress",
+    "RollbackFailed",
+    "RollbackSuccessful",
+    "Baking",
+];
+
 impl Metrics {
+    /// Keeps `presta_instance_refresh_percent`: one series, labelled with the refresh's
+    /// current status.
+    fn observe_refresh(&self, stack: &str, refresh: Option<&presta_engine::report::RefreshStatus>) {
+        let Some(r) = refresh else {
+            return; // a refresh out of view (ended and unmarked) keeps its last figure
+        };
+        for status in REFRESH_STATUSES {
+            if *status != r.status {
+                let _ = self.refresh_percent.remove_label_values(&[stack, status]);
+            }
+        }
+        self.refresh_percent
+            .with_label_values(&[stack, &r.status])
+            .set(i64::from(r.percentage_complete));
+    }
+
     /// Keeps `presta_stack_gated_soak_ratio`: time gated (since this process first saw the
     /// gate) over the soak asked.
     fn observe_gate(&self, stack: &str, gated: Option<&presta_engine::promotion::Gated>, now: u64) {

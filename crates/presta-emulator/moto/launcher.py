@@ -113,22 +113,56 @@ def _patch_autoscaling() -> None:
     def _key(self: Any, name: str) -> tuple[str, str, str]:
         return (self.current_account, self.region, name)
 
+    def _checkpoint(ref: dict[str, Any]) -> tuple[float, float]:
+        """The first checkpoint below 100 % and its pause, from the refresh's preferences
+        (AWS pauses there for CheckpointDelay seconds); (100, 0) without one."""
+        prefs = ref.get("Preferences") or {}
+        raw = prefs.get("CheckpointPercentages") or []
+        if isinstance(raw, dict):
+            raw = list(raw.values())
+        points = sorted(float(p) for p in raw if str(p).strip())
+        first = next((p for p in points if p < 100), 100.0)
+        delay = float(prefs.get("CheckpointDelay") or 3600) if first < 100 else 0.0
+        return first, delay
+
     def _status(ref: dict[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in ref.items() if not k.startswith("_")}
         if out["Status"] in ("Pending", "InProgress"):
             elapsed = time.time() - ref["_started"]
-            if elapsed >= REFRESH_SECONDS:
+            point, delay = _checkpoint(ref)
+            at_point = REFRESH_SECONDS * point / 100
+            # As AWS does, a refresh fails when its new instances do not pass the load
+            # balancer's health checks (targets forced unhealthy by the test harness).
+            forced = [TARGET_HEALTH.get(i) for i in ["*", *ref.get("_instances", [])]]
+            if "unhealthy" in forced:
+                done = min(elapsed, at_point) if elapsed < at_point + delay else elapsed - delay
+                pct = int(100 * min(done / REFRESH_SECONDS, 1)) if REFRESH_SECONDS else 0
+                out.update({
+                    "Status": "Failed",
+                    "PercentageComplete": pct,
+                    "EndTime": time.time(),
+                    "StatusReason": "Instance refresh failed: new instances did not pass the load balancer's health checks.",
+                })
+                ref.update({k: out[k] for k in ("Status", "PercentageComplete", "EndTime", "StatusReason")})
+            elif elapsed >= REFRESH_SECONDS + delay:
                 out["Status"] = "Successful"
                 out["PercentageComplete"] = 100
-                out["EndTime"] = ref["_started"] + REFRESH_SECONDS
+                out["EndTime"] = ref["_started"] + REFRESH_SECONDS + delay
                 out["StatusReason"] = "Instance refresh completed (emulated)."
                 ref.update(
                     {k: out[k] for k in ("Status", "PercentageComplete", "EndTime", "StatusReason")}
                 )
             else:
                 out["Status"] = "InProgress"
-                share = elapsed / REFRESH_SECONDS if REFRESH_SECONDS else 1
-                out["PercentageComplete"] = int(100 * share)
+                if at_point <= elapsed < at_point + delay:
+                    out["PercentageComplete"] = int(point)
+                    out["StatusReason"] = (
+                        f"Waiting for the checkpoint delay: {int(point)}% of the instances replaced."
+                    )
+                else:
+                    done = elapsed if elapsed < at_point else elapsed - delay
+                    share = done / REFRESH_SECONDS if REFRESH_SECONDS else 1
+                    out["PercentageComplete"] = int(100 * share)
                 ref["Status"] = "InProgress"
         return out
 
@@ -158,6 +192,7 @@ def _patch_autoscaling() -> None:
                 "Preferences": params.get("Preferences", {}),
                 "Strategy": params.get("Strategy", "Rolling"),
                 "_started": time.time(),
+                "_instances": [st.instance.id for st in groups[name].instance_states],
             }
             if params.get("DesiredConfiguration"):
                 ref["DesiredConfiguration"] = params["DesiredConfiguration"]

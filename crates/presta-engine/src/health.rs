@@ -157,9 +157,13 @@ pub fn verdict(f: &Facts) -> Health {
         && matches!(r.status.as_str(), "Failed" | "Cancelled" | "RollbackFailed")
     {
         degraded.push(format!(
-            "the instance refresh {} ended {}",
+            "the instance refresh {} ended {}{}",
             r.id,
-            r.status.to_lowercase()
+            r.status.to_lowercase(),
+            r.status_reason
+                .as_deref()
+                .map(|why| format!(": {why}"))
+                .unwrap_or_default()
         ));
     }
     match f.db_status.as_ref().map(|s| (s, s.state())) {
@@ -416,6 +420,7 @@ mod tests {
             id: "r-1".into(),
             status: "Cancelled".into(),
             percentage_complete: 10,
+            status_reason: None,
             started_by_this_run: false,
         });
         assert_eq!(verdict(&f).verdict, Verdict::Degraded);

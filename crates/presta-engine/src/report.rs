@@ -26,6 +26,9 @@ pub struct RefreshStatus {
     /// `Pending`, `InProgress`, `Successful`, `Failed`, `Cancelled`, ...
     pub status: String,
     pub percentage_complete: i32,
+    /// AWS's words on where it stands: waiting at a checkpoint, why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
     /// True when this run started it (the launch template changed).
     pub started_by_this_run: bool,
 }
@@ -321,7 +324,7 @@ impl StackReport {
         if let Some(r) = &self.instance_refresh {
             let _ = writeln!(
                 out,
-                "  instance refresh {}: {} ({}%){}",
+                "  instance refresh {}: {} ({}%){}{}",
                 r.id,
                 r.status,
                 r.percentage_complete,
@@ -329,7 +332,11 @@ impl StackReport {
                     ", started by this run"
                 } else {
                     ""
-                }
+                },
+                r.status_reason
+                    .as_deref()
+                    .map(|why| format!(" — {why}"))
+                    .unwrap_or_default()
             );
         }
     }

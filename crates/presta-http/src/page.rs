@@ -131,6 +131,19 @@ fn stack(h: &mut String, s: &Value) {
             esc(&name)
         );
     }
+    let r = &s["instance_refresh"];
+    if r.is_object() {
+        let _ = write!(
+            h,
+            "<p><b>Instance refresh</b>: {} — {}% of the instances replaced{}</p>",
+            esc(&text(&r["status"])),
+            esc(&text(&r["percentage_complete"])),
+            r["status_reason"]
+                .as_str()
+                .map(|why| format!(" ({})", esc(why)))
+                .unwrap_or_default()
+        );
+    }
     outputs(h, &s["outputs"]);
     drift(h, s);
     resources(h, s);

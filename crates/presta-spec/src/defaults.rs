@@ -178,6 +178,10 @@ pub fn soak() -> String {
     "30m".to_string()
 }
 
+pub fn checkpoint_pause() -> String {
+    "5m".to_string()
+}
+
 /// A duration written as numbers with units, largest first: `90s`, `30m`, `1h30m`, `2d`.
 pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
     let mut total = 0u64;

@@ -75,6 +75,12 @@ pub struct Promotion {
     /// throughout: a number and a unit, `s`, `m`, `h` or `d`, e.g. `30m`, `2h`, `1h30m`.
     #[serde(default = "crate::defaults::soak")]
     pub soak: String,
+    /// When a promoted release rolls here, the instance refresh stops at half the group for
+    /// this long (the new instances serve beside the old ones) before replacing the rest;
+    /// new instances that fail the load balancer's health checks fail the refresh, which
+    /// stops and is reported. At most 1 h (AWS's limit on a checkpoint delay).
+    #[serde(default = "crate::defaults::checkpoint_pause")]
+    pub checkpoint_pause: String,
     /// The followed stack's region, filled in when the configuration is loaded.
     #[serde(skip)]
     #[schemars(skip)]
@@ -85,6 +91,11 @@ impl Promotion {
     /// The soak time (zero when `soak` does not parse, which validation refuses).
     pub fn soak_duration(&self) -> std::time::Duration {
         crate::defaults::parse_duration(&self.soak).unwrap_or_default()
+    }
+
+    /// The pause at half the group (zero when it does not parse, which validation refuses).
+    pub fn checkpoint_pause_duration(&self) -> std::time::Duration {
+        crate::defaults::parse_duration(&self.checkpoint_pause).unwrap_or_default()
     }
 }
 

@@ -51,6 +51,13 @@ pub(super) async fn roll(
     let (lt_changed, moves_to_new_fs) = (change.changed, change.moves_to_new_fs);
     let asg_d_name = group_name;
     let mut started = None;
+    // A promoted release rolls in two halves, with a pause between them.
+    let checkpoint_pause = run
+        .stack
+        .spec
+        .promotion
+        .as_ref()
+        .map(|p| p.checkpoint_pause_duration().as_secs().min(3600) as i32);
     if lt_changed && asg_before.is_some() {
         let refresh = &compute.instance_refresh;
         let note = match run.mode {
@@ -58,11 +65,12 @@ pub(super) async fn roll(
             _ if moves_to_new_fs => "the launch template now points at a new, empty file system: no instance refresh is started; roll the group yourself once the shop's files are in place (`aws autoscaling start-instance-refresh`)".to_string(),
             Mode::Plan => "the launch template changes: an instance refresh will roll the group".to_string(),
             Mode::Apply => match AutoScalingGroups
-                .start_refresh(run.aws, asg_d_name, refresh.min_healthy_percentage as i32, refresh.instance_warmup_seconds as i32)
+                .start_refresh(run.aws, asg_d_name, refresh.min_healthy_percentage as i32, refresh.instance_warmup_seconds as i32, checkpoint_pause)
                 .await
             {
                 Ok(Some(id)) => {
-                    let note = format!("instance refresh {id} started (min healthy {}%)", refresh.min_healthy_percentage);
+                    let checkpoint = checkpoint_pause.map(|s| format!(", stops at 50% for {} before the rest; new instances that fail the health checks stop it", crate::promotion::human(std::time::Duration::from_secs(s as u64)))).unwrap_or_default();
+                    let note = format!("instance refresh {id} started (min healthy {}%{checkpoint})", refresh.min_healthy_percentage);
                     started = Some(id);
                     note
                 }
@@ -98,13 +106,14 @@ pub(super) async fn roll(
             id: id.clone(),
             status: "Pending".into(),
             percentage_complete: 0,
+            status_reason: None,
             started_by_this_run: true,
         });
     } else if let Some(group) = group.filter(|g| g.tags.contains_key(TAG_REFRESH)) {
         match AutoScalingGroups.latest_refresh(run.aws, &group.name).await {
-            Ok(Some((id, status, pct))) => {
+            Ok(Some(info)) => {
                 let ended = matches!(
-                    status.as_str(),
+                    info.status.as_str(),
                     "Successful" | "Failed" | "Cancelled" | "RollbackSuccessful" | "RollbackFailed"
                 );
                 if ended
@@ -116,9 +125,10 @@ pub(super) async fn roll(
                     tracing::warn!(group = %group.name, error = %e, "clearing the refresh mark failed");
                 }
                 refresh = Some(RefreshStatus {
-                    id,
-                    status,
-                    percentage_complete: pct,
+                    id: info.id,
+                    status: info.status,
+                    percentage_complete: info.percentage_complete,
+                    status_reason: info.status_reason,
                     started_by_this_run: false,
                 });
             }

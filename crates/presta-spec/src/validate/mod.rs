@@ -114,6 +114,19 @@ fn promotion(f: &mut Findings, stack: &Stack) {
             help("name the stack whose changes this one waits for, e.g. `staging`"),
         );
     }
+    match crate::defaults::parse_duration(&p.checkpoint_pause) {
+        Some(d) if d.as_secs() <= 3600 => {}
+        Some(_) => f.add(
+            "spec.promotion.checkpointPause",
+            format!("`{}` is longer than 1 h", p.checkpoint_pause),
+            help("AWS pauses an instance refresh at a checkpoint for at most 1 h (3600 s)"),
+        ),
+        None => f.add(
+            "spec.promotion.checkpointPause",
+            format!("`{}` is not a duration", p.checkpoint_pause),
+            help("a number and a unit (s, m, h), largest unit first, e.g. `5m`"),
+        ),
+    }
     if crate::defaults::parse_duration(&p.soak).is_none() {
         f.add(
             "spec.promotion.soak",
