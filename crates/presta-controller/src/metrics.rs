@@ -589,6 +589,7 @@ mod tests {
             health: None,
             error_class: None,
             held: None,
+            gated: None,
             observation_failed: false,
             duration: Duration::from_millis(120),
         }

@@ -393,6 +393,7 @@ mod tests {
         stack.spec.promotion = Some(presta_spec::model::Promotion {
             after: "staging".into(),
             soak: soak.into(),
+            checkpoint_pause: "5m".into(),
             after_region: None,
         });
         stack

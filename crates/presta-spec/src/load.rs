@@ -431,11 +431,21 @@ fn promotion_problems(stacks: &mut [LoadedStack]) -> Vec<Problem> {
             ));
         }
     }
+    let followers: Vec<(String, String)> = follows
+        .iter()
+        .map(|(follower, after)| (follower.to_string(), after.to_string()))
+        .collect();
     if problems.is_empty() {
         for s in stacks.iter_mut() {
             if let Some(p) = &mut s.stack.spec.promotion {
                 p.after_region = by_name.get(&p.after).map(|(region, _, _)| region.clone());
             }
+            let name = s.stack.name().to_string();
+            s.stack.spec.followed_by = followers
+                .iter()
+                .filter(|(_, after)| *after == name)
+                .map(|(follower, _)| follower.clone())
+                .collect();
         }
     }
     problems

@@ -61,6 +61,11 @@ pub struct StackSpec {
     /// release with a `healthy` verdict for the soak time. See docs/promotion.md.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotion: Option<Promotion>,
+    /// The stacks whose `promotion.after` names this one, filled in when the configuration
+    /// is loaded: only a followed stack records the release it runs (docs/promotion.md).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub followed_by: Vec<String>,
 }
 
 /// Where this stack's rolling changes come from: the stack it follows, and for how long that

@@ -127,6 +127,7 @@ pub async fn reconcile(
         );
     }
     if report.applied()
+        && !stack.spec.followed_by.is_empty()
         && let Some(health) = &report.health
     {
         record_evidence(aws, stack, snap, &report, health).await;
