@@ -830,3 +830,78 @@ async fn load_balancer_security_attributes_are_managed() {
     let (code, _) = env.plan_json(&env.demo());
     assert_eq!(code, 0);
 }
+
+async fn secret(ssm: &aws_sdk_ssm::Client, name: &str) -> (String, i64) {
+    let p = ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .unwrap();
+    let p = p.parameter().unwrap();
+    (p.value().unwrap().to_string(), p.version())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_overwritten_by_hand_is_put_back_without_ever_showing_it() {
+    let (env, sdk) = converged().await;
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let name = "/presta-reconciler/demo/db-password";
+    let (original, v1) = secret(&ssm, name).await;
+    assert_eq!(v1, 1);
+    // `aws ssm put-parameter --overwrite`: the database still uses the original.
+    let hand = "typed-by-hand-0123456789";
+    ssm.put_parameter()
+        .name(name)
+        .value(hand)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    let out = env.cli(&["plan", "-f", env.demo().to_str().unwrap()]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !text.contains(hand) && !text.contains(&original),
+        "no value in the plan"
+    );
+    let report = expect_healed(
+        &env,
+        &env.demo(),
+        "parameter",
+        "db-password",
+        "update",
+        &[
+            "valueVersion: \"version 2 (written by someone else)\" → \"version 1 (written by the reconciler)\"",
+        ],
+    );
+    assert!(!report.to_string().contains(hand));
+    let (now, version) = secret(&ssm, name).await;
+    assert_eq!(now, original, "the value the database uses is back");
+    assert_eq!(
+        version, 3,
+        "as a new version: the overwritten one stays in the history"
+    );
+
+    // The label removed by hand with several versions: blocked, with the way out.
+    ssm.unlabel_parameter_version()
+        .name(name)
+        .parameter_version(3)
+        .labels("presta-reconciler")
+        .send()
+        .await
+        .unwrap();
+    let (code, report) = env.plan_json(&env.demo());
+    assert_eq!(code, 2, "{report:#}");
+    let c = change(&report, "parameter", "db-password");
+    assert_eq!(c["action"], "blocked", "{c:#}");
+    assert!(
+        c["diffs"][0]["blocked"]
+            .as_str()
+            .unwrap()
+            .contains("rotate-db-password"),
+        "{c:#}"
+    );
+}

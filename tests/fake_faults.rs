@@ -84,8 +84,8 @@ async fn apply_converges_through_thirty_percent_of_failing_calls_for_twenty_seed
 
 #[tokio::test(start_paused = true)]
 async fn apply_cut_off_after_any_write_is_finished_by_running_it_again() {
-    // A creation from nothing makes 25 writes: cut after each of them.
-    for writes in 0..=25 {
+    // A creation from nothing makes 27 writes: cut after each of them.
+    for writes in 0..=27 {
         let fake = FakeAws::new();
         fake.seed("demo");
         let engine = impatient(&fake);
@@ -99,7 +99,7 @@ async fn apply_cut_off_after_any_write_is_finished_by_running_it_again() {
                 .any(|c| c.action == presta_aws::Action::Waiting);
         assert_eq!(
             unfinished,
-            writes < 25,
+            writes < 27,
             "cut after {writes}: {}",
             cut.render()
         );

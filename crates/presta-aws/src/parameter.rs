@@ -1,6 +1,17 @@
 //! SSM Parameter Store SecureStrings: the database master password and the shop's admin
-//! password. Generated once when absent, never overwritten, never read except by the one call
-//! that needs the value, never shown: a diff compares the type only.
+//! password. Generated once when absent, never read except by the one call that needs the
+//! value, never shown.
+//!
+//! **A value overwritten by hand is drift.** Every version the reconciler writes (creation,
+//! rotation, recovery) carries the parameter label [`WRITTEN_LABEL`]; the observation asks, in
+//! the same `GetParameters` call, for the latest version and for the labelled one
+//! (`name:presta-reconciler`). A latest version newer than the labelled one was written by
+//! someone else (`aws ssm put-parameter --overwrite`): the update puts the labelled version's
+//! value back as a new version (read and written without ever being logged) and moves the
+//! label to it, so the database, the shop and the next instance agree again. A parameter with
+//! several versions and no label (unlabelled by hand, or its labelled version pushed out of
+//! SSM's 100-version history) is blocked with `rotate-db-password` as the way out; a single
+//! unlabelled version (a parameter written before labels) is labelled as it is.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +39,23 @@ pub mod fields {
     use crate::diff::Field;
 
     pub const TYPE: Field = Field("type");
+    /// Which version holds the value in use (never the value itself).
+    pub const VALUE_VERSION: Field = Field("valueVersion");
+}
+
+/// The parameter label on the version whose value the reconciler wrote last.
+pub const WRITTEN_LABEL: &str = "presta-reconciler";
+
+fn labelled(name: &str) -> String {
+    format!("{name}:{WRITTEN_LABEL}")
+}
+
+/// Whether the value's version is compared: the database password, the one value the
+/// database and every instance depend on. The admin password is read once, at the shop's
+/// install, and changed in the back office afterwards: its versions are labelled, not
+/// compared.
+pub fn tracked(name: &str) -> bool {
+    name.ends_with("/db-password")
 }
 
 #[derive(Debug, Clone)]
@@ -60,7 +88,7 @@ impl ParameterDesired {
     fn secret(stack: &Stack, name: String, what: &str) -> Self {
         ParameterDesired {
             description: format!(
-                "presta-reconciler {}: {what} (generated; never overwritten)",
+                "presta-reconciler {}: {what} (generated; the versions it wrote carry the label presta-reconciler)",
                 stack.name()
             ),
             tags: naming::tags(stack.name(), Component::DbInstance, &stack.metadata.labels),
@@ -75,6 +103,9 @@ pub struct ParameterLive {
     pub name: String,
     pub kind: String,
     pub version: i64,
+    /// The version carrying [`WRITTEN_LABEL`]: the value the reconciler wrote last; `None`
+    /// when no version carries it.
+    pub written_version: Option<i64>,
     pub arn: String,
     /// The value of a plain `String` parameter observed for its value ([`Scope::plain`]: an
     /// AMI reference); never a `SecureString`'s.
@@ -91,14 +122,25 @@ pub async fn observe_with_plain(
     names: &[String],
     plain: &[String],
 ) -> Result<(BTreeMap<String, ParameterLive>, BTreeMap<String, String>), AwsError> {
-    let mut all: Vec<String> = names.to_vec();
+    let mut all: Vec<String> = names
+        .iter()
+        .flat_map(|n| {
+            let mut asked = vec![n.clone()];
+            asked.extend(tracked(n).then(|| labelled(n)));
+            asked
+        })
+        .collect();
     for p in plain {
         if !all.contains(p) {
             all.push(p.clone());
         }
     }
-    let mut found = BTreeMap::new();
+    let mut found: BTreeMap<String, ParameterLive> = BTreeMap::new();
     let mut values = BTreeMap::new();
+    // name → versions seen: the latest and, when its selector answered, the labelled one
+    // (AWS says which is which in `Selector`; without it, the labelled one is the lower).
+    let mut labelled_found: BTreeMap<String, Option<i64>> = BTreeMap::new();
+    let mut seen: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for chunk in all.chunks(10) {
         let resp = aws
             .ssm
@@ -121,16 +163,36 @@ pub async fn observe_with_plain(
                 values.insert(name.to_string(), v.to_string());
             }
             if names.iter().any(|n| n == name) {
+                if p.selector() == Some(&format!(":{WRITTEN_LABEL}")) {
+                    labelled_found.insert(name.to_string(), Some(p.version()));
+                }
+                seen.entry(name.to_string()).or_default().push(p.version());
                 let live = ParameterLive {
                     name: name.to_string(),
                     kind,
                     version: p.version(),
+                    written_version: None,
                     arn: p.arn().unwrap_or_default().to_string(),
                     plain_value: None,
                 };
-                found.insert(live.name.clone(), live);
+                let newer = found.get(name).is_none_or(|l| l.version < live.version);
+                if newer {
+                    found.insert(live.name.clone(), live);
+                }
             }
         }
+        for invalid in resp.invalid_parameters() {
+            if let Some(name) = invalid.strip_suffix(&format!(":{WRITTEN_LABEL}")) {
+                labelled_found.insert(name.to_string(), None);
+            }
+        }
+    }
+    for (name, live) in found.iter_mut().filter(|(n, _)| tracked(n)) {
+        live.written_version = match labelled_found.get(name) {
+            Some(v) => *v,
+            // The selector answered but not in `Selector`: the lower of the versions seen.
+            None => seen.get(name).and_then(|v| v.iter().min().copied()),
+        };
     }
     Ok((found, values))
 }
@@ -161,7 +223,11 @@ impl Driver for Parameters {
                 ),
                 allow(
                     "CreateSecretsUnderTheStacksPrefixOnly",
-                    &["ssm:AddTagsToResource", "ssm:PutParameter"],
+                    &[
+                        "ssm:AddTagsToResource",
+                        "ssm:PutParameter",
+                        "ssm:LabelParameterVersion",
+                    ],
                     ssm_any.clone(),
                     None,
                 ),
@@ -250,6 +316,7 @@ impl Driver for Parameters {
                     name,
                     kind: "String".into(),
                     version: 0,
+                    written_version: None,
                     arn: String::new(),
                     plain_value: None,
                 })
@@ -265,6 +332,34 @@ impl Driver for Parameters {
             live.kind.as_str(),
             "the parameter exists with another type; the reconciler never overwrites a secret: re-create it as a SecureString by hand",
         );
+        if live.kind == "SecureString" && tracked(&live.name) {
+            let latest = format!("version {}", live.version);
+            match live.written_version {
+                Some(w) if w == live.version => {}
+                Some(w) => {
+                    d.field(
+                        VALUE_VERSION,
+                        &format!("version {w} (written by the reconciler)"),
+                        &format!("{latest} (written by someone else)"),
+                    );
+                }
+                None if live.version <= 1 => {
+                    d.field(
+                        VALUE_VERSION,
+                        &format!("{latest} (labelled `{WRITTEN_LABEL}`)"),
+                        &format!("{latest} (not labelled)"),
+                    );
+                }
+                None => {
+                    d.blocked(
+                    VALUE_VERSION,
+                    "a version labelled `presta-reconciler`",
+                    latest.as_str(),
+                    "no version carries the reconciler's label (removed by hand, pushed out of the 100-version history, or written before labels): the reconciler cannot tell which value the database uses; run `presta-reconciler rotate-db-password --stack <stack>` to set a new one everywhere",
+                    );
+                }
+            }
+        }
         d.finish()
     }
 
@@ -291,6 +386,8 @@ impl Driver for Parameters {
             .aws("PutParameter");
         match put {
             Ok(_) => {}
+            // Created meanwhile (another writer, or our own first attempt whose answer was
+            // lost and retried): kept as it is.
             Err(e) if e.has_code("ParameterAlreadyExists") => {}
             Err(e) => return Err(e),
         }
@@ -298,7 +395,8 @@ impl Driver for Parameters {
             names: vec![desired.name.clone()],
             ..Scope::default()
         };
-        self.observe(aws, &scope)
+        let mut live = self
+            .observe(aws, &scope)
             .await?
             .remove(&desired.name)
             .ok_or_else(|| {
@@ -306,18 +404,58 @@ impl Driver for Parameters {
                     "GetParameters",
                     format!("{} is not visible after PutParameter", desired.name),
                 )
-            })
+            })?;
+        // A single version is the one just written (as for a parameter written before
+        // labels): vouched for. Several versions without a label are left to the diff.
+        if live.written_version.is_none() && live.version == 1 {
+            label_written(aws, &desired.name, 1).await?;
+            live.written_version = Some(1);
+        }
+        Ok(live)
     }
 
+    /// Puts back the value the reconciler wrote (the labelled version's, as a new version,
+    /// labelled), or labels a single unlabelled version. The type is never changed.
     async fn update(
         &self,
-        _aws: &Aws,
-        _desired: &ParameterDesired,
+        aws: &Aws,
+        desired: &ParameterDesired,
         live: &ParameterLive,
-        _diffs: &[FieldDiff],
+        diffs: &[FieldDiff],
     ) -> Result<ParameterLive, AwsError> {
-        // Every difference of a parameter is blocked: there is nothing to update.
-        Ok(live.clone())
+        if !diffs
+            .iter()
+            .any(|d| d.field == VALUE_VERSION.0 && d.blocked.is_none())
+        {
+            return Ok(live.clone());
+        }
+        let version = match live.written_version {
+            Some(w) if w < live.version => {
+                let value = read_secret(aws, &format!("{}:{w}", live.name)).await?;
+                let out = aws
+                    .ssm
+                    .put_parameter()
+                    .name(&desired.name)
+                    .value(value.expose())
+                    .r#type(ParameterType::SecureString)
+                    .overwrite(true)
+                    .send()
+                    .await
+                    .aws("PutParameter")?;
+                label_written(aws, &desired.name, out.version()).await?;
+                tracing::warn!(parameter = %desired.name, overwritten = live.version, restored_from = w, version = out.version(), "a secret overwritten by hand was put back (its value is never logged)");
+                out.version()
+            }
+            _ => {
+                label_written(aws, &desired.name, live.version).await?;
+                live.version
+            }
+        };
+        Ok(ParameterLive {
+            version,
+            written_version: Some(version),
+            ..live.clone()
+        })
     }
 }
 
@@ -343,7 +481,21 @@ pub async fn put_new_version(
             .set_tags(Some(tags::ssm(&desired.tags)));
     }
     let out = put.send().await.aws("PutParameter")?;
+    label_written(aws, &desired.name, out.version()).await?;
     Ok(out.version())
+}
+
+/// Marks `version` as the one whose value the reconciler wrote (the label moves to it).
+pub async fn label_written(aws: &Aws, name: &str, version: i64) -> Result<(), AwsError> {
+    aws.ssm
+        .label_parameter_version()
+        .name(name)
+        .parameter_version(version)
+        .labels(WRITTEN_LABEL)
+        .send()
+        .await
+        .map(|_| ())
+        .aws("LabelParameterVersion")
 }
 
 /// Reads a secret's value (for the database's creation, and to check a rotation).
@@ -367,7 +519,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_type_is_compared_and_it_is_never_overwritten() {
+    fn the_type_and_the_db_passwords_written_version_are_compared() {
         let desired = ParameterDesired {
             name: "/p/db-password".into(),
             description: String::new(),
@@ -377,10 +529,40 @@ mod tests {
             name: "/p/db-password".into(),
             kind: "SecureString".into(),
             version: 3,
+            written_version: Some(3),
             arn: String::new(),
             plain_value: None,
         };
         assert!(Parameters.diff(&desired, &live).is_empty());
+        // Overwritten by hand: drift on which version holds the value, never the value.
+        let overwritten = ParameterLive {
+            version: 4,
+            ..live.clone()
+        };
+        let diffs = Parameters.diff(&desired, &overwritten);
+        assert_eq!(diffs.len(), 1);
+        assert_eq!(diffs[0].field, "valueVersion");
+        assert!(diffs[0].blocked.is_none());
+        assert_eq!(diffs[0].desired, "version 3 (written by the reconciler)");
+        // No label: one version is labelled as it is; several are blocked.
+        let first = ParameterLive {
+            version: 1,
+            written_version: None,
+            ..live.clone()
+        };
+        assert!(Parameters.diff(&desired, &first)[0].blocked.is_none());
+        let unknown = ParameterLive {
+            written_version: None,
+            ..live.clone()
+        };
+        let diffs = Parameters.diff(&desired, &unknown);
+        assert!(
+            diffs[0]
+                .blocked
+                .as_deref()
+                .unwrap()
+                .contains("rotate-db-password")
+        );
         let plain = ParameterLive {
             kind: "String".into(),
             ..live

@@ -48,6 +48,13 @@ pub(crate) fn register(h: &mut Vec<Handler>) {
     handle!(
         h,
         W,
+        "LabelParameterVersion",
+        op::label_parameter_version::LabelParameterVersionInput,
+        label_parameter_version
+    );
+    handle!(
+        h,
+        W,
         "DeleteParameter",
         op::delete_parameter::DeleteParameterInput,
         delete_parameter
@@ -70,8 +77,9 @@ fn get_parameters(
     let mut found = Vec::new();
     let mut invalid = Vec::new();
     for name in i.names() {
-        match w.parameters.get(name) {
-            Some(p) => found.push(shown(&p.parameter, decrypt)),
+        let (base, selector) = split(name);
+        match w.parameters.get(base).and_then(|p| p.select(selector)) {
+            Some(p) => found.push(shown(&p, decrypt)),
             None => invalid.push(name.clone()),
         }
     }
@@ -87,10 +95,52 @@ fn get_parameter(
     i: &op::get_parameter::GetParameterInput,
 ) -> Result<op::get_parameter::GetParameterOutput, Failure> {
     let name = i.name().unwrap_or_default();
-    let p = w.parameters.get(name).ok_or_else(|| not_found(name))?;
+    let (base, selector) = split(name);
+    let p = w.parameters.get(base).ok_or_else(|| not_found(name))?;
+    let version = p.select(selector).ok_or_else(|| {
+        Failure::new(
+            "ParameterVersionNotFound",
+            format!("Systems Manager could not find version {name}."),
+        )
+    })?;
     Ok(op::get_parameter::GetParameterOutput::builder()
-        .parameter(shown(&p.parameter, i.with_decryption() == Some(true)))
+        .parameter(shown(&version, i.with_decryption() == Some(true)))
         .build())
+}
+
+/// `name:selector` → (`name`, `selector`).
+fn split(name: &str) -> (&str, Option<&str>) {
+    match name.rsplit_once(':') {
+        Some((base, sel)) if !sel.is_empty() => (base, Some(sel)),
+        _ => (name, None),
+    }
+}
+
+/// `LabelParameterVersion`: the labels move to `version`.
+fn label_parameter_version(
+    w: &mut World,
+    i: &op::label_parameter_version::LabelParameterVersionInput,
+) -> Result<op::label_parameter_version::LabelParameterVersionOutput, Failure> {
+    let name = i.name().unwrap_or_default();
+    let p = w.parameters.get_mut(name).ok_or_else(|| not_found(name))?;
+    let version = i.parameter_version().unwrap_or(p.parameter.version);
+    if !p.history.iter().any(|(v, _)| v.version == version) {
+        return Err(Failure::new(
+            "ParameterVersionNotFound",
+            format!("Systems Manager could not find version {version} of {name}."),
+        ));
+    }
+    for (v, labels) in p.history.iter_mut() {
+        labels.retain(|l| !i.labels().contains(l));
+        if v.version == version {
+            labels.extend(i.labels().iter().cloned());
+        }
+    }
+    Ok(
+        op::label_parameter_version::LabelParameterVersionOutput::builder()
+            .parameter_version(version)
+            .build(),
+    )
 }
 
 /// `PutParameter`.

@@ -151,8 +151,32 @@ pub struct MountTarget {
 
 #[derive(Debug, Clone)]
 pub struct Parameter {
+    /// The latest version.
     pub parameter: ssm::Parameter,
     pub tags: Vec<ssm::Tag>,
+    /// Every version, oldest first, with its labels (a label is on one version at most).
+    pub history: Vec<(ssm::Parameter, Vec<String>)>,
+}
+
+impl Parameter {
+    /// The version a selector names: `latest` for none, `:<n>` a version, `:<label>` a label.
+    pub fn select(&self, selector: Option<&str>) -> Option<ssm::Parameter> {
+        let Some(sel) = selector else {
+            return Some(self.parameter.clone());
+        };
+        let found = match sel.parse::<i64>() {
+            Ok(v) => self.history.iter().find(|(p, _)| p.version == v),
+            Err(_) => self
+                .history
+                .iter()
+                .find(|(_, labels)| labels.iter().any(|l| l == sel)),
+        };
+        found.map(|(p, _)| {
+            let mut p = p.clone();
+            p.selector = Some(format!(":{sel}"));
+            p
+        })
+    }
 }
 
 /// The resources of the region, the calls and the faults.
@@ -372,22 +396,28 @@ impl World {
             .get(name)
             .map_or(1, |p| p.parameter.version + 1);
         let arn = self.arn("ssm", &format!("parameter{name}"));
-        let keep = self
+        let (keep, mut history) = self
             .parameters
-            .get(name)
-            .map(|p| p.tags.clone())
+            .remove(name)
+            .map(|p| (p.tags, p.history))
             .unwrap_or_default();
+        let parameter = ssm::Parameter::builder()
+            .name(name)
+            .value(value)
+            .r#type(kind)
+            .version(version)
+            .arn(arn)
+            .build();
+        history.push((parameter.clone(), Vec::new()));
+        if history.len() > 100 {
+            history.remove(0); // SSM keeps the last 100 versions
+        }
         self.parameters.insert(
             name.to_string(),
             Parameter {
-                parameter: ssm::Parameter::builder()
-                    .name(name)
-                    .value(value)
-                    .r#type(kind)
-                    .version(version)
-                    .arn(arn)
-                    .build(),
+                parameter,
                 tags: if tags.is_empty() { keep } else { tags },
+                history,
             },
         );
         version
