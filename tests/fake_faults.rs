@@ -225,3 +225,30 @@ async fn destroy_cut_off_after_any_write_is_finished_by_running_it_again_and_kee
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_file_system_creation_holds_the_database_back_instead_of_blocking_the_stack() {
+    // EFS throttles the first creation: the database is not created without the shop's
+    // files (which the data rule would then refuse to pair with an empty file system).
+    let fake = FakeAws::new();
+    fake.seed("demo");
+    let engine = impatient(&fake);
+    fake.fail("CreateFileSystem", "ThrottlingException", Some(10));
+    let first = engine.run(&demo(|t| t), Mode::Apply).await;
+    let s = &first.stacks[0];
+    let db = s
+        .changes
+        .iter()
+        .find(|c| c.kind == presta_aws::Kind::DB_INSTANCE)
+        .unwrap();
+    assert_eq!(db.action, presta_aws::Action::Waiting, "{}", first.render());
+    assert!(db.reason.as_deref().unwrap().contains("the file system"));
+    assert!(
+        fake.world().databases.is_empty(),
+        "no database without files"
+    );
+    fake.calm();
+    let runs = apply_until_converged(&engine).await;
+    assert!(runs <= 3, "converged in {runs} runs");
+    assert_built_once(&fake, &engine, "after the throttled creation").await;
+}

@@ -364,6 +364,12 @@ async fn stage4(run: &Run<'_>, net: &Network, base: &Base, back: &Back) -> Data 
         &base.db_param.name,
     );
     let db_live = snap.get::<DbInstances>(&db_d.identifier);
+    // A new database only once the file system exists: a creation cut between the two (a
+    // throttled CreateFileSystem) must not leave a database without files, which the data
+    // rule would then rightly refuse to pair with an empty file system.
+    if db_live.is_none() && matches!(run.data.db, DbSource::Empty) && base.fs.is_none() {
+        db_missing.push("the file system".into());
+    }
     let mut efs_missing = Vec::new();
     let efs_sg_id = run.need(
         id_of(&back.efs_sg, |g| g.id.clone()),
