@@ -101,6 +101,75 @@ async fn open_ssh(env: &Env, stack: &str) {
         .unwrap();
 }
 
+/// A new default version of `<stack>-app` made by hand: the same data with another IMDS hop
+/// limit. (moto ignores SourceVersion, so the data is copied.)
+async fn set_hop_limit(env: &Env, stack: &str, hops: i32) {
+    use aws_sdk_ec2::types::{
+        InstanceType, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
+        LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
+        LaunchTemplateInstanceMetadataOptionsRequest, RequestLaunchTemplateData,
+    };
+    let ec2 = aws_sdk_ec2::Client::new(&env.sdk().await);
+    let name = format!("{stack}-app");
+    let current = ec2
+        .describe_launch_template_versions()
+        .launch_template_name(&name)
+        .versions("$Default")
+        .send()
+        .await
+        .unwrap();
+    let v = &current.launch_template_versions()[0];
+    let id = v.launch_template_id().unwrap().to_string();
+    let d = v.launch_template_data().unwrap().clone();
+    let root = &d.block_device_mappings()[0];
+    let data = RequestLaunchTemplateData::builder()
+        .image_id(d.image_id().unwrap())
+        .instance_type(InstanceType::from(d.instance_type().unwrap().as_str()))
+        .iam_instance_profile(
+            LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                .name(d.iam_instance_profile().unwrap().name().unwrap())
+                .build(),
+        )
+        .set_security_group_ids(Some(d.security_group_ids().to_vec()))
+        .user_data(d.user_data().unwrap())
+        .metadata_options(
+            LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                .http_tokens(LaunchTemplateHttpTokensState::Required)
+                .http_put_response_hop_limit(hops)
+                .build(),
+        )
+        .block_device_mappings(
+            LaunchTemplateBlockDeviceMappingRequest::builder()
+                .device_name(root.device_name().unwrap())
+                .ebs(
+                    LaunchTemplateEbsBlockDeviceRequest::builder()
+                        .volume_size(root.ebs().unwrap().volume_size().unwrap())
+                        .encrypted(true)
+                        .build(),
+                )
+                .build(),
+        )
+        .build();
+    let made = ec2
+        .create_launch_template_version()
+        .launch_template_id(&id)
+        .launch_template_data(data)
+        .send()
+        .await
+        .unwrap();
+    let version = made
+        .launch_template_version()
+        .unwrap()
+        .version_number()
+        .unwrap();
+    ec2.modify_launch_template()
+        .launch_template_id(&id)
+        .default_version(version.to_string())
+        .send()
+        .await
+        .unwrap();
+}
+
 async fn instances(env: &Env, stack: &str) -> Vec<String> {
     let asg = aws_sdk_autoscaling::Client::new(&env.sdk().await);
     let out = asg
@@ -166,6 +235,40 @@ async fn a_new_image_reaches_prod_only_after_staging_ran_it_healthy_for_the_soak
     let sg = change(stack(&report, "prod"), "security_group", "prod-app-sg");
     assert_eq!(sg["action"], "update", "port 22 closed again: {sg:#}");
     assert!(stack(&report, "prod")["gated"].is_object());
+
+    // A drift on the template itself (a hop limit changed by hand) is healed too, keeping the
+    // running release: the image still waits.
+    set_hop_limit(&env, "prod", 3).await;
+    let (_, report) = apply(&env, &after, &[]);
+    let lt = change(stack(&report, "prod"), "launch_template", "prod-app");
+    assert_eq!(lt["action"], "update", "{lt:#}");
+    let diffs = lt["diffs"].as_array().unwrap();
+    let hop = diffs
+        .iter()
+        .find(|d| d["field"] == "metadataOptions.hopLimit")
+        .unwrap_or_else(|| panic!("{lt:#}"));
+    assert!(hop["blocked"].is_null(), "healed: {hop:#}");
+    let image = diffs
+        .iter()
+        .find(|d| d["field"].as_str().unwrap().contains("IMAGE"))
+        .unwrap_or_else(|| panic!("{lt:#}"));
+    assert!(
+        image["blocked"].as_str().unwrap().starts_with("gated: "),
+        "{image:#}"
+    );
+    assert_eq!(template_image(&env, "prod").await, OLD);
+    assert!(stack(&report, "prod")["gated"].is_object());
+    let (_, report) = env.json(&[
+        "plan",
+        "-f",
+        after.to_str().unwrap(),
+        "--stack",
+        "prod",
+        "--output",
+        "json",
+    ]);
+    let lt = change(stack(&report, "prod"), "launch_template", "prod-app");
+    assert_eq!(lt["action"], "blocked", "only the release waits: {lt:#}");
 
     // Staging's refresh has ended: it runs the new release, healthy; the soak clock runs.
     tokio::time::sleep(Duration::from_secs(2)).await;

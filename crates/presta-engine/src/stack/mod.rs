@@ -462,8 +462,14 @@ async fn stage5(
         }
         Ok(user_data) => {
             let lt_d = LaunchTemplateDesired::for_stack(stack, &image_id, &app_sg_id, user_data);
-            if promote::gated(run, &lt_d, lt_before).await {
-                return lt_before.cloned();
+            if let (Some(gate), Some(live)) =
+                (promote::gated(run, &lt_d, lt_before).await, lt_before)
+            {
+                // The release waits; the rest of the template is kept as declared.
+                let held = promote::held_back(&lt_d, live);
+                let lt = run.step(&LaunchTemplates, &held, lt_before).await;
+                promote::record_gate(run, &lt_d, live, gate);
+                return lt;
             }
             let lt = run.step(&LaunchTemplates, &lt_d, lt_before).await;
             if let Some(note) = run
