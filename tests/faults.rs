@@ -380,8 +380,17 @@ async fn a_refused_call_is_reported_and_not_retried_in_a_loop() {
         .find(|r| r["name"] == "demo-app-sg")
         .unwrap();
     assert_eq!(failed["error_class"], "refused", "{failed:#}");
+    // One typed error from the driver to the API: class, operation, resource, AWS's words.
+    let e = &failed["error"];
+    assert_eq!(e["class"], "refused", "{failed:#}");
+    assert_eq!(e["operation"], "RevokeSecurityGroupIngress", "{failed:#}");
     assert!(
-        d.metric("presta_reconcile_errors_total{class=\"refused\",kind=\"security_group\",stack=\"demo\"}")
+        e["resource"].as_str().unwrap().starts_with("sg-"),
+        "{failed:#}"
+    );
+    assert!(!e["message"].as_str().unwrap().is_empty(), "{failed:#}");
+    assert!(
+        d.metric("presta_reconcile_errors_total{class=\"refused\",kind=\"security_group\",operation=\"RevokeSecurityGroupIngress\",stack=\"demo\"}")
             .unwrap_or(0.0)
             >= 1.0
     );

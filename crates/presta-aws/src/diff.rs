@@ -279,6 +279,10 @@ pub struct Change {
     /// refused...), for the scheduler, the status and the error metrics.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_class: Option<crate::error::ErrorClass>,
+    /// For a change failed by an AWS call: the typed error (class, operation, resource, code,
+    /// message), carried as it is to the status API and the error metrics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::error::StepError>,
 }
 
 impl Change {
@@ -292,7 +296,16 @@ impl Change {
             diffs: Vec::new(),
             reason: None,
             error_class: None,
+            error: None,
         }
+    }
+
+    /// Failed by `err`: its class and the typed error, about this change's resource.
+    pub fn with_failure(mut self, err: &crate::error::AwsError) -> Change {
+        let resource = self.id.clone().unwrap_or_else(|| self.name.clone());
+        self.error_class = Some(err.class);
+        self.error = Some(crate::error::StepError::new(err, resource));
+        self
     }
 
     /// With the live id or ARN.

@@ -22,6 +22,34 @@ pub enum ErrorClass {
     Transport,
 }
 
+/// A failed step as the report, the API and the metrics carry it: what class of failure,
+/// which AWS operation, on which resource, and AWS's words. Made from an [`AwsError`] where the
+/// call failed; never a secret (AWS's messages name resources, not values).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StepError {
+    pub class: ErrorClass,
+    /// The AWS operation, as the SDK names it (`CreateSecurityGroup`).
+    pub operation: String,
+    /// The resource the step was about (its deterministic name, or its id when known).
+    pub resource: String,
+    /// AWS's error code, verbatim, when it gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl StepError {
+    pub fn new(err: &AwsError, resource: impl Into<String>) -> StepError {
+        StepError {
+            class: err.class,
+            operation: err.operation.to_string(),
+            resource: resource.into(),
+            code: err.code.clone(),
+            message: err.message.clone(),
+        }
+    }
+}
+
 /// A failed AWS call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{operation} failed: {}{message}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]

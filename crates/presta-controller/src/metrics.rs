@@ -191,8 +191,8 @@ const DEFINITIONS: &[Def] = &[
     },
     Def {
         name: "presta_reconcile_errors_total",
-        help: "Resources whose step failed in a reconcile run, by stack, kind and the class of the AWS error (not_found, transient, conflict, refused, transport; `other` for a failure that is not an AWS error).",
-        labels: &["stack", "kind", "class"],
+        help: "Resources whose step failed in a reconcile run, by stack, kind, the class of the AWS error (not_found, transient, conflict, refused, transport; `other` for a failure that is not an AWS error) and the AWS operation that failed (empty when not an AWS call).",
+        labels: &["stack", "kind", "class", "operation"],
     },
     Def {
         name: "presta_orphaned_resources",
@@ -415,8 +415,9 @@ impl Metrics {
             let kind = c.kind.as_str();
             if c.action == Action::Failed {
                 let class = c.error_class.map_or("other", |e| e.as_str());
+                let operation = c.error.as_ref().map_or("", |e| e.operation.as_str());
                 self.reconcile_errors
-                    .with_label_values(&[stack, kind, class])
+                    .with_label_values(&[stack, kind, class, operation])
                     .inc();
             }
             let fields: Vec<&str> = match c.action {
@@ -576,52 +577,29 @@ mod tests {
     use super::*;
 
     fn report(mode: Mode, changes: Vec<Change>) -> StackReport {
-        StackReport {
-            stack: "shop".into(),
-            region: "eu-west-3".into(),
-            mode,
-            observe_only: false,
-            changes,
-            outputs: Default::default(),
-            instance_refresh: None,
-            domain_change: None,
-            error: None,
-            health: None,
-            error_class: None,
-            held: None,
-            gated: None,
-            observation_failed: false,
-            duration: Duration::from_millis(120),
-        }
+        let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/demo.yaml");
+        let mut stack = presta_spec::load_path(std::path::Path::new(demo))
+            .unwrap()
+            .remove(0)
+            .stack;
+        stack.metadata.name = "shop".into();
+        let mut r = StackReport::new(&stack, mode, false);
+        r.changes = changes;
+        r.duration = Duration::from_millis(120);
+        r
     }
 
     fn change(kind: Kind, action: Action, field: &str, blocked: Option<&str>) -> Change {
-        Change {
-            kind,
-            name: "x".into(),
-            id: None,
-            action,
-            diffs: vec![FieldDiff {
-                field: field.into(),
-                desired: json!(1),
-                live: json!(2),
-                blocked: blocked.map(str::to_string),
-            }],
-            reason: None,
-            error_class: None,
-        }
+        Change::new(kind, "x", action).with_diffs(vec![FieldDiff {
+            field: field.into(),
+            desired: json!(1),
+            live: json!(2),
+            blocked: blocked.map(str::to_string),
+        }])
     }
 
     fn ok(kind: Kind) -> Change {
-        Change {
-            kind,
-            name: "y".into(),
-            id: None,
-            action: Action::None,
-            diffs: vec![],
-            reason: None,
-            error_class: None,
-        }
+        Change::new(kind, "y", Action::None)
     }
 
     #[test]

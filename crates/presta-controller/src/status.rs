@@ -45,6 +45,10 @@ pub struct ResourceStatus {
     /// When the last run failed on it: the class of the AWS error (`transient`, `refused`...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_class: Option<presta_aws::ErrorClass>,
+    /// When the last run failed on it through an AWS call: the typed error (class, operation,
+    /// resource, code, message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<presta_aws::error::StepError>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -242,6 +246,9 @@ fn status_of(e: &Entry) -> StackStatus {
                 state,
                 last_action: last.map(|x| x.action),
                 error_class: last.and_then(|x| x.error_class).or(c.error_class),
+                error: last
+                    .and_then(|x| x.error.clone())
+                    .or_else(|| c.error.clone()),
                 reason: c.reason.clone(),
             });
         }

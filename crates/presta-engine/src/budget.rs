@@ -193,15 +193,7 @@ mod tests {
     use presta_aws::diff::FieldDiff;
 
     fn change(kind: Kind, name: &str, action: Action) -> Change {
-        Change {
-            kind,
-            name: name.into(),
-            id: None,
-            action,
-            diffs: Vec::new(),
-            reason: None,
-            error_class: None,
-        }
+        Change::new(kind, name, action)
     }
 
     fn update(name: &str, to: &str) -> Change {

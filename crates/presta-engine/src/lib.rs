@@ -310,6 +310,7 @@ impl Engine {
                     r.error = Some(format!("observing {region} failed: {e}"));
                     r.observation_failed = true;
                     r.error_class = Some(e.class);
+                    r.failure = Some(presta_aws::error::StepError::new(&e, region));
                     r.duration = started.elapsed();
                     done(r);
                 }

@@ -85,6 +85,9 @@ pub struct StackReport {
     /// The class of the AWS error behind `error`, when it is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_class: Option<presta_aws::error::ErrorClass>,
+    /// The typed error behind `error`, when an AWS call caused it (the region's observation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<presta_aws::error::StepError>,
     /// The plan is larger than the stack's change budget: nothing was changed (in an apply)
     /// or would be without approval (in a plan).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -118,6 +121,7 @@ impl StackReport {
             error: None,
             health: None,
             error_class: None,
+            failure: None,
             held: None,
             gated: None,
             observation_failed: false,

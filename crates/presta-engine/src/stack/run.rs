@@ -68,11 +68,15 @@ impl Run<'_> {
                 c.action = Action::Failed;
                 c.reason = Some(reason);
                 c.error_class = Some(err.class);
+                c.error = Some(presta_aws::error::StepError::new(
+                    err,
+                    c.id.clone().unwrap_or_else(|| c.name.clone()),
+                ));
             }
             None => changes.push(
                 Change::new(kind, name, Action::Failed)
                     .with_reason(Some(reason))
-                    .with_error_class(err.class),
+                    .with_failure(err),
             ),
         }
     }
@@ -150,7 +154,7 @@ impl Run<'_> {
                     Change::new(D::KIND, name, Action::Failed)
                         .with_id(live.map(D::id))
                         .with_reason(Some(err.to_string()))
-                        .with_error_class(Some(err.class)),
+                        .with_failure(&err),
                 );
                 // A resource that exists still serves its dependents.
                 live.cloned()
@@ -209,7 +213,7 @@ impl Run<'_> {
             Ok(l) => l,
             Err(e) => {
                 change.action = Action::Failed;
-                change.error_class = Some(e.class);
+                change = change.with_failure(&e);
                 change.reason = Some(format!("restoring from snapshot `{}`: {e}", snapshot.id));
                 self.record(change);
                 return None;
@@ -267,7 +271,7 @@ impl Run<'_> {
                 Err(e) => Change::new(D::KIND, name.to_string(), Action::Failed)
                     .with_id(Some(D::id(live)))
                     .with_reason(Some(e.to_string()))
-                    .with_error_class(Some(e.class)),
+                    .with_failure(&e),
             };
         self.record(change);
     }
