@@ -6,6 +6,24 @@ use presta_aws::{Aws, Driver, Readiness, Scope};
 
 use crate::Settings;
 
+/// Why a resource did not become ready.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    /// AWS reports it failed (`failed`, `incompatible-parameters`...): the status, in words.
+    #[error("{0}")]
+    Failed(String),
+    /// Still transitional when the wait ended.
+    #[error("still `{status}` after {waited_seconds}s (--wait-timeout): run apply again later")]
+    TimedOut { status: String, waited_seconds: u64 },
+}
+
+impl NotReady {
+    /// Whether waiting longer may help (the next run looks again).
+    pub fn is_pending(&self) -> bool {
+        matches!(self, NotReady::TimedOut { .. })
+    }
+}
+
 /// Polls `driver` until the resource `name` is ready, it fails, or `settings.wait_timeout`
 /// passes; reports one progress line per poll.
 pub async fn wait_ready<D: Driver>(
@@ -15,20 +33,20 @@ pub async fn wait_ready<D: Driver>(
     mut live: D::Live,
     settings: &Settings,
     stack: &str,
-) -> Result<D::Live, String> {
+) -> Result<D::Live, NotReady> {
     // The Tokio clock: paused in the orchestration tests, the wall clock otherwise.
     let started = tokio::time::Instant::now();
     loop {
         match D::readiness(&live) {
             Readiness::Ready => return Ok(live),
-            Readiness::Failed(reason) => return Err(reason),
+            Readiness::Failed(reason) => return Err(NotReady::Failed(reason)),
             Readiness::Pending(status) => {
                 let waited = started.elapsed();
                 if waited >= settings.wait_timeout {
-                    return Err(format!(
-                        "still `{status}` after {}s (--wait-timeout): run apply again later",
-                        waited.as_secs()
-                    ));
+                    return Err(NotReady::TimedOut {
+                        status: status.to_string(),
+                        waited_seconds: waited.as_secs(),
+                    });
                 }
                 settings.progress.report(&format!(
                     "{stack}: waiting for {} {name}: {status} ({}s)",
@@ -210,6 +228,8 @@ mod tests {
         )
         .await;
         let err = got.unwrap_err();
+        assert!(err.is_pending());
+        let err = err.to_string();
         assert!(
             err.contains("still `creating` after 0s (--wait-timeout): run apply again later"),
             "{err}"

@@ -134,7 +134,7 @@ impl Run<'_> {
                     {
                         Ok(ready) => synced.live = Some(ready),
                         Err(reason) => {
-                            synced.change.reason = Some(reason);
+                            synced.change.reason = Some(reason.to_string());
                             synced.change.action = if synced.change.action == Action::None {
                                 Action::Waiting
                             } else {
