@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::defaults as d;
 
+mod policy;
+mod promotion;
+pub use policy::{DatabaseDeletion, Deletion, Enforcement, FileSystemDeletion, Policy};
+pub use promotion::Promotion;
+
 /// One PrestaShop shop on AWS, declared Kubernetes-style.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -66,42 +71,6 @@ pub struct StackSpec {
     #[serde(skip)]
     #[schemars(skip)]
     pub followed_by: Vec<String>,
-}
-
-/// Where this stack's rolling changes come from: the stack it follows, and for how long that
-/// stack must have run them healthy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Promotion {
-    /// The stack this one follows (e.g. `staging`): any stack of the configuration, in any
-    /// region. A stack may not follow itself, and promotions may not form a cycle.
-    pub after: String,
-    /// How long the followed stack must have run the same release with a `healthy` verdict
-    /// throughout: a number and a unit, `s`, `m`, `h` or `d`, e.g. `30m`, `2h`, `1h30m`.
-    #[serde(default = "crate::defaults::soak")]
-    pub soak: String,
-    /// When a promoted release rolls here, the instance refresh stops at half the group for
-    /// this long (the new instances serve beside the old ones) before replacing the rest;
-    /// new instances that fail the load balancer's health checks fail the refresh, which
-    /// stops and is reported. At most 1 h (AWS's limit on a checkpoint delay).
-    #[serde(default = "crate::defaults::checkpoint_pause")]
-    pub checkpoint_pause: String,
-    /// The followed stack's region, filled in when the configuration is loaded.
-    #[serde(skip)]
-    #[schemars(skip)]
-    pub after_region: Option<String>,
-}
-
-impl Promotion {
-    /// The soak time (zero when `soak` does not parse, which validation refuses).
-    pub fn soak_duration(&self) -> std::time::Duration {
-        crate::defaults::parse_duration(&self.soak).unwrap_or_default()
-    }
-
-    /// The pause at half the group (zero when it does not parse, which validation refuses).
-    pub fn checkpoint_pause_duration(&self) -> std::time::Duration {
-        crate::defaults::parse_duration(&self.checkpoint_pause).unwrap_or_default()
-    }
 }
 
 /// The existing VPC and subnets the stack lives in. The reconciler never creates or changes
@@ -526,83 +495,6 @@ pub struct Secrets {
     /// SSM Parameter Store path prefix; defaults to `/presta-reconciler/<stack name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameter_prefix: Option<String>,
-}
-
-/// `enforce` corrects drift; `observe` only reports it and changes nothing.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Enforcement {
-    #[default]
-    Enforce,
-    Observe,
-}
-
-/// What the reconciler may do to this stack.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Policy {
-    #[serde(default)]
-    pub mode: Enforcement,
-    /// Take over resources that already carry the stack's deterministic names but no ownership
-    /// tag (made by hand or by another tool). Off by default: such a resource is reported as
-    /// blocked and left alone.
-    #[serde(default)]
-    pub adopt_existing: bool,
-    /// What `destroy` does with the data-bearing resources.
-    #[serde(default)]
-    pub deletion: Deletion,
-    /// The change budget: once a stack exists, one run may change at most this many of its
-    /// resources. A larger plan (a wrong VPC selector, a moved region, a renamed stack) is
-    /// held, nothing changed, until a person approves that exact plan (`apply --approve`,
-    /// `POST /stacks/{stack}/approve`). Creating a brand-new stack is not limited.
-    #[serde(default = "crate::defaults::max_changes_per_run")]
-    pub max_changes_per_run: u32,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            mode: Enforcement::default(),
-            adopt_existing: false,
-            deletion: Deletion::default(),
-            max_changes_per_run: crate::defaults::max_changes_per_run(),
-        }
-    }
-}
-
-/// What `destroy` does with the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum DatabaseDeletion {
-    /// A final snapshot `<stack>-db-final-<UTC time>` with the stack's tags; automated
-    /// backups retained. `apply` restores from it.
-    #[default]
-    Snapshot,
-    /// Left running, no longer tagged as managed.
-    Retain,
-    /// Deleted without a snapshot: only with `destroy --delete-data` as well.
-    Delete,
-}
-
-/// What `destroy` does with the file system.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum FileSystemDeletion {
-    /// Kept with its data, tagged `presta-reconciler/retained-at`; `apply` adopts it again.
-    #[default]
-    Retain,
-    /// Deleted: only with `destroy --delete-data` as well.
-    Delete,
-}
-
-/// `destroy`'s treatment of data; the defaults keep every byte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Deletion {
-    #[serde(default)]
-    pub database: DatabaseDeletion,
-    #[serde(default)]
-    pub file_system: FileSystemDeletion,
 }
 
 impl Stack {

@@ -130,7 +130,7 @@ pub async fn reconcile(
         && !stack.spec.followed_by.is_empty()
         && let Some(health) = &report.health
     {
-        record_evidence(aws, stack, snap, &report, health).await;
+        promote::record_evidence(aws, stack, snap, &report, health).await;
     }
     if exists && mode == Mode::Plan && !observe_only {
         report.held = guard.holds(budget::check(
@@ -142,31 +142,6 @@ pub async fn reconcile(
     }
     report.duration = started.elapsed();
     report
-}
-
-/// After an apply judged the stack's health: the release its instances run and since when it
-/// is healthy, on its group, for the stacks that follow it (see [`crate::promotion`]). A
-/// failure is logged: the next run records it.
-async fn record_evidence(
-    aws: &Aws,
-    stack: &Stack,
-    snap: &Snapshot,
-    report: &StackReport,
-    health: &crate::health::Health,
-) {
-    let group = snap.get::<AutoScalingGroups>(&Component::AutoScalingGroup.name(stack.name()));
-    let template = snap.get::<LaunchTemplates>(&Component::LaunchTemplate.name(stack.name()));
-    let rolling = report.changes.iter().any(|c| {
-        matches!(c.kind, Kind::LAUNCH_TEMPLATE | Kind::AUTO_SCALING_GROUP) && c.is_pending()
-    }) || report.instance_refresh.as_ref().is_some_and(|r| {
-        matches!(
-            r.status.as_str(),
-            "Pending" | "InProgress" | "Cancelling" | "RollbackInProgress"
-        )
-    });
-    if let Err(e) = crate::promotion::record(aws, stack, group, template, health, rolling).await {
-        tracing::warn!(stack = %stack.name(), error = %e, "recording the release this stack runs failed; the next run records it");
-    }
 }
 
 /// What a value a step needs is, or why it is not known yet.

@@ -4,7 +4,12 @@
 //! limit or a security group changed by hand is healed at once): the step runs on a desired
 //! state that keeps the running release ([`held_back`]).
 
+use presta_aws::Aws;
 use presta_aws::auto_scaling_group::AutoScalingGroups;
+use presta_spec::Stack;
+
+use crate::report::StackReport;
+use crate::snapshot::Snapshot;
 use presta_aws::launch_template::{LaunchTemplateDesired, LaunchTemplateLive, LaunchTemplates};
 use presta_aws::{Action, Change, Driver, Kind};
 use presta_spec::naming::Component;
@@ -172,4 +177,29 @@ pub(super) fn record_gate(
         }
     }
     *run.gated.lock().unwrap_or_else(|e| e.into_inner()) = Some(gate);
+}
+
+/// After an apply judged the stack's health: the release its instances run and since when it
+/// is healthy, on its group, for the stacks that follow it (see [`crate::promotion`]). A
+/// failure is logged: the next run records it.
+pub(super) async fn record_evidence(
+    aws: &Aws,
+    stack: &Stack,
+    snap: &Snapshot,
+    report: &StackReport,
+    health: &crate::health::Health,
+) {
+    let group = snap.get::<AutoScalingGroups>(&Component::AutoScalingGroup.name(stack.name()));
+    let template = snap.get::<LaunchTemplates>(&Component::LaunchTemplate.name(stack.name()));
+    let rolling = report.changes.iter().any(|c| {
+        matches!(c.kind, Kind::LAUNCH_TEMPLATE | Kind::AUTO_SCALING_GROUP) && c.is_pending()
+    }) || report.instance_refresh.as_ref().is_some_and(|r| {
+        matches!(
+            r.status.as_str(),
+            "Pending" | "InProgress" | "Cancelling" | "RollbackInProgress"
+        )
+    });
+    if let Err(e) = crate::promotion::record(aws, stack, group, template, health, rolling).await {
+        tracing::warn!(stack = %stack.name(), error = %e, "recording the release this stack runs failed; the next run records it");
+    }
 }
