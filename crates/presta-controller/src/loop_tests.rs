@@ -30,6 +30,8 @@ enum Outcome {
     Refused,
     /// A resource still being created: looked at again soon.
     Pending,
+    /// A rule opened by hand: an update pending (corrected by an apply).
+    Drift,
 }
 
 #[derive(Default)]
@@ -97,6 +99,11 @@ impl Fake {
                 )
                 .with_error_class(ErrorClass::Refused),
             ),
+            Outcome::Drift => r.changes.push(presta_aws::Change::new(
+                presta_aws::Kind::SECURITY_GROUP,
+                format!("{}-app-sg", stack.name()),
+                presta_aws::Action::Update,
+            )),
             Outcome::Pending => r.changes.push(presta_aws::Change::new(
                 presta_aws::Kind::DB_INSTANCE,
                 format!("{}-db", stack.name()),
@@ -382,4 +389,27 @@ async fn a_standby_runs_nothing_and_a_new_leader_runs_every_stack_at_once() {
     assert_eq!(fake.starts("b", t0), [300]);
     c.shutdown();
     runner.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_state_follows_a_plan_that_saw_drift_after_the_last_run() {
+    let fake = Fake::new(Duration::from_secs(1));
+    let c = controller(&fake, settings(), &["a"]);
+    let runner = {
+        let c = c.clone();
+        tokio::spawn(async move { c.run(Duration::from_secs(30)).await })
+    };
+    let state = |c: &Controller| serde_json::to_value(c.status("a").unwrap().state).unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(state(&c), "converged");
+    // A plan asked through the API sees a rule opened by hand since.
+    fake.script("a", &[Outcome::Drift]);
+    let plan = c.plan("a").await.unwrap();
+    assert_eq!(plan.pending(), 1);
+    assert_eq!(state(&c), "drifted");
+    // The next run, an interval later (it corrects it), is the latest observation again.
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    assert_eq!(state(&c), "converged");
+    c.shutdown();
+    assert!(runner.await.unwrap());
 }

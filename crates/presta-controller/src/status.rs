@@ -18,6 +18,9 @@ use crate::{Controller, Entry, State};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StackState {
     Ran(RunResult),
+    /// A plan newer than the last run saw drift that run did not (the page's badge follows
+    /// the latest observation, not the last run).
+    Drifted,
     Unknown,
 }
 
@@ -25,6 +28,7 @@ impl Serialize for StackState {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             StackState::Ran(r) => r.serialize(s),
+            StackState::Drifted => s.serialize_str("drifted"),
             StackState::Unknown => s.serialize_str("unknown"),
         }
     }
@@ -73,8 +77,8 @@ pub struct StackStatus {
     pub region: String,
     /// `enforce` or `observe`.
     pub policy: Enforcement,
-    /// How the last run ended: `converged`, `blocked`, `pending`, `error`, `held`; `unknown`
-    /// before the first run.
+    /// How the last run ended: `converged`, `blocked`, `pending`, `error`, `held`, `gated`;
+    /// `drifted` when a plan made since saw drift; `unknown` before the first run.
     pub state: StackState,
     /// Is the shop serving? `healthy`, `degraded`, `down` or `unknown`, with the reasons (from
     /// the freshest observation).
@@ -212,6 +216,22 @@ pub(crate) fn first_error(report: &StackReport) -> Option<String> {
     })
 }
 
+/// The last run's result, unless a plan made since (`GET /stacks/{stack}/plan`) saw drift.
+fn state_of(e: &Entry) -> StackState {
+    let observation = e.observation.as_ref().map(|(_, _, r)| r);
+    match (observation, &e.last_run) {
+        (Some(seen), Some(run))
+            if !Arc::ptr_eq(seen, run)
+                && seen.mode == presta_aws::Mode::Plan
+                && !seen.observation_failed
+                && seen.pending() > 0 =>
+        {
+            StackState::Drifted
+        }
+        _ => e.last_result.map_or(StackState::Unknown, StackState::Ran),
+    }
+}
+
 fn status_of(e: &Entry) -> StackStatus {
     let stack = &e.stack;
     let observation = e.observation.as_ref().map(|(_, _, r)| r);
@@ -257,7 +277,7 @@ fn status_of(e: &Entry) -> StackStatus {
         stack: stack.name().to_string(),
         region: stack.spec.region.clone(),
         policy: stack.spec.policy.mode,
-        state: e.last_result.map_or(StackState::Unknown, StackState::Ran),
+        state: state_of(e),
         health: observation
             .and_then(|r| r.health.clone())
             .or_else(|| e.last_run.as_ref().and_then(|r| r.health.clone())),

@@ -36,7 +36,7 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#
 h1{font-size:1.4rem}h2{font-size:1.15rem;margin:0 0 .4rem}section{background:#fff;border:1px solid #ddd;border-radius:8px;padding:1rem;margin:0 0 1rem}\
 table{border-collapse:collapse;width:100%;margin:.4rem 0}td,th{border-bottom:1px solid #eee;padding:.25rem .5rem;text-align:left;font-size:.9rem;vertical-align:top}\
 .badge{display:inline-block;border-radius:4px;padding:.1rem .45rem;font-weight:600;font-size:.85rem;color:#fff}\
-.healthy,.converged,.leader,.single{background:#1e8e3e}.degraded,.pending,.held,.gated,.standby{background:#e37400}.down,.error,.blocked{background:#c5221f}.unknown{background:#5f6368}\
+.healthy,.converged,.leader,.single{background:#1e8e3e}.degraded,.pending,.held,.gated,.drifted,.standby{background:#e37400}.down,.error,.blocked{background:#c5221f}.unknown{background:#5f6368}\
 code{background:#f1f3f4;padding:0 .2rem;border-radius:3px}.muted{color:#5f6368;font-size:.85rem}";
 
 /// The page for `overview` (the JSON of `GET /stacks`) and `orphans` (of `GET /orphans`).
