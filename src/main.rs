@@ -190,3 +190,27 @@ fn cli_user() -> String {
         .unwrap_or_else(|_| "unknown".into());
     format!("{user} (CLI)")
 }
+
+/// The API budget of `--aws-rate` (defaults for the services not named), or none with
+/// `--no-aws-budget`.
+fn api_budget(
+    rates: &[String],
+    off: bool,
+) -> anyhow::Result<Option<std::sync::Arc<presta_aws::ratelimit::ApiBudget>>> {
+    if off {
+        return Ok(None);
+    }
+    let mut overrides = std::collections::BTreeMap::new();
+    for text in rates.iter().filter(|t| !t.trim().is_empty()) {
+        let (service, rate) = presta_aws::ratelimit::ApiBudget::parse_override(text.trim())
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "--aws-rate {e}\n  help: e.g. --aws-rate ec2=10 or --aws-rate rds=5/10 (requests a second / burst)"
+                )
+            })?;
+        overrides.insert(service, rate);
+    }
+    Ok(Some(std::sync::Arc::new(
+        presta_aws::ratelimit::ApiBudget::new(overrides),
+    )))
+}

@@ -40,6 +40,19 @@ pub struct Args {
     /// Stacks reconciled at once.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// The API budget: requests a second (and burst) per AWS service and region, that every
+    /// request waits for, e.g. `--aws-rate ec2=10 --aws-rate rds=5/10` (repeatable; the
+    /// other services keep their defaults, below AWS's refill rates: docs/operations.md).
+    #[arg(
+        long = "aws-rate",
+        value_name = "SERVICE=RATE[/BURST]",
+        env = "PRESTA_AWS_RATE",
+        value_delimiter = ','
+    )]
+    aws_rate: Vec<String>,
+    /// No client-side API budget (AWS's throttling and the SDK's adaptive retry only).
+    #[arg(long = "no-aws-budget")]
+    no_aws_budget: bool,
     /// plan: skip the search for orphaned stacks (resources of stacks in none of the files),
     /// e.g. when the files given are only part of what runs in the region.
     #[arg(long)]
@@ -87,6 +100,7 @@ pub fn run(args: &Args, mode: Mode) -> anyhow::Result<ExitCode> {
         client: ClientSettings {
             endpoint_url: args.endpoint_url.clone(),
             attempt_timeout: Duration::from_secs(args.aws_attempt_timeout),
+            budget: crate::api_budget(&args.aws_rate, args.no_aws_budget)?,
             ..ClientSettings::default()
         },
         wait_timeout: Duration::from_secs(args.wait_timeout),

@@ -37,6 +37,19 @@ pub struct Args {
     #[arg(long, env = "PRESTA_TOKEN_FILE", value_name = "PATH")]
     token_file: Option<PathBuf>,
     /// Seconds between two runs of a converged stack (spread by ±10%).
+    /// The API budget: requests a second (and burst) per AWS service and region, that every
+    /// request waits for, e.g. `--aws-rate ec2=10 --aws-rate rds=5/10` (repeatable; the
+    /// other services keep their defaults, below AWS's refill rates: docs/operations.md).
+    #[arg(
+        long = "aws-rate",
+        value_name = "SERVICE=RATE[/BURST]",
+        env = "PRESTA_AWS_RATE",
+        value_delimiter = ','
+    )]
+    aws_rate: Vec<String>,
+    /// No client-side API budget (AWS's throttling and the SDK's adaptive retry only).
+    #[arg(long = "no-aws-budget")]
+    no_aws_budget: bool,
     #[arg(long, default_value_t = 60, env = "PRESTA_INTERVAL", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     interval: u64,
     /// Stacks reconciled at once.
@@ -203,6 +216,7 @@ async fn serve(
         endpoint_url: args.endpoint_url.clone(),
         attempt_timeout: Duration::from_secs(args.aws_attempt_timeout),
         app_name: Some(app_name(&id)),
+        budget: crate::api_budget(&args.aws_rate, args.no_aws_budget)?,
         ..ClientSettings::default()
     };
     let lease = match &args.lease {

@@ -538,3 +538,15 @@ fn promotions_are_checked_across_the_configuration() {
     assert!(err.contains("stack `own` follows itself"), "{err}");
     assert!(err.contains("`30 minutes` is not a duration"), "{err}");
 }
+
+#[test]
+fn a_wrong_aws_rate_is_refused_before_any_call() {
+    let out = run(&["plan", "-f", "config/demo.yaml", "--aws-rate", "s3=5"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("`s3` is not a service the reconciler calls"),
+        "{err}"
+    );
+    assert!(err.contains("--aws-rate ec2=10"), "{err}");
+}

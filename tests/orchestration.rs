@@ -398,3 +398,73 @@ async fn destroy_takes_the_stack_down_in_dependency_order_and_keeps_every_byte()
     let kept: Vec<&str> = report.kept.iter().map(|i| i.kind.as_str()).collect();
     assert!(kept.contains(&"file_system"), "{kept:?}");
 }
+
+/// Counts the budget's waits, per service.
+#[derive(Debug, Default)]
+struct Waits(std::sync::Mutex<std::collections::BTreeMap<String, Duration>>);
+
+impl presta_aws::calls::CallRecorder for Waits {
+    fn record(&self, _: &str, _: &str, _: presta_aws::calls::Outcome, _: Duration) {}
+
+    fn record_budget_wait(&self, service: &str, waited: Duration) {
+        *self
+            .0
+            .lock()
+            .unwrap()
+            .entry(service.to_string())
+            .or_default() += waited;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_api_budget_spreads_a_fleets_reads_at_the_rate_asked() {
+    use presta_aws::ratelimit::{ApiBudget, Rate};
+    let (fake, _) = built(&[]).await;
+    let stacks: Vec<_> = demo(|t| t);
+    // 2 EC2 requests a second after a burst of 2: the plan's EC2 reads wait their turn.
+    let budget = Arc::new(ApiBudget::new(std::collections::BTreeMap::from([(
+        "ec2".to_string(),
+        Rate {
+            per_second: 2.0,
+            burst: 2.0,
+        },
+    )])));
+    let waits = Arc::new(Waits::default());
+    let mut engine = engine(&fake);
+    engine.settings.client.budget = Some(budget);
+    engine.recorders.push(waits.clone());
+    fake.reset_calls();
+    let started = tokio::time::Instant::now();
+    let report = engine.run(&stacks, Mode::Plan).await;
+    assert!(report.stacks[0].converged(), "{}", report.render());
+    const EC2: &[&str] = &[
+        "DescribeVpcs",
+        "DescribeSubnets",
+        "DescribeSecurityGroups",
+        "DescribeLaunchTemplates",
+        "DescribeLaunchTemplateVersions",
+        "DescribeNetworkInterfaces",
+    ];
+    let ec2_calls = fake
+        .calls()
+        .iter()
+        .filter(|c| EC2.contains(&c.as_str()))
+        .count();
+    assert!(ec2_calls >= 5, "{:?}", fake.calls());
+    // (n - burst) / rate seconds at least, on tokio's clock.
+    let floor = Duration::from_secs_f64((ec2_calls as f64 - 2.0) / 2.0);
+    assert!(
+        started.elapsed() >= floor,
+        "{:?} < {floor:?}",
+        started.elapsed()
+    );
+    let waited = waits.0.lock().unwrap().clone();
+    assert!(
+        waited.get("ec2").is_some_and(|w| !w.is_zero()),
+        "{waited:?}"
+    );
+    assert!(
+        !waited.contains_key("rds"),
+        "the other services keep their own, larger budget: {waited:?}"
+    );
+}

@@ -47,6 +47,9 @@ pub trait CallRecorder: Send + Sync + std::fmt::Debug {
     /// One failed attempt of an operation (the SDK may retry it): its class, `throttled`,
     /// `transient`, `not_found`, `conflict`, `refused` or `transport`.
     fn record_attempt_error(&self, _service: &str, _operation: &str, _class: &str) {}
+
+    /// A request of `service` waited `waited` for a token of the API budget.
+    fn record_budget_wait(&self, _service: &str, _waited: Duration) {}
 }
 
 /// Per-resource reads in flight at once, per kind (attributes of each load balancer, each
@@ -195,6 +198,12 @@ impl CallRecorder for Recorders {
     fn record_attempt_error(&self, service: &str, operation: &str, class: &str) {
         for r in &self.0 {
             r.record_attempt_error(service, operation, class);
+        }
+    }
+
+    fn record_budget_wait(&self, service: &str, waited: Duration) {
+        for r in &self.0 {
+            r.record_budget_wait(service, waited);
         }
     }
 }

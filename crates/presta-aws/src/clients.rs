@@ -55,6 +55,9 @@ pub struct ClientSettings {
     /// Stands in for the network (an in-memory fake of AWS, `presta-testkit`): every client
     /// sends through its HTTP client, after its interceptors. `None` in every real run.
     pub transport: Option<Transport>,
+    /// The API budget every request waits on (a token bucket per service and region, shared
+    /// by every client built with these settings); `None`: no client-side limit.
+    pub budget: Option<Arc<crate::ratelimit::ApiBudget>>,
 }
 
 /// What a fake of AWS puts in place of the network: the HTTP client every SDK client sends
@@ -78,6 +81,7 @@ impl Default for ClientSettings {
             fence: None,
             app_name: None,
             transport: None,
+            budget: None,
         }
     }
 }
@@ -137,22 +141,31 @@ impl Aws {
             .as_ref()
             .map_or(&[], |t| t.interceptors.as_slice());
         macro_rules! client {
-            ($sdk:ident) => {{
+            ($sdk:ident, $service:literal) => {{
                 let mut conf = $sdk::config::Builder::from(&shared);
                 for i in extra {
                     conf.push_interceptor(i.clone());
+                }
+                if let (Some(budget), Some(http)) = (&settings.budget, shared.http_client()) {
+                    conf.set_http_client(Some(crate::ratelimit::budgeted(
+                        http,
+                        budget.clone(),
+                        region,
+                        $service,
+                        counter.recorder.clone(),
+                    )));
                 }
                 $sdk::Client::from_conf(conf.interceptor(counter.clone()).build())
             }};
         }
         Aws {
             region: region.to_string(),
-            ec2: client!(aws_sdk_ec2),
-            elbv2: client!(aws_sdk_elasticloadbalancingv2),
-            autoscaling: client!(aws_sdk_autoscaling),
-            rds: client!(aws_sdk_rds),
-            efs: client!(aws_sdk_efs),
-            ssm: client!(aws_sdk_ssm),
+            ec2: client!(aws_sdk_ec2, "ec2"),
+            elbv2: client!(aws_sdk_elasticloadbalancingv2, "elasticloadbalancing"),
+            autoscaling: client!(aws_sdk_autoscaling, "autoscaling"),
+            rds: client!(aws_sdk_rds, "rds"),
+            efs: client!(aws_sdk_efs, "elasticfilesystem"),
+            ssm: client!(aws_sdk_ssm, "ssm"),
             listings: Arc::default(),
         }
     }

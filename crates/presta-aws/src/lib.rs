@@ -12,6 +12,7 @@ pub mod diff;
 pub mod driver;
 pub mod error;
 pub mod iam;
+pub mod ratelimit;
 pub mod status;
 
 pub use clients::{Aws, ClientSettings, Transport};

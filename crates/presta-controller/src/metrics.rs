@@ -96,6 +96,7 @@ pub struct Metrics {
     pub targets_healthy: IntGaugeVec,
     pub reconcile_errors: IntCounterVec,
     pub aws_errors: IntCounterVec,
+    pub budget_wait: prometheus::CounterVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -185,6 +186,11 @@ const DEFINITIONS: &[Def] = &[
         labels: &[],
     },
     Def {
+        name: "presta_aws_budget_wait_seconds_total",
+        help: "Seconds AWS requests waited for a token of the API budget (the client-side rate per service and region, `--aws-rate`), by service.",
+        labels: &["service"],
+    },
+    Def {
         name: "presta_aws_api_errors_total",
         help: "Failed attempts of AWS calls, retried or not, by service, operation and class (throttled, transient, not_found, conflict, refused, transport).",
         labels: &["service", "operation", "class"],
@@ -265,6 +271,14 @@ impl Define<'_> {
         self.register(must(IntGaugeVec::new(Opts::new(d.name, d.help), d.labels)))
     }
 
+    fn float_counter(&self, name: &str) -> prometheus::CounterVec {
+        let d = Self::def(name);
+        self.register(must(prometheus::CounterVec::new(
+            Opts::new(d.name, d.help),
+            d.labels,
+        )))
+    }
+
     fn float_gauge(&self, name: &str) -> GaugeVec {
         let d = Self::def(name);
         self.register(must(GaugeVec::new(Opts::new(d.name, d.help), d.labels)))
@@ -321,6 +335,7 @@ impl Metrics {
             stacks_configured: d.plain_gauge("presta_stacks_configured"),
             leader: d.int_gauge("presta_lease_leader"),
             aws_errors: d.counter("presta_aws_api_errors_total"),
+            budget_wait: d.float_counter("presta_aws_budget_wait_seconds_total"),
             reconcile_errors: d.counter("presta_reconcile_errors_total"),
             orphaned_resources: d.gauge("presta_orphaned_resources"),
             held: d.gauge("presta_stack_held"),
@@ -566,6 +581,12 @@ impl CallRecorder for Metrics {
         self.aws_errors
             .with_label_values(&[service, operation, class])
             .inc();
+    }
+
+    fn record_budget_wait(&self, service: &str, waited: Duration) {
+        self.budget_wait
+            .with_label_values(&[service])
+            .inc_by(waited.as_secs_f64());
     }
 }
 
