@@ -40,9 +40,13 @@ pub struct Args {
     /// Stacks reconciled at once.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
-    /// The API budget: requests a second (and burst) per AWS service and region, that every
-    /// request waits for, e.g. `--aws-rate ec2=10 --aws-rate rds=5/10` (repeatable; the
-    /// other services keep their defaults, below AWS's refill rates: docs/operations.md).
+    /// Puts this command's requests under the API budget the daemon uses by default (a token
+    /// bucket per service and region, below AWS's refill rates: docs/reconciliation.md), e.g.
+    /// for a large one-shot apply in an account the daemon also works in.
+    #[arg(long = "aws-budget")]
+    aws_budget: bool,
+    /// The API budget's rate for one service, e.g. `--aws-rate ec2=10 --aws-rate rds=5/10`
+    /// (repeatable; implies --aws-budget; the other services keep their defaults).
     #[arg(
         long = "aws-rate",
         value_name = "SERVICE=RATE[/BURST]",
@@ -50,9 +54,6 @@ pub struct Args {
         value_delimiter = ','
     )]
     aws_rate: Vec<String>,
-    /// No client-side API budget (AWS's throttling and the SDK's adaptive retry only).
-    #[arg(long = "no-aws-budget")]
-    no_aws_budget: bool,
     /// plan: skip the search for orphaned stacks (resources of stacks in none of the files),
     /// e.g. when the files given are only part of what runs in the region.
     #[arg(long)]
@@ -100,7 +101,10 @@ pub fn run(args: &Args, mode: Mode) -> anyhow::Result<ExitCode> {
         client: ClientSettings {
             endpoint_url: args.endpoint_url.clone(),
             attempt_timeout: Duration::from_secs(args.aws_attempt_timeout),
-            budget: crate::api_budget(&args.aws_rate, args.no_aws_budget)?,
+            budget: crate::api_budget(
+                &args.aws_rate,
+                !args.aws_budget && args.aws_rate.is_empty(),
+            )?,
             ..ClientSettings::default()
         },
         wait_timeout: Duration::from_secs(args.wait_timeout),

@@ -39,7 +39,7 @@ pub struct Args {
     /// Seconds between two runs of a converged stack (spread by ±10%).
     /// The API budget: requests a second (and burst) per AWS service and region, that every
     /// request waits for, e.g. `--aws-rate ec2=10 --aws-rate rds=5/10` (repeatable; the
-    /// other services keep their defaults, below AWS's refill rates: docs/operations.md).
+    /// other services keep their defaults, below AWS's refill rates: docs/reconciliation.md).
     #[arg(
         long = "aws-rate",
         value_name = "SERVICE=RATE[/BURST]",
