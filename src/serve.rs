@@ -223,29 +223,8 @@ async fn serve(
         Some(spec) => Some(lease(args, spec, &id, &client, &stacks).await?),
         None => None,
     };
-    let engine = Engine::new(Settings {
-        client: ClientSettings {
-            fence: lease
-                .as_ref()
-                .map(|l| l.fence() as Arc<dyn presta_aws::calls::Fence>),
-            ..client
-        },
-        // The daemon never blocks a worker on a slow resource: it looks again soon.
-        wait_timeout: Duration::ZERO,
-        poll_interval: Duration::from_secs(1),
-        concurrency: args.concurrency as usize,
-        health: true,
-        progress: Arc::new(LogProgress),
-    });
+    let (engine, settings) = engine_and_settings(args, client, lease.as_ref());
     let metrics = Metrics::new();
-    let settings = ControllerSettings {
-        interval: Duration::from_secs(args.interval),
-        backoff_max: Duration::from_secs(args.max_backoff),
-        ready_max_age: Duration::from_secs(args.interval * 3 + 60),
-        stuck_after: Duration::from_secs(args.aws_attempt_timeout * 2),
-        role: lease.as_ref().map(|l| l.role()),
-        ..ControllerSettings::default()
-    };
     let names: Vec<String> = stacks.iter().map(|s| s.name().to_string()).collect();
     let controller = Controller::new(engine, metrics, settings, stacks, sources(&args.files));
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -308,6 +287,37 @@ async fn serve(
     let drained = stop(drain, control, server, reload, leasing).await;
     tracing::info!(drained, "stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The engine (with the lease's fence) and the controller's settings of `serve`'s arguments.
+fn engine_and_settings(
+    args: &Args,
+    client: ClientSettings,
+    lease: Option<&Arc<Lease>>,
+) -> (Engine, ControllerSettings) {
+    let engine = Engine::new(Settings {
+        client: ClientSettings {
+            fence: lease
+                .as_ref()
+                .map(|l| l.fence() as Arc<dyn presta_aws::calls::Fence>),
+            ..client
+        },
+        // The daemon never blocks a worker on a slow resource: it looks again soon.
+        wait_timeout: Duration::ZERO,
+        poll_interval: Duration::from_secs(1),
+        concurrency: args.concurrency as usize,
+        health: true,
+        progress: Arc::new(LogProgress),
+    });
+    let settings = ControllerSettings {
+        interval: Duration::from_secs(args.interval),
+        backoff_max: Duration::from_secs(args.max_backoff),
+        ready_max_age: Duration::from_secs(args.interval * 3 + 60),
+        stuck_after: Duration::from_secs(args.aws_attempt_timeout * 2),
+        role: lease.as_ref().map(|l| l.role()),
+        ..ControllerSettings::default()
+    };
+    (engine, settings)
 }
 
 /// The lease among replicas (`--lease dynamodb:TABLE`): its own short timeouts, since a

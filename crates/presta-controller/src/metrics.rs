@@ -401,23 +401,7 @@ impl Metrics {
             self.observe_gate(stack, report.gated.as_ref(), unix_now as u64);
             self.observe_refresh(stack, report.instance_refresh.as_ref());
         }
-        let verdict = match (&report.health, report.observation_failed) {
-            (Some(h), false) => Some(h.verdict),
-            (_, true) => Some(presta_engine::health::Verdict::Unknown),
-            (None, false) => None,
-        };
-        if let Some(v) = verdict {
-            for s in presta_engine::health::Verdict::ALL {
-                self.health
-                    .with_label_values(&[stack, s.as_str()])
-                    .set(i64::from(s == v));
-            }
-        }
-        if let Some(n) = report.health.as_ref().and_then(|h| h.targets_healthy) {
-            self.targets_healthy
-                .with_label_values(&[stack])
-                .set(i64::from(n));
-        }
+        self.observe_health(report);
         if report.observation_failed {
             // Nothing was seen: keep the last observed figures rather than claiming zero drift.
             return;
@@ -427,41 +411,7 @@ impl Metrics {
         let mut blocked: std::collections::BTreeMap<Kind, i64> = Default::default();
         let mut ready = 0;
         for c in &report.changes {
-            let kind = c.kind.as_str();
-            if c.action == Action::Failed {
-                let class = c.error_class.map_or("other", |e| e.as_str());
-                let operation = c.error.as_ref().map_or("", |e| e.operation.as_str());
-                self.reconcile_errors
-                    .with_label_values(&[stack, kind, class, operation])
-                    .inc();
-            }
-            let fields: Vec<&str> = match c.action {
-                Action::Create | Action::Restore => vec!["(absent)"],
-                Action::Delete => vec!["(undeclared)"],
-                // A lost resource the reconciler refuses to rebuild empty.
-                Action::Blocked if c.diffs.is_empty() && c.id.is_none() => vec!["(absent)"],
-                Action::Update | Action::Replace | Action::Blocked => {
-                    c.diffs.iter().map(|d| d.field.as_str()).collect()
-                }
-                Action::None | Action::Waiting | Action::Failed => Vec::new(),
-            };
-            for f in &fields {
-                self.drift_detected
-                    .with_label_values(&[stack, kind, f])
-                    .inc();
-            }
-            if applied && c.is_pending() {
-                for d in c.applicable() {
-                    self.drift_corrected
-                        .with_label_values(&[stack, kind, &d.field])
-                        .inc();
-                }
-                if matches!(c.action, Action::Create | Action::Restore | Action::Delete) {
-                    self.drift_corrected
-                        .with_label_values(&[stack, kind, fields[0]])
-                        .inc();
-                }
-            }
+            self.count_change(stack, c, applied);
             match report.state_of(c) {
                 ResourceState::InSync => ready += 1,
                 ResourceState::Blocked => {
@@ -486,6 +436,67 @@ impl Metrics {
         self.resources_managed
             .with_label_values(&[stack])
             .set(report.changes.len() as i64);
+    }
+
+    /// The health verdict (a state set) and the healthy targets.
+    fn observe_health(&self, report: &StackReport) {
+        let stack = report.stack.as_str();
+        let verdict = match (&report.health, report.observation_failed) {
+            (Some(h), false) => Some(h.verdict),
+            (_, true) => Some(presta_engine::health::Verdict::Unknown),
+            (None, false) => None,
+        };
+        if let Some(v) = verdict {
+            for s in presta_engine::health::Verdict::ALL {
+                self.health
+                    .with_label_values(&[stack, s.as_str()])
+                    .set(i64::from(s == v));
+            }
+        }
+        if let Some(n) = report.health.as_ref().and_then(|h| h.targets_healthy) {
+            self.targets_healthy
+                .with_label_values(&[stack])
+                .set(i64::from(n));
+        }
+    }
+
+    /// One resource's errors, drift seen and drift corrected.
+    fn count_change(&self, stack: &str, c: &presta_aws::Change, applied: bool) {
+        let kind = c.kind.as_str();
+        if c.action == Action::Failed {
+            let class = c.error_class.map_or("other", |e| e.as_str());
+            let operation = c.error.as_ref().map_or("", |e| e.operation.as_str());
+            self.reconcile_errors
+                .with_label_values(&[stack, kind, class, operation])
+                .inc();
+        }
+        let fields: Vec<&str> = match c.action {
+            Action::Create | Action::Restore => vec!["(absent)"],
+            Action::Delete => vec!["(undeclared)"],
+            // A lost resource the reconciler refuses to rebuild empty.
+            Action::Blocked if c.diffs.is_empty() && c.id.is_none() => vec!["(absent)"],
+            Action::Update | Action::Replace | Action::Blocked => {
+                c.diffs.iter().map(|d| d.field.as_str()).collect()
+            }
+            Action::None | Action::Waiting | Action::Failed => Vec::new(),
+        };
+        for f in &fields {
+            self.drift_detected
+                .with_label_values(&[stack, kind, f])
+                .inc();
+        }
+        if applied && c.is_pending() {
+            for d in c.applicable() {
+                self.drift_corrected
+                    .with_label_values(&[stack, kind, &d.field])
+                    .inc();
+            }
+            if matches!(c.action, Action::Create | Action::Restore | Action::Delete) {
+                self.drift_corrected
+                    .with_label_values(&[stack, kind, fields[0]])
+                    .inc();
+            }
+        }
     }
 
     /// Drops the series of a stack that left the configuration.

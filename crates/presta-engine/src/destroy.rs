@@ -365,7 +365,12 @@ async fn run(
         final_snapshots(&cx, report).await?;
     }
 
-    // The cost and the way back.
+    conclude(report, req);
+    Ok(())
+}
+
+/// The cost of what is kept, and the command that brings the shop back.
+fn conclude(report: &mut DestroyReport, req: &Request) {
     let kept_kinds: BTreeSet<Kind> = report.kept.iter().map(|i| i.kind).collect();
     report.cost_note = if kept_kinds.is_empty() {
         "nothing is kept: nothing is billed".into()
@@ -379,7 +384,6 @@ async fn run(
             req.stack
         ));
     }
-    Ok(())
 }
 
 /// The database, by `spec.policy.deletion.database`: retained (released from management),

@@ -214,6 +214,67 @@ fn link(
     }
 }
 
+/// The private subnets' zones where the file system has no available mount target.
+fn zones_without_mount_target(snap: &Snapshot, net: &Network, fs_id: &str) -> Vec<String> {
+    let mut zones: Vec<String> = net
+        .private
+        .iter()
+        .filter(|s| {
+            !snap
+                .values::<MountTargets>()
+                .any(|m| m.file_system_id == fs_id && m.subnet_id == s.id && m.state.is_available())
+        })
+        .map(|s| s.az.clone())
+        .collect();
+    zones.sort();
+    zones.dedup();
+    zones
+}
+
+/// The links of the security-group chain (internet → load balancer → instances → database and
+/// file system) that are missing or do not allow what they should.
+fn broken_links(stack: &Stack, snap: &Snapshot, net: &Network) -> Vec<String> {
+    let name = stack.name();
+    let sg = |c: Component| snap.get::<SecurityGroups>(&c.name(name));
+    let vpc = net.vpc_id.as_str();
+    let (alb_sg, app_sg) = (
+        sg(Component::AlbSecurityGroup),
+        sg(Component::AppSecurityGroup),
+    );
+    let app_id = app_sg.map(|g| g.id.clone()).unwrap_or_default();
+    [
+        link(
+            alb_sg,
+            || SecurityGroupDesired::load_balancer(stack, vpc),
+            "internet → load balancer",
+        ),
+        link(
+            app_sg,
+            || {
+                SecurityGroupDesired::instances(
+                    stack,
+                    vpc,
+                    &alb_sg.map(|g| g.id.clone()).unwrap_or_default(),
+                )
+            },
+            "load balancer → instances",
+        ),
+        link(
+            sg(Component::DbSecurityGroup),
+            || SecurityGroupDesired::database(stack, vpc, &app_id),
+            "instances → database",
+        ),
+        link(
+            sg(Component::EfsSecurityGroup),
+            || SecurityGroupDesired::file_system(stack, vpc, &app_id),
+            "instances → file system",
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
 /// Observes what the verdict needs beyond `snap` and decides.
 pub async fn assess(
     aws: &Aws,
@@ -223,7 +284,6 @@ pub async fn assess(
     refresh: Option<&RefreshStatus>,
 ) -> Health {
     let name = stack.name();
-    let sg = |c: Component| snap.get::<SecurityGroups>(&c.name(name));
     let tg = snap.get::<TargetGroups>(&Component::TargetGroup.name(name));
     let group = snap.get::<AutoScalingGroups>(&Component::AutoScalingGroup.name(name));
     let lb = snap.get::<LoadBalancers>(&Component::LoadBalancer.name(name));
@@ -254,61 +314,10 @@ pub async fn assess(
         Ok(t) => t,
         Err(e) => return Health::unknown(format!("the targets' health could not be read: {e}")),
     };
-    let zones_without_mount_target = match fs {
-        Some(f) => {
-            let mut zones: Vec<String> = net
-                .private
-                .iter()
-                .filter(|s| {
-                    !snap.values::<MountTargets>().any(|m| {
-                        m.file_system_id == f.id && m.subnet_id == s.id && m.state.is_available()
-                    })
-                })
-                .map(|s| s.az.clone())
-                .collect();
-            zones.sort();
-            zones.dedup();
-            zones
-        }
-        None => Vec::new(),
-    };
-    let vpc = net.vpc_id.as_str();
-    let (alb_sg, app_sg) = (
-        sg(Component::AlbSecurityGroup),
-        sg(Component::AppSecurityGroup),
-    );
-    let app_id = app_sg.map(|g| g.id.clone()).unwrap_or_default();
-    let broken_links: Vec<String> = [
-        link(
-            alb_sg,
-            || SecurityGroupDesired::load_balancer(stack, vpc),
-            "internet → load balancer",
-        ),
-        link(
-            app_sg,
-            || {
-                SecurityGroupDesired::instances(
-                    stack,
-                    vpc,
-                    &alb_sg.map(|g| g.id.clone()).unwrap_or_default(),
-                )
-            },
-            "load balancer → instances",
-        ),
-        link(
-            sg(Component::DbSecurityGroup),
-            || SecurityGroupDesired::database(stack, vpc, &app_id),
-            "instances → database",
-        ),
-        link(
-            sg(Component::EfsSecurityGroup),
-            || SecurityGroupDesired::file_system(stack, vpc, &app_id),
-            "instances → file system",
-        ),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let zones_without_mount_target = fs
+        .map(|f| zones_without_mount_target(snap, net, &f.id))
+        .unwrap_or_default();
+    let broken_links = broken_links(stack, snap, net);
     verdict(&Facts {
         exists,
         load_balancer: lb.is_some(),

@@ -110,36 +110,40 @@ pub(super) async fn roll(
             started_by_this_run: true,
         });
     } else if let Some(group) = group.filter(|g| g.tags.contains_key(TAG_REFRESH)) {
-        match AutoScalingGroups.latest_refresh(run.aws, &group.name).await {
-            Ok(Some(info)) => {
-                let ended = matches!(
-                    info.status.as_str(),
-                    "Successful" | "Failed" | "Cancelled" | "RollbackSuccessful" | "RollbackFailed"
-                );
-                if ended
-                    && run.mode == Mode::Apply
-                    && let Err(e) = AutoScalingGroups
-                        .mark_refresh(run.aws, &group.name, None)
-                        .await
-                {
-                    tracing::warn!(group = %group.name, error = %e, "clearing the refresh mark failed");
-                }
-                refresh = Some(RefreshStatus {
-                    id: info.id,
-                    status: info.status,
-                    percentage_complete: info.percentage_complete,
-                    status_reason: info.status_reason,
-                    started_by_this_run: false,
-                });
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(group = %group.name, error = %e, "reading the instance refresh failed")
-            }
-        }
+        refresh = marked_refresh(run, &group.name).await;
     }
 
     refresh
+}
+
+/// The refresh of a group marked as rolling; the mark goes once it has ended (in an apply).
+async fn marked_refresh(run: &Run<'_>, group: &str) -> Option<RefreshStatus> {
+    match AutoScalingGroups.latest_refresh(run.aws, group).await {
+        Ok(Some(info)) => {
+            let ended = matches!(
+                info.status.as_str(),
+                "Successful" | "Failed" | "Cancelled" | "RollbackSuccessful" | "RollbackFailed"
+            );
+            if ended
+                && run.mode == Mode::Apply
+                && let Err(e) = AutoScalingGroups.mark_refresh(run.aws, group, None).await
+            {
+                tracing::warn!(group = %group, error = %e, "clearing the refresh mark failed");
+            }
+            Some(RefreshStatus {
+                id: info.id,
+                status: info.status,
+                percentage_complete: info.percentage_complete,
+                status_reason: info.status_reason,
+                started_by_this_run: false,
+            })
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(group = %group, error = %e, "reading the instance refresh failed");
+            None
+        }
+    }
 }
 
 /// The shop's domain change, if the launch template's bootstrap values say so.
