@@ -309,6 +309,14 @@ fn check_document(value: &Value, place: &Place<'_>, problems: &mut Vec<Problem>)
         return None;
     }
 
+    // A document the types accept satisfies the schema derived from them: the schema pass
+    // (which compiles a validator) only runs to list every structural problem at once.
+    if let Ok(stack) = Stack::deserialize(value) {
+        for finding in validate::validate_stack(&stack) {
+            problems.push(place.problem(&finding.path, false, finding.message, finding.help));
+        }
+        return Some(stack);
+    }
     let schema_problems = schema_findings(value);
     let structural_ok = schema_problems.is_empty();
     // Remove what the schema refused, so that the rest of the document can still be
