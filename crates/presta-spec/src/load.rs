@@ -192,10 +192,12 @@ pub fn config_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
 /// Parses one file's text; `file` is only used in messages.
 pub fn parse_file(source: &str, file: &Path) -> Result<Vec<LoadedStack>, Vec<Problem>> {
     let name = file.display().to_string();
-    let positions = position::index(source);
+    // The positions of every key take a second YAML parse: made only when a problem needs
+    // them (a valid file is read once).
+    let index = std::cell::OnceCell::new();
+    let starts = document_start_lines(source);
     let mut problems = Vec::new();
     let mut stacks = Vec::new();
-    let empty = DocPositions::default();
     for (i, value) in documents(source, &name)? {
         if value.is_null() {
             continue; // an empty document, e.g. a trailing `---`
@@ -203,18 +205,22 @@ pub fn parse_file(source: &str, file: &Path) -> Result<Vec<LoadedStack>, Vec<Pro
         let place = Place {
             file: &name,
             document: i + 1,
-            positions: positions.get(i).unwrap_or(&empty),
+            source,
+            index: &index,
         };
         if let Some(stack) = check_document(&value, &place, &mut problems) {
+            let promotion_line = stack.spec.promotion.as_ref().and_then(|_| {
+                place
+                    .positions()
+                    .value("spec.promotion.after")
+                    .map(|p| p.line)
+            });
             stacks.push(LoadedStack {
                 stack,
                 file: file.to_path_buf(),
                 document: i + 1,
-                line: place.positions.start.map(|p| p.line).unwrap_or(1),
-                promotion_line: place
-                    .positions
-                    .value("spec.promotion.after")
-                    .map(|p| p.line),
+                line: starts.get(i).copied().unwrap_or(1),
+                promotion_line,
             });
         }
     }
@@ -263,17 +269,29 @@ fn documents(source: &str, name: &str) -> Result<Vec<(usize, Value)>, Vec<Proble
     Ok(values)
 }
 
-/// Where a document's problems are: its file, its number, the positions of its keys.
+/// Where a document's problems are: its file, its number, the positions of its keys (indexed
+/// on first use).
 struct Place<'a> {
     file: &'a str,
     document: usize,
-    positions: &'a DocPositions,
+    source: &'a str,
+    index: &'a std::cell::OnceCell<Vec<DocPositions>>,
 }
 
+static NO_POSITIONS: std::sync::LazyLock<DocPositions> =
+    std::sync::LazyLock::new(DocPositions::default);
+
 impl Place<'_> {
+    fn positions(&self) -> &DocPositions {
+        self.index
+            .get_or_init(|| position::index(self.source))
+            .get(self.document - 1)
+            .unwrap_or(&NO_POSITIONS)
+    }
+
     /// A problem at `path` (at its key or at its value), placed at the nearest known line.
     fn problem(&self, path: &str, at_key: bool, message: String, help: Option<String>) -> Problem {
-        let pos = self.positions;
+        let pos = self.positions();
         let p = if at_key {
             pos.key(path)
         } else {
@@ -350,6 +368,45 @@ fn check_document(value: &Value, place: &Place<'_>, problems: &mut Vec<Problem>)
         }
     }
     structural_ok.then_some(stack)
+}
+
+/// The first line (1-based) of each document's content, in the order serde_yaml reads the
+/// documents: a document starts at the top of the file or at a `---` line; blank lines,
+/// comments and directives before its content are skipped (an empty document starts at its
+/// `---`).
+fn document_start_lines(source: &str) -> Vec<usize> {
+    let mut starts: Vec<Option<usize>> = vec![None];
+    let mut markers: Vec<usize> = vec![1];
+    for (n, line) in source.lines().enumerate() {
+        let number = n + 1;
+        let trimmed = line.trim_end();
+        if trimmed == "---" || trimmed.starts_with("--- ") {
+            // Content before the first marker made no document of its own.
+            if starts.len() == 1 && starts[0].is_none() {
+                starts.clear();
+                markers.clear();
+            }
+            let rest = trimmed.trim_start_matches('-').trim();
+            starts.push((!rest.is_empty() && !rest.starts_with('#')).then_some(number));
+            markers.push(number);
+            continue;
+        }
+        let content = !trimmed.trim().is_empty()
+            && !trimmed.trim_start().starts_with('#')
+            && !trimmed.starts_with('%')
+            && trimmed != "...";
+        if let Some(last) = starts.last_mut()
+            && last.is_none()
+            && content
+        {
+            *last = Some(number);
+        }
+    }
+    starts
+        .iter()
+        .zip(markers)
+        .map(|(s, m)| s.unwrap_or(m))
+        .collect()
 }
 
 /// serde_yaml's message already ends with " at line L column C": the problem shows it.
@@ -490,6 +547,27 @@ fn duplicate_names(stacks: &[LoadedStack]) -> Vec<Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn document_starts_match_the_position_index() {
+        let sources = [
+            "a: 1\n",
+            "# head\n\n---\na: 1\n---\n# c\nb: 2\n",
+            "---\na: 1\n\n---\n\n\nb:\n  c: 3\n",
+            "%YAML 1.2\n---\na: 1\n...\n---\nb: 2\n",
+        ];
+        for src in sources {
+            let index = position::index(src);
+            let starts = document_start_lines(src);
+            for (i, doc) in index.iter().enumerate() {
+                if let Some(p) = doc.start {
+                    assert_eq!(starts.get(i).copied(), Some(p.line), "{src:?} document {i}");
+                }
+            }
+        }
+        // A trailing `---` is an empty document (skipped by the loader): it starts there.
+        assert_eq!(document_start_lines("a: 1\n---\n"), [1, 2]);
+    }
 
     #[test]
     fn dotted_paths_distinguish_lists_from_maps() {
