@@ -323,82 +323,14 @@ async fn a_new_default_template_version_is_replaced_and_the_group_rolls(
     env: &Env,
     sdk: &aws_config::SdkConfig,
 ) {
-    use aws_sdk_ec2::types::{
-        InstanceType, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
-        LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
-        LaunchTemplateInstanceMetadataOptionsRequest, RequestLaunchTemplateData,
-    };
     let ec2 = aws_sdk_ec2::Client::new(sdk);
-    let lt = ec2
-        .describe_launch_templates()
-        .launch_template_names("demo-app")
-        .send()
-        .await
-        .unwrap()
-        .launch_templates()[0]
-        .clone();
-    let id = lt.launch_template_id().unwrap().to_string();
     // The same data as the current version but another instance type, made the default by
-    // hand. (moto ignores SourceVersion, so the data is copied here.)
-    let current = ec2
-        .describe_launch_template_versions()
-        .launch_template_id(&id)
-        .versions("$Default")
-        .send()
-        .await
-        .unwrap();
-    let d = current.launch_template_versions()[0]
-        .launch_template_data()
-        .unwrap()
-        .clone();
-    let md = d.metadata_options().unwrap();
-    let root = &d.block_device_mappings()[0];
-    let data = RequestLaunchTemplateData::builder()
-        .image_id(d.image_id().unwrap())
-        .instance_type(InstanceType::M5Large)
-        .iam_instance_profile(
-            LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
-                .name(d.iam_instance_profile().unwrap().name().unwrap())
-                .build(),
-        )
-        .set_security_group_ids(Some(d.security_group_ids().to_vec()))
-        .user_data(d.user_data().unwrap())
-        .metadata_options(
-            LaunchTemplateInstanceMetadataOptionsRequest::builder()
-                .http_tokens(LaunchTemplateHttpTokensState::Required)
-                .http_put_response_hop_limit(md.http_put_response_hop_limit().unwrap())
-                .build(),
-        )
-        .block_device_mappings(
-            LaunchTemplateBlockDeviceMappingRequest::builder()
-                .device_name(root.device_name().unwrap())
-                .ebs(
-                    LaunchTemplateEbsBlockDeviceRequest::builder()
-                        .volume_size(root.ebs().unwrap().volume_size().unwrap())
-                        .encrypted(true)
-                        .build(),
-                )
-                .build(),
-        )
-        .build();
-    let v = ec2
-        .create_launch_template_version()
-        .launch_template_id(&id)
-        .launch_template_data(data)
-        .send()
-        .await
-        .unwrap();
-    let hand = v
-        .launch_template_version()
-        .unwrap()
-        .version_number()
-        .unwrap();
-    ec2.modify_launch_template()
-        .launch_template_id(&id)
-        .default_version(hand.to_string())
-        .send()
-        .await
-        .unwrap();
+    // hand.
+    let (id, hand) = env
+        .hand_made_template_version("demo", |d| {
+            d.instance_type(aws_sdk_ec2::types::InstanceType::M5Large)
+        })
+        .await;
     let report = expect_healed(
         env,
         &env.demo(),
@@ -831,24 +763,12 @@ async fn load_balancer_security_attributes_are_managed() {
     assert_eq!(code, 0);
 }
 
-async fn secret(ssm: &aws_sdk_ssm::Client, name: &str) -> (String, i64) {
-    let p = ssm
-        .get_parameter()
-        .name(name)
-        .with_decryption(true)
-        .send()
-        .await
-        .unwrap();
-    let p = p.parameter().unwrap();
-    (p.value().unwrap().to_string(), p.version())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_password_overwritten_by_hand_is_put_back_without_ever_showing_it() {
     let (env, sdk) = converged().await;
     let ssm = aws_sdk_ssm::Client::new(&sdk);
     let name = "/presta-reconciler/demo/db-password";
-    let (original, v1) = secret(&ssm, name).await;
+    let (original, v1) = env.secret(name).await;
     assert_eq!(v1, 1);
     // `aws ssm put-parameter --overwrite`: the database still uses the original.
     let hand = "typed-by-hand-0123456789";
@@ -878,7 +798,7 @@ async fn a_password_overwritten_by_hand_is_put_back_without_ever_showing_it() {
         ],
     );
     assert!(!report.to_string().contains(hand));
-    let (now, version) = secret(&ssm, name).await;
+    let (now, version) = env.secret(name).await;
     assert_eq!(now, original, "the value the database uses is back");
     assert_eq!(
         version, 3,

@@ -52,6 +52,20 @@ fn change<'a>(stack: &'a serde_json::Value, kind: &str, name: &str) -> &'a serde
         .unwrap_or_else(|| panic!("no {kind} {name} in {stack:#}"))
 }
 
+/// `plan -f file --stack name --output json`: the report.
+fn plan_one(env: &Env, file: &Path, name: &str) -> serde_json::Value {
+    let args = [
+        "plan",
+        "-f",
+        file.to_str().unwrap(),
+        "--stack",
+        name,
+        "--output",
+        "json",
+    ];
+    env.json(&args).1
+}
+
 fn apply(env: &Env, file: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
     let mut args = vec!["apply", "-f", file.to_str().unwrap(), "--output", "json"];
     args.extend_from_slice(extra);
@@ -74,100 +88,6 @@ async fn template_image(env: &Env, stack: &str) -> String {
         .get(&format!("{stack}-app"))
         .expect("the template exists");
     presta_aws::launch_template::bootstrap_values(&t.data.user_data)["IMAGE"].clone()
-}
-
-async fn open_ssh(env: &Env, stack: &str) {
-    let ec2 = aws_sdk_ec2::Client::new(&env.sdk().await);
-    let groups = ec2
-        .describe_security_groups()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("group-name")
-                .values(format!("{stack}-app-sg"))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let id = groups.security_groups()[0].group_id().unwrap().to_string();
-    ec2.authorize_security_group_ingress()
-        .group_id(&id)
-        .ip_protocol("tcp")
-        .from_port(22)
-        .to_port(22)
-        .cidr_ip("0.0.0.0/0")
-        .send()
-        .await
-        .unwrap();
-}
-
-/// A new default version of `<stack>-app` made by hand: the same data with another IMDS hop
-/// limit. (moto ignores SourceVersion, so the data is copied.)
-async fn set_hop_limit(env: &Env, stack: &str, hops: i32) {
-    use aws_sdk_ec2::types::{
-        InstanceType, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
-        LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
-        LaunchTemplateInstanceMetadataOptionsRequest, RequestLaunchTemplateData,
-    };
-    let ec2 = aws_sdk_ec2::Client::new(&env.sdk().await);
-    let name = format!("{stack}-app");
-    let current = ec2
-        .describe_launch_template_versions()
-        .launch_template_name(&name)
-        .versions("$Default")
-        .send()
-        .await
-        .unwrap();
-    let v = &current.launch_template_versions()[0];
-    let id = v.launch_template_id().unwrap().to_string();
-    let d = v.launch_template_data().unwrap().clone();
-    let root = &d.block_device_mappings()[0];
-    let data = RequestLaunchTemplateData::builder()
-        .image_id(d.image_id().unwrap())
-        .instance_type(InstanceType::from(d.instance_type().unwrap().as_str()))
-        .iam_instance_profile(
-            LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
-                .name(d.iam_instance_profile().unwrap().name().unwrap())
-                .build(),
-        )
-        .set_security_group_ids(Some(d.security_group_ids().to_vec()))
-        .user_data(d.user_data().unwrap())
-        .metadata_options(
-            LaunchTemplateInstanceMetadataOptionsRequest::builder()
-                .http_tokens(LaunchTemplateHttpTokensState::Required)
-                .http_put_response_hop_limit(hops)
-                .build(),
-        )
-        .block_device_mappings(
-            LaunchTemplateBlockDeviceMappingRequest::builder()
-                .device_name(root.device_name().unwrap())
-                .ebs(
-                    LaunchTemplateEbsBlockDeviceRequest::builder()
-                        .volume_size(root.ebs().unwrap().volume_size().unwrap())
-                        .encrypted(true)
-                        .build(),
-                )
-                .build(),
-        )
-        .build();
-    let made = ec2
-        .create_launch_template_version()
-        .launch_template_id(&id)
-        .launch_template_data(data)
-        .send()
-        .await
-        .unwrap();
-    let version = made
-        .launch_template_version()
-        .unwrap()
-        .version_number()
-        .unwrap();
-    ec2.modify_launch_template()
-        .launch_template_id(&id)
-        .default_version(version.to_string())
-        .send()
-        .await
-        .unwrap();
 }
 
 async fn instances(env: &Env, stack: &str) -> Vec<String> {
@@ -230,7 +150,7 @@ async fn a_new_image_reaches_prod_only_after_staging_ran_it_healthy_for_the_soak
     assert!(text.contains("--approve "), "{text}");
 
     // While prod waits, drift on it is healed at once.
-    open_ssh(&env, "prod").await;
+    env.open_ssh_on("prod").await;
     let (_, report) = apply(&env, &after, &[]);
     let sg = change(stack(&report, "prod"), "security_group", "prod-app-sg");
     assert_eq!(sg["action"], "update", "port 22 closed again: {sg:#}");
@@ -238,7 +158,15 @@ async fn a_new_image_reaches_prod_only_after_staging_ran_it_healthy_for_the_soak
 
     // A drift on the template itself (a hop limit changed by hand) is healed too, keeping the
     // running release: the image still waits.
-    set_hop_limit(&env, "prod", 3).await;
+    env.hand_made_template_version("prod", |d| {
+        d.metadata_options(
+            aws_sdk_ec2::types::LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                .http_tokens(aws_sdk_ec2::types::LaunchTemplateHttpTokensState::Required)
+                .http_put_response_hop_limit(3)
+                .build(),
+        )
+    })
+    .await;
     let (_, report) = apply(&env, &after, &[]);
     let lt = change(stack(&report, "prod"), "launch_template", "prod-app");
     assert_eq!(lt["action"], "update", "{lt:#}");
@@ -258,15 +186,7 @@ async fn a_new_image_reaches_prod_only_after_staging_ran_it_healthy_for_the_soak
     );
     assert_eq!(template_image(&env, "prod").await, OLD);
     assert!(stack(&report, "prod")["gated"].is_object());
-    let (_, report) = env.json(&[
-        "plan",
-        "-f",
-        after.to_str().unwrap(),
-        "--stack",
-        "prod",
-        "--output",
-        "json",
-    ]);
+    let report = plan_one(&env, &after, "prod");
     let lt = change(stack(&report, "prod"), "launch_template", "prod-app");
     assert_eq!(lt["action"], "blocked", "only the release waits: {lt:#}");
 
@@ -312,15 +232,7 @@ async fn a_new_image_reaches_prod_only_after_staging_ran_it_healthy_for_the_soak
     );
 
     // Another process, applying prod alone, reads the same evidence from AWS.
-    let (_, alone) = env.json(&[
-        "plan",
-        "-f",
-        after.to_str().unwrap(),
-        "--stack",
-        "prod",
-        "--output",
-        "json",
-    ]);
+    let alone = plan_one(&env, &after, "prod");
     let a = stack(&alone, "prod")["gated"]["healthy_for_seconds"]
         .as_u64()
         .unwrap();
@@ -348,15 +260,7 @@ async fn a_new_image_reaches_prod_only_after_staging_ran_it_healthy_for_the_soak
     assert!(started.contains("stops at 50% for 3 s"), "{started}");
     // The promoted release rolls in two halves: a pause at 50 %, then the rest.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (_, report) = env.json(&[
-        "plan",
-        "-f",
-        after.to_str().unwrap(),
-        "--stack",
-        "prod",
-        "--output",
-        "json",
-    ]);
+    let report = plan_one(&env, &after, "prod");
     let r = &stack(&report, "prod")["instance_refresh"];
     assert_eq!(r["status"], "InProgress", "{r:#}");
     assert_eq!(r["percentage_complete"], 50, "{r:#}");
@@ -409,15 +313,7 @@ async fn a_release_staging_never_runs_waits_until_a_person_approves_it() {
     for id in instances(&env, "prod").await {
         env.emu.set_target_health("unhealthy", Some(&id)).unwrap();
     }
-    let (_, report) = env.json(&[
-        "plan",
-        "-f",
-        prod_only.to_str().unwrap(),
-        "--stack",
-        "prod",
-        "--output",
-        "json",
-    ]);
+    let report = plan_one(&env, &prod_only, "prod");
     let p = stack(&report, "prod");
     assert_eq!(p["instance_refresh"]["status"], "Failed", "{p:#}");
     let reasons = p["health"]["reasons"].to_string();
@@ -465,15 +361,7 @@ fn the_daemon_shows_the_gate_and_a_restarted_daemon_sees_the_same_soak() {
         again >= seen,
         "the soak did not restart: {seen} s then {again} s"
     );
-    let (_, alone) = env.json(&[
-        "plan",
-        "-f",
-        file.to_str().unwrap(),
-        "--stack",
-        "prod",
-        "--output",
-        "json",
-    ]);
+    let alone = plan_one(&env, &file, "prod");
     let one_shot = stack(&alone, "prod")["gated"]["healthy_for_seconds"]
         .as_u64()
         .unwrap();

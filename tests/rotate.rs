@@ -9,18 +9,6 @@ use common::Env;
 
 const PARAM: &str = "/presta-reconciler/demo/db-password";
 
-async fn current(ssm: &aws_sdk_ssm::Client) -> (String, i64) {
-    let p = ssm
-        .get_parameter()
-        .name(PARAM)
-        .with_decryption(true)
-        .send()
-        .await
-        .unwrap();
-    let p = p.parameter().unwrap();
-    (p.value().unwrap().to_string(), p.version())
-}
-
 fn rotate(env: &Env) -> (i32, serde_json::Value, String) {
     let out = env.cli(&[
         "rotate-db-password",
@@ -49,13 +37,13 @@ async fn rotation_changes_ssm_the_database_and_the_shop_and_a_rerun_finishes_a_s
     let env = Env::start();
     env.apply(&env.demo());
     let ssm = aws_sdk_ssm::Client::new(&env.sdk().await);
-    let (p0, v0) = current(&ssm).await;
+    let (p0, v0) = env.secret(PARAM).await;
     agree(&env, &p0);
 
     env.emu.reset_calls().unwrap();
     let (code, report, stdout) = rotate(&env);
     assert_eq!(code, 0, "{report:#}");
-    let (p1, v1) = current(&ssm).await;
+    let (p1, v1) = env.secret(PARAM).await;
     assert_eq!(v1, v0 + 1);
     assert_ne!(p1, p0);
     agree(&env, &p1);
@@ -107,7 +95,7 @@ async fn rotation_changes_ssm_the_database_and_the_shop_and_a_rerun_finishes_a_s
         ),
     ];
     for (step, inject) in cases {
-        let (before, _) = current(&ssm).await;
+        let (before, _) = env.secret(PARAM).await;
         let db_before = env.emu.rds_master_password("demo-db").unwrap();
         inject(&env);
         let (code, report, _) = rotate(&env);
@@ -122,7 +110,7 @@ async fn rotation_changes_ssm_the_database_and_the_shop_and_a_rerun_finishes_a_s
         assert_eq!(failed["step"], step);
         assert_eq!(failed["ok"], false);
         if step == "store the new password" {
-            assert_eq!(current(&ssm).await.0, before, "nothing stored");
+            assert_eq!(env.secret(PARAM).await.0, before, "nothing stored");
             assert_eq!(env.emu.rds_master_password("demo-db").unwrap(), db_before);
         }
         if step == "change the database's password" {
@@ -136,7 +124,7 @@ async fn rotation_changes_ssm_the_database_and_the_shop_and_a_rerun_finishes_a_s
         env.emu.set_command_result(None).unwrap();
         let (code, report, _) = rotate(&env);
         assert_eq!(code, 0, "re-run after `{step}`: {report:#}");
-        agree(&env, &current(&ssm).await.0);
+        agree(&env, &env.secret(PARAM).await.0);
     }
 }
 
@@ -163,7 +151,7 @@ async fn a_lost_password_parameter_is_recovered_by_a_rotation() {
             .contains("created again"),
         "{report:#}"
     );
-    let (p, _) = current(&ssm).await;
+    let (p, _) = env.secret(PARAM).await;
     agree(&env, &p);
     // Ownership tags came back with it; the stack is whole again.
     let tags = ssm

@@ -318,13 +318,18 @@ impl Drop for Daemon {
 impl Env {
     /// The demo's instances' group: its id and how many rules it has.
     pub async fn app_group(&self) -> (String, usize) {
+        self.app_group_of("demo").await
+    }
+
+    /// `stack`'s instances' group: its id and how many rules it has.
+    pub async fn app_group_of(&self, stack: &str) -> (String, usize) {
         let ec2 = aws_sdk_ec2::Client::new(&self.sdk().await);
         let out = ec2
             .describe_security_groups()
             .filters(
                 aws_sdk_ec2::types::Filter::builder()
                     .name("group-name")
-                    .values("demo-app-sg")
+                    .values(format!("{stack}-app-sg"))
                     .build(),
             )
             .send()
@@ -336,8 +341,13 @@ impl Env {
 
     /// Drift as a person causes it: SSH opened to the world on the demo's instances' group.
     pub async fn open_ssh(&self) {
+        self.open_ssh_on("demo").await
+    }
+
+    /// Drift as a person causes it: SSH opened to the world on `stack`'s instances' group.
+    pub async fn open_ssh_on(&self, stack: &str) {
         use aws_sdk_ec2::types::{IpPermission, IpRange};
-        let (group, _) = self.app_group().await;
+        let (group, _) = self.app_group_of(stack).await;
         aws_sdk_ec2::Client::new(&self.sdk().await)
             .authorize_security_group_ingress()
             .group_id(group)
@@ -352,5 +362,96 @@ impl Env {
             .send()
             .await
             .unwrap();
+    }
+
+    /// A SecureString's value and version, decrypted (tests only: never printed).
+    pub async fn secret(&self, name: &str) -> (String, i64) {
+        let ssm = aws_sdk_ssm::Client::new(&self.sdk().await);
+        let p = ssm
+            .get_parameter()
+            .name(name)
+            .with_decryption(true)
+            .send()
+            .await
+            .unwrap();
+        let p = p.parameter().unwrap();
+        (p.value().unwrap().to_string(), p.version())
+    }
+
+    /// A new default version of `<stack>-app` made by hand: the current data (moto ignores
+    /// SourceVersion, so it is copied) with `edit` applied. Returns the template id and the
+    /// new version number.
+    pub async fn hand_made_template_version(
+        &self,
+        stack: &str,
+        edit: impl FnOnce(
+            aws_sdk_ec2::types::builders::RequestLaunchTemplateDataBuilder,
+        ) -> aws_sdk_ec2::types::builders::RequestLaunchTemplateDataBuilder,
+    ) -> (String, i64) {
+        use aws_sdk_ec2::types::{
+            InstanceType, LaunchTemplateBlockDeviceMappingRequest,
+            LaunchTemplateEbsBlockDeviceRequest, LaunchTemplateHttpTokensState,
+            LaunchTemplateIamInstanceProfileSpecificationRequest,
+            LaunchTemplateInstanceMetadataOptionsRequest, RequestLaunchTemplateData,
+        };
+        let ec2 = aws_sdk_ec2::Client::new(&self.sdk().await);
+        let current = ec2
+            .describe_launch_template_versions()
+            .launch_template_name(format!("{stack}-app"))
+            .versions("$Default")
+            .send()
+            .await
+            .unwrap();
+        let v = &current.launch_template_versions()[0];
+        let id = v.launch_template_id().unwrap().to_string();
+        let d = v.launch_template_data().unwrap().clone();
+        let md = d.metadata_options().unwrap();
+        let root = &d.block_device_mappings()[0];
+        let data = RequestLaunchTemplateData::builder()
+            .image_id(d.image_id().unwrap())
+            .instance_type(InstanceType::from(d.instance_type().unwrap().as_str()))
+            .iam_instance_profile(
+                LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                    .name(d.iam_instance_profile().unwrap().name().unwrap())
+                    .build(),
+            )
+            .set_security_group_ids(Some(d.security_group_ids().to_vec()))
+            .user_data(d.user_data().unwrap())
+            .metadata_options(
+                LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                    .http_tokens(LaunchTemplateHttpTokensState::Required)
+                    .http_put_response_hop_limit(md.http_put_response_hop_limit().unwrap())
+                    .build(),
+            )
+            .block_device_mappings(
+                LaunchTemplateBlockDeviceMappingRequest::builder()
+                    .device_name(root.device_name().unwrap())
+                    .ebs(
+                        LaunchTemplateEbsBlockDeviceRequest::builder()
+                            .volume_size(root.ebs().unwrap().volume_size().unwrap())
+                            .encrypted(true)
+                            .build(),
+                    )
+                    .build(),
+            );
+        let made = ec2
+            .create_launch_template_version()
+            .launch_template_id(&id)
+            .launch_template_data(edit(data).build())
+            .send()
+            .await
+            .unwrap();
+        let version = made
+            .launch_template_version()
+            .unwrap()
+            .version_number()
+            .unwrap();
+        ec2.modify_launch_template()
+            .launch_template_id(&id)
+            .default_version(version.to_string())
+            .send()
+            .await
+            .unwrap();
+        (id, version)
     }
 }
