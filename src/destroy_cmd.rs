@@ -67,19 +67,18 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .map(|l| l.stack.with_defaults())
             .find(|s| s.name() == args.stack)
     };
-    let (region, prefix, deletion) = match (&declared, &args.region) {
+    let (region, names, deletion) = match (&declared, &args.region) {
         (Some(s), Some(r)) if r != &s.spec.region => anyhow::bail!(
             "--region {r} differs from the stack's region {} in the files",
             s.spec.region
         ),
-        (Some(s), _) => (
-            s.spec.region.clone(),
-            s.parameter_prefix(),
-            s.spec.policy.deletion,
-        ),
+        (Some(s), _) => (s.spec.region.clone(), s.names(), s.spec.policy.deletion),
         (None, Some(r)) => (
             r.clone(),
-            presta_spec::defaults::parameter_prefix(&args.stack),
+            presta_spec::naming::StackNames::deterministic(
+                &args.stack,
+                &presta_spec::defaults::parameter_prefix(&args.stack),
+            ),
             Deletion::default(),
         ),
         (None, None) => anyhow::bail!(
@@ -89,7 +88,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     };
     let req = Request {
         stack: args.stack.clone(),
-        parameter_prefix: prefix,
+        names,
         deletion,
         delete_data: args.delete_data,
         config: args.files.first().map(|p| p.display().to_string()),

@@ -33,7 +33,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .shell_line(args.arg.as_deref())
         .map_err(anyhow::Error::msg)?;
     let stack = args.target.load()?;
-    let group = presta_spec::naming::Component::AutoScalingGroup.name(stack.name());
+    let group = stack.resource_name(presta_spec::naming::Component::AutoScalingGroup);
     let run = crate::runtime()?.block_on(async {
         let aws = args.target.connect(&stack).await;
         commands::run(

@@ -25,9 +25,15 @@ async fn connect(env: &Env) -> Aws {
 }
 
 async fn observe(aws: &Aws) -> Snapshot {
-    Snapshot::observe_targets(aws, &Targets::one("demo", "/presta-reconciler/demo"))
-        .await
-        .unwrap()
+    Snapshot::observe_targets(
+        aws,
+        &Targets::one(presta_spec::naming::StackNames::deterministic(
+            "demo",
+            "/presta-reconciler/demo",
+        )),
+    )
+    .await
+    .unwrap()
 }
 
 /// Puts `presta-reconciler/stack=value` on the resource the way a person would (the SDK).

@@ -149,7 +149,7 @@ async fn destroy(
     let stack = demo(|t| t).remove(0).with_defaults();
     let req = presta_engine::destroy::Request {
         stack: "demo".into(),
-        parameter_prefix: stack.parameter_prefix(),
+        names: stack.names(),
         deletion: stack.spec.policy.deletion,
         delete_data: false,
         config: None,

@@ -347,7 +347,7 @@ async fn destroy_takes_the_stack_down_in_dependency_order_and_keeps_every_byte()
     let stack = demo(|t| t).remove(0).with_defaults();
     let req = presta_engine::destroy::Request {
         stack: "demo".into(),
-        parameter_prefix: stack.parameter_prefix(),
+        names: stack.names(),
         deletion: stack.spec.policy.deletion,
         delete_data: false,
         config: None,

@@ -76,7 +76,13 @@ write_env() {
   umask 077
   mkdir -p "$ENV_DIR"
   db_password=$(aws ssm get-parameter --region "$REGION" --with-decryption --name "$DB_PASSWORD_PARAM" --query Parameter.Value --output text)
-  admin_password=$(aws ssm get-parameter --region "$REGION" --with-decryption --name "$ADMIN_PASSWORD_PARAM" --query Parameter.Value --output text)
+  admin_password=""
+  if [ -n "$ADMIN_PASSWORD_PARAM" ]; then
+    admin_password=$(aws ssm get-parameter --region "$REGION" --with-decryption --name "$ADMIN_PASSWORD_PARAM" --query Parameter.Value --output text)
+  elif [ "$install_auto" = 1 ]; then
+    # secrets.adminPasswordParameter: none (an imported shop): never install over it.
+    die "no admin password parameter (secrets.adminPasswordParameter: none, a shop that was already installed) but $PARAMS is missing: restore the shop's files instead of installing a new one"
+  fi
   {
     echo "DB_SERVER=$DB_HOST"
     echo "DB_PORT=$DB_PORT"

@@ -71,7 +71,7 @@ impl AutoScalingGroupDesired {
     ) -> Self {
         let compute = &stack.spec.compute;
         AutoScalingGroupDesired {
-            name: Component::AutoScalingGroup.name(stack.name()),
+            name: stack.resource_name(Component::AutoScalingGroup),
             launch_template_id: launch_template.to_string(),
             subnets: net.private_ids().into_iter().collect(),
             min_size: compute.min_size as i32,
@@ -79,13 +79,11 @@ impl AutoScalingGroupDesired {
             initial_capacity: compute.desired_capacity.unwrap_or(compute.min_size) as i32,
             target_groups: [target_group.to_string()].into(),
             health_check_grace_seconds: compute.health_check_grace_period_seconds as i32,
-            policy_name: Component::ScalingPolicy.name(stack.name()),
+            policy_name: stack.resource_name(Component::ScalingPolicy),
             target_cpu: f64::from(compute.target_cpu_utilization),
-            tags: naming::tags(
-                stack.name(),
-                Component::AutoScalingGroup,
-                &stack.metadata.labels,
-            ),
+            tags: stack
+                .names()
+                .tags(Component::AutoScalingGroup, &stack.metadata.labels),
         }
     }
 }

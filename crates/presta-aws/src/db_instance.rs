@@ -25,7 +25,7 @@ use crate::registry::{Deletion, Iam, Observed, OrphanSearch, Owned, Targets, Tea
 use crate::tags::{self, Tags};
 use fields::*;
 use presta_spec::Stack;
-use presta_spec::naming::{self, Component};
+use presta_spec::naming::Component;
 use serde_json::json;
 
 /// The fields this kind manages, as its diff reports them and its update reads them.
@@ -79,7 +79,7 @@ impl DbInstanceDesired {
     ) -> Self {
         let db = &stack.spec.database;
         DbInstanceDesired {
-            identifier: Component::DbInstance.name(stack.name()),
+            identifier: stack.resource_name(Component::DbInstance),
             engine_version: db.engine_version.clone(),
             instance_class: db.instance_class.clone(),
             allocated_storage_gib: db.allocated_storage_gib as i32,
@@ -92,7 +92,9 @@ impl DbInstanceDesired {
             subnet_group: subnet_group.to_string(),
             security_groups: [security_group.to_string()].into(),
             password_parameter: password_parameter.to_string(),
-            tags: naming::tags(stack.name(), Component::DbInstance, &stack.metadata.labels),
+            tags: stack
+                .names()
+                .tags(Component::DbInstance, &stack.metadata.labels),
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::registry::{Deletion, Iam, Observed, Targets, Teardown};
 use crate::tags::Tags;
 use fields::*;
 use presta_spec::Stack;
-use presta_spec::naming::{self, Component};
+use presta_spec::naming::Component;
 use serde_json::json;
 
 /// The fields this kind manages, as its diff reports them and its update reads them.
@@ -35,17 +35,15 @@ impl DbSubnetGroupDesired {
     /// The database's subnet group: the stack's private subnets.
     pub fn for_stack(stack: &Stack, net: &Network) -> Self {
         DbSubnetGroupDesired {
-            name: Component::DbSubnetGroup.name(stack.name()),
+            name: stack.resource_name(Component::DbSubnetGroup),
             description: format!(
                 "presta-reconciler {}: private subnets of the database",
                 stack.name()
             ),
             subnets: net.private_ids().into_iter().collect(),
-            tags: naming::tags(
-                stack.name(),
-                Component::DbSubnetGroup,
-                &stack.metadata.labels,
-            ),
+            tags: stack
+                .names()
+                .tags(Component::DbSubnetGroup, &stack.metadata.labels),
         }
     }
 }

@@ -17,9 +17,7 @@ use crate::registry::{Deletion, Iam, Observed, OrphanSearch, Owned, Targets, Tea
 use crate::tags::{self, Tags};
 use fields::*;
 use presta_spec::Stack;
-use presta_spec::naming::{
-    self, Component, MANAGED_BY_VALUE, TAG_COMPONENT, TAG_MANAGED_BY, TAG_STACK,
-};
+use presta_spec::naming::{Component, MANAGED_BY_VALUE, TAG_COMPONENT, TAG_MANAGED_BY, TAG_STACK};
 
 /// The fields this kind manages, as its diff reports them and its update reads them.
 pub mod fields {
@@ -59,14 +57,16 @@ impl FileSystemDesired {
     pub fn for_stack(stack: &Stack) -> Self {
         let fs = &stack.spec.file_system;
         FileSystemDesired {
-            creation_token: Component::FileSystem.name(stack.name()),
+            creation_token: stack.resource_name(Component::FileSystem),
             encrypted: fs.encrypted,
             throughput_mode: fs.throughput_mode.as_aws().to_string(),
             provisioned_mibps: fs.provisioned_throughput_mibps,
             transition_to_ia: fs.transition_to_ia_days.map(transition_rule),
             transition_to_primary_on_access: fs.transition_to_primary_on_access,
             automatic_backups: fs.automatic_backups,
-            tags: naming::tags(stack.name(), Component::FileSystem, &stack.metadata.labels),
+            tags: stack
+                .names()
+                .tags(Component::FileSystem, &stack.metadata.labels),
             unused: false,
         }
     }

@@ -27,7 +27,7 @@ use crate::registry::{Deletion, Iam, Observed, OrphanSearch, Owned, Targets, Tea
 use crate::tags::{self, Tags};
 use fields::*;
 use presta_spec::Stack;
-use presta_spec::naming::{self, Component};
+use presta_spec::naming::Component;
 use serde_json::json;
 
 /// Device name of the Amazon Linux 2023 root volume.
@@ -77,9 +77,9 @@ impl LaunchTemplateDesired {
     /// bootstrap; IMDSv2 required and an encrypted root volume, always.
     pub fn for_stack(stack: &Stack, image_id: &str, app_group: &str, user_data: String) -> Self {
         let compute = &stack.spec.compute;
-        let tags = |c| naming::tags(stack.name(), c, &stack.metadata.labels);
+        let tags = |c| stack.names().tags(c, &stack.metadata.labels);
         LaunchTemplateDesired {
-            name: Component::LaunchTemplate.name(stack.name()),
+            name: stack.resource_name(Component::LaunchTemplate),
             data: TemplateData {
                 image_id: image_id.to_string(),
                 instance_type: compute.instance_type.clone(),

@@ -78,7 +78,7 @@ impl ListenerDesired {
     /// certificate and TLS policy when the spec has it.
     pub fn for_stack(stack: &Stack, load_balancer: &str, target_group: &str) -> Vec<Self> {
         let lb = &stack.spec.load_balancer;
-        let name = Component::LoadBalancer.name(stack.name());
+        let name = stack.resource_name(Component::LoadBalancer);
         let mut out = vec![ListenerDesired {
             key: format!("{name}:{}", lb.http_port),
             load_balancer_arn: load_balancer.to_string(),

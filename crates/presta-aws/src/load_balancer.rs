@@ -22,7 +22,7 @@ use crate::tags::{self, Tags};
 use crate::target_group::elb_tags;
 use fields::*;
 use presta_spec::Stack;
-use presta_spec::naming::{self, Component};
+use presta_spec::naming::Component;
 
 const ATTR_IDLE_TIMEOUT: &str = "idle_timeout.timeout_seconds";
 const ATTR_DROP_INVALID_HEADERS: &str = "routing.http.drop_invalid_header_fields.enabled";
@@ -120,7 +120,7 @@ impl LoadBalancerDesired {
     pub fn for_stack(stack: &Stack, net: &Network, alb_group: &str) -> Self {
         let lb = &stack.spec.load_balancer;
         LoadBalancerDesired {
-            name: Component::LoadBalancer.name(stack.name()),
+            name: stack.resource_name(Component::LoadBalancer),
             scheme: lb.scheme.as_aws().to_string(),
             subnets: net.public_ids().into_iter().collect(),
             security_groups: [alb_group.to_string()].into(),
@@ -129,11 +129,9 @@ impl LoadBalancerDesired {
                 drop_invalid_header_fields: lb.drop_invalid_header_fields,
                 deletion_protection: lb.deletion_protection,
             },
-            tags: naming::tags(
-                stack.name(),
-                Component::LoadBalancer,
-                &stack.metadata.labels,
-            ),
+            tags: stack
+                .names()
+                .tags(Component::LoadBalancer, &stack.metadata.labels),
         }
     }
 }

@@ -27,7 +27,7 @@ use crate::secret::{Secret, generate_password};
 use crate::tags::{self, Tags};
 use fields::*;
 use presta_spec::Stack;
-use presta_spec::naming::{self, Component};
+use presta_spec::naming::{Component, StackNames};
 use serde_json::json;
 
 /// Length of generated passwords (about 190 bits).
@@ -50,39 +50,33 @@ fn labelled(name: &str) -> String {
     format!("{name}:{WRITTEN_LABEL}")
 }
 
-/// Whether the value's version is compared: the database password, the one value the
-/// database and every instance depend on. The admin password is read once, at the shop's
-/// install, and changed in the back office afterwards: its versions are labelled, not
-/// compared.
-pub fn tracked(name: &str) -> bool {
-    name.ends_with("/db-password")
-}
-
 #[derive(Debug, Clone)]
 pub struct ParameterDesired {
     /// Full path, e.g. `/presta-reconciler/demo/db-password`.
     pub name: String,
     pub description: String,
     pub tags: Tags,
+    /// Whether the value's version is compared: the database password, the one value the
+    /// database and every instance depend on. The admin password is read once, at the shop's
+    /// install, and changed in the back office afterwards: its versions are labelled, not
+    /// compared.
+    pub tracked: bool,
 }
 
 impl ParameterDesired {
-    /// The stack's database master password parameter.
+    /// The stack's database master password parameter (`secrets.dbPasswordParameter`, else
+    /// under the prefix).
     pub fn db_password(stack: &Stack) -> Self {
-        Self::secret(
-            stack,
-            naming::db_password_parameter(&stack.parameter_prefix()),
-            "database master password",
-        )
+        let mut p = Self::secret(stack, stack.names().db_password, "database master password");
+        p.tracked = true;
+        p
     }
 
-    /// The shop's admin password parameter.
-    pub fn admin_password(stack: &Stack) -> Self {
-        Self::secret(
-            stack,
-            naming::admin_password_parameter(&stack.parameter_prefix()),
-            "PrestaShop admin password",
-        )
+    /// The shop's admin password parameter; `None` for a shop that is already installed
+    /// (`secrets.adminPasswordParameter: none`).
+    pub fn admin_password(stack: &Stack) -> Option<Self> {
+        let name = stack.names().admin_password?;
+        Some(Self::secret(stack, name, "PrestaShop admin password"))
     }
 
     fn secret(stack: &Stack, name: String, what: &str) -> Self {
@@ -91,8 +85,11 @@ impl ParameterDesired {
                 "presta-reconciler {}: {what} (generated; the versions it wrote carry the label presta-reconciler)",
                 stack.name()
             ),
-            tags: naming::tags(stack.name(), Component::DbInstance, &stack.metadata.labels),
+            tags: stack
+                .names()
+                .tags(Component::DbInstance, &stack.metadata.labels),
             name,
+            tracked: false,
         }
     }
 }
@@ -126,7 +123,7 @@ pub async fn observe_with_plain(
         .iter()
         .flat_map(|n| {
             let mut asked = vec![n.clone()];
-            asked.extend(tracked(n).then(|| labelled(n)));
+            asked.push(labelled(n));
             asked
         })
         .collect();
@@ -187,7 +184,7 @@ pub async fn observe_with_plain(
             }
         }
     }
-    for (name, live) in found.iter_mut().filter(|(n, _)| tracked(n)) {
+    for (name, live) in found.iter_mut().filter(|(n, _)| names.contains(n)) {
         live.written_version = match labelled_found.get(name) {
             Some(v) => *v,
             // The selector answered but not in `Selector`: the lower of the versions seen.
@@ -248,12 +245,7 @@ impl Driver for Parameters {
             names: targets
                 .stacks
                 .iter()
-                .flat_map(|(_, p)| {
-                    [
-                        naming::db_password_parameter(p),
-                        naming::admin_password_parameter(p),
-                    ]
-                })
+                .flat_map(StackNames::parameters)
                 .collect(),
             plain: targets.ami_params.clone(),
             ..Scope::default()
@@ -325,14 +317,14 @@ impl Driver for Parameters {
         Ok(found)
     }
 
-    fn diff(&self, _desired: &ParameterDesired, live: &ParameterLive) -> Vec<FieldDiff> {
+    fn diff(&self, desired: &ParameterDesired, live: &ParameterLive) -> Vec<FieldDiff> {
         let mut d = Diffs::new();
         d.blocked(TYPE,
             "SecureString",
             live.kind.as_str(),
             "the parameter exists with another type; the reconciler never overwrites a secret: re-create it as a SecureString by hand",
         );
-        if live.kind == "SecureString" && tracked(&live.name) {
+        if live.kind == "SecureString" && desired.tracked {
             let latest = format!("version {}", live.version);
             match live.written_version {
                 Some(w) if w == live.version => {}
@@ -524,6 +516,7 @@ mod tests {
             name: "/p/db-password".into(),
             description: String::new(),
             tags: Tags::new(),
+            tracked: true,
         };
         let live = ParameterLive {
             name: "/p/db-password".into(),

@@ -16,7 +16,7 @@ use std::any::Any;
 use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
-use presta_spec::naming::{Component, MANAGED_BY_VALUE, TAG_MANAGED_BY, TAG_STACK};
+use presta_spec::naming::{Component, MANAGED_BY_VALUE, StackNames, TAG_MANAGED_BY, TAG_STACK};
 
 use crate::auto_scaling_group::AutoScalingGroups;
 use crate::clients::Aws;
@@ -66,31 +66,28 @@ pub fn holds_data(kind: Kind) -> bool {
     entry(kind).is_some_and(|e| e.teardown_of_kind().deletion.holds_data())
 }
 
-/// Which stacks to observe: their names and SSM prefixes (the rest of a spec is not needed to
-/// find a stack's resources, so `destroy` can observe a stack that is no longer declared).
+/// Which stacks to observe: how their resources and parameters are named (the rest of a spec
+/// is not needed to find a stack's resources, so `destroy` can observe a stack that is no
+/// longer declared).
 #[derive(Debug, Clone, Default)]
 pub struct Targets {
-    /// (stack name, SSM parameter prefix)
-    pub stacks: Vec<(String, String)>,
+    pub stacks: Vec<StackNames>,
     /// SSM parameters that name AMIs.
     pub ami_params: Vec<String>,
 }
 
 impl Targets {
-    /// One stack, found by its name and parameter prefix.
-    pub fn one(stack: &str, parameter_prefix: &str) -> Targets {
+    /// One stack.
+    pub fn one(names: StackNames) -> Targets {
         Targets {
-            stacks: vec![(stack.to_string(), parameter_prefix.to_string())],
+            stacks: vec![names],
             ami_params: Vec::new(),
         }
     }
 
-    /// The deterministic names of `component` for every stack.
+    /// The names of `component` for every stack: explicit (`spec.names`) or deterministic.
     pub fn names(&self, component: Component) -> Vec<String> {
-        self.stacks
-            .iter()
-            .map(|(name, _)| component.name(name))
-            .collect()
+        self.stacks.iter().map(|n| n.name(component)).collect()
     }
 }
 
@@ -512,7 +509,10 @@ impl<D: Driver> KindEntry for D {
 
     fn names_for(&self, stacks: &[String]) -> Vec<String> {
         let targets = Targets {
-            stacks: stacks.iter().map(|s| (s.clone(), String::new())).collect(),
+            stacks: stacks
+                .iter()
+                .map(|s| StackNames::deterministic(s, ""))
+                .collect(),
             ami_params: Vec::new(),
         };
         D::scope(&targets, &Observed::default()).names

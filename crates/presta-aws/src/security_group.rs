@@ -17,7 +17,7 @@ use crate::registry::{Deletion, Iam, Observed, OrphanSearch, Owned, Targets, Tea
 use crate::tags::{self, Tags};
 use fields::*;
 use presta_spec::Stack;
-use presta_spec::naming::{self, Component, TAG_COMPONENT};
+use presta_spec::naming::{Component, TAG_COMPONENT};
 use serde_json::json;
 
 /// Where traffic may come from.
@@ -89,11 +89,11 @@ pub struct SecurityGroupDesired {
 impl SecurityGroupDesired {
     fn of(stack: &Stack, c: Component, vpc: &str, ingress: BTreeSet<Rule>, what: &str) -> Self {
         SecurityGroupDesired {
-            name: c.name(stack.name()),
+            name: stack.resource_name(c),
             description: format!("presta-reconciler {}: {what}", stack.name()),
             vpc_id: vpc.to_string(),
             ingress,
-            tags: naming::tags(stack.name(), c, &stack.metadata.labels),
+            tags: stack.names().tags(c, &stack.metadata.labels),
         }
     }
 

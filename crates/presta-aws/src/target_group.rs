@@ -19,7 +19,7 @@ use crate::registry::{Deletion, Iam, Observed, Targets, Teardown};
 use crate::tags::{self, Tags};
 use fields::*;
 use presta_spec::Stack;
-use presta_spec::naming::{self, Component};
+use presta_spec::naming::Component;
 
 /// The fields this kind manages, as its diff reports them and its update reads them.
 pub mod fields {
@@ -70,7 +70,7 @@ impl TargetGroupDesired {
         let lb = &stack.spec.load_balancer;
         let hc = &lb.health_check;
         TargetGroupDesired {
-            name: Component::TargetGroup.name(stack.name()),
+            name: stack.resource_name(Component::TargetGroup),
             vpc_id: vpc.to_string(),
             port: 80,
             health: HealthCheck {
@@ -86,7 +86,9 @@ impl TargetGroupDesired {
                 .stickiness
                 .enabled
                 .then_some(lb.stickiness.duration_seconds),
-            tags: naming::tags(stack.name(), Component::TargetGroup, &stack.metadata.labels),
+            tags: stack
+                .names()
+                .tags(Component::TargetGroup, &stack.metadata.labels),
         }
     }
 }

@@ -89,14 +89,18 @@ impl Controller {
         wait: Duration,
     ) -> Result<Arc<presta_aws::commands::CommandRun>, ExecError> {
         let line = command.shell_line(arg).map_err(ExecError::Invalid)?;
-        let region = {
+        let (region, group) = {
             let st = self.state();
             if !st.accepting {
                 return Err(TriggerError::ShuttingDown.into());
             }
             self.standby()?;
             match st.stacks.get(stack) {
-                Some(e) => e.stack.spec.region.clone(),
+                Some(e) => (
+                    e.stack.spec.region.clone(),
+                    e.stack
+                        .resource_name(presta_spec::naming::Component::AutoScalingGroup),
+                ),
                 None => {
                     return Err(TriggerError::UnknownStack {
                         stack: stack.to_string(),
@@ -106,7 +110,6 @@ impl Controller {
                 }
             }
         };
-        let group = presta_spec::naming::Component::AutoScalingGroup.name(stack);
         tracing::info!(stack, command = %line, group = %group, "running a maintenance command through SSM Run Command");
         let run = self
             .inner

@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 
 use presta_spec::Stack;
-use presta_spec::naming;
 
 /// The template, kept in `deploy/` and compiled in.
 pub const TEMPLATE: &str = include_str!("../../../deploy/bootstrap/user-data.sh");
@@ -59,7 +58,7 @@ pub fn shell_quote(value: &str) -> String {
 /// The values block, one `readonly NAME='value'` per line, in a stable order.
 pub fn values(stack: &Stack, inputs: &Inputs) -> BTreeMap<&'static str, String> {
     let spec = &stack.spec;
-    let prefix = stack.parameter_prefix();
+    let names = stack.names();
     let extra: Vec<String> = spec
         .prestashop
         .extra_env
@@ -74,10 +73,11 @@ pub fn values(stack: &Stack, inputs: &Inputs) -> BTreeMap<&'static str, String> 
         ("DB_PORT", inputs.db_port.to_string()),
         ("DB_NAME", spec.database.name.clone()),
         ("DB_USER", spec.database.username.clone()),
-        ("DB_PASSWORD_PARAM", naming::db_password_parameter(&prefix)),
+        ("DB_PASSWORD_PARAM", names.db_password.clone()),
+        // Empty for a shop that is already installed: the instances refuse to install.
         (
             "ADMIN_PASSWORD_PARAM",
-            naming::admin_password_parameter(&prefix),
+            names.admin_password.clone().unwrap_or_default(),
         ),
         ("ADMIN_EMAIL", spec.prestashop.admin_email.clone()),
         ("PS_DOMAIN", inputs.domain.to_ascii_lowercase()),

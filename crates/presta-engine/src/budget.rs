@@ -103,9 +103,9 @@ pub fn moved_vpc(
     selected: &str,
 ) -> Option<(String, String)> {
     use presta_spec::naming::Component;
-    let name = stack.name();
+    let names = stack.names();
     let mut live: Vec<&str> = Vec::new();
-    if let Some(tg) = snap.get::<TargetGroups>(&Component::TargetGroup.name(name)) {
+    if let Some(tg) = snap.get::<TargetGroups>(&names.name(Component::TargetGroup)) {
         live.push(&tg.vpc_id);
     }
     for c in [
@@ -114,11 +114,11 @@ pub fn moved_vpc(
         Component::DbSecurityGroup,
         Component::EfsSecurityGroup,
     ] {
-        if let Some(g) = snap.get::<SecurityGroups>(&c.name(name)) {
+        if let Some(g) = snap.get::<SecurityGroups>(&names.name(c)) {
             live.push(&g.vpc_id);
         }
     }
-    if let Some(g) = snap.get::<DbSubnetGroups>(&Component::DbSubnetGroup.name(name)) {
+    if let Some(g) = snap.get::<DbSubnetGroups>(&names.name(Component::DbSubnetGroup)) {
         live.push(&g.vpc_id);
     }
     live.into_iter()

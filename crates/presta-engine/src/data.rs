@@ -16,7 +16,7 @@ use presta_aws::file_system::FileSystems;
 use presta_aws::parameter::Parameters;
 use presta_aws::{Aws, AwsError};
 use presta_spec::Stack;
-use presta_spec::naming::{self, Component};
+use presta_spec::naming::Component;
 
 use crate::snapshot::Snapshot;
 
@@ -62,22 +62,23 @@ pub struct Facts {
 /// Observes what the rule needs: a snapshot lookup only when the database is missing.
 pub async fn decide(aws: &Aws, stack: &Stack, snap: &Snapshot) -> Result<DataPlan, AwsError> {
     let name = stack.name();
-    let db_identifier = Component::DbInstance.name(name);
-    let param = naming::db_password_parameter(&stack.parameter_prefix());
+    let names = stack.names();
+    let db_identifier = names.name(Component::DbInstance);
+    let param = names.db_password.clone();
     let facts = Facts {
         stack: name.to_string(),
         db_live: snap.contains::<DbInstances>(&db_identifier),
         fs_id: snap
-            .get::<FileSystems>(&Component::FileSystem.name(name))
+            .get::<FileSystems>(&names.name(Component::FileSystem))
             .map(|f| f.id.clone()),
         db_password_live: snap.contains::<Parameters>(&param),
         db_password_parameter: param,
         restore_from: stack.spec.database.restore_from.clone(),
         allow_empty_fs: stack.spec.file_system.allow_empty,
         fs_unused: snap
-            .get::<FileSystems>(&Component::FileSystem.name(name))
+            .get::<FileSystems>(&names.name(Component::FileSystem))
             .is_some_and(|f| f.tags.contains_key(presta_aws::file_system::TAG_UNUSED))
-            && !snap.contains::<AutoScalingGroups>(&Component::AutoScalingGroup.name(name)),
+            && !snap.contains::<AutoScalingGroups>(&names.name(Component::AutoScalingGroup)),
         db_identifier,
     };
     // The snapshot to restore from, when one is needed.

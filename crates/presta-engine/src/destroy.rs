@@ -34,7 +34,9 @@ use crate::snapshot::{Snapshot, Targets};
 #[derive(Debug, Clone)]
 pub struct Request {
     pub stack: String,
-    pub parameter_prefix: String,
+    /// How the stack's resources and parameters are named (from its file, else the
+    /// deterministic names).
+    pub names: naming::StackNames,
     pub deletion: Deletion,
     /// `--delete-data`: required for `delete` in either deletion policy.
     pub delete_data: bool,
@@ -79,7 +81,7 @@ pub struct DestroyReport {
 
 /// Why destroy refuses before touching anything.
 pub fn refusal(req: &Request, db: Option<&DbInstanceLive>, region: &str) -> Option<String> {
-    let db_name = Component::DbInstance.name(&req.stack);
+    let db_name = req.names.name(Component::DbInstance);
     let wants_delete = req.deletion.database == DatabaseDeletion::Delete
         || req.deletion.file_system == FileSystemDeletion::Delete;
     if wants_delete && !req.delete_data {
@@ -117,7 +119,7 @@ pub async fn destroy(aws: &Aws, req: &Request, settings: &Settings) -> DestroyRe
 }
 
 async fn observe(aws: &Aws, req: &Request) -> Result<Snapshot, AwsError> {
-    Snapshot::observe_targets(aws, &Targets::one(&req.stack, &req.parameter_prefix)).await
+    Snapshot::observe_targets(aws, &Targets::one(req.names.clone())).await
 }
 
 struct Ctx<'a> {
@@ -282,7 +284,7 @@ async fn run(
     let snap = observe(aws, req).await?;
     if let Some(why) = refusal(
         req,
-        snap.get::<DbInstances>(&Component::DbInstance.name(&req.stack)),
+        snap.get::<DbInstances>(&req.names.name(Component::DbInstance)),
         &aws.region,
     ) {
         report.refused = true;
@@ -449,7 +451,7 @@ async fn final_snapshots(cx: &Ctx<'_>, report: &mut DestroyReport) -> Result<(),
         return Ok(());
     }
     let stack = cx.req.stack.as_str();
-    let db_name = Component::DbInstance.name(stack);
+    let db_name = cx.req.names.name(Component::DbInstance);
     let want = naming::tags(stack, Component::DbInstance, &Default::default());
     let prefix = format!("{db_name}-final-");
     for s in db_snapshot::list(cx.aws, &db_name).await? {
@@ -511,7 +513,7 @@ mod tests {
     fn req(deletion: Deletion, delete_data: bool) -> Request {
         Request {
             stack: "shop".into(),
-            parameter_prefix: "/presta-reconciler/shop".into(),
+            names: naming::StackNames::deterministic("shop", "/presta-reconciler/shop"),
             deletion,
             delete_data,
             config: None,

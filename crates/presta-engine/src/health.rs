@@ -283,12 +283,12 @@ pub async fn assess(
     net: &Network,
     refresh: Option<&RefreshStatus>,
 ) -> Health {
-    let name = stack.name();
-    let tg = snap.get::<TargetGroups>(&Component::TargetGroup.name(name));
-    let group = snap.get::<AutoScalingGroups>(&Component::AutoScalingGroup.name(name));
-    let lb = snap.get::<LoadBalancers>(&Component::LoadBalancer.name(name));
-    let db = snap.get::<DbInstances>(&Component::DbInstance.name(name));
-    let fs = snap.get::<FileSystems>(&Component::FileSystem.name(name));
+    let names = stack.names();
+    let tg = snap.get::<TargetGroups>(&names.name(Component::TargetGroup));
+    let group = snap.get::<AutoScalingGroups>(&names.name(Component::AutoScalingGroup));
+    let lb = snap.get::<LoadBalancers>(&names.name(Component::LoadBalancer));
+    let db = snap.get::<DbInstances>(&names.name(Component::DbInstance));
+    let fs = snap.get::<FileSystems>(&names.name(Component::FileSystem));
     let exists = group.is_some() || lb.is_some() || db.is_some();
     if !exists {
         return verdict(&Facts::default());

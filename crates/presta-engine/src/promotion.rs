@@ -19,7 +19,6 @@ use presta_aws::auto_scaling_group::{AutoScalingGroupLive, AutoScalingGroups};
 use presta_aws::launch_template::{LaunchTemplateLive, TemplateData, bootstrap_values};
 use presta_aws::{Aws, AwsError, Driver, Scope};
 use presta_spec::Stack;
-use presta_spec::naming::Component;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -296,7 +295,7 @@ pub async fn followed_evidence(
     if let Some(g) = observed {
         return Ok(Evidence::of_group(g));
     }
-    let name = Component::AutoScalingGroup.name(&p.after);
+    let name = p.followed_group();
     let region = p.after_region.clone().unwrap_or(stack.spec.region.clone());
     let scope = Scope {
         names: vec![name.clone()],
@@ -395,6 +394,7 @@ mod tests {
             soak: soak.into(),
             checkpoint_pause: "5m".into(),
             after_region: None,
+            after_group: None,
         });
         stack
     }

@@ -62,8 +62,8 @@ impl Rotation {
 /// command each.
 pub async fn rotate(aws: &Aws, stack: &Stack, wait: Duration) -> Rotation {
     let desired = ParameterDesired::db_password(stack);
-    let db = Component::DbInstance.name(stack.name());
-    let group = Component::AutoScalingGroup.name(stack.name());
+    let db = stack.resource_name(Component::DbInstance);
+    let group = stack.resource_name(Component::AutoScalingGroup);
     let mut r = Rotation {
         stack: stack.name().to_string(),
         parameter: desired.name.clone(),

@@ -35,10 +35,7 @@ impl Deref for Snapshot {
 /// Which stacks of `stacks` to observe: their names, SSM prefixes and AMI references.
 pub fn targets_of(stacks: &[&Stack]) -> Targets {
     Targets {
-        stacks: stacks
-            .iter()
-            .map(|s| (s.name().to_string(), s.parameter_prefix()))
-            .collect(),
+        stacks: stacks.iter().map(|s| s.names()).collect(),
         ami_params: stacks
             .iter()
             .filter_map(|s| s.spec.compute.ami.ssm_parameter.clone())

@@ -496,6 +496,15 @@ fn promotion_problems(stacks: &mut [LoadedStack]) -> Vec<Problem> {
             ));
         }
     }
+    let groups: BTreeMap<String, String> = stacks
+        .iter()
+        .map(|s| {
+            let group = s
+                .stack
+                .resource_name(crate::naming::Component::AutoScalingGroup);
+            (s.stack.name().to_string(), group)
+        })
+        .collect();
     let followers: Vec<(String, String)> = follows
         .iter()
         .map(|(follower, after)| (follower.to_string(), after.to_string()))
@@ -504,6 +513,7 @@ fn promotion_problems(stacks: &mut [LoadedStack]) -> Vec<Problem> {
         for s in stacks.iter_mut() {
             if let Some(p) = &mut s.stack.spec.promotion {
                 p.after_region = by_name.get(&p.after).map(|(region, _, _)| region.clone());
+                p.after_group = groups.get(&p.after).cloned();
             }
             let name = s.stack.name().to_string();
             s.stack.spec.followed_by = followers

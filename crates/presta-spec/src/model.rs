@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::defaults as d;
 
+mod names;
 mod policy;
 mod promotion;
+pub use names::{Names, SecurityGroupNames};
 pub use policy::{DatabaseDeletion, Deletion, Enforcement, FileSystemDeletion, Policy};
 pub use promotion::Promotion;
 
@@ -59,6 +61,10 @@ pub struct StackSpec {
     pub file_system: FileSystem,
     #[serde(default)]
     pub secrets: Secrets,
+    /// Existing AWS names, for a shop another tool built (`import terraform` writes them).
+    /// Leave it out for a new stack: its resources get deterministic names.
+    #[serde(default, skip_serializing_if = "Names::is_empty")]
+    pub names: Names,
     #[serde(default)]
     pub policy: Policy,
     /// Staging before production: changes that roll the instances (image, bootstrap, AMI,
@@ -495,7 +501,20 @@ pub struct Secrets {
     /// SSM Parameter Store path prefix; defaults to `/presta-reconciler/<stack name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameter_prefix: Option<String>,
+    /// The SecureString holding the database's master password, when it is not
+    /// `<parameterPrefix>/db-password` (a shop imported from Terraform keeps its parameter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_password_parameter: Option<String>,
+    /// The SecureString holding the first back-office account's password, when it is not
+    /// `<parameterPrefix>/admin-password`; `none` for a shop that is already installed (an
+    /// imported one): no admin password is generated, and the instances refuse to run the
+    /// installer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_password_parameter: Option<String>,
 }
+
+/// The value of `secrets.adminPasswordParameter` that says the shop is already installed.
+pub const NO_ADMIN_PASSWORD: &str = "none";
 
 impl Stack {
     /// The stack's name.
@@ -522,6 +541,37 @@ impl Stack {
             .parameter_prefix
             .clone()
             .unwrap_or_else(|| d::parameter_prefix(&self.metadata.name))
+    }
+
+    /// How this stack's resources are named: `spec.names`, else the deterministic names.
+    pub fn names(&self) -> crate::naming::StackNames {
+        let prefix = self.parameter_prefix();
+        let secrets = &self.spec.secrets;
+        crate::naming::StackNames {
+            stack: self.metadata.name.clone(),
+            explicit: self
+                .spec
+                .names
+                .entries()
+                .into_iter()
+                .map(|(c, _, n)| (c, n.to_string()))
+                .collect(),
+            db_password: secrets
+                .db_password_parameter
+                .clone()
+                .unwrap_or_else(|| crate::naming::db_password_parameter(&prefix)),
+            admin_password: match secrets.admin_password_parameter.as_deref() {
+                Some(NO_ADMIN_PASSWORD) => None,
+                Some(name) => Some(name.to_string()),
+                None => Some(crate::naming::admin_password_parameter(&prefix)),
+            },
+            prefix,
+        }
+    }
+
+    /// The AWS name of `component` in this stack (explicit or deterministic).
+    pub fn resource_name(&self, component: crate::naming::Component) -> String {
+        self.names().name(component)
     }
 
     /// Whether the shop is served over HTTPS (a custom domain and an HTTPS listener).

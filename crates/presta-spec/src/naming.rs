@@ -115,6 +115,72 @@ pub fn tags(
     tags
 }
 
+/// How one stack's resources are found: the explicit names of `spec.names` (a shop imported
+/// from Terraform), else the deterministic ones, and its parameters' names. This is all that
+/// observing, `destroy` and the orphan search need of a stack.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StackNames {
+    pub stack: String,
+    /// The SSM prefix (parameters the reconciler writes itself).
+    pub prefix: String,
+    pub explicit: BTreeMap<Component, String>,
+    /// The database password's parameter.
+    pub db_password: String,
+    /// The admin password's parameter; `None` for a shop that is already installed.
+    pub admin_password: Option<String>,
+}
+
+impl StackNames {
+    /// A stack named the product's way, parameters under `prefix`.
+    pub fn deterministic(stack: &str, prefix: &str) -> StackNames {
+        StackNames {
+            stack: stack.to_string(),
+            prefix: prefix.to_string(),
+            explicit: BTreeMap::new(),
+            db_password: db_password_parameter(prefix),
+            admin_password: Some(admin_password_parameter(prefix)),
+        }
+    }
+
+    /// The AWS name of `component`.
+    pub fn name(&self, component: Component) -> String {
+        self.explicit
+            .get(&component)
+            .cloned()
+            .unwrap_or_else(|| component.name(&self.stack))
+    }
+
+    /// Whether `component` keeps a name given in `spec.names`.
+    pub fn is_explicit(&self, component: Component) -> bool {
+        self.explicit.contains_key(&component)
+    }
+
+    /// The stack's SecureString parameters.
+    pub fn parameters(&self) -> Vec<String> {
+        std::iter::once(self.db_password.clone())
+            .chain(self.admin_password.clone())
+            .collect()
+    }
+
+    /// The tags of `component`: [`tags`], without a `Name` for a resource that keeps an
+    /// explicit name (its `Name` tag is its owner's business, and adopting it changes nothing
+    /// but the ownership tags).
+    pub fn tags(
+        &self,
+        component: Component,
+        labels: &BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
+        let mut t = tags(&self.stack, component, labels);
+        if self.is_explicit(component) {
+            match labels.get("Name") {
+                Some(v) => t.insert("Name".to_string(), v.clone()),
+                None => t.remove("Name"),
+            };
+        }
+        t
+    }
+}
+
 fn component_display_name(stack: &str, component: Component) -> String {
     match component {
         Component::FileSystem => format!("{stack}-efs"),

@@ -93,7 +93,7 @@ pub async fn reconcile(
     // approved.
     let moved_vpc = budget::moved_vpc(stack, snap, &net.vpc_id);
     let exists = snap
-        .contains::<AutoScalingGroups>(&Component::AutoScalingGroup.name(stack.name()))
+        .contains::<AutoScalingGroups>(&stack.resource_name(Component::AutoScalingGroup))
         || guard.presumed_existing.is_some();
     if exists && mode == Mode::Apply {
         let plan = new_run(Mode::Plan);
@@ -191,7 +191,7 @@ async fn stage1(run: &Run<'_>, net: &Network) -> Base {
     let subnet_group_d = DbSubnetGroupDesired::for_stack(stack, net);
     let mut fs_d = FileSystemDesired::for_stack(stack);
     fs_d.unused =
-        !snap.contains::<AutoScalingGroups>(&Component::AutoScalingGroup.name(stack.name()));
+        !snap.contains::<AutoScalingGroups>(&stack.resource_name(Component::AutoScalingGroup));
     let (db_param_l, _admin, alb_sg, tg, subnet_group, fs) = tokio::join!(
         run.guarded_step(
             &Parameters,
@@ -199,11 +199,16 @@ async fn stage1(run: &Run<'_>, net: &Network) -> Base {
             snap.get::<Parameters>(&db_param.name),
             run.data.db_password_blocked.as_ref()
         ),
-        run.step(
-            &Parameters,
-            &admin_param,
-            snap.get::<Parameters>(&admin_param.name)
-        ),
+        async {
+            // None for a shop that is already installed (`adminPasswordParameter: none`).
+            match &admin_param {
+                Some(p) => {
+                    run.step(&Parameters, p, snap.get::<Parameters>(&p.name))
+                        .await
+                }
+                None => None,
+            }
+        },
         run.step(
             &SecurityGroups,
             &alb_sg_d,
@@ -421,7 +426,7 @@ async fn stage5(
         "the instances' security group",
         &mut missing,
     );
-    let lt_name = Component::LaunchTemplate.name(stack.name());
+    let lt_name = stack.resource_name(Component::LaunchTemplate);
     let lt_before = snap.get::<LaunchTemplates>(&lt_name);
     match bootstrap::render(stack, &inputs) {
         Err(e) => {

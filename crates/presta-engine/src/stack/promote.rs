@@ -76,10 +76,7 @@ pub(super) async fn gated(
     }
     let same_region = p.after_region.as_deref().unwrap_or(&stack.spec.region) == stack.spec.region;
     let observed = same_region
-        .then(|| {
-            run.snap
-                .get::<AutoScalingGroups>(&Component::AutoScalingGroup.name(&p.after))
-        })
+        .then(|| run.snap.get::<AutoScalingGroups>(&p.followed_group()))
         .flatten();
     let evidence = match promotion::followed_evidence(
         run.aws,
@@ -189,8 +186,8 @@ pub(super) async fn record_evidence(
     report: &StackReport,
     health: &crate::health::Health,
 ) {
-    let group = snap.get::<AutoScalingGroups>(&Component::AutoScalingGroup.name(stack.name()));
-    let template = snap.get::<LaunchTemplates>(&Component::LaunchTemplate.name(stack.name()));
+    let group = snap.get::<AutoScalingGroups>(&stack.resource_name(Component::AutoScalingGroup));
+    let template = snap.get::<LaunchTemplates>(&stack.resource_name(Component::LaunchTemplate));
     let rolling = report.changes.iter().any(|c| {
         matches!(c.kind, Kind::LAUNCH_TEMPLATE | Kind::AUTO_SCALING_GROUP) && c.is_pending()
     }) || report.instance_refresh.as_ref().is_some_and(|r| {

@@ -25,9 +25,21 @@ pub struct Promotion {
     #[serde(skip)]
     #[schemars(skip)]
     pub after_region: Option<String>,
+    /// The followed stack's Auto Scaling group (its `spec.names`, else the deterministic
+    /// name), filled in when the configuration is loaded.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub after_group: Option<String>,
 }
 
 impl Promotion {
+    /// The Auto Scaling group of the followed stack, where its release evidence lives.
+    pub fn followed_group(&self) -> String {
+        self.after_group
+            .clone()
+            .unwrap_or_else(|| crate::naming::Component::AutoScalingGroup.name(&self.after))
+    }
+
     /// The soak time (zero when `soak` does not parse, which validation refuses).
     pub fn soak_duration(&self) -> std::time::Duration {
         crate::defaults::parse_duration(&self.soak).unwrap_or_default()

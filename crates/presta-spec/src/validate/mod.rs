@@ -9,9 +9,11 @@
 mod compute;
 mod data;
 mod load_balancer;
+mod names;
 mod network;
 mod prestashop;
 
+pub use names::name_problem;
 pub use prestashop::image_problem;
 
 use crate::defaults::{API_VERSION, KIND};
@@ -89,6 +91,7 @@ pub fn validate_stack(stack: &Stack) -> Vec<Finding> {
     data::database(&mut f, stack);
     data::file_system(&mut f, stack);
     data::secrets(&mut f, stack);
+    names::names(&mut f, stack);
     f.range(
         "spec.policy.maxChangesPerRun",
         u64::from(spec.policy.max_changes_per_run),
