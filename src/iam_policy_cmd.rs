@@ -67,14 +67,25 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             format!("arn:aws:iam::*:role/{role}")
         })
         .collect();
+    // The prefix of each stack, and the parameters an imported stack keeps outside it.
     let parameters: BTreeSet<String> = stacks
         .iter()
-        .map(|s| {
-            format!(
-                "arn:aws:ssm:{}:*:parameter{}/*",
-                s.spec.region,
-                s.parameter_prefix()
-            )
+        .flat_map(|s| {
+            let arn = |path: &str| {
+                let slash = if path.starts_with('/') { "" } else { "/" };
+                format!("arn:aws:ssm:{}:*:parameter{slash}{path}", s.spec.region)
+            };
+            let prefix = s.parameter_prefix();
+            let under = |p: &String| p.starts_with(&format!("{prefix}/"));
+            std::iter::once(arn(&format!("{prefix}/*")))
+                .chain(
+                    s.names()
+                        .parameters()
+                        .iter()
+                        .filter(|p| !under(p))
+                        .map(|p| arn(p)),
+                )
+                .collect::<Vec<_>>()
         })
         .collect();
     let table = format!("arn:aws:dynamodb:*:*:table/{}", args.lease_table);

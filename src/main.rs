@@ -7,6 +7,7 @@ mod demo;
 mod destroy_cmd;
 mod exec_cmd;
 mod iam_policy_cmd;
+mod import_cmd;
 mod probe;
 mod reconcile_cmd;
 mod rotate_cmd;
@@ -67,6 +68,10 @@ enum Command {
     Bootstrap(bootstrap_cmd::Args),
     /// Container health check: exit 0 when the daemon's /healthz (or /readyz) answers 200.
     Probe(probe::Args),
+    /// Takes over a shop another tool built: `import terraform --state FILE` writes its
+    /// PrestaShopStack and a report of what is not carried over; `--adopt` adds the ownership
+    /// tags (nothing else) and plans it. See docs/migrate-from-terraform.md.
+    Import(import_cmd::Args),
     /// Starts the local AWS emulator, seeds the demo network and runs the daemon on the demo
     /// stack against it.
     Demo(demo::Args),
@@ -82,6 +87,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => demo::run(&args),
+        Command::Import(args) => import_cmd::run(&args),
         Command::Exec(args) => exec_cmd::run(&args),
         Command::RotateDbPassword(args) => rotate_cmd::run(&args),
         Command::IamPolicy(args) => iam_policy_cmd::run(&args),

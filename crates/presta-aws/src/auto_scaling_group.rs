@@ -536,7 +536,7 @@ async fn put_policy(aws: &Aws, desired: &AutoScalingGroupDesired) -> Result<(), 
     Ok(())
 }
 
-fn asg_tags(group: &str, tags: &Tags) -> Vec<AsgTag> {
+pub(crate) fn asg_tags(group: &str, tags: &Tags) -> Vec<AsgTag> {
     tags.iter()
         .map(|(k, v)| {
             AsgTag::builder()

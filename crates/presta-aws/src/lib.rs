@@ -20,6 +20,7 @@ pub use diff::{Action, Change, FieldDiff, Kind};
 pub use driver::{Driver, Mode, Owner, Readiness, Scope, Synced, absent_is_success, remove, sync};
 pub use error::{AwsError, ErrorClass};
 pub use registry::{KINDS, Observed, Targets};
+pub mod adopt;
 pub mod auto_scaling_group;
 pub mod db_instance;
 pub mod db_password;

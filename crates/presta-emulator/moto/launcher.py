@@ -410,7 +410,8 @@ TARGET_HEALTH: dict[str, str] = {}
 def _patch_elbv2() -> None:
     """CreateLoadBalancer, CreateTargetGroup and CreateListener are idempotent on AWS ("if you attempt
     to create multiple ... with the same settings, each call succeeds"); moto creates a second
-    load balancer and refuses a second target group. Return the existing one, as AWS does."""
+    load balancer and refuses a second target group. Return the existing one, as AWS does. A load
+    balancer created without a scheme is internet-facing, as on AWS."""
     from moto.elbv2.models import ELBv2Backend
 
     original_lb = ELBv2Backend.create_load_balancer
@@ -420,6 +421,10 @@ def _patch_elbv2() -> None:
         for lb in self.load_balancers.values():
             if lb.name == name:
                 return lb
+        # AWS's default scheme when the request has none (Terraform sends none for
+        # `internal = false`); moto would store an empty one.
+        if "scheme" in kwargs and not kwargs["scheme"]:
+            kwargs["scheme"] = "internet-facing"
         return original_lb(self, name, *args, **kwargs)
 
     def create_target_group(self: Any, name: str, **kwargs: Any) -> Any:

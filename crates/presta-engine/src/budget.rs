@@ -128,16 +128,31 @@ pub fn moved_vpc(
 
 /// Whether a plan for a stack that exists must be held, and why. `None`: within budget.
 /// `moved_vpc`: the stack's resources are in another VPC than the one selected (see
-/// [`moved_vpc`]); such a plan is held whatever its size.
+/// [`moved_vpc`]); such a plan is held whatever its size. `adopted`: when the stack was taken
+/// over from another tool (`import terraform --adopt`, the mark on its Auto Scaling group):
+/// its first changes are held whatever their number, until a person approves them.
 pub fn check(
     changes: &[Change],
     max_changes_per_run: u32,
     presumed_existing: Option<&str>,
     moved_vpc: Option<&(String, String)>,
+    adopted: Option<&str>,
 ) -> Option<Held> {
     let pending: Vec<&Change> = changes.iter().filter(|c| c.is_pending()).collect();
     let count = pending.len();
     let mut reasons = Vec::new();
+    if let Some(when) = adopted
+        && count > 0
+    {
+        reasons.push(format!(
+            "the stack was taken over from another tool ({when}, `import terraform --adopt`): its first changes ({count}: {}) wait for a person's approval",
+            pending
+                .iter()
+                .map(|c| format!("{} {} {}", c.action.symbol(), c.kind, c.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     if let Some((live, selected)) = moved_vpc
         && count > 0
     {
@@ -213,14 +228,14 @@ mod tests {
             update("a", "x"),
             change(Kind::TARGET_GROUP, "tg", Action::None),
         ];
-        assert_eq!(check(&plan, 1, None, None), None);
+        assert_eq!(check(&plan, 1, None, None, None), None);
     }
 
     #[test]
     fn a_move_to_another_vpc_is_held_whatever_the_budget() {
         let moved = ("vpc-live".to_string(), "vpc-new".to_string());
         let plan = vec![update("a", "x")];
-        let held = check(&plan, 1000, None, Some(&moved)).expect("held");
+        let held = check(&plan, 1000, None, Some(&moved), None).expect("held");
         assert!(held.reason.contains("in vpc-live"), "{}", held.reason);
         assert!(held.reason.contains("selects vpc-new"), "{}", held.reason);
         assert!(
@@ -230,7 +245,7 @@ mod tests {
         );
         // Nothing to change: nothing to hold.
         let none = vec![change(Kind::TARGET_GROUP, "tg", Action::None)];
-        assert_eq!(check(&none, 1000, None, Some(&moved)), None);
+        assert_eq!(check(&none, 1000, None, Some(&moved), None), None);
     }
 
     #[test]
@@ -241,7 +256,7 @@ mod tests {
             change(Kind::TARGET_GROUP, "tg", Action::Replace),
             change(Kind::LISTENER, "l", Action::None),
         ];
-        let held = check(&plan, 2, None, None).expect("held");
+        let held = check(&plan, 2, None, None, None).expect("held");
         assert_eq!(held.changes, 3);
         assert!(
             held.reason.contains("2 create, 1 replace"),
@@ -255,11 +270,11 @@ mod tests {
     #[test]
     fn a_presumed_existing_stack_may_not_create_data() {
         let plan = vec![change(Kind::DB_INSTANCE, "shop-db", Action::Create)];
-        let held = check(&plan, 5, Some("seen in eu-west-3 before"), None).expect("held");
+        let held = check(&plan, 5, Some("seen in eu-west-3 before"), None, None).expect("held");
         assert!(held.reason.contains("db_instance shop-db") || held.reason.contains("shop-db"));
         assert!(held.reason.contains("seen in eu-west-3 before"));
         // The same plan on a stack nothing is known of is not held.
-        assert_eq!(check(&plan, 5, None, None), None);
+        assert_eq!(check(&plan, 5, None, None, None), None);
     }
 
     #[test]

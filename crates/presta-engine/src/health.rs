@@ -234,8 +234,8 @@ fn zones_without_mount_target(snap: &Snapshot, net: &Network, fs_id: &str) -> Ve
 /// The links of the security-group chain (internet → load balancer → instances → database and
 /// file system) that are missing or do not allow what they should.
 fn broken_links(stack: &Stack, snap: &Snapshot, net: &Network) -> Vec<String> {
-    let name = stack.name();
-    let sg = |c: Component| snap.get::<SecurityGroups>(&c.name(name));
+    let names = stack.names();
+    let sg = |c: Component| snap.get::<SecurityGroups>(&names.name(c));
     let vpc = net.vpc_id.as_str();
     let (alb_sg, app_sg) = (
         sg(Component::AlbSecurityGroup),

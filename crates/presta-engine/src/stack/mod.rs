@@ -92,9 +92,13 @@ pub async fn reconcile(
     // (no AWS call), and an apply larger than the budget is held unless that exact plan was
     // approved.
     let moved_vpc = budget::moved_vpc(stack, snap, &net.vpc_id);
-    let exists = snap
-        .contains::<AutoScalingGroups>(&stack.resource_name(Component::AutoScalingGroup))
-        || guard.presumed_existing.is_some();
+    let group_name = stack.resource_name(Component::AutoScalingGroup);
+    let exists =
+        snap.contains::<AutoScalingGroups>(&group_name) || guard.presumed_existing.is_some();
+    // A stack taken over from another tool: its first changes wait for an approval.
+    let adopted = snap
+        .get::<AutoScalingGroups>(&group_name)
+        .and_then(|g| g.tags.get(presta_aws::adopt::TAG_ADOPTED).cloned());
     if exists && mode == Mode::Apply {
         let plan = new_run(Mode::Plan);
         let (outputs, refresh) = converge(&plan, &net).await;
@@ -104,6 +108,7 @@ pub async fn reconcile(
             stack.spec.policy.max_changes_per_run,
             guard.presumed_existing.as_deref(),
             moved_vpc.as_ref(),
+            adopted.as_deref(),
         )) {
             tracing::warn!(stack = %stack.name(), plan_hash = %held.plan_hash, changes = held.changes, reason = %held.reason, "plan held for approval: nothing changed");
             report.changes = changes;
@@ -138,7 +143,25 @@ pub async fn reconcile(
             stack.spec.policy.max_changes_per_run,
             guard.presumed_existing.as_deref(),
             moved_vpc.as_ref(),
+            adopted.as_deref(),
         ));
+    }
+    let settled = report.failed() == 0
+        && !report
+            .changes
+            .iter()
+            .any(|c| c.action == presta_aws::Action::Waiting);
+    if adopted.is_some() && report.applied() && settled {
+        // Taken over, and its first changes applied (approved, or none were needed): an
+        // ordinary stack from now on.
+        match presta_aws::adopt::clear_adopted(aws, &group_name).await {
+            Ok(()) => {
+                tracing::info!(stack = %stack.name(), "the stack taken over from another tool converged: its adoption mark is removed")
+            }
+            Err(e) => {
+                tracing::warn!(stack = %stack.name(), error = %e, "could not remove the adoption mark; the next run tries again")
+            }
+        }
     }
     report.duration = started.elapsed();
     report
