@@ -550,3 +550,51 @@ fn a_wrong_aws_rate_is_refused_before_any_call() {
     );
     assert!(err.contains("--aws-rate ec2=10"), "{err}");
 }
+
+#[test]
+fn import_terraform_without_aws_writes_a_stack_that_validates_and_refuses_wrong_files() {
+    let dir = tempfile::tempdir().unwrap();
+    // The runbook's shop, from the JSON `terraform show -json` printed: no AWS call.
+    let out_yaml = dir.path().join("shop.yaml");
+    let o = run(&[
+        "import",
+        "terraform",
+        "--state",
+        "tests/fixtures/terraform/runbook-show.json",
+        "-o",
+        out_yaml.to_str().unwrap(),
+    ]);
+    let stdout = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{stdout}{}", text(&o.stderr));
+    assert!(stdout.contains("imported (19 resources)"), "{stdout}");
+    assert!(stdout.contains("terraform state rm module.prestashop.aws_lb.this"));
+    assert!(
+        !stdout.contains("S3cret-Pa55word-xyz"),
+        "the password leaked"
+    );
+    let v = run(&["validate", out_yaml.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v.stdout));
+    // Without -o the stack goes to stdout (a valid document) and the report to stderr.
+    let o = run(&[
+        "import",
+        "terraform",
+        "--state",
+        "tests/fixtures/terraform/runbook-show.json",
+    ]);
+    assert!(text(&o.stdout).starts_with("# Imported from a Terraform state"));
+    assert!(text(&o.stderr).contains("import report: stack `prestashop`"));
+    // A file that is no state: exit 1, the file named, what was expected said.
+    let bad = dir.path().join("plan.json");
+    std::fs::write(&bad, r#"{"format_version":"1.2","resource_changes":[]}"#).unwrap();
+    let o = run(&["import", "terraform", "--state", bad.to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("importing {}", bad.display())),
+        "{err}"
+    );
+    assert!(err.contains("this is a plan"), "{err}");
+    std::fs::write(&bad, r#"{"version": 3}"#).unwrap();
+    let o = run(&["import", "terraform", "--state", bad.to_str().unwrap()]);
+    assert!(text(&o.stderr).contains("version 3 is not supported"));
+}

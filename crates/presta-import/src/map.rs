@@ -755,7 +755,7 @@ fn build(cx: &mut Ctx<'_>, name: &str) -> Result<Value, ImportError> {
     }
     let prestashop = container(cx, lt, &user_data, lb, db);
     cx.change(format!(
-        "{}: the instances' user data becomes the product's bootstrap (docs/bootstrap.md): a new launch template version, then a rolling instance refresh (at least {}% of the group in service); the running instances keep their ids until you approve it",
+        "{}: the instances' user data becomes the product's bootstrap (deploy/bootstrap/user-data.sh): a new launch template version, then a rolling instance refresh (at least {}% of the group in service); the running instances keep their ids until you approve it",
         lt.address,
         presta_spec::defaults::min_healthy_percentage()
     ));

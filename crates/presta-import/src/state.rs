@@ -121,6 +121,11 @@ pub fn parse(text: &str) -> Result<(Format, Vec<Resource>), ImportError> {
             "the file is JSON but not an object".into(),
         ));
     };
+    if obj.contains_key("planned_values") || obj.contains_key("resource_changes") {
+        return Err(ImportError::Format(
+            "this is a plan (`terraform show -json tfplan`), not a state: run `terraform show -json` without a plan file".into(),
+        ));
+    }
     if let Some(v) = obj.get("format_version") {
         let v = v.as_str().unwrap_or_default();
         if !v.starts_with("1.") {
@@ -150,11 +155,6 @@ pub fn parse(text: &str) -> Result<(Format, Vec<Resource>), ImportError> {
             raw_resource(r, &mut out);
         }
         return Ok((Format::RawState, out));
-    }
-    if obj.contains_key("planned_values") || obj.contains_key("resource_changes") {
-        return Err(ImportError::Format(
-            "this is a plan (`terraform show -json tfplan`), not a state: run `terraform show -json` without a plan file".into(),
-        ));
     }
     Err(ImportError::Format(
         "neither `terraform show -json` output (no `format_version`) nor a terraform.tfstate (no `version`)".into(),
@@ -307,8 +307,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("version 3"), "{e}");
-        let e = parse(r#"{"format_version":"1.2","planned_values":{}}"#);
-        assert!(e.is_ok(), "a show -json with a format_version reads");
+        let e = parse(r#"{"format_version":"1.2","planned_values":{}}"#).unwrap_err();
+        assert!(e.to_string().contains("plan"), "{e}");
+        assert!(parse(r#"{"format_version":"1.2","values":{}}"#).is_ok());
         let e = parse(r#"{"resource_changes":[]}"#).unwrap_err().to_string();
         assert!(e.contains("plan"), "{e}");
         let e = parse(r#"{"hello":1}"#).unwrap_err().to_string();

@@ -472,3 +472,21 @@ fn an_empty_file_is_refused() {
         problems[0]
     );
 }
+
+#[test]
+fn explicit_names_follow_each_kinds_aws_rules() {
+    let names = "    engineVersion: \"8.4\"\n  names:\n    loadBalancer: prestashop_alb\n    database: 1-ps-db\n    securityGroups:\n      instances: sg-app\n      database: shared\n      fileSystem: shared\n  secrets:\n    dbPasswordParameter: /aws/db\n";
+    let p = problems_of(&[("    engineVersion: \"8.4\"\n", names)]);
+    expect(&p, "spec.names.loadBalancer", "ELBv2", Some(36));
+    expect(&p, "spec.names.database", "RDS", Some(37));
+    expect(&p, "spec.names.securityGroups.instances", "sg-", Some(39));
+    expect(&p, "spec.names.securityGroups.fileSystem", "also", Some(41));
+    expect(&p, "spec.secrets.dbPasswordParameter", "reserved", Some(43));
+    // Valid explicit names and `adminPasswordParameter: none` are accepted.
+    let ok = BASE.replacen(
+        "    engineVersion: \"8.4\"\n",
+        "    engineVersion: \"8.4\"\n  names:\n    loadBalancer: prestashop-alb\n    database: ps-db\n  secrets:\n    dbPasswordParameter: /prestashop/db_password\n    adminPasswordParameter: none\n",
+        1,
+    );
+    assert_eq!(check(&ok).unwrap(), 1);
+}
