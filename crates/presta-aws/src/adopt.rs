@@ -1,6 +1,9 @@
 //! Taking over resources another tool made (`import terraform --adopt`): read their tags,
 //! add the ownership tags, nothing else. Run with a person's credentials: the daemon's
-//! policy can tag only what already carries `managed-by=presta-reconciler`.
+//! policy can tag only what already carries `managed-by=presta-reconciler` (so the calls
+//! here are not in its IAM policy). The daemon's one step of the takeover, removing the
+//! mark once the first changes are applied, is
+//! [`crate::auto_scaling_group::clear_adopted`].
 
 use serde::Serialize;
 
@@ -184,20 +187,4 @@ pub async fn add_tags(aws: &Aws, handle: &Handle, add: &Tags) -> Result<(), AwsE
             .map(|_| ())
             .aws("AddTagsToResource"),
     }
-}
-
-/// Removes the adoption mark from a group (its first approved plan is applied).
-pub async fn clear_adopted(aws: &Aws, group: &str) -> Result<(), AwsError> {
-    let tag = aws_sdk_autoscaling::types::Tag::builder()
-        .resource_id(group)
-        .resource_type("auto-scaling-group")
-        .key(TAG_ADOPTED)
-        .build();
-    aws.autoscaling
-        .delete_tags()
-        .tags(tag)
-        .send()
-        .await
-        .map(|_| ())
-        .aws("DeleteTags")
 }

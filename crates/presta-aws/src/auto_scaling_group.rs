@@ -536,6 +536,23 @@ async fn put_policy(aws: &Aws, desired: &AutoScalingGroupDesired) -> Result<(), 
     Ok(())
 }
 
+/// Removes the takeover mark ([`crate::adopt::TAG_ADOPTED`]) from a group: its first plan
+/// after `import terraform --adopt` is applied.
+pub async fn clear_adopted(aws: &Aws, group: &str) -> Result<(), AwsError> {
+    let tag = AsgTag::builder()
+        .resource_id(group)
+        .resource_type("auto-scaling-group")
+        .key(crate::adopt::TAG_ADOPTED)
+        .build();
+    aws.autoscaling
+        .delete_tags()
+        .tags(tag)
+        .send()
+        .await
+        .map(|_| ())
+        .aws("DeleteTags")
+}
+
 pub(crate) fn asg_tags(group: &str, tags: &Tags) -> Vec<AsgTag> {
     tags.iter()
         .map(|(k, v)| {

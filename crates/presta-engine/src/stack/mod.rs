@@ -154,7 +154,7 @@ pub async fn reconcile(
     if adopted.is_some() && report.applied() && settled {
         // Taken over, and its first changes applied (approved, or none were needed): an
         // ordinary stack from now on.
-        match presta_aws::adopt::clear_adopted(aws, &group_name).await {
+        match presta_aws::auto_scaling_group::clear_adopted(aws, &group_name).await {
             Ok(()) => {
                 tracing::info!(stack = %stack.name(), "the stack taken over from another tool converged: its adoption mark is removed")
             }
