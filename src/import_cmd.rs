@@ -206,7 +206,12 @@ fn adopt_and_plan(
         // The password's current value is the one the database uses: the reconciler vouches
         // for it (its label), so that a later overwrite by hand is seen as drift.
         let param = stack.names().db_password;
-        let (found, _) = presta_aws::parameter::observe_with_plain(&aws, std::slice::from_ref(&param), &[])
+        let (found, _) = presta_aws::parameter::observe_with_plain(
+            &aws,
+            std::slice::from_ref(&param),
+            std::slice::from_ref(&param),
+            &[],
+        )
             .await
             .with_context(|| format!("reading the parameter {param}"))?;
         if let Some(live) = found.get(&param)

@@ -998,6 +998,7 @@ async fn groups_and_parameters_that_look_like_the_stacks_are_not_taken_for_them(
     let (found, values) = presta_aws::parameter::observe_with_plain(
         &aws,
         std::slice::from_ref(&secret),
+        std::slice::from_ref(&secret),
         &[ami.clone(), secret.clone()],
     )
     .await

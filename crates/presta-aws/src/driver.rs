@@ -28,6 +28,9 @@ pub struct Scope {
     /// Names read in the same calls for their plain value (the stacks' AMI references, read
     /// with their passwords' `GetParameters`); only the parameter kind uses it.
     pub plain: Vec<String>,
+    /// Of `names`, those whose labelled version is read too (the database passwords: a value
+    /// overwritten by hand is drift); only the parameter kind uses it.
+    pub tracked: Vec<String>,
 }
 
 impl Scope {

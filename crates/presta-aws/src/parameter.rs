@@ -117,13 +117,14 @@ pub struct ParameterLive {
 pub async fn observe_with_plain(
     aws: &Aws,
     names: &[String],
+    tracked: &[String],
     plain: &[String],
 ) -> Result<(BTreeMap<String, ParameterLive>, BTreeMap<String, String>), AwsError> {
     let mut all: Vec<String> = names
         .iter()
         .flat_map(|n| {
             let mut asked = vec![n.clone()];
-            asked.push(labelled(n));
+            asked.extend(tracked.contains(n).then(|| labelled(n)));
             asked
         })
         .collect();
@@ -184,7 +185,7 @@ pub async fn observe_with_plain(
             }
         }
     }
-    for (name, live) in found.iter_mut().filter(|(n, _)| names.contains(n)) {
+    for (name, live) in found.iter_mut().filter(|(n, _)| tracked.contains(n)) {
         live.written_version = match labelled_found.get(name) {
             Some(v) => *v,
             // The selector answered but not in `Selector`: the lower of the versions seen.
@@ -247,6 +248,11 @@ impl Driver for Parameters {
                 .iter()
                 .flat_map(StackNames::parameters)
                 .collect(),
+            tracked: targets
+                .stacks
+                .iter()
+                .map(|s| s.db_password.clone())
+                .collect(),
             plain: targets.ami_params.clone(),
             ..Scope::default()
         }
@@ -257,6 +263,19 @@ impl Driver for Parameters {
 
     fn name(desired: &ParameterDesired) -> String {
         desired.name.clone()
+    }
+
+    /// The one parameter, with its labelled version when its value is compared.
+    fn lookup(desired: &ParameterDesired) -> Scope {
+        Scope {
+            names: vec![desired.name.clone()],
+            tracked: if desired.tracked {
+                vec![desired.name.clone()]
+            } else {
+                Vec::new()
+            },
+            ..Scope::default()
+        }
     }
 
     fn id(live: &ParameterLive) -> String {
@@ -300,7 +319,8 @@ impl Driver for Parameters {
         aws: &Aws,
         scope: &Scope,
     ) -> Result<BTreeMap<String, ParameterLive>, AwsError> {
-        let (mut found, values) = observe_with_plain(aws, &scope.names, &scope.plain).await?;
+        let (mut found, values) =
+            observe_with_plain(aws, &scope.names, &scope.tracked, &scope.plain).await?;
         for (name, value) in values {
             found
                 .entry(name.clone())
@@ -383,10 +403,7 @@ impl Driver for Parameters {
             Err(e) if e.has_code("ParameterAlreadyExists") => {}
             Err(e) => return Err(e),
         }
-        let scope = Scope {
-            names: vec![desired.name.clone()],
-            ..Scope::default()
-        };
+        let scope = Self::lookup(desired);
         let mut live = self
             .observe(aws, &scope)
             .await?
