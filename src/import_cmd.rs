@@ -146,7 +146,6 @@ fn adopt_and_plan(
     };
     let runtime = crate::runtime()?;
     let name = stack.name().to_string();
-    let now = presta_aws::db_snapshot::now_rfc3339();
     runtime.block_on(async {
         let aws = presta_aws::Aws::connect(
             &stack.spec.region,
@@ -154,80 +153,7 @@ fn adopt_and_plan(
             Arc::new(presta_aws::calls::CallStats::default()),
         )
         .await;
-        // Read everything first: a resource another stack owns stops the takeover before any
-        // tag is written.
-        let mut plan: Vec<(&presta_import::Taggable, BTreeMap<String, String>)> = Vec::new();
-        for t in &report.taggable {
-            let current = adopt::current_tags(&aws, &t.handle)
-                .await
-                .with_context(|| format!("reading the tags of {} ({:?})", t.address, t.handle))?;
-            if let Some(owner) = current.get(TAG_STACK)
-                && owner != &name
-                && current.get(TAG_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_VALUE)
-            {
-                anyhow::bail!(
-                    "{} already belongs to the stack `{owner}`: nothing was tagged; import it under that name (--stack {owner}) or remove its ownership tags first",
-                    t.address
-                );
-            }
-            let mut want = BTreeMap::from([
-                (TAG_MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string()),
-                (TAG_STACK.to_string(), name.clone()),
-                (TAG_COMPONENT.to_string(), t.component.to_string()),
-            ]);
-            if matches!(t.handle, Handle::AutoScaling(_)) && !current.contains_key(TAG_ADOPTED) {
-                want.insert(TAG_ADOPTED.to_string(), now.clone());
-            }
-            want.retain(|k, v| current.get(k) != Some(v));
-            plan.push((t, want));
-        }
-        println!(
-            "\n{} {} resources of `{name}`:",
-            if args.dry_run { "would tag" } else { "tagging" },
-            plan.len()
-        );
-        for (t, want) in &plan {
-            let shown: Vec<String> = want.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!(
-                "  {:<70} {}",
-                t.address,
-                if shown.is_empty() {
-                    "already tagged".to_string()
-                } else {
-                    shown.join(", ")
-                }
-            );
-            if !args.dry_run && !want.is_empty() {
-                adopt::add_tags(&aws, &t.handle, want)
-                    .await
-                    .with_context(|| format!("tagging {}", t.address))?;
-            }
-        }
-        // The password's current value is the one the database uses: the reconciler vouches
-        // for it (its label), so that a later overwrite by hand is seen as drift.
-        let param = stack.names().db_password;
-        let (found, _) = presta_aws::parameter::observe_with_plain(
-            &aws,
-            std::slice::from_ref(&param),
-            std::slice::from_ref(&param),
-            &[],
-        )
-            .await
-            .with_context(|| format!("reading the parameter {param}"))?;
-        if let Some(live) = found.get(&param)
-            && live.written_version.is_none()
-        {
-            println!(
-                "  {param}: version {} {} `{}` (the value the database uses; never read)",
-                live.version,
-                if args.dry_run { "would be labelled" } else { "labelled" },
-                presta_aws::parameter::WRITTEN_LABEL
-            );
-            if !args.dry_run {
-                presta_aws::parameter::label_written(&aws, &param, live.version).await?;
-            }
-        }
-        anyhow::Ok(())
+        tag_all(&aws, stack, report, args.dry_run).await
     })?;
     if args.dry_run {
         println!("\n--dry-run: nothing was changed");
@@ -283,4 +209,95 @@ fn adopt_and_plan(
     println!("  2. detach Terraform: the `terraform state rm` commands of the report");
     println!("  3. hand the file to the daemon (serve -f ...)");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads every resource's tags, then (unless `dry_run`) adds the missing ownership tags and
+/// labels the password's current version; a resource another stack owns stops it before any
+/// tag is written.
+async fn tag_all(
+    aws: &presta_aws::Aws,
+    stack: &presta_spec::Stack,
+    report: &presta_import::Report,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let name = stack.name().to_string();
+    let now = presta_aws::db_snapshot::now_rfc3339();
+    // Read everything first: a resource another stack owns stops the takeover before any
+    // tag is written.
+    let mut plan: Vec<(&presta_import::Taggable, BTreeMap<String, String>)> = Vec::new();
+    for t in &report.taggable {
+        let current = adopt::current_tags(aws, &t.handle)
+            .await
+            .with_context(|| format!("reading the tags of {} ({:?})", t.address, t.handle))?;
+        if let Some(owner) = current.get(TAG_STACK)
+            && owner != &name
+            && current.get(TAG_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_VALUE)
+        {
+            anyhow::bail!(
+                "{} already belongs to the stack `{owner}`: nothing was tagged; import it under that name (--stack {owner}) or remove its ownership tags first",
+                t.address
+            );
+        }
+        let mut want = BTreeMap::from([
+            (TAG_MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string()),
+            (TAG_STACK.to_string(), name.clone()),
+            (TAG_COMPONENT.to_string(), t.component.to_string()),
+        ]);
+        if matches!(t.handle, Handle::AutoScaling(_)) && !current.contains_key(TAG_ADOPTED) {
+            want.insert(TAG_ADOPTED.to_string(), now.clone());
+        }
+        want.retain(|k, v| current.get(k) != Some(v));
+        plan.push((t, want));
+    }
+    println!(
+        "\n{} {} resources of `{name}`:",
+        if dry_run { "would tag" } else { "tagging" },
+        plan.len()
+    );
+    for (t, want) in &plan {
+        let shown: Vec<String> = want.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "  {:<70} {}",
+            t.address,
+            if shown.is_empty() {
+                "already tagged".to_string()
+            } else {
+                shown.join(", ")
+            }
+        );
+        if !dry_run && !want.is_empty() {
+            adopt::add_tags(aws, &t.handle, want)
+                .await
+                .with_context(|| format!("tagging {}", t.address))?;
+        }
+    }
+    // The password's current value is the one the database uses: the reconciler vouches
+    // for it (its label), so that a later overwrite by hand is seen as drift.
+    let param = stack.names().db_password;
+    let (found, _) = presta_aws::parameter::observe_with_plain(
+        aws,
+        std::slice::from_ref(&param),
+        std::slice::from_ref(&param),
+        &[],
+    )
+    .await
+    .with_context(|| format!("reading the parameter {param}"))?;
+    if let Some(live) = found.get(&param)
+        && live.written_version.is_none()
+    {
+        println!(
+            "  {param}: version {} {} `{}` (the value the database uses; never read)",
+            live.version,
+            if dry_run {
+                "would be labelled"
+            } else {
+                "labelled"
+            },
+            presta_aws::parameter::WRITTEN_LABEL
+        );
+        if !dry_run {
+            presta_aws::parameter::label_written(aws, &param, live.version).await?;
+        }
+    }
+    Ok(())
 }

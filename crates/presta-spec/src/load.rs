@@ -496,6 +496,24 @@ fn promotion_problems(stacks: &mut [LoadedStack]) -> Vec<Problem> {
             ));
         }
     }
+    let followers: Vec<(String, String)> = follows
+        .iter()
+        .map(|(follower, after)| (follower.to_string(), after.to_string()))
+        .collect();
+    if problems.is_empty() {
+        link_promotions(stacks, &by_name, &followers);
+    }
+    problems
+}
+
+/// What a stack needs of the stacks around it, once the promotions are valid: the followed
+/// stack's region and Auto Scaling group (its `spec.names`, else the deterministic name), and
+/// the stacks that follow it.
+fn link_promotions(
+    stacks: &mut [LoadedStack],
+    by_name: &BTreeMap<String, (String, String, usize)>,
+    followers: &[(String, String)],
+) {
     let groups: BTreeMap<String, String> = stacks
         .iter()
         .map(|s| {
@@ -505,25 +523,18 @@ fn promotion_problems(stacks: &mut [LoadedStack]) -> Vec<Problem> {
             (s.stack.name().to_string(), group)
         })
         .collect();
-    let followers: Vec<(String, String)> = follows
-        .iter()
-        .map(|(follower, after)| (follower.to_string(), after.to_string()))
-        .collect();
-    if problems.is_empty() {
-        for s in stacks.iter_mut() {
-            if let Some(p) = &mut s.stack.spec.promotion {
-                p.after_region = by_name.get(&p.after).map(|(region, _, _)| region.clone());
-                p.after_group = groups.get(&p.after).cloned();
-            }
-            let name = s.stack.name().to_string();
-            s.stack.spec.followed_by = followers
-                .iter()
-                .filter(|(_, after)| *after == name)
-                .map(|(follower, _)| follower.clone())
-                .collect();
+    for s in stacks.iter_mut() {
+        if let Some(p) = &mut s.stack.spec.promotion {
+            p.after_region = by_name.get(&p.after).map(|(region, _, _)| region.clone());
+            p.after_group = groups.get(&p.after).cloned();
         }
+        let name = s.stack.name().to_string();
+        s.stack.spec.followed_by = followers
+            .iter()
+            .filter(|(_, after)| *after == name)
+            .map(|(follower, _)| follower.clone())
+            .collect();
     }
-    problems
 }
 
 fn duplicate_names(stacks: &[LoadedStack]) -> Vec<Problem> {

@@ -146,25 +146,33 @@ pub async fn reconcile(
             adopted.as_deref(),
         ));
     }
-    let settled = report.failed() == 0
+    if adopted.is_some() {
+        clear_adoption_mark(aws, stack, &report, &group_name).await;
+    }
+    report.duration = started.elapsed();
+    report
+}
+
+/// A stack taken over from another tool whose first changes are applied (approved, or none
+/// were needed) is an ordinary stack from now on: its adoption mark comes off.
+async fn clear_adoption_mark(aws: &Aws, stack: &Stack, report: &StackReport, group: &str) {
+    let settled = report.applied()
+        && report.failed() == 0
         && !report
             .changes
             .iter()
             .any(|c| c.action == presta_aws::Action::Waiting);
-    if adopted.is_some() && report.applied() && settled {
-        // Taken over, and its first changes applied (approved, or none were needed): an
-        // ordinary stack from now on.
-        match presta_aws::auto_scaling_group::clear_adopted(aws, &group_name).await {
-            Ok(()) => {
-                tracing::info!(stack = %stack.name(), "the stack taken over from another tool converged: its adoption mark is removed")
-            }
-            Err(e) => {
-                tracing::warn!(stack = %stack.name(), error = %e, "could not remove the adoption mark; the next run tries again")
-            }
+    if !settled {
+        return;
+    }
+    match presta_aws::auto_scaling_group::clear_adopted(aws, group).await {
+        Ok(()) => {
+            tracing::info!(stack = %stack.name(), "the stack taken over from another tool has its first changes applied: its adoption mark is removed")
+        }
+        Err(e) => {
+            tracing::warn!(stack = %stack.name(), error = %e, "could not remove the adoption mark; the next run tries again")
         }
     }
-    report.duration = started.elapsed();
-    report
 }
 
 /// What a value a step needs is, or why it is not known yet.
