@@ -342,3 +342,86 @@ fn the_raw_state_of_the_same_shop_gives_the_same_stack() {
     assert_eq!(a.stack, b.stack);
     assert_eq!(a.report.state_rm, b.report.state_rm);
 }
+
+#[test]
+fn https_with_a_redirect_and_two_parameters_read_by_the_user_data() {
+    let mut doc = fixture();
+    let http = resource(&mut doc, "module.prestashop.aws_lb_listener.http");
+    let mut https = http.clone();
+    http["values"]["default_action"] = json!([{"type": "redirect", "order": 1,
+        "redirect": [{"port": "443", "protocol": "HTTPS", "status_code": "HTTP_301"}]}]);
+    https["address"] = json!("module.prestashop.aws_lb_listener.https");
+    https["name"] = json!("https");
+    https["values"]["protocol"] = json!("HTTPS");
+    https["values"]["port"] = json!(443);
+    https["values"]["id"] = json!(
+        "arn:aws:elasticloadbalancing:eu-west-3:123456789012:listener/app/prestashop-alb/x/https"
+    );
+    https["values"]["arn"] = https["values"]["id"].clone();
+    https["values"]["certificate_arn"] =
+        json!("arn:aws:acm:eu-west-3:123456789012:certificate/abc");
+    https["values"]["ssl_policy"] = json!("ELBSecurityPolicy-TLS13-1-2-2021-06");
+    // The admin password's parameter, read by the user data too.
+    let db_param = resource(&mut doc, "module.prestashop.aws_ssm_parameter.db_password").clone();
+    let mut admin = db_param.clone();
+    admin["address"] = json!("module.prestashop.aws_ssm_parameter.admin_password");
+    admin["name"] = json!("admin_password");
+    admin["values"]["name"] = json!("/prestashop/admin_password");
+    admin["values"]["id"] = json!("/prestashop/admin_password");
+    admin["values"]["arn"] =
+        json!("arn:aws:ssm:eu-west-3:123456789012:parameter/prestashop/admin_password");
+    let certificate = json!({
+        "address": "module.prestashop.aws_acm_certificate.shop", "mode": "managed",
+        "type": "aws_acm_certificate", "name": "shop",
+        "values": {"arn": "arn:aws:acm:eu-west-3:123456789012:certificate/abc", "id": "arn:aws:acm:eu-west-3:123456789012:certificate/abc", "domain_name": "boutique.example.com"},
+        "sensitive_values": {}
+    });
+    let lt = resource(&mut doc, "module.prestashop.aws_launch_template.this");
+    let b64 = lt["values"]["user_data"].as_str().unwrap();
+    let plain = String::from_utf8(aws_smithy_types::base64::decode(b64).unwrap()).unwrap();
+    let plain =
+        format!("ADMIN_PW=$(aws ssm get-parameter --name /prestashop/admin_password)\n{plain}");
+    lt["values"]["user_data"] = json!(aws_smithy_types::base64::encode(plain));
+    let resources = module(&mut doc)["resources"].as_array_mut().unwrap();
+    resources.insert(0, admin);
+    resources.push(https);
+    resources.push(certificate);
+    let out = run(&doc, None).unwrap();
+    let s = &out.stack;
+    let h = s
+        .spec
+        .load_balancer
+        .https
+        .as_ref()
+        .expect("the HTTPS listener is imported");
+    assert!(h.redirect_http);
+    assert_eq!(h.port, 443);
+    assert_eq!(h.ssl_policy, "ELBSecurityPolicy-TLS13-1-2-2021-06");
+    assert_eq!(
+        s.spec.prestashop.domain.as_deref(),
+        Some("boutique.example.com")
+    );
+    assert_eq!(
+        s.spec.secrets.db_password_parameter.as_deref(),
+        Some("/prestashop/db_password"),
+        "of two parameters the user data reads, the database's"
+    );
+    assert!(
+        out.report
+            .left_alone
+            .iter()
+            .any(|l| l.address.ends_with("admin_password"))
+    );
+    assert!(
+        out.report
+            .imported
+            .iter()
+            .any(|i| i.role == "HTTPS listener")
+    );
+    // The stack written validates.
+    let dir = std::env::temp_dir().join(format!("presta-import-https-{}.yaml", std::process::id()));
+    std::fs::write(&dir, out.yaml()).unwrap();
+    let loaded = presta_spec::load_paths(std::slice::from_ref(&dir));
+    std::fs::remove_file(&dir).ok();
+    assert!(loaded.is_ok(), "{:?}", loaded.err().map(|e| e.to_string()));
+}

@@ -309,6 +309,22 @@ pub(super) fn container(
     if !extra.is_empty() {
         out["extraEnv"] = json!(extra);
     }
+    // HTTPS needs the shop's own name: the container's, else the certificate's.
+    let https = cx
+        .of_type("aws_lb_listener")
+        .iter()
+        .any(|l| l.str("protocol") == Some("HTTPS"));
+    if https && out.get("domain").is_none() {
+        let certificate = cx
+            .all
+            .iter()
+            .filter(|r| r.managed() && r.ty == "aws_acm_certificate")
+            .find_map(|c| c.str("domain_name"));
+        match certificate {
+            Some(d) => out["domain"] = json!(d),
+            None => cx.unmapped(lt, "user_data", "the load balancer serves HTTPS but neither the container's PS_DOMAIN nor a certificate of the state names the shop's domain: set spec.prestashop.domain (`validate` refuses HTTPS without it)"),
+        }
+    }
     out
 }
 /// The `-e NAME=VALUE` (`--env`) pairs of the user data's `docker run`, quotes removed.

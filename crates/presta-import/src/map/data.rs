@@ -109,10 +109,25 @@ pub(super) fn secrets(
 ) -> Result<Value, ImportError> {
     let db = core.db;
     let params = cx.of_type("aws_ssm_parameter");
-    let db_param = params
+    // The parameters the user data reads; of several (the admin password's too), the one
+    // named for the database.
+    let read: Vec<&Resource> = params
         .iter()
         .copied()
-        .find(|p| p.str("name").is_some_and(|n| user_data.contains(n)))
+        .filter(|p| p.str("name").is_some_and(|n| user_data.contains(n)))
+        .collect();
+    let for_db = |p: &&Resource| {
+        let n = p.str("name").unwrap_or_default().to_ascii_lowercase();
+        ["db", "database", "mysql", "rds"]
+            .iter()
+            .any(|w| n.contains(w))
+            && !n.contains("admin")
+    };
+    let db_param = read
+        .iter()
+        .copied()
+        .find(for_db)
+        .or_else(|| (read.len() == 1).then(|| read[0]))
         .or_else(|| {
             let secure: Vec<&Resource> = params
                 .iter()
