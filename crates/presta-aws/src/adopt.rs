@@ -49,7 +49,7 @@ pub async fn current_tags(aws: &Aws, handle: &Handle) -> Result<Tags, AwsError> 
                 )
                 .send()
                 .await
-                .aws("DescribeTags")?;
+                .aws()?;
             out.tags()
                 .iter()
                 .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
@@ -62,7 +62,7 @@ pub async fn current_tags(aws: &Aws, handle: &Handle) -> Result<Tags, AwsError> 
                 .resource_arns(arn)
                 .send()
                 .await
-                .aws("DescribeTags")?;
+                .aws()?;
             out.tag_descriptions()
                 .iter()
                 .flat_map(|d| tags::from_elbv2(d.tags()))
@@ -80,7 +80,7 @@ pub async fn current_tags(aws: &Aws, handle: &Handle) -> Result<Tags, AwsError> 
                 )
                 .send()
                 .await
-                .aws("DescribeTags")?;
+                .aws()?;
             out.tags()
                 .iter()
                 .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
@@ -93,7 +93,7 @@ pub async fn current_tags(aws: &Aws, handle: &Handle) -> Result<Tags, AwsError> 
                 .resource_name(arn)
                 .send()
                 .await
-                .aws("ListTagsForResource")?;
+                .aws()?;
             out.tag_list()
                 .iter()
                 .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
@@ -106,7 +106,7 @@ pub async fn current_tags(aws: &Aws, handle: &Handle) -> Result<Tags, AwsError> 
                 .resource_id(id)
                 .send()
                 .await
-                .aws("ListTagsForResource")?;
+                .aws()?;
             out.tags()
                 .iter()
                 .map(|t| (t.key().to_string(), t.value().to_string()))
@@ -120,7 +120,7 @@ pub async fn current_tags(aws: &Aws, handle: &Handle) -> Result<Tags, AwsError> 
                 .resource_id(name)
                 .send()
                 .await
-                .aws("ListTagsForResource")?;
+                .aws()?;
             out.tag_list()
                 .iter()
                 .map(|t| (t.key().to_string(), t.value().to_string()))
@@ -140,7 +140,7 @@ pub async fn add_tags(aws: &Aws, handle: &Handle, add: &Tags) -> Result<(), AwsE
             .send()
             .await
             .map(|_| ())
-            .aws("CreateTags"),
+            .aws(),
         Handle::Elb(arn) => aws
             .elbv2
             .add_tags()
@@ -149,7 +149,7 @@ pub async fn add_tags(aws: &Aws, handle: &Handle, add: &Tags) -> Result<(), AwsE
             .send()
             .await
             .map(|_| ())
-            .aws("AddTags"),
+            .aws(),
         Handle::AutoScaling(name) => aws
             .autoscaling
             .create_or_update_tags()
@@ -157,7 +157,7 @@ pub async fn add_tags(aws: &Aws, handle: &Handle, add: &Tags) -> Result<(), AwsE
             .send()
             .await
             .map(|_| ())
-            .aws("CreateOrUpdateTags"),
+            .aws(),
         Handle::Rds(arn) => aws
             .rds
             .add_tags_to_resource()
@@ -166,7 +166,7 @@ pub async fn add_tags(aws: &Aws, handle: &Handle, add: &Tags) -> Result<(), AwsE
             .send()
             .await
             .map(|_| ())
-            .aws("AddTagsToResource"),
+            .aws(),
         Handle::Efs(id) => aws
             .efs
             .tag_resource()
@@ -175,7 +175,7 @@ pub async fn add_tags(aws: &Aws, handle: &Handle, add: &Tags) -> Result<(), AwsE
             .send()
             .await
             .map(|_| ())
-            .aws("TagResource"),
+            .aws(),
         Handle::Ssm(name) => aws
             .ssm
             .add_tags_to_resource()
@@ -185,6 +185,6 @@ pub async fn add_tags(aws: &Aws, handle: &Handle, add: &Tags) -> Result<(), AwsE
             .send()
             .await
             .map(|_| ())
-            .aws("AddTagsToResource"),
+            .aws(),
     }
 }

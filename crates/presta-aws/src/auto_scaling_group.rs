@@ -175,7 +175,7 @@ impl Driver for AutoScalingGroups {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .aws("DescribeAutoScalingGroups")?;
+            .aws()?;
         Ok(groups
             .iter()
             .map(|g| {
@@ -210,7 +210,7 @@ impl Driver for AutoScalingGroups {
             .force_delete(true)
             .send()
             .await
-            .aws("DeleteAutoScalingGroup")
+            .aws()
         {
             Ok(_) => Ok(()),
             // Auto Scaling answers a missing group with a ValidationError.
@@ -293,7 +293,7 @@ impl Driver for AutoScalingGroups {
             .set_tags(Some(asg_tags(&desired.name, &desired.tags)))
             .send()
             .await
-            .aws("CreateAutoScalingGroup");
+            .aws();
         match res {
             Ok(_) => {}
             Err(e) if e.has_code("AlreadyExists") => {}
@@ -353,7 +353,7 @@ impl Driver for AutoScalingGroups {
                 .health_check_grace_period(desired.health_check_grace_seconds)
                 .send()
                 .await
-                .aws("UpdateAutoScalingGroup")?;
+                .aws()?;
         }
         if delta.touches(TARGET_GROUPS) {
             let extra: Vec<String> = live
@@ -373,7 +373,7 @@ impl Driver for AutoScalingGroups {
                     .set_target_group_arns(Some(missing))
                     .send()
                     .await
-                    .aws("AttachLoadBalancerTargetGroups")?;
+                    .aws()?;
             }
             if !extra.is_empty() {
                 aws.autoscaling
@@ -382,7 +382,7 @@ impl Driver for AutoScalingGroups {
                     .set_target_group_arns(Some(extra))
                     .send()
                     .await
-                    .aws("DetachLoadBalancerTargetGroups")?;
+                    .aws()?;
             }
         }
         if delta.touches(TARGET_CPU_UTILIZATION) {
@@ -394,7 +394,7 @@ impl Driver for AutoScalingGroups {
                 .set_tags(Some(asg_tags(&desired.name, &desired.tags)))
                 .send()
                 .await
-                .aws("CreateOrUpdateTags")?;
+                .aws()?;
         }
         let scope = Scope {
             names: vec![desired.name.clone()],
@@ -436,7 +436,7 @@ async fn read_groups(
         .send()
         .collect::<Result<Vec<_>, _>>()
         .await
-        .aws("DescribeAutoScalingGroups")?;
+        .aws()?;
     let policies = if policies {
         aws.autoscaling
             .describe_policies()
@@ -446,7 +446,7 @@ async fn read_groups(
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .aws("DescribePolicies")?
+            .aws()?
     } else {
         Vec::new()
     };
@@ -532,7 +532,7 @@ async fn put_policy(aws: &Aws, desired: &AutoScalingGroupDesired) -> Result<(), 
         )
         .send()
         .await
-        .aws("PutScalingPolicy")?;
+        .aws()?;
     Ok(())
 }
 
@@ -550,7 +550,7 @@ pub async fn clear_adopted(aws: &Aws, group: &str) -> Result<(), AwsError> {
         .send()
         .await
         .map(|_| ())
-        .aws("DeleteTags")
+        .aws()
 }
 
 pub(crate) fn asg_tags(group: &str, tags: &Tags) -> Vec<AsgTag> {

@@ -196,7 +196,7 @@ pub async fn run_on(
         .comment(format!("presta-reconciler: {command} on {group}"))
         .send()
         .await
-        .aws("SendCommand")?;
+        .aws()?;
     let cmd = sent
         .command()
         .ok_or_else(|| AwsError::unexpected("SendCommand", "no command in the answer"))?;
@@ -207,13 +207,7 @@ pub async fn run_on(
     let mut pause = Duration::from_secs(1);
     loop {
         // The counts of SendCommand's answer are 0 on AWS; ListCommands has the real one.
-        let listed = aws
-            .ssm
-            .list_commands()
-            .command_id(&id)
-            .send()
-            .await
-            .aws("ListCommands")?;
+        let listed = aws.ssm.list_commands().command_id(&id).send().await.aws()?;
         let expected = listed
             .commands()
             .first()
@@ -225,7 +219,7 @@ pub async fn run_on(
             .details(true)
             .send()
             .await
-            .aws("ListCommandInvocations")?;
+            .aws()?;
         let invocations = out.command_invocations();
         let done = !invocations.is_empty()
             && invocations.len() >= expected

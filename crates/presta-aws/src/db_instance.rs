@@ -195,7 +195,7 @@ impl Driver for DbInstances {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .aws("DescribeDBInstances")?;
+            .aws()?;
         Ok(all
             .iter()
             .map(|d| {
@@ -259,7 +259,7 @@ impl Driver for DbInstances {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .aws("DescribeDBInstances")?;
+            .aws()?;
         Ok(all
             .iter()
             .filter(|db| {
@@ -422,7 +422,7 @@ impl Driver for DbInstances {
             .set_tags(Some(rds_tags(&desired.tags)))
             .send()
             .await
-            .aws("CreateDBInstance");
+            .aws();
         drop(password);
         match res {
             Ok(_) => {}
@@ -503,7 +503,7 @@ impl Driver for DbInstances {
             any = true;
         }
         if any {
-            req.send().await.aws("ModifyDBInstance")?;
+            req.send().await.aws()?;
         }
         let add = tags::missing(&desired.tags, &live.tags);
         if !add.is_empty() {
@@ -513,7 +513,7 @@ impl Driver for DbInstances {
                 .set_tags(Some(rds_tags(&add)))
                 .send()
                 .await
-                .aws("AddTagsToResource")?;
+                .aws()?;
         }
         let scope = Scope {
             names: vec![live.identifier.clone()],
@@ -564,7 +564,7 @@ impl DbInstances {
             .delete_automated_backups(final_snapshot.is_none())
             .send()
             .await
-            .aws("DeleteDBInstance");
+            .aws();
         match res {
             Ok(_) => {}
             Err(e) if e.is_not_found() => return Ok(()),

@@ -18,7 +18,7 @@ pub async fn set_master_password(
         .apply_immediately(true)
         .send()
         .await
-        .aws("ModifyDBInstance")?;
+        .aws()?;
     Ok(())
 }
 
@@ -33,7 +33,7 @@ pub async fn password_change_state(
         .db_instance_identifier(identifier)
         .send()
         .await
-        .aws("DescribeDBInstances")?;
+        .aws()?;
     let db = out.db_instances().first().ok_or_else(|| {
         AwsError::unexpected("DescribeDBInstances", format!("{identifier} not found"))
     })?;

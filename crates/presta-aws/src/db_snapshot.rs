@@ -85,7 +85,7 @@ pub async fn list(aws: &Aws, instance: &str) -> Result<Vec<DbSnapshot>, AwsError
         .send()
         .collect::<Result<Vec<_>, _>>()
         .await
-        .aws("DescribeDBSnapshots")?;
+        .aws()?;
     let mut out: Vec<DbSnapshot> = all.iter().map(from_sdk).collect();
     out.sort_by(|a, b| b.created_epoch.total_cmp(&a.created_epoch));
     Ok(out)
@@ -113,7 +113,7 @@ pub async fn find(aws: &Aws, id: &str) -> Result<Option<DbSnapshot>, AwsError> {
         .db_snapshot_identifier(id)
         .send()
         .await
-        .aws("DescribeDBSnapshots");
+        .aws();
     let resp = match resp {
         Err(e) if e.is_not_found() => return Ok(None),
         other => other?,
@@ -133,7 +133,7 @@ pub async fn ensure_tags(aws: &Aws, snapshot: &DbSnapshot, want: &Tags) -> Resul
         .set_tags(Some(rds_tags(&add)))
         .send()
         .await
-        .aws("AddTagsToResource")?;
+        .aws()?;
     Ok(())
 }
 
@@ -159,7 +159,7 @@ impl DbInstances {
             .set_tag_keys(Some(keys))
             .send()
             .await
-            .aws("RemoveTagsFromResource")?;
+            .aws()?;
         Ok(())
     }
 }
@@ -191,7 +191,7 @@ pub async fn restore(
         .set_tags(Some(rds_tags(&desired.tags)))
         .send()
         .await
-        .aws("RestoreDBInstanceFromDBSnapshot");
+        .aws();
     match res {
         Ok(_) => {}
         Err(e) if e.has_code("DBInstanceAlreadyExists") => {}

@@ -107,7 +107,7 @@ impl Driver for DbSubnetGroups {
                 .send()
                 .await
                 .map(|_| ())
-                .aws("DeleteDBSubnetGroup"),
+                .aws(),
         )
     }
 
@@ -119,7 +119,7 @@ impl Driver for DbSubnetGroups {
             .resource_name(&live.arn)
             .send()
             .await
-            .aws("ListTagsForResource")?;
+            .aws()?;
         Ok(from_rds(resp.tag_list()))
     }
 
@@ -139,7 +139,7 @@ impl Driver for DbSubnetGroups {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .aws("DescribeDBSubnetGroups")?;
+            .aws()?;
         Ok(all
             .iter()
             .filter(|g| {
@@ -182,7 +182,7 @@ impl Driver for DbSubnetGroups {
             .set_tags(Some(rds_tags(&desired.tags)))
             .send()
             .await
-            .aws("CreateDBSubnetGroup");
+            .aws();
         match res {
             Ok(out) => {
                 let g = out.db_subnet_group();
@@ -223,7 +223,7 @@ impl Driver for DbSubnetGroups {
             .set_subnet_ids(Some(desired.subnets.iter().cloned().collect()))
             .send()
             .await
-            .aws("ModifyDBSubnetGroup")?;
+            .aws()?;
         Ok(DbSubnetGroupLive {
             subnets: desired.subnets.clone(),
             ..live.clone()

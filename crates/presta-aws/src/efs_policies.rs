@@ -23,7 +23,7 @@ pub(crate) async fn details(
         .file_system_id(id)
         .send()
         .await
-        .aws("DescribeLifecycleConfiguration")?;
+        .aws()?;
     let mut to_ia = None;
     let mut to_primary = false;
     for p in lifecycle.lifecycle_policies() {
@@ -40,7 +40,7 @@ pub(crate) async fn details(
         .file_system_id(id)
         .send()
         .await
-        .aws("DescribeBackupPolicy")
+        .aws()
     {
         Ok(out) => out
             .backup_policy()
@@ -99,7 +99,7 @@ pub(crate) async fn put_lifecycle(
         .set_lifecycle_policies(Some(policies))
         .send()
         .await
-        .aws("PutLifecycleConfiguration")?;
+        .aws()?;
     Ok(())
 }
 
@@ -120,6 +120,6 @@ pub(crate) async fn put_backups(aws: &Aws, id: &str, enabled: bool) -> Result<()
         .backup_policy(policy)
         .send()
         .await
-        .aws("PutBackupPolicy")?;
+        .aws()?;
     Ok(())
 }

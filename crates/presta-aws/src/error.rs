@@ -243,18 +243,27 @@ fn display_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
-/// `.aws("Operation")?` turns an SDK result into a classified [`AwsError`].
+/// `.aws()?` turns an SDK result into a classified [`AwsError`] that names the operation.
 pub trait AwsResultExt<T> {
-    fn aws(self, operation: &'static str) -> Result<T, AwsError>;
+    fn aws(self) -> Result<T, AwsError>;
 }
 
 impl<T, E> AwsResultExt<T> for Result<T, SdkError<E, HttpResponse>>
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    fn aws(self, operation: &'static str) -> Result<T, AwsError> {
-        self.map_err(|e| AwsError::from_sdk(operation, e))
+    fn aws(self) -> Result<T, AwsError> {
+        self.map_err(|e| AwsError::from_sdk(operation_of::<E>(), e))
     }
+}
+
+/// The operation an SDK error type belongs to, from the SDK's own generated type: every
+/// operation `X` of every service has its error type `<crate>::operation::x::XError`
+/// (`DescribeDBInstancesError` → `DescribeDBInstances`), so no name is typed by hand.
+pub fn operation_of<E: 'static>() -> &'static str {
+    let full = std::any::type_name::<E>();
+    let last = full.rsplit("::").next().unwrap_or(full);
+    last.strip_suffix("Error").unwrap_or(last)
 }
 
 /// `.absent_ok()` turns a NotFound error into `Ok(None)`.
@@ -275,6 +284,25 @@ impl<T> AbsentOk<T> for Result<T, AwsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_operation_is_the_sdks_own_name() {
+        use aws_sdk_ec2::operation::authorize_security_group_ingress::AuthorizeSecurityGroupIngressError;
+        use aws_sdk_efs::operation::describe_file_systems::DescribeFileSystemsError;
+        use aws_sdk_rds::operation::describe_db_instances::DescribeDBInstancesError;
+        assert_eq!(
+            operation_of::<DescribeDBInstancesError>(),
+            "DescribeDBInstances"
+        );
+        assert_eq!(
+            operation_of::<AuthorizeSecurityGroupIngressError>(),
+            "AuthorizeSecurityGroupIngress"
+        );
+        assert_eq!(
+            operation_of::<DescribeFileSystemsError>(),
+            "DescribeFileSystems"
+        );
+    }
 
     #[test]
     fn codes_are_classified() {

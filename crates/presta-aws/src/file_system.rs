@@ -121,7 +121,7 @@ impl FileSystems {
             .tag_keys(TAG_UNUSED)
             .send()
             .await
-            .aws("UntagResource")?;
+            .aws()?;
         Ok(())
     }
 
@@ -134,7 +134,7 @@ impl FileSystems {
             .set_tags(Some(tags::efs(&mark)))
             .send()
             .await
-            .aws("TagResource")?;
+            .aws()?;
         Ok(())
     }
 }
@@ -195,7 +195,7 @@ impl Driver for FileSystems {
                 .send()
                 .collect::<Result<Vec<_>, _>>()
                 .await
-                .aws("DescribeFileSystems")?,
+                .aws()?,
             Some(tokens) => {
                 let mut all = Vec::new();
                 for token in tokens {
@@ -205,7 +205,7 @@ impl Driver for FileSystems {
                             .creation_token(token)
                             .send()
                             .await
-                            .aws("DescribeFileSystems")?
+                            .aws()?
                             .file_systems()
                             .iter()
                             .cloned(),
@@ -249,7 +249,7 @@ impl Driver for FileSystems {
             .file_system_id(&live.id)
             .send()
             .await
-            .aws("DescribeMountTargets");
+            .aws();
         let mts = match mts {
             Err(e) if e.is_not_found() => return Ok(()),
             other => other?,
@@ -262,7 +262,7 @@ impl Driver for FileSystems {
                     .send()
                     .await
                     .map(|_| ())
-                    .aws("DeleteMountTarget"),
+                    .aws(),
             )?;
         }
         absent_is_success(
@@ -272,7 +272,7 @@ impl Driver for FileSystems {
                 .send()
                 .await
                 .map(|_| ())
-                .aws("DeleteFileSystem"),
+                .aws(),
         )
     }
 
@@ -302,7 +302,7 @@ impl Driver for FileSystems {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .aws("DescribeFileSystems")?;
+            .aws()?;
         // By creation token; and, for a token with no file system, one that carries the
         // stack's ownership tags (restored from a backup, which gets a new token): adopted.
         let mut ours: Vec<(String, &aws_sdk_efs::types::FileSystemDescription)> = all
@@ -406,7 +406,7 @@ impl Driver for FileSystems {
             })))
             .send()
             .await
-            .aws("CreateFileSystem");
+            .aws();
         match res {
             Ok(_) => {}
             Err(e) if e.has_code("FileSystemAlreadyExists") => {}
@@ -461,7 +461,7 @@ impl Driver for FileSystems {
                 )
                 .send()
                 .await
-                .aws("UpdateFileSystem")?;
+                .aws()?;
         }
         if delta.touches(LIFECYCLE) {
             crate::efs_policies::put_lifecycle(aws, &live.id, desired).await?;
@@ -497,7 +497,7 @@ async fn retag(
             .set_tags(Some(tags::efs(&add)))
             .send()
             .await
-            .aws("TagResource")?;
+            .aws()?;
     }
     let mut kept = live.tags.clone();
     let mut marks = Vec::new();
@@ -514,7 +514,7 @@ async fn retag(
             .set_tag_keys(Some(marks))
             .send()
             .await
-            .aws("UntagResource")?;
+            .aws()?;
     }
     Ok((add, kept))
 }

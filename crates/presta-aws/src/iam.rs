@@ -184,67 +184,6 @@ mod tests {
         ops
     }
 
-    /// The operation names given to `.aws("…")` are the SDK's: each is the name of the SDK
-    /// call it follows in the same chain (`.describe_db_instances()…aws("DescribeDBInstances")`),
-    /// so an error names the operation AWS knows, as the metrics and the IAM policy do.
-    #[test]
-    fn every_operation_name_given_to_an_error_is_the_calls_own() {
-        let dir = format!("{}/src", env!("CARGO_MANIFEST_DIR"));
-        let mut checked = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_none_or(|e| e != "rs") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).unwrap();
-            let code = text.split("#[cfg(test)]").next().unwrap();
-            // Doc comments show the pattern; only code counts.
-            let code: String = code
-                .lines()
-                .filter(|l| !l.trim_start().starts_with("//"))
-                .collect();
-            let flat: String = code.split_whitespace().collect();
-            let mut calls: Vec<(usize, String)> = Vec::new();
-            for client in ["ec2", "elbv2", "autoscaling", "rds", "efs", "ssm", "client"] {
-                let needle = format!("{client}.");
-                for (i, _) in flat.match_indices(&needle) {
-                    if flat[..i]
-                        .chars()
-                        .last()
-                        .is_some_and(|c| c.is_alphanumeric() || c == '_')
-                    {
-                        continue;
-                    }
-                    let rest = &flat[i + needle.len()..];
-                    let op: String = rest
-                        .chars()
-                        .take_while(|c| c.is_ascii_lowercase() || *c == '_')
-                        .collect();
-                    if !op.is_empty() && rest[op.len()..].starts_with("()") {
-                        calls.push((i, op));
-                    }
-                }
-            }
-            for (at, _) in flat.match_indices(".aws(\"") {
-                let name: String = flat[at + 6..].chars().take_while(|c| *c != '"').collect();
-                let call = calls
-                    .iter()
-                    .filter(|(i, _)| *i < at)
-                    .max_by_key(|(i, _)| *i)
-                    .map(|(_, op)| op.clone())
-                    .unwrap_or_default();
-                assert_eq!(
-                    squash(&call),
-                    squash(&name),
-                    "{}: `.aws(\"{name}\")` follows `.{call}()`",
-                    path.display()
-                );
-                checked += 1;
-            }
-        }
-        assert!(checked > 90, "only {checked} operation names found");
-    }
-
     /// Helper modules whose calls a kind makes (the database's snapshots).
     const HELPERS: &[(&str, &str)] = &[
         ("db_snapshot.rs", "db_instance"),

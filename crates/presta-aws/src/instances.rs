@@ -17,7 +17,7 @@ pub async fn in_service_instances(aws: &Aws, group: &str) -> Result<Vec<String>,
         .auto_scaling_group_names(group)
         .send()
         .await
-        .aws("DescribeAutoScalingGroups")?;
+        .aws()?;
     Ok(out
         .auto_scaling_groups()
         .iter()
@@ -43,7 +43,7 @@ pub async fn failed_launches(
         .max_records(20)
         .send()
         .await
-        .aws("DescribeScalingActivities")?;
+        .aws()?;
     let since = aws_smithy_types::DateTime::from_secs(
         aws_smithy_types::DateTime::from(std::time::SystemTime::now()).secs() - window_minutes * 60,
     );
@@ -113,7 +113,7 @@ impl AutoScalingGroups {
                 .send()
                 .await
                 .map(|_| ())
-                .aws("CreateOrUpdateTags"),
+                .aws(),
             None => aws
                 .autoscaling
                 .delete_tags()
@@ -121,7 +121,7 @@ impl AutoScalingGroups {
                 .send()
                 .await
                 .map(|_| ())
-                .aws("DeleteTags"),
+                .aws(),
         }
     }
 
@@ -152,7 +152,7 @@ impl AutoScalingGroups {
             .preferences(prefs.build())
             .send()
             .await
-            .aws("StartInstanceRefresh");
+            .aws();
         match res {
             Ok(out) => Ok(out.instance_refresh_id().map(String::from)),
             Err(e) if e.has_code("InstanceRefreshInProgress") => Ok(None),
@@ -173,7 +173,7 @@ impl AutoScalingGroups {
             .max_records(1)
             .send()
             .await
-            .aws("DescribeInstanceRefreshes")?;
+            .aws()?;
         Ok(out.instance_refreshes().first().map(|r| RefreshInfo {
             id: r.instance_refresh_id().unwrap_or_default().to_string(),
             status: r

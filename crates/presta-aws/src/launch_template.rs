@@ -199,7 +199,7 @@ impl Driver for LaunchTemplates {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .aws("DescribeLaunchTemplates")?;
+            .aws()?;
         Ok(templates
             .iter()
             .map(|t| {
@@ -231,7 +231,7 @@ impl Driver for LaunchTemplates {
                 .send()
                 .await
                 .map(|_| ())
-                .aws("DeleteLaunchTemplate"),
+                .aws(),
         )
     }
 
@@ -263,7 +263,7 @@ impl Driver for LaunchTemplates {
                 .send()
                 .collect::<Result<Vec<_>, _>>()
                 .await
-                .aws("DescribeLaunchTemplates")
+                .aws()
         }))
         .await?;
         let templates: Vec<_> = pages.into_iter().flatten().collect();
@@ -283,7 +283,7 @@ impl Driver for LaunchTemplates {
                 .send()
                 .collect::<Result<Vec<_>, _>>()
                 .await
-                .aws("DescribeLaunchTemplateVersions")?;
+                .aws()?;
             for v in all {
                 if let Some(id) = v.launch_template_id() {
                     defaults.insert(id.to_string(), v);
@@ -304,7 +304,7 @@ impl Driver for LaunchTemplates {
                         .versions("$Default")
                         .send()
                         .await
-                        .aws("DescribeLaunchTemplateVersions")?;
+                        .aws()?;
                     fetched.launch_template_versions().first()
                 }
             };
@@ -347,7 +347,7 @@ impl Driver for LaunchTemplates {
             .tag_specifications(tags::ec2_spec(ResourceType::LaunchTemplate, &desired.tags))
             .send()
             .await
-            .aws("CreateLaunchTemplate");
+            .aws();
         match res {
             // A new template holds exactly what was sent: its answer gives the rest (no
             // read-back, two calls fewer per creation).
@@ -413,7 +413,7 @@ impl Driver for LaunchTemplates {
                 .launch_template_data(request_data(desired))
                 .send()
                 .await
-                .aws("CreateLaunchTemplateVersion")?;
+                .aws()?;
             version = out
                 .launch_template_version()
                 .and_then(|v| v.version_number())
@@ -424,7 +424,7 @@ impl Driver for LaunchTemplates {
                 .default_version(version.to_string())
                 .send()
                 .await
-                .aws("ModifyLaunchTemplate")?;
+                .aws()?;
         }
         let add = tags::missing(&desired.tags, &live.tags);
         if !add.is_empty() {
@@ -434,7 +434,7 @@ impl Driver for LaunchTemplates {
                 .set_tags(Some(tags::ec2(&add)))
                 .send()
                 .await
-                .aws("CreateTags")?;
+                .aws()?;
         }
         Ok(LaunchTemplateLive {
             default_version: version,

@@ -188,7 +188,7 @@ impl Driver for Listeners {
                 .send()
                 .await
                 .map(|_| ())
-                .aws("DeleteListener"),
+                .aws(),
         )
     }
 
@@ -220,7 +220,7 @@ impl Driver for Listeners {
                 .load_balancer_arn(lb_arn)
                 .send()
                 .await
-                .aws("DescribeListeners")?;
+                .aws()?;
             Ok::<_, AwsError>(
                 out.listeners()
                     .iter()
@@ -287,7 +287,7 @@ impl Driver for Listeners {
         if let Some(policy) = &desired.ssl_policy {
             req = req.ssl_policy(policy);
         }
-        let out = req.send().await.aws("CreateListener")?;
+        let out = req.send().await.aws()?;
         let arn = out
             .listeners()
             .first()
@@ -317,7 +317,7 @@ impl Driver for Listeners {
         if let Some(policy) = &desired.ssl_policy {
             req = req.ssl_policy(policy);
         }
-        req.send().await.aws("ModifyListener")?;
+        req.send().await.aws()?;
         Ok(live_from(desired, live.arn.clone()))
     }
 }

@@ -223,7 +223,7 @@ impl Driver for LoadBalancers {
                 .send()
                 .await
                 .map(|_| ())
-                .aws("DeleteLoadBalancer"),
+                .aws(),
         )
     }
 
@@ -249,7 +249,7 @@ impl Driver for LoadBalancers {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .aws("DescribeLoadBalancers")?;
+            .aws()?;
         let ours: Vec<_> = all
             .iter()
             .filter(|lb| {
@@ -269,7 +269,7 @@ impl Driver for LoadBalancers {
                 .load_balancer_arn(arn)
                 .send()
                 .await
-                .aws("DescribeLoadBalancerAttributes")?;
+                .aws()?;
             Ok::<_, AwsError>((arn.clone(), Attributes::from_aws(out.attributes())))
         }))
         .await?;
@@ -352,7 +352,7 @@ impl Driver for LoadBalancers {
             .set_tags(Some(tags::elbv2(&desired.tags)))
             .send()
             .await
-            .aws("CreateLoadBalancer")?;
+            .aws()?;
         let lb = out.load_balancers().first().ok_or_else(|| {
             AwsError::unexpected("CreateLoadBalancer", "no load balancer in the answer")
         })?;
@@ -393,7 +393,7 @@ impl Driver for LoadBalancers {
                 .set_subnets(Some(desired.subnets.iter().cloned().collect()))
                 .send()
                 .await
-                .aws("SetSubnets")?;
+                .aws()?;
         }
         if delta.touches(SECURITY_GROUPS) {
             aws.elbv2
@@ -402,7 +402,7 @@ impl Driver for LoadBalancers {
                 .set_security_groups(Some(desired.security_groups.iter().cloned().collect()))
                 .send()
                 .await
-                .aws("SetSecurityGroups")?;
+                .aws()?;
         }
         if delta.touches_any(&[
             IDLE_TIMEOUT_SECONDS,
@@ -419,7 +419,7 @@ impl Driver for LoadBalancers {
                 .set_tags(Some(tags::elbv2(&add)))
                 .send()
                 .await
-                .aws("AddTags")?;
+                .aws()?;
         }
         Ok(LoadBalancerLive {
             subnets: desired.subnets.clone(),
@@ -446,7 +446,7 @@ async fn set_attributes(
         .set_attributes(Some(changes))
         .send()
         .await
-        .aws("ModifyLoadBalancerAttributes")?;
+        .aws()?;
     Ok(())
 }
 

@@ -126,7 +126,7 @@ impl Driver for MountTargets {
                 .send()
                 .await
                 .map(|_| ())
-                .aws("DeleteMountTarget"),
+                .aws(),
         )
     }
 
@@ -138,7 +138,7 @@ impl Driver for MountTargets {
             .file_system_id(&live.file_system_id)
             .send()
             .await
-            .aws("DescribeFileSystems")?;
+            .aws()?;
         Ok(resp
             .file_systems()
             .first()
@@ -172,7 +172,7 @@ impl Driver for MountTargets {
                 .file_system_id(fs)
                 .send()
                 .await
-                .aws("DescribeMountTargets")?;
+                .aws()?;
             Ok::<_, AwsError>(out.mount_targets().to_vec())
         }))
         .await?;
@@ -195,7 +195,7 @@ impl Driver for MountTargets {
                 .send()
                 .collect::<Result<Vec<_>, _>>()
                 .await
-                .aws("DescribeNetworkInterfaces")?;
+                .aws()?;
             for eni in interfaces {
                 groups.insert(
                     eni.network_interface_id().unwrap_or_default().to_string(),
@@ -217,7 +217,7 @@ impl Driver for MountTargets {
                     .mount_target_id(mt.mount_target_id())
                     .send()
                     .await
-                    .aws("DescribeMountTargetSecurityGroups")?
+                    .aws()?
                     .security_groups()
                     .iter()
                     .cloned()
@@ -259,7 +259,7 @@ impl Driver for MountTargets {
             .set_security_groups(Some(desired.security_groups.iter().cloned().collect()))
             .send()
             .await
-            .aws("CreateMountTarget");
+            .aws();
         match res {
             Ok(mt) => Ok(MountTargetLive {
                 id: mt.mount_target_id().to_string(),
@@ -296,7 +296,7 @@ impl Driver for MountTargets {
             .set_security_groups(Some(desired.security_groups.iter().cloned().collect()))
             .send()
             .await
-            .aws("ModifyMountTargetSecurityGroups")?;
+            .aws()?;
         Ok(MountTargetLive {
             security_groups: desired.security_groups.clone(),
             ..live.clone()

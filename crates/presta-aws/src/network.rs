@@ -60,7 +60,7 @@ impl Inventory {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .aws("DescribeVpcs")?;
+            .aws()?;
         let subnets = aws
             .ec2
             .describe_subnets()
@@ -69,7 +69,7 @@ impl Inventory {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .aws("DescribeSubnets")?;
+            .aws()?;
         Ok(Inventory { vpcs, subnets })
     }
 

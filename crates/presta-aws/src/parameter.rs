@@ -147,7 +147,7 @@ pub async fn observe_with_plain(
             .with_decryption(false)
             .send()
             .await
-            .aws("GetParameters")?;
+            .aws()?;
         for p in resp.parameters() {
             let name = p.name().unwrap_or_default();
             let kind = p
@@ -291,7 +291,7 @@ impl Driver for Parameters {
                 .send()
                 .await
                 .map(|_| ())
-                .aws("DeleteParameter"),
+                .aws(),
         )
     }
 
@@ -304,7 +304,7 @@ impl Driver for Parameters {
             .resource_id(&live.name)
             .send()
             .await
-            .aws("ListTagsForResource")?;
+            .aws()?;
         Ok(resp
             .tag_list()
             .iter()
@@ -395,7 +395,7 @@ impl Driver for Parameters {
             .set_tags(Some(tags::ssm(&desired.tags)))
             .send()
             .await
-            .aws("PutParameter");
+            .aws();
         match put {
             Ok(_) => {}
             // Created meanwhile (another writer, or our own first attempt whose answer was
@@ -450,7 +450,7 @@ impl Driver for Parameters {
                     .overwrite(true)
                     .send()
                     .await
-                    .aws("PutParameter")?;
+                    .aws()?;
                 label_written(aws, &desired.name, out.version()).await?;
                 tracing::warn!(parameter = %desired.name, overwritten = live.version, restored_from = w, version = out.version(), "a secret overwritten by hand was put back (its value is never logged)");
                 out.version()
@@ -489,7 +489,7 @@ pub async fn put_new_version(
             .description(&desired.description)
             .set_tags(Some(tags::ssm(&desired.tags)));
     }
-    let out = put.send().await.aws("PutParameter")?;
+    let out = put.send().await.aws()?;
     label_written(aws, &desired.name, out.version()).await?;
     Ok(out.version())
 }
@@ -504,7 +504,7 @@ pub async fn label_written(aws: &Aws, name: &str, version: i64) -> Result<(), Aw
         .send()
         .await
         .map(|_| ())
-        .aws("LabelParameterVersion")
+        .aws()
 }
 
 /// Reads a secret's value (for the database's creation, and to check a rotation).
@@ -516,7 +516,7 @@ pub async fn read_secret(aws: &Aws, name: &str) -> Result<Secret, AwsError> {
         .with_decryption(true)
         .send()
         .await
-        .aws("GetParameter")?;
+        .aws()?;
     resp.parameter()
         .and_then(|p| p.value())
         .map(|v| Secret::new(v.to_string()))

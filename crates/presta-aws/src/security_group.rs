@@ -266,7 +266,7 @@ impl Driver for SecurityGroups {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .aws("DescribeSecurityGroups")?;
+            .aws()?;
         Ok(groups
             .iter()
             .map(|g| {
@@ -321,7 +321,7 @@ impl Driver for SecurityGroups {
                 .send()
                 .await
                 .map(|_| ())
-                .aws("DeleteSecurityGroup"),
+                .aws(),
         )
     }
 
@@ -363,7 +363,7 @@ impl Driver for SecurityGroups {
                 .send()
                 .collect::<Result<Vec<_>, _>>()
                 .await
-                .aws("DescribeSecurityGroups")
+                .aws()
         }))
         .await?;
         let wanted: std::collections::HashSet<&str> =
@@ -408,7 +408,7 @@ impl Driver for SecurityGroups {
             .tag_specifications(tags::ec2_spec(ResourceType::SecurityGroup, &desired.tags))
             .send()
             .await
-            .aws("CreateSecurityGroup");
+            .aws();
         let live = match created {
             Ok(out) => SecurityGroupLive {
                 id: out.group_id().unwrap_or_default().to_string(),
@@ -458,7 +458,7 @@ impl Driver for SecurityGroups {
                     .set_ip_permissions(Some(missing.iter().map(|r| permission(r)).collect()))
                     .send()
                     .await
-                    .aws("AuthorizeSecurityGroupIngress");
+                    .aws();
                 match res {
                     Ok(_) => {}
                     Err(e) if e.has_code("InvalidPermission.Duplicate") => {}
@@ -474,7 +474,7 @@ impl Driver for SecurityGroups {
                 .set_tags(Some(tags::ec2(&add)))
                 .send()
                 .await
-                .aws("CreateTags")?;
+                .aws()?;
         }
         let mut after = live.clone();
         after.ingress = desired.ingress.clone();
@@ -495,7 +495,7 @@ async fn revoke(aws: &Aws, live: &SecurityGroupLive, rules: &[&Rule]) -> Result<
         .set_ip_permissions(Some(rules.iter().map(|r| permission(r)).collect()))
         .send()
         .await
-        .aws("RevokeSecurityGroupIngress");
+        .aws();
     match res {
         Ok(_) => Ok(()),
         // Already gone: revoked by an earlier attempt whose answer was lost, or by someone

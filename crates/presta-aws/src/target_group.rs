@@ -123,7 +123,7 @@ pub async fn list_all(
         .send()
         .collect::<Result<Vec<_>, _>>()
         .await
-        .aws("DescribeTargetGroups")
+        .aws()
 }
 
 /// `(name, arn)` of each target group.
@@ -198,7 +198,7 @@ impl Driver for TargetGroups {
                 .send()
                 .await
                 .map(|_| ())
-                .aws("DeleteTargetGroup"),
+                .aws(),
         )
     }
 
@@ -235,7 +235,7 @@ impl Driver for TargetGroups {
                 .target_group_arn(arn)
                 .send()
                 .await
-                .aws("DescribeTargetGroupAttributes")?;
+                .aws()?;
             let map: BTreeMap<String, String> = out
                 .attributes()
                 .iter()
@@ -329,7 +329,7 @@ impl Driver for TargetGroups {
             .set_tags(Some(tags::elbv2(&desired.tags)))
             .send()
             .await
-            .aws("CreateTargetGroup")?;
+            .aws()?;
         let arn = out
             .target_groups()
             .first()
@@ -370,7 +370,7 @@ impl Driver for TargetGroups {
                 .matcher(Matcher::builder().http_code(&h.matcher).build())
                 .send()
                 .await
-                .aws("ModifyTargetGroup")?;
+                .aws()?;
         }
         if delta.touches_any(&[DEREGISTRATION_DELAY_SECONDS, STICKINESS]) {
             set_attributes(aws, &live.arn, desired).await?;
@@ -383,7 +383,7 @@ impl Driver for TargetGroups {
                 .set_tags(Some(tags::elbv2(&add)))
                 .send()
                 .await
-                .aws("AddTags")?;
+                .aws()?;
         }
         Ok(TargetGroupLive {
             health: desired.health.clone(),
@@ -418,7 +418,7 @@ async fn set_attributes(
         .set_attributes(Some(attrs))
         .send()
         .await
-        .aws("ModifyTargetGroupAttributes")?;
+        .aws()?;
     Ok(())
 }
 
@@ -435,7 +435,7 @@ pub(crate) async fn elb_tags(
             .set_resource_arns(Some(chunk.to_vec()))
             .send()
             .await
-            .aws("DescribeTags")?;
+            .aws()?;
         for d in resp.tag_descriptions() {
             if let Some(arn) = d.resource_arn() {
                 out.insert(arn.to_string(), tags::from_elbv2(d.tags()));
@@ -461,7 +461,7 @@ pub async fn target_health(aws: &Aws, arn: &str) -> Result<TargetHealth, AwsErro
         .target_group_arn(arn)
         .send()
         .await
-        .aws("DescribeTargetHealth")?;
+        .aws()?;
     let mut health = TargetHealth::default();
     for d in out.target_health_descriptions() {
         let state = d
