@@ -59,7 +59,11 @@ fn terraform_ready() -> Option<PathBuf> {
             panic!("PRESTA_REQUIRE_TERRAFORM=1 but {why}")
         }
         Some(why) => {
-            eprintln!(
+            // Straight to the terminal, past the test harness's capture of `eprintln!`, so
+            // that a skip is seen in `cargo test`'s output.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
                 "\n*** SKIPPED import_terraform: {why}. Set PRESTA_TF_MIRROR to the directory holding registry.terraform.io/hashicorp/aws to run it. ***\n"
             );
             None
