@@ -260,45 +260,33 @@ async fn a_shop_terraform_built_is_imported_adopted_detached_and_managed() {
     // ---- adopt: tags only, then a plan that creates, replaces and deletes nothing
     let before = instance_ids(&env, "prestashop-asg").await;
     assert_eq!(before.len(), 2, "Terraform's group runs two instances");
-    let dry = env.cli(&[
-        "import",
-        "terraform",
-        "--state",
-        show.to_str().unwrap(),
-        "-o",
-        from_show.to_str().unwrap(),
-        "--adopt",
-        "--dry-run",
-    ]);
+    let import_adopt = |extra: &[&str]| {
+        let mut args = vec![
+            "import",
+            "terraform",
+            "--state",
+            show.to_str().unwrap(),
+            "-o",
+            from_show.to_str().unwrap(),
+            "--adopt",
+        ];
+        args.extend_from_slice(extra);
+        env.cli(&args)
+    };
+    let dry = import_adopt(&["--dry-run"]);
     assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
     assert!(
         text(&dry).contains("would tag 12 resources"),
         "{}",
         text(&dry)
     );
-    let adopt = env.cli(&[
-        "import",
-        "terraform",
-        "--state",
-        show.to_str().unwrap(),
-        "-o",
-        from_show.to_str().unwrap(),
-        "--adopt",
-    ]);
+    let adopt = import_adopt(&[]);
     let adopt_text = text(&adopt);
     everything_written.push_str(&adopt_text);
     assert_eq!(adopt.status.code(), Some(0), "{adopt_text}");
     assert!(adopt_text.contains("tagging 12 resources"), "{adopt_text}");
     // Safe to run again: nothing left to tag.
-    let again = env.cli(&[
-        "import",
-        "terraform",
-        "--state",
-        show.to_str().unwrap(),
-        "-o",
-        from_show.to_str().unwrap(),
-        "--adopt",
-    ]);
+    let again = import_adopt(&[]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
     assert_eq!(
         text(&again).matches("already tagged").count(),
@@ -375,6 +363,23 @@ async fn a_shop_terraform_built_is_imported_adopted_detached_and_managed() {
     ]);
     everything_written.push_str(&text(&approved));
     assert_eq!(approved.status.code(), Some(0), "{}", text(&approved));
+    let marks = aws_sdk_autoscaling::Client::new(&env.sdk().await)
+        .describe_tags()
+        .filters(
+            aws_sdk_autoscaling::types::Filter::builder()
+                .name("auto-scaling-group")
+                .values("prestashop-asg")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = marks.tags().iter().filter_map(|t| t.key()).collect();
+    assert!(keys.contains(&"managed-by"), "{keys:?}");
+    assert!(
+        !keys.contains(&"presta-reconciler/adopted"),
+        "the approved first changes are applied: the adoption mark is off ({keys:?})"
+    );
 
     // ---- the daemon manages the imported shop: healthy, and drift on an imported group
     // and database is healed

@@ -55,19 +55,11 @@ pub async fn current_tags(aws: &Aws, handle: &Handle) -> Result<Tags, AwsError> 
                 .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
                 .collect()
         }
-        Handle::Elb(arn) => {
-            let out = aws
-                .elbv2
-                .describe_tags()
-                .resource_arns(arn)
-                .send()
-                .await
-                .aws()?;
-            out.tag_descriptions()
-                .iter()
-                .flat_map(|d| tags::from_elbv2(d.tags()))
-                .collect()
-        }
+        // The one reader the load balancer and target group kinds use (20 ARNs a call).
+        Handle::Elb(arn) => crate::target_group::elb_tags(aws, std::slice::from_ref(arn))
+            .await?
+            .remove(arn)
+            .unwrap_or_default(),
         Handle::AutoScaling(name) => {
             let out = aws
                 .autoscaling

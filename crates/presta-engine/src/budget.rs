@@ -223,6 +223,33 @@ mod tests {
     }
 
     #[test]
+    fn a_stack_taken_over_holds_even_one_change_until_approved() {
+        let plan = vec![update("app", "x")];
+        let when = Some("2026-12-07T13:24:04Z");
+        let held = check(&plan, 1000, None, None, when).expect("held whatever the budget");
+        assert!(
+            held.reason.contains("taken over from another tool"),
+            "{}",
+            held.reason
+        );
+        assert!(
+            held.reason.contains("security_group app"),
+            "{}",
+            held.reason
+        );
+        assert_eq!(held.changes, 1);
+        // Nothing to change: nothing to hold; without the mark: within budget.
+        let none = vec![change(Kind::TARGET_GROUP, "tg", Action::None)];
+        assert_eq!(check(&none, 1000, None, None, when), None);
+        assert_eq!(check(&plan, 1000, None, None, None), None);
+        let approved = Guard {
+            approved: vec![held.plan_hash.clone()],
+            ..Guard::default()
+        };
+        assert_eq!(approved.holds(Some(held)), None);
+    }
+
+    #[test]
     fn within_budget_is_not_held() {
         let plan = vec![
             update("a", "x"),

@@ -55,6 +55,22 @@ pub enum Component {
 }
 
 impl Component {
+    /// Every role, once.
+    pub const ALL: [Component; 12] = [
+        Component::AlbSecurityGroup,
+        Component::AppSecurityGroup,
+        Component::DbSecurityGroup,
+        Component::EfsSecurityGroup,
+        Component::LoadBalancer,
+        Component::TargetGroup,
+        Component::LaunchTemplate,
+        Component::AutoScalingGroup,
+        Component::ScalingPolicy,
+        Component::DbSubnetGroup,
+        Component::DbInstance,
+        Component::FileSystem,
+    ];
+
     /// The value of the [`TAG_COMPONENT`] tag.
     pub fn tag(self) -> &'static str {
         match self {

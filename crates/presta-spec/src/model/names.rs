@@ -153,21 +153,7 @@ mod tests {
 
     #[test]
     fn set_and_entries_agree_for_every_component() {
-        use Component::*;
-        let all = [
-            AlbSecurityGroup,
-            AppSecurityGroup,
-            DbSecurityGroup,
-            EfsSecurityGroup,
-            LoadBalancer,
-            TargetGroup,
-            LaunchTemplate,
-            AutoScalingGroup,
-            ScalingPolicy,
-            DbSubnetGroup,
-            DbInstance,
-            FileSystem,
-        ];
+        let all = Component::ALL;
         let mut n = Names::default();
         for (i, c) in all.iter().enumerate() {
             n.set(*c, format!("n{i}"));
