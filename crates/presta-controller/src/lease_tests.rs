@@ -1,5 +1,5 @@
 //! The lease over an in-memory table, under `tokio::time::pause()`: take-over timing, fencing
-//! and races between replicas, in milliseconds. (`tests/lease.rs` runs two daemons against
+//! and races between replicas, in milliseconds. (`tests/suite/lease.rs` runs two daemons against
 //! the emulator's DynamoDB for the real table.)
 
 use std::sync::atomic::{AtomicBool, Ordering};

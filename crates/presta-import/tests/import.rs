@@ -1,7 +1,7 @@
 //! The import on a `terraform show -json` of the runbook's shop
 //! (tests/fixtures/terraform/runbook-show.json, made by applying
 //! tests/fixtures/terraform/runbook with Terraform 1.11 to the emulator), changed in each
-//! test to hold what the test needs. No AWS: tests/import_terraform.rs does the rest.
+//! test to hold what the test needs. No AWS: tests/suite/import_terraform.rs does the rest.
 
 use presta_import::{ImportError, Options, import};
 use serde_json::{Value, json};

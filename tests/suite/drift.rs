@@ -2,7 +2,7 @@
 //! and checks that `plan` names the field (live → desired) with exit code 2, that `apply`
 //! restores it, and that the stack then plans clean.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

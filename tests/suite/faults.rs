@@ -3,10 +3,10 @@
 //! deletes a data-bearing resource.
 //!
 //! Each fault kind runs here once against the emulator, through the real HTTP stack and the
-//! SDK's real retries; `tests/fake_faults.rs` runs the same classes on the in-memory fake
+//! SDK's real retries; `tests/suite/fake_faults.rs` runs the same classes on the in-memory fake
 //! over many seeds and every cut point, in seconds.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -262,7 +262,7 @@ async fn a_call_that_never_answers_costs_the_attempt_timeout_not_the_hold() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_daemon_converges_and_heals_through_failing_calls_and_counts_the_errors() {
     // 5 % here, with the SDK's adaptive retry and its client-side delays after throttling;
-    // 30 % on the fake in tests/daemon_loop.rs.
+    // 30 % on the fake in tests/suite/daemon_loop.rs.
     let env = Env::start();
     env.emu.set_faults(0.05, 11, &[]).unwrap();
     let d = env.serve(&env.demo(), &["--interval", "2", "--max-backoff", "4"]);
@@ -490,7 +490,7 @@ async fn apply_killed_at_four_points_is_finished_by_running_it_again() {
     let mut landed = Vec::new();
     // 2 points of a creation from nothing (about 1.5 s with 60 ms per call), each on a fresh
     // emulator: the process SIGKILLed after so many writes, or so many ms. Every write of
-    // the creation is a cut point in tests/fake_faults.rs.
+    // the creation is a cut point in tests/suite/fake_faults.rs.
     for (n, ms) in [(0, 30), (8, 0)] {
         let env = Env::start();
         let made = apply_killed_after(&env, &demo, n, ms);

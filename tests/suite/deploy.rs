@@ -3,7 +3,7 @@
 //! definitions use the binary's own health check, stop timeouts exceed the drain time, and
 //! the systemd unit passes `systemd-analyze verify` where it is installed.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::process::Command;

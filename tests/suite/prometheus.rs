@@ -5,7 +5,7 @@
 //!
 //! Skipped, saying so, only where the binaries are not installed (`.ci/run` installs them).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

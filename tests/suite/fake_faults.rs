@@ -1,9 +1,9 @@
 //! AWS as it fails, on the in-memory fake under paused time: a seeded share of the calls
 //! throttled, refused with 500/503 or processed with the answer lost, and runs cut off after
-//! any number of writes. Many seeds and every cut point, in seconds; `tests/faults.rs` keeps
+//! any number of writes. Many seeds and every cut point, in seconds; `tests/suite/faults.rs` keeps
 //! one run of each fault kind against the emulator, through the real HTTP stack.
 
-mod fake;
+use crate::fake;
 
 use std::time::Duration;
 

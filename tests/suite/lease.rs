@@ -5,7 +5,7 @@
 //! the lease table stops writing. The lease's timing cases (clock skew, races between
 //! standbys, release) run under paused time in `presta-controller`'s `lease_tests`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! back from it, and a lost data-bearing resource is restored, adopted or blocked — never
 //! rebuilt empty next to the other half of the shop.
 
-mod common;
+use crate::common;
 
 use common::{Env, change};
 
@@ -477,7 +477,7 @@ async fn destroy_killed_at_any_point_is_finished_by_running_it_again() {
     let fs = efs_ids(&efs).await;
     let params = param_versions(&ssm).await;
     // With 40 ms per call, a destroy takes about 2 s: killed at these points it stops during
-    // the deletes (SIGKILL of the real process; tests/fake_faults.rs cuts a destroy after
+    // the deletes (SIGKILL of the real process; tests/suite/fake_faults.rs cuts a destroy after
     // each of its writes).
     let mut cut_at = Vec::new();
     for (round, kill_after_ms) in [450u64, 1200].into_iter().enumerate() {

@@ -3,7 +3,7 @@
 //! target; each instance's result reported; unknown commands refused before any AWS call; the
 //! HTTP endpoint behind the token.
 
-mod common;
+use crate::common;
 
 use common::Env;
 

@@ -2,7 +2,7 @@
 //! makes it `down` (drift or not); a mount target deleted in one Availability Zone makes it
 //! `degraded` with that reason; the daemon exports the verdict as a state set.
 
-mod common;
+use crate::common;
 
 use common::Env;
 

@@ -4,7 +4,7 @@
 //! approval promotes early; the evidence lives in AWS so a one-shot apply of `prod` alone, a
 //! restarted daemon and the first daemon decide the same.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

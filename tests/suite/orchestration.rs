@@ -3,7 +3,7 @@
 //! order, refused calls), tested in milliseconds. The drivers' requests and AWS's answers are
 //! proven against the emulator in the other files.
 
-mod fake;
+use crate::fake;
 
 use std::sync::Arc;
 use std::time::Duration;

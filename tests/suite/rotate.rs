@@ -3,7 +3,7 @@
 //! a failure injected at each step leaves a report saying where it stopped, and a re-run
 //! completes; a lost password parameter is recovered the same way.
 
-mod common;
+use crate::common;
 
 use common::Env;
 

@@ -3,7 +3,7 @@
 //! again (absent) succeeds. Every registered kind is taken, in destroy's order: a new kind
 //! without a case here fails this test.
 
-mod common;
+use crate::common;
 
 use common::Env;
 

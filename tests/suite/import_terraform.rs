@@ -10,7 +10,7 @@
 //! the test says so and stops, unless `PRESTA_REQUIRE_TERRAFORM=1` (CI sets it) makes that a
 //! failure.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The daemon's loop (the real controller over the real engine) on the in-memory fake of AWS,
 //! under paused time: minutes of scheduling in milliseconds.
 
-mod fake;
+use crate::fake;
 
 use std::time::Duration;
 

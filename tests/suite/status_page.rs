@@ -5,7 +5,7 @@
 //! Chromium runs with every background network feature off and a host resolver that maps
 //! every name but loopback to nothing: no traffic leaves 127.0.0.0/8.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -4,7 +4,7 @@
 //! stand-ins. The stand-in `systemctl start` runs the unit's Exec lines the way systemd does
 //! (a failing line without `-` stops the start), so `presta-ctl prestart/poststart` run too.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

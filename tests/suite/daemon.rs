@@ -1,7 +1,7 @@
 //! The daemon end to end: the real binary (`serve`) against the emulator, driven over HTTP as
 //! people and Prometheus do.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! The reference documents say what the code does: every metric the daemon registers is in
 //! `docs/metrics.md` (and nothing else is), every route of the API is in `docs/openapi.yaml`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

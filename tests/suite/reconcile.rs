@@ -2,7 +2,7 @@
 //! converged stack exits 0; several stacks converge independently; `observe` mode and blocked
 //! replacements never change anything.
 
-mod common;
+use crate::common;
 
 use aws_sdk_ec2::types::Filter;
 use common::{Env, change, changes, diffs};

@@ -3,9 +3,9 @@
 //! (`apply --approve <hash>`, `POST /stacks/{stack}/approve`). The CLI and the API journeys
 //! run here against the emulator; the budget's and the data rule's cases (a new stack is not
 //! limited, one change fits a budget of one, a renamed stack is held) run on the fake in
-//! `tests/orchestration.rs` and `tests/daemon_loop.rs`.
+//! `tests/suite/orchestration.rs` and `tests/suite/daemon_loop.rs`.
 
-mod common;
+use crate::common;
 
 use common::Env;
 use presta_emulator::Emulator;
