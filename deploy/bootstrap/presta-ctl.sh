@@ -194,10 +194,13 @@ set_domain() {
     Db::getInstance()->update("shop_url", ["domain" => pSQL($d), "domain_ssl" => pSQL($d)], "main = 1");
     Configuration::updateValue("PS_SHOP_DOMAIN", $d);
     Configuration::updateValue("PS_SHOP_DOMAIN_SSL", $d);
+    $ssl = getenv("NEW_SSL") === "1" ? 1 : 0;
+    Configuration::updateValue("PS_SSL_ENABLED", $ssl);
+    Configuration::updateValue("PS_SSL_ENABLED_EVERYWHERE", $ssl);
     Tools::generateHtaccess();
     Tools::clearSmartyCache();
     Media::clearCache();
-    echo "domain set to $d\n";' -e "NEW_DOMAIN=$domain"
+    echo "domain set to " . ($ssl ? "https" : "http") . "://$d\n";' -e "NEW_DOMAIN=$domain" -e "NEW_SSL=$PS_ENABLE_SSL"
 }
 
 # After `presta-reconciler rotate-db-password`: the new value, read from SSM (never on a

@@ -24,16 +24,27 @@ async fn connect(env: &Env) -> Aws {
     env.aws().await
 }
 
+/// The demo stack with its names in DNS (`spec.dns`: a certificate and records of its own).
+fn with_dns(env: &Env) -> std::path::PathBuf {
+    env.config("dns.yaml", |t| {
+        t.replace(
+            "  prestashop:\n",
+            "  dns:\n    hostedZone: demo.example.com\n  prestashop:\n    domain: shop.demo.example.com\n",
+        )
+    })
+}
+
 async fn observe(aws: &Aws) -> Snapshot {
-    Snapshot::observe_targets(
-        aws,
-        &Targets::one(presta_spec::naming::StackNames::deterministic(
-            "demo",
-            "/presta-reconciler/demo",
-        )),
-    )
-    .await
-    .unwrap()
+    let mut names =
+        presta_spec::naming::StackNames::deterministic("demo", "/presta-reconciler/demo");
+    names.front = Some(presta_spec::naming::FrontNames {
+        hosted_zone: "demo.example.com".into(),
+        names: vec!["shop.demo.example.com".into()],
+        own_certificate: true,
+    });
+    Snapshot::observe_targets(aws, &Targets::one(names))
+        .await
+        .unwrap()
 }
 
 /// Puts `presta-reconciler/stack=value` on the resource the way a person would (the SDK).
@@ -123,6 +134,59 @@ async fn retag(env: &Env, kind: Kind, id: &str, value: &str) {
                     aws_sdk_ssm::types::Tag::builder()
                         .key(key)
                         .value(value)
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        Kind::CERTIFICATE => {
+            aws_sdk_acm::Client::new(&sdk)
+                .add_tags_to_certificate()
+                .certificate_arn(id)
+                .tags(
+                    aws_sdk_acm::types::Tag::builder()
+                        .key(key)
+                        .value(value)
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        Kind::DNS_RECORD => {
+            // Route 53 records have no tags: their ownership is the TXT record beside them.
+            use aws_sdk_route53::types::{
+                Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
+            };
+            let (name, rtype) = id.split_once(' ').unwrap();
+            let zone = env.emu.network("demo").unwrap().hosted_zone_id.clone();
+            let txt = ResourceRecordSet::builder()
+                .name(presta_aws::dns_record::owner_name(name, rtype))
+                .r#type(RrType::Txt)
+                .ttl(300)
+                .resource_records(
+                    ResourceRecord::builder()
+                        .value(presta_aws::dns_record::owner_value(value))
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap();
+            aws_sdk_route53::Client::new(&sdk)
+                .change_resource_record_sets()
+                .hosted_zone_id(zone)
+                .change_batch(
+                    ChangeBatch::builder()
+                        .changes(
+                            Change::builder()
+                                .action(ChangeAction::Upsert)
+                                .resource_record_set(txt)
+                                .build()
+                                .unwrap(),
+                        )
                         .build()
                         .unwrap(),
                 )
@@ -238,7 +302,7 @@ async fn check(env: &Env, aws: &Aws, entry: &dyn KindEntry, item: &registry::Ite
 #[tokio::test(flavor = "multi_thread")]
 async fn every_kind_deletes_what_it_owns_and_refuses_what_it_does_not() {
     let env = Env::start();
-    env.apply(&env.demo());
+    env.apply(&with_dns(&env));
     let aws = connect(&env).await;
     let snap = observe(&aws).await;
     // Every resource of every registered kind, in destroy's order.

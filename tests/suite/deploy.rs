@@ -33,6 +33,8 @@ fn operations_called_by_the_drivers() -> BTreeSet<String> {
         ("rds", "rds"),
         ("efs", "elasticfilesystem"),
         ("ssm", "ssm"),
+        ("acm", "acm"),
+        ("route53", "route53"),
         ("self.client", "dynamodb"),
     ];
     let mut ops = BTreeSet::new();
@@ -96,6 +98,7 @@ const IMPLICIT: &[&str] = &[
     "iam:createservicelinkedrole", // first ALB/ASG/RDS/EFS of an account
     "ssm:addtagstoresource",       // PutParameter with tags
     "rds:createdbsnapshot",        // DeleteDBInstance with a final snapshot
+    "acm:addtagstocertificate",    // RequestCertificate with tags
 ];
 
 #[test]

@@ -23,6 +23,7 @@ mod daemon_loop;
 mod delete;
 mod deploy;
 mod docs;
+mod domain;
 mod drift;
 mod emulator;
 mod exec;

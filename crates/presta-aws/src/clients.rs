@@ -58,6 +58,8 @@ pub struct ClientSettings {
     /// The API budget every request waits on (a token bucket per service and region, shared
     /// by every client built with these settings); `None`: no client-side limit.
     pub budget: Option<Arc<crate::ratelimit::ApiBudget>>,
+    /// Hosted zone ids by name, shared by every connection built with these settings.
+    pub zones: Arc<crate::dns_record::ZoneIds>,
 }
 
 /// What a fake of AWS puts in place of the network: the HTTP client every SDK client sends
@@ -82,6 +84,7 @@ impl Default for ClientSettings {
             app_name: None,
             transport: None,
             budget: None,
+            zones: Arc::default(),
         }
     }
 }
@@ -96,9 +99,15 @@ pub struct Aws {
     pub rds: aws_sdk_rds::Client,
     pub efs: aws_sdk_efs::Client,
     pub ssm: aws_sdk_ssm::Client,
+    /// Certificates of the region (the HTTPS listener's).
+    pub acm: aws_sdk_acm::Client,
+    /// Route 53 (a global service: the records of the shops' hosted zones).
+    pub route53: aws_sdk_route53::Client,
     /// Region-wide listings this connection's observation made, for a later step of the same
     /// run to reuse instead of listing again.
     pub listings: Arc<Listings>,
+    /// Hosted zone ids by name (kept across connections: see [`ClientSettings::zones`]).
+    pub zones: Arc<crate::dns_record::ZoneIds>,
 }
 
 /// What an observation listed region-wide and another step of the same run can reuse: the
@@ -166,7 +175,10 @@ impl Aws {
             rds: client!(aws_sdk_rds, "rds"),
             efs: client!(aws_sdk_efs, "elasticfilesystem"),
             ssm: client!(aws_sdk_ssm, "ssm"),
+            acm: client!(aws_sdk_acm, "acm"),
+            route53: client!(aws_sdk_route53, "route53"),
             listings: Arc::default(),
+            zones: settings.zones.clone(),
         }
     }
 }

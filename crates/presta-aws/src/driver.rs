@@ -31,6 +31,9 @@ pub struct Scope {
     /// Of `names`, those whose labelled version is read too (the database passwords: a value
     /// overwritten by hand is drift); only the parameter kind uses it.
     pub tracked: Vec<String>,
+    /// The stacks with names in DNS (`spec.dns`): their zones, host names and certificates;
+    /// only the certificate and DNS record kinds use it.
+    pub fronts: Vec<presta_spec::naming::StackNames>,
 }
 
 impl Scope {

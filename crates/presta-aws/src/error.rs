@@ -80,6 +80,9 @@ const NOT_FOUND_CODES: &[&str] = &[
     "InvalidResourceId",
     "InvalidVpcID.NotFound",
     "InvalidSubnetID.NotFound",
+    // ACM: a certificate that is gone; Route 53: a hosted zone that is gone.
+    "ResourceNotFoundException",
+    "NoSuchHostedZone",
 ];
 
 /// The codes with which each service says it throttles.
@@ -111,6 +114,10 @@ const TRANSIENT_CODES: &[&str] = &[
     "DependencyViolation",
     "FileSystemInUse",
     "ResourceInUse",
+    // ACM: a certificate a listener still uses (moved by the same run, seen a moment later).
+    "ResourceInUseException",
+    // Route 53: another change of the zone is still being applied.
+    "PriorRequestNotComplete",
     "ScalingActivityInProgress",
 ];
 
@@ -183,6 +190,16 @@ impl AwsError {
     /// Whether AWS's code is `code`.
     pub fn has_code(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)
+    }
+
+    /// A resource the reconciler looked for and did not find (not an AWS answer).
+    pub fn not_found(operation: &'static str, message: impl Into<String>) -> Self {
+        AwsError {
+            operation,
+            code: None,
+            message: message.into(),
+            class: ErrorClass::NotFound,
+        }
     }
 
     /// An error the reconciler detects itself (an answer it cannot use).

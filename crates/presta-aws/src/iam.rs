@@ -157,6 +157,8 @@ mod tests {
             ("rds", "rds"),
             ("efs", "elasticfilesystem"),
             ("ssm", "ssm"),
+            ("acm", "acm"),
+            ("route53", "route53"),
         ];
         let path = format!("{}/src/{file}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));

@@ -75,34 +75,49 @@ pub struct ListenerDesired {
 
 impl ListenerDesired {
     /// The stack's listeners: HTTP (forwarding, or redirecting to HTTPS), and HTTPS with the
-    /// certificate and TLS policy when the spec has it.
-    pub fn for_stack(stack: &Stack, load_balancer: &str, target_group: &str) -> Vec<Self> {
+    /// certificate `certificate` and the TLS policy when the spec has HTTPS. Without a usable
+    /// certificate (one of the reconciler's own still being validated) there is no HTTPS
+    /// listener and HTTP forwards: never a listener without a certificate, never a redirect
+    /// to a port nothing answers.
+    pub fn for_stack(
+        stack: &Stack,
+        load_balancer: &str,
+        target_group: &str,
+        certificate: Option<&str>,
+    ) -> Vec<Self> {
         let lb = &stack.spec.load_balancer;
         let name = stack.resource_name(Component::LoadBalancer);
+        let https = stack.https().filter(|_| certificate.is_some());
         let mut out = vec![ListenerDesired {
             key: format!("{name}:{}", lb.http_port),
             load_balancer_arn: load_balancer.to_string(),
             port: lb.http_port,
             protocol: "HTTP".into(),
-            action: match &lb.https {
-                Some(h) if h.redirect_http => DefaultAction::RedirectHttps(h.port),
+            action: match &https {
+                Some(h) if h.redirects_http() => DefaultAction::RedirectHttps(h.port),
                 _ => DefaultAction::Forward(target_group.to_string()),
             },
             certificate_arn: None,
             ssl_policy: None,
         }];
-        if let Some(h) = &lb.https {
+        if let (Some(h), Some(cert)) = (https, certificate) {
             out.push(ListenerDesired {
                 key: format!("{name}:{}", h.port),
                 load_balancer_arn: load_balancer.to_string(),
                 port: h.port,
                 protocol: "HTTPS".into(),
                 action: DefaultAction::Forward(target_group.to_string()),
-                certificate_arn: Some(h.certificate_arn.clone()),
+                certificate_arn: Some(cert.to_string()),
                 ssl_policy: Some(h.ssl_policy.clone()),
             });
         }
         out
+    }
+
+    /// The key of the stack's HTTPS listener, when the spec has one.
+    pub fn https_key(stack: &Stack) -> Option<String> {
+        let name = stack.resource_name(Component::LoadBalancer);
+        stack.https().map(|h| format!("{name}:{}", h.port))
     }
 }
 

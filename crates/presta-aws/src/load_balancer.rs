@@ -141,6 +141,8 @@ pub struct LoadBalancerLive {
     pub arn: String,
     pub name: String,
     pub dns_name: String,
+    /// The hosted zone of its DNS name, for alias records.
+    pub zone_id: String,
     pub scheme: String,
     /// `provisioning`, `active`, `failed`...
     pub state: crate::status::LbState,
@@ -281,6 +283,10 @@ impl Driver for LoadBalancers {
                 let live = LoadBalancerLive {
                     name: lb.load_balancer_name().unwrap_or_default().to_string(),
                     dns_name: lb.dns_name().unwrap_or_default().to_string(),
+                    zone_id: lb
+                        .canonical_hosted_zone_id()
+                        .unwrap_or_default()
+                        .to_string(),
                     scheme: lb
                         .scheme()
                         .map(|s| s.as_str().to_string())
@@ -360,6 +366,10 @@ impl Driver for LoadBalancers {
             arn: lb.load_balancer_arn().unwrap_or_default().to_string(),
             name: desired.name.clone(),
             dns_name: lb.dns_name().unwrap_or_default().to_string(),
+            zone_id: lb
+                .canonical_hosted_zone_id()
+                .unwrap_or_default()
+                .to_string(),
             scheme: desired.scheme.clone(),
             state: lb
                 .state()
@@ -484,6 +494,7 @@ mod tests {
             arn: "arn".into(),
             name: "shop-alb".into(),
             dns_name: "x".into(),
+            zone_id: "Z".into(),
             scheme: "internal".into(),
             state: "active".into(),
             subnets: ["subnet-b".to_string(), "subnet-a".to_string()].into(),

@@ -19,10 +19,12 @@ use futures::future::BoxFuture;
 use presta_spec::naming::{Component, MANAGED_BY_VALUE, StackNames, TAG_MANAGED_BY, TAG_STACK};
 
 use crate::auto_scaling_group::AutoScalingGroups;
+use crate::certificate::Certificates;
 use crate::clients::Aws;
 use crate::db_instance::DbInstances;
 use crate::db_subnet_group::DbSubnetGroups;
 use crate::diff::{Change, Kind};
+use crate::dns_record::Records;
 use crate::driver::{Driver, Mode, Owner, Scope, remove};
 use crate::error::AwsError;
 use crate::file_system::FileSystems;
@@ -42,6 +44,8 @@ pub static KINDS: &[&dyn KindEntry] = &[
     &TargetGroups,
     &LoadBalancers,
     &Listeners,
+    &Certificates,
+    &Records,
     &DbSubnetGroups,
     &DbInstances,
     &FileSystems,

@@ -94,6 +94,7 @@ pub struct Metrics {
     pub leader: IntGauge,
     pub health: IntGaugeVec,
     pub targets_healthy: IntGaugeVec,
+    pub certificate_expiry: IntGaugeVec,
     pub reconcile_errors: IntCounterVec,
     pub aws_errors: IntCounterVec,
     pub budget_wait: prometheus::CounterVec,
@@ -236,6 +237,11 @@ const DEFINITIONS: &[Def] = &[
         labels: &["stack"],
     },
     Def {
+        name: "presta_certificate_expiry_seconds",
+        help: "When the stack's own certificate (https.certificate: auto) expires, in seconds since the epoch (as blackbox_exporter's probe_ssl_earliest_cert_expiry): alert on `- time() < 30 * 86400`.",
+        labels: &["stack"],
+    },
+    Def {
         name: "presta_build_info",
         help: "Always 1; the labels say which build runs.",
         labels: &["version"],
@@ -345,6 +351,7 @@ impl Metrics {
             gated_since: Default::default(),
             health: d.gauge("presta_stack_health"),
             targets_healthy: d.gauge("presta_targets_healthy"),
+            certificate_expiry: d.gauge("presta_certificate_expiry_seconds"),
             build_info: d.gauge("presta_build_info"),
             registry,
         };
@@ -458,6 +465,13 @@ impl Metrics {
                 .with_label_values(&[stack])
                 .set(i64::from(n));
         }
+        match report.health.as_ref().map(|h| h.certificate_not_after) {
+            Some(Some(t)) => self.certificate_expiry.with_label_values(&[stack]).set(t),
+            Some(None) => {
+                let _ = self.certificate_expiry.remove_label_values(&[stack]);
+            }
+            None => {}
+        }
     }
 
     /// One resource's errors, drift seen and drift corrected.
@@ -523,6 +537,7 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .remove(stack);
         let _ = self.targets_healthy.remove_label_values(&[stack]);
+        let _ = self.certificate_expiry.remove_label_values(&[stack]);
         for v in presta_engine::health::Verdict::ALL {
             let _ = self.health.remove_label_values(&[stack, v.as_str()]);
         }

@@ -25,6 +25,7 @@ Extra routes (never used by the product, only by tests and the benchmark):
   PUT    /_presta/target-health?state=unhealthy[&target=i-...]
                                 -> the target group's registered targets (all, or one) answer
                                    this state in DescribeTargetHealth (healthy: moto's own)
+  PUT    /_presta/acm?arn=ARN&not_after=EPOCH -> the certificate's NotAfter (no value: moto's own)
   PUT    /_presta/latency?ms=N -> every AWS call answers N ms later (0: off), to
                                   stop a client at chosen points of a run
   PUT    /_presta/faults?rate=R&seed=S[&services=ec2,rds][&operations=A,B][&kinds=K,L]
@@ -68,6 +69,10 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
 os.environ.pop("AWS_PROFILE", None)
+# ACM issues a requested certificate once its validation records are in a hosted zone (see
+# _patch_acm) and this many seconds have passed; moto reads it once, at import. Tests and the
+# demo set it through the environment (the Rust side: Builder::acm_validation_wait).
+os.environ.setdefault("MOTO_ACM_VALIDATION_WAIT", "0")
 
 try:
     from moto.server import DomainDispatcherApplication, create_backend_app
@@ -444,6 +449,39 @@ def _patch_elbv2() -> None:
                     return listener
         return original_listener(self, load_balancer_arn, protocol, port, *args, **kwargs)
 
+    def _check_certificates(self: Any, certificates: Any) -> None:
+        # AWS refuses a listener certificate that does not exist or is not issued; moto takes
+        # any ARN.
+        from moto.acm.models import acm_backends
+        from moto.elbv2.exceptions import ELBClientError
+
+        for cert in certificates or []:
+            arn = cert if isinstance(cert, str) else cert.get("CertificateArn") or cert.get("certificate_arn")
+            if not arn or ":acm:" not in arn:
+                continue
+            backend = acm_backends[self.account_id][self.region_name]
+            bundle = backend._certificates.get(arn)
+            if bundle is None:
+                raise ELBClientError("CertificateNotFound", f"Certificate '{arn}' not found")
+            bundle.check()
+            if bundle.status != "ISSUED":
+                raise ELBClientError(
+                    "UnsupportedCertificate",
+                    f"The certificate '{arn}' must be issued to be used by a listener (it is {bundle.status})",
+                )
+
+    def create_listener_checked(self: Any, load_balancer_arn: str, protocol: str, port: Any, *args: Any, **kwargs: Any) -> Any:
+        cert = kwargs.get("certificate", args[1] if len(args) > 1 else None)
+        _check_certificates(self, [cert] if cert else [])
+        return create_listener(self, load_balancer_arn, protocol, port, *args, **kwargs)
+
+    original_modify_listener = ELBv2Backend.modify_listener
+
+    def modify_listener(self: Any, arn: str, *args: Any, **kwargs: Any) -> Any:
+        certs = kwargs.get("certificates", args[3] if len(args) > 3 else None)
+        _check_certificates(self, certs)
+        return original_modify_listener(self, arn, *args, **kwargs)
+
     original_delete_lb = ELBv2Backend.delete_load_balancer
 
     def delete_load_balancer(self: Any, arn: str) -> None:
@@ -477,7 +515,133 @@ def _patch_elbv2() -> None:
     ELBv2Backend.delete_load_balancer = delete_load_balancer
     ELBv2Backend.create_load_balancer = create_load_balancer
     ELBv2Backend.create_target_group = create_target_group
-    ELBv2Backend.create_listener = create_listener
+    ELBv2Backend.create_listener = create_listener_checked
+    ELBv2Backend.modify_listener = modify_listener
+
+
+# Certificates' expiry set by tests (PUT /_presta/acm?arn=ARN&not_after=EPOCH): ARN -> epoch.
+ACM_NOT_AFTER: dict[str, float] = {}
+
+
+def _norm(name: str) -> str:
+    return name.rstrip(".").lower()
+
+
+def _patch_acm() -> None:
+    """ACM as AWS runs it where moto is laxer. A requested certificate is issued only once its
+    DNS validation records (the CNAME name -> value DescribeCertificate gives) are in a hosted
+    zone of the account, and not before MOTO_ACM_VALIDATION_WAIT seconds; moto issues it after
+    the wait whatever the zones hold. A certificate a listener uses cannot be deleted
+    (ResourceInUseException). NotAfter can be set by tests (moto fixes it 365 days ahead); a
+    date in the past makes the certificate EXPIRED."""
+    import datetime
+
+    from moto import settings as moto_settings
+    from moto.acm import models as acm
+    from moto.core.exceptions import AWSError
+    from moto.core.utils import utcnow
+
+    original_nva = acm.CertBundle._not_valid_after
+
+    def _not_valid_after(self: Any, cert: Any) -> Any:
+        forced = ACM_NOT_AFTER.get(getattr(self, "arn", ""))
+        if forced is not None:
+            return datetime.datetime.fromtimestamp(forced, datetime.timezone.utc).replace(tzinfo=None)
+        return original_nva(self, cert)
+
+    def _validated(self: Any) -> bool:
+        from moto.route53.models import route53_backends
+
+        options = self.describe()["Certificate"].get("DomainValidationOptions", [])
+        wanted = {(_norm(o["ResourceRecord"]["Name"]), _norm(o["ResourceRecord"]["Value"])) for o in options}
+        account = self.arn.split(":")[4]
+        found = set()
+        for zone in route53_backends[account]["aws"].zones.values():
+            for rr in zone.rrsets:
+                if rr.type == "CNAME":
+                    for value in rr.records or []:
+                        found.add((_norm(rr.name), _norm(value)))
+        return bool(wanted) and wanted <= found
+
+    def check(self: Any) -> None:
+        now = utcnow()
+        if self._not_valid_after(self._cert) <= now:
+            self.status = "EXPIRED"
+            return
+        if self.type == "AMAZON_ISSUED" and self.status == "PENDING_VALIDATION":
+            waited = (now - self.created_at).total_seconds()
+            if waited > moto_settings.ACM_VALIDATION_WAIT and _validated(self):
+                self.status = "ISSUED"
+
+    original_delete = acm.AWSCertificateManagerBackend.delete_certificate
+
+    def delete_certificate(self: Any, arn: str) -> None:
+        from moto.elbv2.models import elbv2_backends
+
+        users = []
+        for lb in elbv2_backends[self.account_id][self.region_name].load_balancers.values():
+            for listener in lb.listeners.values():
+                if arn in [c if isinstance(c, str) else c.get("CertificateArn") for c in (listener.certificates or [])]:
+                    users.append(lb.arn)
+        if users:
+            raise AWSError(
+                f"Certificate {arn} in account {self.account_id} is in use.",
+                exception_type="ResourceInUseException",
+                status=400,
+            )
+        return original_delete(self, arn)
+
+    acm.CertBundle.check = check
+    acm.CertBundle._not_valid_after = _not_valid_after
+    acm.AWSCertificateManagerBackend.delete_certificate = delete_certificate
+
+
+def _patch_route53() -> None:
+    """Route 53 change batches as AWS checks them, before applying any change (a batch is
+    atomic): a CREATE of a name and type that exists fails, a DELETE must give the record's
+    current values (moto deletes whatever the values say)."""
+    from moto.route53.exceptions import ResourceRecordAlreadyExists, Route53ClientError
+    from moto.route53.models import Route53Backend
+
+    original = Route53Backend.change_resource_record_sets
+
+    def change_resource_record_sets(self: Any, zoneid: str, change_list: list[dict[str, Any]]) -> None:
+        zone = self.get_hosted_zone(zoneid)
+        for value in change_list:
+            rs = value["ResourceRecordSet"]
+            name, rtype = _norm(rs["Name"]), rs.get("Type")
+            same = [r for r in zone.rrsets if _norm(r.name) == name and r.type == rtype]
+            if value["Action"] == "CREATE" and same:
+                raise ResourceRecordAlreadyExists(name=name + ".", _type=rtype)
+            if value["Action"] == "DELETE" and "SetIdentifier" not in rs:
+                if not same:
+                    raise Route53ClientError(
+                        "InvalidChangeBatch",
+                        f"Tried to delete resource record set [name='{name}.', type='{rtype}'] but it was not found",
+                    )
+                current = same[0]
+                given_values = sorted(_norm(r["Value"]) for r in rs.get("ResourceRecords", []))
+                current_values = sorted(_norm(v) for v in (current.records or []))
+                given_alias = _norm((rs.get("AliasTarget") or {}).get("DNSName", ""))
+                current_alias = _norm((current.alias_target or {}).get("DNSName", ""))
+                if given_values != current_values or given_alias != current_alias:
+                    raise Route53ClientError(
+                        "InvalidChangeBatch",
+                        f"Tried to delete resource record set [name='{name}.', type='{rtype}'] but the values provided do not match the current values",
+                    )
+            if value["Action"] == "CREATE":
+                # Checked above, exactly; moto's own check takes any record listed after the
+                # name for a duplicate. On a record that does not exist UPSERT is CREATE.
+                value["Action"] = "UPSERT"
+        return original(self, zoneid, change_list)
+
+    Route53Backend.change_resource_record_sets = change_resource_record_sets
+    # moto's own DELETE check compares the request with its journal of past changes, byte for
+    # byte (a value written with a final dot cannot be deleted without it); the check above
+    # compares with the record as it is, as AWS does.
+    from moto.route53.models import ChangeList
+
+    ChangeList.has_insert_or_update = lambda self, new_rr_set: True
 
 
 # --------------------------------------------------------------------------
@@ -683,6 +847,18 @@ class Instrumented:
             data = json.dumps({"forced": TARGET_HEALTH}).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
             return [data]
+        if path == "/_presta/acm":
+            # Test-only: a certificate's expiry (NotAfter), as time would bring it.
+            from urllib.parse import parse_qs
+
+            q = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+            if q.get("not_after"):
+                ACM_NOT_AFTER[q.get("arn", "")] = float(q["not_after"])
+            else:
+                ACM_NOT_AFTER.pop(q.get("arn", ""), None)
+            data = json.dumps({"not_after": ACM_NOT_AFTER}).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+            return [data]
         if path == "/_presta/latency":
             m = re.search(r"(?:^|&)ms=([0-9.]+)", environ.get("QUERY_STRING", ""))
             self.latency_ms = float(m.group(1)) if m else 0.0
@@ -828,11 +1004,26 @@ def seed(endpoint: str, region: str, name: str) -> dict[str, Any]:
         iam.create_instance_profile(InstanceProfileName=profile)
         iam.add_role_to_instance_profile(InstanceProfileName=profile, RoleName=profile)
 
-    # A certificate for the HTTPS examples (moto issues it at once).
+    # A public hosted zone for the shops' names (`<name>.example.com`), and a certificate for
+    # `shop.<name>.example.com` validated through it (issued: the HTTPS examples that give an
+    # ARN use it).
+    route53 = boto3.client("route53", region_name=region, endpoint_url=endpoint)
+    zone_name = f"{name}.example.com"
+    zones = [z for z in route53.list_hosted_zones_by_name(DNSName=zone_name)["HostedZones"] if z["Name"] == zone_name + "."]
+    zone_id = (zones[0]["Id"] if zones else route53.create_hosted_zone(
+        Name=zone_name, CallerReference=f"presta-seed-{name}")["HostedZone"]["Id"]).split("/")[-1]
     acm = boto3.client("acm", region_name=region, endpoint_url=endpoint)
     domain = f"shop.{name}.example.com"
-    certs = [c for c in acm.list_certificates()["CertificateSummaryList"] if c["DomainName"] == domain]
-    cert_arn = certs[0]["CertificateArn"] if certs else acm.request_certificate(DomainName=domain)["CertificateArn"]
+    certs = [c for c in acm.list_certificates(CertificateStatuses=["PENDING_VALIDATION", "ISSUED"])["CertificateSummaryList"]
+             if c["DomainName"] == domain]
+    cert_arn = certs[0]["CertificateArn"] if certs else acm.request_certificate(
+        DomainName=domain, ValidationMethod="DNS")["CertificateArn"]
+    for option in acm.describe_certificate(CertificateArn=cert_arn)["Certificate"].get("DomainValidationOptions", []):
+        record = option["ResourceRecord"]
+        route53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": [{
+            "Action": "UPSERT",
+            "ResourceRecordSet": {"Name": record["Name"], "Type": "CNAME", "TTL": 300,
+                                  "ResourceRecords": [{"Value": record["Value"]}]}}]})
 
     return {
         "name": name,
@@ -842,6 +1033,8 @@ def seed(endpoint: str, region: str, name: str) -> dict[str, Any]:
         "instance_profile": profile,
         "certificate_arn": cert_arn,
         "domain": domain,
+        "hosted_zone": zone_name,
+        "hosted_zone_id": zone_id,
     }
 
 
@@ -881,6 +1074,8 @@ def main() -> int:
     _patch_ec2()
     _patch_elbv2()
     _patch_ssm()
+    _patch_acm()
+    _patch_route53()
 
     log = CallLog()
     app = Instrumented(DomainDispatcherApplication(create_backend_app), log)

@@ -68,6 +68,10 @@ pub struct SeededNetwork {
     pub certificate_arn: String,
     /// `shop.<name>.example.com`.
     pub domain: String,
+    /// A public hosted zone, `<name>.example.com`, that holds the certificate's validation
+    /// record.
+    pub hosted_zone: String,
+    pub hosted_zone_id: String,
 }
 
 impl SeededNetwork {
@@ -127,6 +131,7 @@ pub struct Builder {
     seeds: Vec<String>,
     region: String,
     refresh_seconds: Option<f64>,
+    acm_validation_wait: Option<u64>,
     timeout: Duration,
 }
 
@@ -161,6 +166,13 @@ impl Builder {
         self
     }
 
+    /// How long ACM takes at least to issue a requested certificate whose validation records
+    /// are in a hosted zone (default 0: at the next look once the records are there).
+    pub fn acm_validation_wait(mut self, seconds: u64) -> Self {
+        self.acm_validation_wait = Some(seconds);
+        self
+    }
+
     /// Starts the emulator and waits until it answers (and is seeded).
     pub fn start(self) -> Result<Emulator, EmulatorError> {
         ensure_moto()?;
@@ -187,6 +199,10 @@ impl Builder {
         if let Some(secs) = self.refresh_seconds {
             cmd.env("PRESTA_EMULATOR_REFRESH_SECONDS", secs.to_string());
         }
+        cmd.env(
+            "MOTO_ACM_VALIDATION_WAIT",
+            self.acm_validation_wait.unwrap_or(0).to_string(),
+        );
         // The launcher must never reach real AWS, whatever this process's environment says.
         for (k, v) in dummy_credentials() {
             cmd.env(k, v);
@@ -259,6 +275,7 @@ impl Emulator {
             seeds: Vec::new(),
             region: DEFAULT_REGION.to_string(),
             refresh_seconds: None,
+            acm_validation_wait: None,
             timeout: Duration::from_secs(90),
         }
     }
@@ -330,6 +347,18 @@ impl Emulator {
             ),
         )
         .map(|_| ())
+    }
+
+    /// Sets the certificate `arn`'s expiry (`NotAfter`) to `not_after` (seconds since the
+    /// epoch), as time would; `None` gives back moto's own (a year after the request).
+    pub fn set_certificate_not_after(
+        &self,
+        arn: &str,
+        not_after: Option<i64>,
+    ) -> Result<(), EmulatorError> {
+        let value = not_after.map(|t| t.to_string()).unwrap_or_default();
+        self.http("PUT", &format!("/_presta/acm?arn={arn}&not_after={value}"))
+            .map(|_| ())
     }
 
     /// What the next Run Command invocations answer: `Some((status, exit code, output))`, or

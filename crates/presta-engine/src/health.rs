@@ -9,7 +9,7 @@
 //! | verdict    | when |
 //! |------------|------|
 //! | `down`     | no healthy target; the load balancer, database or file system missing; the database in a state that stops the shop; the security-group chain (internet → ALB → instances → database/EFS) broken |
-//! | `degraded` | fewer healthy targets than the group's minimum; fewer instances InService than desired; a launch failed in the last hour; the last instance refresh failed or was cancelled; an Availability Zone of the group without a mount target |
+//! | `degraded` | fewer healthy targets than the group's minimum; fewer instances InService than desired; a launch failed in the last hour; the last instance refresh failed or was cancelled; an Availability Zone of the group without a mount target; the shop's own certificate not issued, its renewal failed, or expiring within 30 days; a name of the shop that does not resolve to the load balancer in its zone |
 //! | `healthy`  | none of the above |
 //! | `unknown`  | the stack does not exist yet, or could not be observed |
 
@@ -74,6 +74,9 @@ pub struct Health {
     pub instances_in_service: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instances_desired: Option<i32>,
+    /// When the shop's own certificate expires (seconds since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_not_after: Option<i64>,
 }
 
 impl Health {
@@ -85,6 +88,7 @@ impl Health {
             targets_total: None,
             instances_in_service: None,
             instances_desired: None,
+            certificate_not_after: None,
         }
     }
 }
@@ -104,6 +108,9 @@ pub struct Facts {
     pub zones_without_mount_target: Vec<String>,
     /// Links of the security-group chain that are missing, in words.
     pub broken_links: Vec<String>,
+    /// What is wrong with the shop's front door (certificate, records), in words.
+    pub front_door: Vec<String>,
+    pub certificate_not_after: Option<i64>,
 }
 
 /// The verdict, pure.
@@ -181,6 +188,7 @@ pub fn verdict(f: &Facts) -> Health {
         ));
     }
     down.extend(f.broken_links.iter().cloned());
+    degraded.extend(f.front_door.iter().cloned());
     let verdict = if !down.is_empty() {
         Verdict::Down
     } else if !degraded.is_empty() {
@@ -195,7 +203,67 @@ pub fn verdict(f: &Facts) -> Health {
         targets_total: f.targets.as_ref().map(|t| t.total),
         instances_in_service: f.group.as_ref().map(|g| g.in_service),
         instances_desired: f.group.as_ref().map(|g| g.desired_capacity),
+        certificate_not_after: f.certificate_not_after,
     }
+}
+
+/// A certificate expiring within this is `degraded` (ACM renews 60 days before expiry: one
+/// still this close has not been renewed).
+pub const CERTIFICATE_WARNING_DAYS: i64 = 30;
+
+/// The shop's front door in words: its own certificate (issued, renewed, not about to expire)
+/// and its names (an alias record to the load balancer in the zone). Pure, from the run's
+/// observation.
+fn front_door(stack: &Stack, snap: &Snapshot, now: i64) -> (Vec<String>, Option<i64>) {
+    use presta_aws::certificate::Certificates;
+    use presta_aws::dns_record::{Records, Target, key};
+    let mut out = Vec::new();
+    let mut not_after = None;
+    if stack.certificate_source() == Some(presta_spec::model::CertificateSource::Auto) {
+        let cert_key = presta_spec::naming::certificate_key(stack.name());
+        match snap.get::<Certificates>(&cert_key) {
+            None => out.push("the shop's certificate does not exist".to_string()),
+            Some(c) => {
+                not_after = c.not_after;
+                if c.status != "ISSUED" {
+                    out.push(format!(
+                        "the certificate is {} (HTTPS waits for it)",
+                        c.status
+                    ));
+                } else if c.renewal.as_deref() == Some("FAILED") {
+                    out.push("the certificate's renewal failed: check its validation records in the zone".to_string());
+                }
+                if let Some(t) = c.not_after {
+                    let days = (t - now).div_euclid(86_400);
+                    if t <= now {
+                        out.push("the certificate has expired".to_string());
+                    } else if days < CERTIFICATE_WARNING_DAYS {
+                        out.push(format!(
+                            "the certificate expires in {days} days, under {CERTIFICATE_WARNING_DAYS}: ACM has not renewed it"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if stack.spec.dns.is_some() {
+        let lb = snap.get::<LoadBalancers>(&stack.resource_name(Component::LoadBalancer));
+        if let Some(lb) = lb {
+            let want = presta_aws::dns_record::normal(&lb.dns_name);
+            for name in stack.host_names() {
+                match snap.get::<Records>(&key(&name, "A")).map(|r| &r.target) {
+                    Some(Target::Alias { dns_name, .. }) if *dns_name == want => {}
+                    Some(other) => out.push(format!(
+                        "{name} does not resolve to the load balancer: its A record is {other}"
+                    )),
+                    None => out.push(format!(
+                        "{name} does not resolve to the load balancer: no A record in the zone"
+                    )),
+                }
+            }
+        }
+    }
+    (out, not_after)
 }
 
 /// Whether `live` has every rule `desired` asks for.
@@ -318,6 +386,11 @@ pub async fn assess(
         .map(|f| zones_without_mount_target(snap, net, &f.id))
         .unwrap_or_default();
     let broken_links = broken_links(stack, snap, net);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (front_door, certificate_not_after) = front_door(stack, snap, now);
     verdict(&Facts {
         exists,
         load_balancer: lb.is_some(),
@@ -329,6 +402,8 @@ pub async fn assess(
         file_system: fs.is_some(),
         zones_without_mount_target,
         broken_links,
+        front_door,
+        certificate_not_after,
     })
 }
 

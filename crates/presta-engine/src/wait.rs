@@ -53,7 +53,9 @@ pub async fn wait_ready<D: Driver>(
                     D::KIND,
                     waited.as_secs()
                 ));
-                tokio::time::sleep(settings.poll_interval).await;
+                // Never past the timeout: the last look is at its end.
+                let remaining = settings.wait_timeout.saturating_sub(waited);
+                tokio::time::sleep(settings.poll_interval.min(remaining)).await;
                 let scope = Scope {
                     names: vec![name.to_string()],
                     parents: D::parents(&live),

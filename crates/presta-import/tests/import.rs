@@ -394,7 +394,7 @@ fn https_with_a_redirect_and_two_parameters_read_by_the_user_data() {
         .https
         .as_ref()
         .expect("the HTTPS listener is imported");
-    assert!(h.redirect_http);
+    assert!(h.redirects_http());
     assert_eq!(h.port, 443);
     assert_eq!(h.ssl_policy, "ELBSecurityPolicy-TLS13-1-2-2021-06");
     assert_eq!(
@@ -418,6 +418,18 @@ fn https_with_a_redirect_and_two_parameters_read_by_the_user_data() {
             .iter()
             .any(|i| i.role == "HTTPS listener")
     );
+    assert_eq!(
+        h.certificate.as_deref(),
+        Some("arn:aws:acm:eu-west-3:123456789012:certificate/abc"),
+        "the listener keeps Terraform's certificate by its ARN"
+    );
+    let cert = out
+        .report
+        .left_alone
+        .iter()
+        .find(|l| l.ty == "aws_acm_certificate")
+        .expect("the certificate is recognised");
+    assert!(cert.why.contains("keeps it by its ARN"), "{}", cert.why);
     // The stack written validates.
     let dir = std::env::temp_dir().join(format!("presta-import-https-{}.yaml", std::process::id()));
     std::fs::write(&dir, out.yaml()).unwrap();

@@ -39,9 +39,6 @@ pub fn https_port() -> u16 {
 pub fn ssl_policy() -> String {
     "ELBSecurityPolicy-TLS13-1-2-2021-06".to_string()
 }
-pub fn redirect_http() -> bool {
-    true
-}
 /// A static file served by Apache without booting PrestaShop (see the bootstrap).
 pub fn health_check_path() -> String {
     "/presta-health.txt".to_string()

@@ -123,11 +123,27 @@ pub fn tags(
     component: Component,
     labels: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
+    role_tags(
+        stack,
+        component.tag(),
+        &component_display_name(stack, component),
+        labels,
+    )
+}
+
+/// The tags of a resource of `stack` in the role `role` (the [`TAG_COMPONENT`] value), named
+/// `name`: ownership tags, a `Name`, and the stack's labels.
+pub fn role_tags(
+    stack: &str,
+    role: &str,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
     let mut tags = labels.clone();
-    tags.insert("Name".to_string(), component_display_name(stack, component));
+    tags.insert("Name".to_string(), name.to_string());
     tags.insert(TAG_MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string());
     tags.insert(TAG_STACK.to_string(), stack.to_string());
-    tags.insert(TAG_COMPONENT.to_string(), component.tag().to_string());
+    tags.insert(TAG_COMPONENT.to_string(), role.to_string());
     tags
 }
 
@@ -144,6 +160,24 @@ pub struct StackNames {
     pub db_password: String,
     /// The admin password's parameter; `None` for a shop that is already installed.
     pub admin_password: Option<String>,
+    /// The shop's names in DNS (`spec.dns`), when it has them.
+    pub front: Option<FrontNames>,
+}
+
+/// How a stack's DNS records and certificate are found: its hosted zone and names.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FrontNames {
+    /// `spec.dns.hostedZone`: a zone name or id.
+    pub hosted_zone: String,
+    /// The domain, then the extra names.
+    pub names: Vec<String>,
+    /// Whether the stack requests its own certificate (`https.certificate: auto`).
+    pub own_certificate: bool,
+}
+
+/// The key (and `Name` tag) of the certificate a stack requests for itself.
+pub fn certificate_key(stack: &str) -> String {
+    format!("{stack}-certificate")
 }
 
 impl StackNames {
@@ -155,6 +189,7 @@ impl StackNames {
             explicit: BTreeMap::new(),
             db_password: db_password_parameter(prefix),
             admin_password: Some(admin_password_parameter(prefix)),
+            front: None,
         }
     }
 

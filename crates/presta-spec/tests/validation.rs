@@ -324,7 +324,7 @@ fn backup_retention_range() {
 fn https_needs_a_domain_and_a_certificate_of_the_same_region() {
     let problems = problems_of(&[(
         "  loadBalancer:\n",
-        "  loadBalancer:\n    https:\n      certificateArn: arn:aws:acm:us-east-1:123456789012:certificate/abc\n",
+        "  loadBalancer:\n    https:\n      certificate: arn:aws:acm:us-east-1:123456789012:certificate/abc\n",
     )]);
     expect(
         &problems,
@@ -334,7 +334,7 @@ fn https_needs_a_domain_and_a_certificate_of_the_same_region() {
     );
     expect(
         &problems,
-        "spec.loadBalancer.https.certificateArn",
+        "spec.loadBalancer.https.certificate",
         "the certificate is in `us-east-1`",
         Some(19),
     );

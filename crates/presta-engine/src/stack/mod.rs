@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 use presta_aws::auto_scaling_group::{
     AutoScalingGroupDesired, AutoScalingGroupLive, AutoScalingGroups,
 };
+use presta_aws::certificate::CertificateLive;
 use presta_aws::db_instance::{DbInstanceDesired, DbInstanceLive, DbInstances};
 use presta_aws::db_subnet_group::{DbSubnetGroupDesired, DbSubnetGroupLive, DbSubnetGroups};
 use presta_aws::file_system::{FileSystemDesired, FileSystemLive, FileSystems};
 use presta_aws::launch_template::{LaunchTemplateDesired, LaunchTemplateLive, LaunchTemplates};
-use presta_aws::listener::{ListenerDesired, Listeners};
 use presta_aws::load_balancer::{LoadBalancerDesired, LoadBalancerLive, LoadBalancers};
 use presta_aws::mount_target::{self, MountTargetDesired, MountTargets};
 use presta_aws::network::Network;
@@ -42,6 +42,7 @@ use crate::data::DbSource;
 use crate::report::{Outputs, RefreshStatus, StackReport};
 use crate::snapshot::Snapshot;
 
+mod front;
 mod promote;
 mod refresh;
 mod run;
@@ -183,13 +184,22 @@ fn id_of<T>(live: &Option<T>, f: impl Fn(&T) -> String) -> Option<String> {
 /// The stacks' stages in order; each stage function states which outputs feed which desired
 /// state.
 async fn converge(run: &Run<'_>, net: &Network) -> (Outputs, Option<RefreshStatus>) {
-    let base = stage1(run, net).await;
-    let front = stage2(run, net, &base).await;
-    let back = stage3(run, net, &base, &front).await;
-    let data = stage4(run, net, &base, &back).await;
-    let lt = stage5(run, &base, &front, &data).await;
+    // Each stage on the heap: their futures are large (every kind's calls joined), and a
+    // daemon's worker thread has a 2 MiB stack.
+    let base = Box::pin(stage1(run, net)).await;
+    let front = Box::pin(stage2(run, net, &base)).await;
+    let back = Box::pin(stage3(run, net, &base, &front)).await;
+    let data = Box::pin(stage4(run, net, &base, &back)).await;
+    let lt = Box::pin(stage5(run, &base, &front, &data)).await;
     let template_change = refresh::TemplateChange::of(run);
-    let (asg, refresh) = stage6(run, net, &base, &lt, template_change).await;
+    let (asg, refresh) = Box::pin(stage6(run, net, &base, &lt, template_change)).await;
+    Box::pin(front::finish(
+        run,
+        front.lb.as_ref(),
+        base.tg.as_ref(),
+        base.cert.as_ref(),
+    ))
+    .await;
     let outputs = Outputs {
         alb_dns_name: id_of(&front.lb, |l| l.dns_name.clone()),
         tg_arn: id_of(&base.tg, |t| t.arn.clone()),
@@ -210,6 +220,8 @@ struct Base {
     subnet_group_d: DbSubnetGroupDesired,
     subnet_group: Option<DbSubnetGroupLive>,
     fs: Option<FileSystemLive>,
+    /// The stack's own certificate (`https.certificate: auto`).
+    cert: Option<CertificateLive>,
 }
 
 /// Stage 1: secrets, ALB security group, target group, DB subnet group, EFS.
@@ -223,7 +235,7 @@ async fn stage1(run: &Run<'_>, net: &Network) -> Base {
     let mut fs_d = FileSystemDesired::for_stack(stack);
     fs_d.unused =
         !snap.contains::<AutoScalingGroups>(&stack.resource_name(Component::AutoScalingGroup));
-    let (db_param_l, _admin, alb_sg, tg, subnet_group, fs) = tokio::join!(
+    let (db_param_l, _admin, alb_sg, tg, subnet_group, fs, cert) = tokio::join!(
         run.guarded_step(
             &Parameters,
             &db_param,
@@ -257,6 +269,7 @@ async fn stage1(run: &Run<'_>, net: &Network) -> Base {
             snap.get::<FileSystems>(&fs_d.creation_token),
             run.data.file_system_blocked.as_ref()
         ),
+        front::certificate(run),
     );
     Base {
         db_param,
@@ -266,6 +279,7 @@ async fn stage1(run: &Run<'_>, net: &Network) -> Base {
         subnet_group_d,
         subnet_group,
         fs,
+        cert,
     }
 }
 
@@ -294,13 +308,14 @@ async fn stage2(run: &Run<'_>, net: &Network, base: &Base) -> Front {
             lb: None,
         };
     }
-    let (app_sg, lb) = tokio::join!(
+    let (app_sg, lb, ()) = tokio::join!(
         run.step(
             &SecurityGroups,
             &app_sg_d,
             snap.get::<SecurityGroups>(&app_sg_d.name)
         ),
         run.step(&LoadBalancers, &lb_d, snap.get::<LoadBalancers>(&lb_d.name)),
+        front::validation_records(run, base.cert.as_ref()),
     );
     Front { app_sg, lb }
 }
@@ -342,7 +357,7 @@ async fn stage3(run: &Run<'_>, net: &Network, base: &Base, front: &Front) -> Bac
             &efs_sg_d,
             snap.get::<SecurityGroups>(&efs_sg_d.name)
         ),
-        listeners(run, front.lb.as_ref(), base.tg.as_ref()),
+        front::listeners_and_records(run, front.lb.as_ref(), base.tg.as_ref(), base.cert.as_ref()),
     );
     Back { db_sg, efs_sg }
 }
@@ -548,36 +563,6 @@ async fn stage6(
         );
     }
     (asg, refresh)
-}
-
-async fn listeners(run: &Run<'_>, lb: Option<&LoadBalancerLive>, tg: Option<&TargetGroupLive>) {
-    let mut missing = Vec::new();
-    let lb_arn = run.need(lb.map(|l| l.arn.clone()), "the load balancer", &mut missing);
-    let tg_arn = run.need(tg.map(|t| t.arn.clone()), "the target group", &mut missing);
-    let desired = ListenerDesired::for_stack(run.stack, &lb_arn, &tg_arn);
-    if run.blocked_by_missing(&missing) {
-        for d in &desired {
-            run.waiting(Kind::LISTENER, d.key.clone(), &missing);
-        }
-        return;
-    }
-    futures::future::join_all(
-        desired
-            .iter()
-            .map(|d| run.step(&Listeners, d, run.snap.get::<Listeners>(&d.key))),
-    )
-    .await;
-    // Listeners nobody declared (a port opened by hand) are removed: they hold no data.
-    let wanted: BTreeSet<&str> = desired.iter().map(|d| d.key.as_str()).collect();
-    let Some(lb) = lb else { return };
-    for extra in run
-        .snap
-        .values::<Listeners>()
-        .filter(|l| l.load_balancer_arn == lb.arn && !wanted.contains(l.key.as_str()))
-    {
-        run.prune(&Listeners, &extra.key, extra, "not declared")
-            .await;
-    }
 }
 
 async fn mount_targets(

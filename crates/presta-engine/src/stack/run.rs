@@ -106,6 +106,27 @@ impl Run<'_> {
         self.mode == Mode::Apply && !missing.is_empty()
     }
 
+    /// A resource stepped a second time in the same run (the listeners once the certificate
+    /// is issued): its change replaces the first, unless nothing more happened.
+    pub(super) fn record_again(&self, change: Change) {
+        let mut changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        match changes
+            .iter_mut()
+            .find(|c| c.kind == change.kind && c.name == change.name)
+        {
+            Some(prev) if change.action == Action::None => {
+                if prev.action == Action::Waiting {
+                    *prev = change;
+                }
+            }
+            Some(prev) if prev.action == Action::Create && change.action == Action::Update => {
+                prev.diffs = change.diffs;
+            }
+            Some(prev) => *prev = change,
+            None => changes.push(change),
+        }
+    }
+
     /// Syncs one resource, waits for it to be ready in an apply, records its change.
     pub(super) async fn step<D: Driver>(
         &self,
@@ -116,10 +137,59 @@ impl Run<'_> {
     where
         D::Live: 'static,
     {
+        self.step_with(driver, desired, live, true, false).await
+    }
+
+    /// Syncs one resource without waiting for it (a certificate: validation takes minutes,
+    /// nothing before the listeners needs it).
+    pub(super) async fn step_unwaited<D: Driver>(
+        &self,
+        driver: &D,
+        desired: &D::Desired,
+        live: Option<&D::Live>,
+    ) -> Live<D::Live>
+    where
+        D::Live: 'static,
+    {
+        self.step_with(driver, desired, live, false, false).await
+    }
+
+    /// [`Run::step`] of a resource already stepped in this run ([`Run::record_again`]).
+    pub(super) async fn step_again<D: Driver>(
+        &self,
+        driver: &D,
+        desired: &D::Desired,
+        live: Option<&D::Live>,
+    ) -> Live<D::Live>
+    where
+        D::Live: 'static,
+    {
+        self.step_with(driver, desired, live, true, true).await
+    }
+
+    async fn step_with<D: Driver>(
+        &self,
+        driver: &D,
+        desired: &D::Desired,
+        live: Option<&D::Live>,
+        wait: bool,
+        again: bool,
+    ) -> Live<D::Live>
+    where
+        D::Live: 'static,
+    {
+        let record = |c: Change| {
+            if again {
+                self.record_again(c)
+            } else {
+                self.record(c)
+            }
+        };
         let name = D::name(desired);
         match sync(driver, self.aws, desired, live, self.mode, self.owner()).await {
             Ok(mut synced) => {
                 if self.mode == Mode::Apply
+                    && wait
                     && let Some(l) = &synced.live
                 {
                     match crate::wait::wait_ready(
@@ -140,17 +210,17 @@ impl Run<'_> {
                             } else {
                                 synced.change.action
                             };
-                            self.record(synced.change);
+                            record(synced.change);
                             return None;
                         }
                     }
                 }
-                self.record(synced.change);
+                record(synced.change);
                 synced.live
             }
             Err(err) => {
                 tracing::warn!(stack = %self.stack.name(), kind = %D::KIND, name = %name, code = err.code.as_deref().unwrap_or(""), error = %err, "step failed");
-                self.record(
+                record(
                     Change::new(D::KIND, name, Action::Failed)
                         .with_id(live.map(D::id))
                         .with_reason(Some(err.to_string()))

@@ -42,10 +42,10 @@ fn listeners(cx: &mut Ctx<'_>, core: &Core<'_>) -> Result<Listeners, ImportError
     let mut https_spec = Value::Null;
     if let Some(h) = https {
         https_spec = json!({
-            "certificateArn": h.str("certificate_arn").unwrap_or_default(),
+            "certificate": h.str("certificate_arn").unwrap_or_default(),
             "port": h.int("port").unwrap_or(443),
             "sslPolicy": h.str("ssl_policy").unwrap_or("ELBSecurityPolicy-TLS13-1-2-2021-06"),
-            "redirectHttp": redirect,
+            "http": if redirect { "redirect" } else { "forward" },
         });
         cx.take(h, "HTTPS listener");
     }

@@ -132,6 +132,24 @@ pub(super) fn strs_of(m: &Map<String, Value>, k: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Why the shop's certificate and records stay with Terraform: the HTTPS listener keeps the
+/// certificate by its ARN (`https.certificate`), and the records are not the reconciler's
+/// (it writes only records with its ownership TXT record beside them).
+fn front_door_left_alone(ty: &str) -> Option<&'static str> {
+    match ty {
+        "aws_acm_certificate" => Some(
+            "the shop's certificate: the HTTPS listener keeps it by its ARN (spec.loadBalancer.https.certificate) and Terraform keeps managing it; to have the reconciler request and renew one of its own, set `certificate: auto` with spec.dns once Terraform no longer manages this one",
+        ),
+        "aws_acm_certificate_validation" => Some(
+            "the certificate's validation (a Terraform wait, no AWS resource): it stays with the certificate",
+        ),
+        "aws_route53_record" => Some(
+            "a record of the shop's hosted zone: it stays in Terraform's state; with spec.dns the reconciler writes the shop's alias records itself and never changes a record it did not write (delete this one from Terraform and the zone first, or set spec.policy.adoptExisting to let the reconciler take it over)",
+        ),
+        _ => None,
+    }
+}
+
 /// The stack `name` of `group`, and its report.
 pub fn stack(name: &str, group: &Group, all: &[Resource]) -> Result<(Stack, Report), ImportError> {
     let members: Vec<&Resource> = group.members.iter().map(|&i| &all[i]).collect();
@@ -153,7 +171,9 @@ pub fn stack(name: &str, group: &Group, all: &[Resource]) -> Result<(Stack, Repo
         if taken {
             continue;
         }
-        let why = if attrs::rules(&r.ty).is_none() {
+        let why = if let Some(why) = front_door_left_alone(&r.ty) {
+            why.to_string()
+        } else if attrs::rules(&r.ty).is_none() {
             if in_group.contains(r.address.as_str()) {
                 format!(
                     "refers to the stack, but {} is not a kind this product manages: it stays in Terraform's state (Terraform keeps managing it)",

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::model::CertificateSource;
 use crate::model::Stack;
 
 use super::{Findings, help};
@@ -27,8 +28,8 @@ pub(super) fn load_balancer(f: &mut Findings, stack: &Stack) {
             help("use 1 to 65535, usually 80"),
         );
     }
-    if let Some(https) = &lb.https {
-        self::https(f, stack, https, &format!("{base}.https"));
+    if let Some(https) = stack.https() {
+        self::https(f, stack, &https, &format!("{base}.https"));
     }
     health_check(f, &lb.health_check, &format!("{base}.healthCheck"));
     f.range(
@@ -87,18 +88,32 @@ fn allowed_cidrs(f: &mut Findings, cidrs: &[String], base: &str) {
 /// `https`: a certificate of the stack's region, a port of its own, an ELB policy, a domain.
 fn https(f: &mut Findings, stack: &Stack, https: &crate::model::Https, p: &str) {
     let lb = &stack.spec.load_balancer;
-    match parse_acm_arn(&https.certificate_arn) {
+    let field = format!("{p}.certificate");
+    match https.certificate_source(stack.spec.dns.is_some()) {
         None => f.add(
-            &format!("{p}.certificateArn"),
-            format!("`{}` is not an ACM certificate ARN", https.certificate_arn),
-            help("ARNs look like `arn:aws:acm:eu-west-3:123456789012:certificate/1234abcd-...`"),
+            &field,
+            "HTTPS has no certificate",
+            help("write `certificate: auto` with `spec.dns` (the reconciler requests, validates and renews one), or the ARN of an ACM certificate"),
         ),
-        Some(region) if region != stack.spec.region => f.add(
-            &format!("{p}.certificateArn"),
-            format!("the certificate is in `{region}`, the stack in `{}`", stack.spec.region),
-            help("a load balancer can only use an ACM certificate of its own region: request or import it there"),
+        Some(CertificateSource::Auto) if stack.spec.dns.is_none() => f.add(
+            &field,
+            "`auto` needs `spec.dns`",
+            help("name the domain's Route 53 hosted zone in `spec.dns.hostedZone`: the certificate is validated through records the reconciler writes there"),
         ),
-        Some(_) => {}
+        Some(CertificateSource::Auto) => {}
+        Some(CertificateSource::Arn(arn)) => match parse_acm_arn(&arn) {
+            None => f.add(
+                &field,
+                format!("`{arn}` is neither `auto` nor an ACM certificate ARN"),
+                help("ARNs look like `arn:aws:acm:eu-west-3:123456789012:certificate/1234abcd-...`"),
+            ),
+            Some(region) if region != stack.spec.region => f.add(
+                &field,
+                format!("the certificate is in `{region}`, the stack in `{}`", stack.spec.region),
+                help("a load balancer can only use an ACM certificate of its own region: request or import it there"),
+            ),
+            Some(_) => {}
+        },
     }
     if https.port == lb.http_port || https.port == 0 {
         f.add(

@@ -13,6 +13,8 @@ mod names;
 mod network;
 mod prestashop;
 
+pub use prestashop::zone_id_like;
+
 pub use names::name_problem;
 pub use prestashop::image_problem;
 
@@ -88,6 +90,7 @@ pub fn validate_stack(stack: &Stack) -> Vec<Finding> {
     load_balancer::load_balancer(&mut f, stack);
     compute::compute(&mut f, stack);
     prestashop::prestashop(&mut f, stack);
+    prestashop::dns(&mut f, stack);
     data::database(&mut f, stack);
     data::file_system(&mut f, stack);
     data::secrets(&mut f, stack);

@@ -243,6 +243,77 @@ pub(super) fn domain_problem(domain: &str) -> Option<String> {
     None
 }
 
+/// `spec.dns`: a domain to put in the zone, a zone that can hold it, extra names in it.
+pub(super) fn dns(f: &mut Findings, stack: &Stack) {
+    let Some(dns) = &stack.spec.dns else { return };
+    let zone = dns.hosted_zone.trim_end_matches('.').to_ascii_lowercase();
+    let Some(domain) = stack.spec.prestashop.domain.as_deref() else {
+        f.add(
+            "spec.dns",
+            "`spec.dns` needs `spec.prestashop.domain`",
+            help("set the shop's host name, e.g. `shop.example.com`, in the hosted zone"),
+        );
+        return;
+    };
+    let by_id = zone_id_like(&dns.hosted_zone);
+    if zone.is_empty() || (!by_id && domain_problem_of_zone(&zone)) {
+        f.add(
+            "spec.dns.hostedZone",
+            format!(
+                "`{}` is neither a hosted zone name nor an id",
+                dns.hosted_zone
+            ),
+            help("the zone's name (`example.com`) or its id (`Z0123456789ABCDEFGHIJ`)"),
+        );
+    }
+    let in_zone = |name: &str| {
+        by_id
+            || name.to_ascii_lowercase() == zone
+            || name.to_ascii_lowercase().ends_with(&format!(".{zone}"))
+    };
+    if !by_id && !in_zone(domain) {
+        f.add(
+            "spec.prestashop.domain",
+            format!("`{domain}` is not in the hosted zone `{zone}`"),
+            help("name the zone that holds the domain in `spec.dns.hostedZone`"),
+        );
+    }
+    let mut seen = std::collections::BTreeSet::from([domain.to_ascii_lowercase()]);
+    for (i, name) in dns.extra_names.iter().enumerate() {
+        let path = format!("spec.dns.extraNames[{i}]");
+        if let Some(hint) = domain_problem(name) {
+            f.add(&path, format!("`{name}` is not a host name"), help(hint));
+        } else if !in_zone(name) {
+            f.add(
+                &path,
+                format!("`{name}` is not in the hosted zone `{zone}`"),
+                help("every name of the shop must be in `spec.dns.hostedZone`"),
+            );
+        } else if !seen.insert(name.to_ascii_lowercase()) {
+            f.add(
+                &path,
+                format!("`{name}` is listed twice (or is the domain)"),
+                None,
+            );
+        }
+    }
+}
+
+/// Whether `zone` reads as a hosted zone id (`Z…`, or `/hostedzone/Z…`).
+pub fn zone_id_like(zone: &str) -> bool {
+    let id = zone.strip_prefix("/hostedzone/").unwrap_or(zone);
+    id.starts_with('Z')
+        && id.len() >= 10
+        && !id.contains('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+fn domain_problem_of_zone(zone: &str) -> bool {
+    domain_problem(zone).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

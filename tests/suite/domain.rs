@@ -1,0 +1,540 @@
+//! The shop's front door (`spec.dns`): its certificate requested, validated through records
+//! in the hosted zone and issued; HTTPS with the TLS 1.3 policy; HTTP answering 301; alias
+//! records for each name. Drift made by hand is healed, records the product did not write are
+//! never touched (also by `destroy`), and a certificate that is not issued in time keeps HTTP
+//! serving.
+
+use std::path::PathBuf;
+
+use aws_sdk_elasticloadbalancingv2::types::{Action as ElbAction, ActionTypeEnum, Certificate};
+use aws_sdk_route53::types::{
+    AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
+};
+use presta_emulator::Emulator;
+
+use crate::common::{self, Env};
+
+const ZONE: &str = "demo.example.com";
+const DOMAIN: &str = "shop.demo.example.com";
+const WWW: &str = "www.shop.demo.example.com";
+
+fn with_dns(env: &Env) -> PathBuf {
+    env.config("dns.yaml", |t| {
+        t.replace(
+            "  prestashop:\n",
+            &format!(
+                "  dns:\n    hostedZone: {ZONE}\n    extraNames: [{WWW}]\n  prestashop:\n    domain: {DOMAIN}\n"
+            ),
+        )
+    })
+}
+
+struct Aws {
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+    acm: aws_sdk_acm::Client,
+    r53: aws_sdk_route53::Client,
+    zone_id: String,
+}
+
+impl Aws {
+    async fn of(env: &Env) -> Aws {
+        let config = env.sdk().await;
+        let r53 = aws_sdk_route53::Client::new(&config);
+        let zone_id = env.emu.network("demo").unwrap().hosted_zone_id.clone();
+        Aws {
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
+            acm: aws_sdk_acm::Client::new(&config),
+            r53,
+            zone_id,
+        }
+    }
+
+    /// Every record of the zone: (name without the final dot, type) → the record.
+    async fn records(&self) -> Vec<ResourceRecordSet> {
+        self.r53
+            .list_resource_record_sets()
+            .hosted_zone_id(&self.zone_id)
+            .send()
+            .await
+            .unwrap()
+            .resource_record_sets()
+            .to_vec()
+    }
+
+    async fn record(&self, name: &str, rtype: RrType) -> Option<ResourceRecordSet> {
+        self.records()
+            .await
+            .into_iter()
+            .find(|r| r.name().trim_end_matches('.') == name && *r.r#type() == rtype)
+    }
+
+    async fn change(&self, action: ChangeAction, set: ResourceRecordSet) {
+        self.r53
+            .change_resource_record_sets()
+            .hosted_zone_id(&self.zone_id)
+            .change_batch(
+                ChangeBatch::builder()
+                    .changes(
+                        Change::builder()
+                            .action(action)
+                            .resource_record_set(set)
+                            .build()
+                            .unwrap(),
+                    )
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn load_balancer(&self) -> (String, String) {
+        let lb = self
+            .elb
+            .describe_load_balancers()
+            .names("demo-alb")
+            .send()
+            .await
+            .unwrap()
+            .load_balancers()[0]
+            .clone();
+        (
+            lb.load_balancer_arn().unwrap().to_string(),
+            lb.dns_name().unwrap().to_string(),
+        )
+    }
+
+    /// The HTTP and HTTPS listeners, by port.
+    async fn listeners(&self) -> Vec<aws_sdk_elasticloadbalancingv2::types::Listener> {
+        let (lb, _) = self.load_balancer().await;
+        let mut l = self
+            .elb
+            .describe_listeners()
+            .load_balancer_arn(lb)
+            .send()
+            .await
+            .unwrap()
+            .listeners()
+            .to_vec();
+        l.sort_by_key(|l| l.port());
+        l
+    }
+
+    /// The stack's certificate (tagged with its name).
+    async fn certificate(&self) -> Option<aws_sdk_acm::types::CertificateDetail> {
+        let list = self
+            .acm
+            .list_certificates()
+            .send()
+            .await
+            .unwrap()
+            .certificate_summary_list()
+            .to_vec();
+        for c in list {
+            let arn = c.certificate_arn().unwrap();
+            let tags = self
+                .acm
+                .list_tags_for_certificate()
+                .certificate_arn(arn)
+                .send()
+                .await
+                .unwrap();
+            if tags
+                .tags()
+                .iter()
+                .any(|t| t.key() == "Name" && t.value() == Some("demo-certificate"))
+            {
+                return self
+                    .acm
+                    .describe_certificate()
+                    .certificate_arn(arn)
+                    .send()
+                    .await
+                    .unwrap()
+                    .certificate()
+                    .cloned();
+            }
+        }
+        None
+    }
+}
+
+fn txt(name: &str, value: &str) -> ResourceRecordSet {
+    ResourceRecordSet::builder()
+        .name(name)
+        .r#type(RrType::Txt)
+        .ttl(300)
+        .resource_records(ResourceRecord::builder().value(value).build().unwrap())
+        .build()
+        .unwrap()
+}
+
+fn a_record(name: &str, ip: &str) -> ResourceRecordSet {
+    ResourceRecordSet::builder()
+        .name(name)
+        .r#type(RrType::A)
+        .ttl(60)
+        .resource_records(ResourceRecord::builder().value(ip).build().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// Records that are not the product's: the same name with another type, another name.
+async fn foreign_records(aws: &Aws) -> Vec<ResourceRecordSet> {
+    let mut out: Vec<ResourceRecordSet> = aws
+        .records()
+        .await
+        .into_iter()
+        .filter(|r| {
+            let n = r.name().trim_end_matches('.');
+            n == "mail.demo.example.com" || (n == DOMAIN && *r.r#type() == RrType::Txt)
+        })
+        .collect();
+    out.sort_by_key(|r| r.name().to_string());
+    out
+}
+
+async fn assert_front_door(aws: &Aws) {
+    let cert = aws
+        .certificate()
+        .await
+        .expect("the certificate is requested");
+    assert_eq!(cert.status().map(|s| s.as_str()), Some("ISSUED"));
+    assert_eq!(cert.domain_name(), Some(DOMAIN));
+    assert!(cert.subject_alternative_names().iter().any(|n| n == WWW));
+    for option in cert.domain_validation_options() {
+        let rr = option.resource_record().unwrap();
+        let found = aws
+            .record(rr.name().trim_end_matches('.'), RrType::Cname)
+            .await
+            .unwrap_or_else(|| panic!("validation record {} is in the zone", rr.name()));
+        assert_eq!(
+            found.resource_records()[0].value().trim_end_matches('.'),
+            rr.value().trim_end_matches('.')
+        );
+    }
+    let listeners = aws.listeners().await;
+    assert_eq!(listeners.len(), 2, "{listeners:?}");
+    let redirect = listeners[0].default_actions()[0]
+        .redirect_config()
+        .expect("HTTP answers with a redirect");
+    assert_eq!(
+        (redirect.protocol(), redirect.port(), redirect.status_code()),
+        (
+            Some("HTTPS"),
+            Some("443"),
+            Some(&aws_sdk_elasticloadbalancingv2::types::RedirectActionStatusCodeEnum::Http301)
+        )
+    );
+    assert_eq!(listeners[1].port(), Some(443));
+    assert_eq!(
+        listeners[1].ssl_policy(),
+        Some("ELBSecurityPolicy-TLS13-1-2-2021-06")
+    );
+    assert_eq!(
+        listeners[1].certificates()[0].certificate_arn(),
+        cert.certificate_arn()
+    );
+    let (_, dns_name) = aws.load_balancer().await;
+    for name in [DOMAIN, WWW] {
+        for t in [RrType::A, RrType::Aaaa] {
+            let r = aws
+                .record(name, t.clone())
+                .await
+                .unwrap_or_else(|| panic!("{name} {t:?} is in the zone"));
+            let alias = r.alias_target().expect("an alias record");
+            assert_eq!(
+                alias.dns_name().trim_end_matches('.').to_lowercase(),
+                dns_name.to_lowercase()
+            );
+            let owner = format!("_presta-{}.{name}", t.as_str().to_lowercase());
+            let txt = aws
+                .record(&owner, RrType::Txt)
+                .await
+                .unwrap_or_else(|| panic!("the ownership record {owner} is in the zone"));
+            assert_eq!(
+                txt.resource_records()[0].value(),
+                "\"heritage=presta-reconciler,presta-reconciler/stack=demo\""
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_shop_under_its_own_domain_is_served_over_https_and_its_records_are_kept() {
+    let env = Env::start();
+    let aws = Aws::of(&env).await;
+    // Records of the zone that are not the product's.
+    aws.change(ChangeAction::Create, txt(DOMAIN, "\"v=spf1 -all\""))
+        .await;
+    aws.change(
+        ChangeAction::Create,
+        a_record("mail.demo.example.com", "192.0.2.25"),
+    )
+    .await;
+    let foreign = foreign_records(&aws).await;
+    assert_eq!(foreign.len(), 2);
+    let file = with_dns(&env);
+
+    env.apply(&file);
+    assert_front_door(&aws).await;
+    let (code, report) = env.plan_json(&file);
+    assert_eq!(code, 0, "converged after one apply: {report:#}");
+    // The bootstrap serves the shop at https://<domain>.
+    let ec2 = aws_sdk_ec2::Client::new(&env.sdk().await);
+    let version = ec2
+        .describe_launch_template_versions()
+        .launch_template_name("demo-app")
+        .versions("$Default")
+        .send()
+        .await
+        .unwrap();
+    let data = version.launch_template_versions()[0]
+        .launch_template_data()
+        .unwrap();
+    let user_data = presta_aws::launch_template::decode_user_data(
+        &aws_smithy_types::base64::decode(data.user_data().unwrap()).unwrap(),
+    );
+    assert!(
+        user_data.contains(&format!("readonly PS_DOMAIN='{DOMAIN}'")),
+        "{user_data}"
+    );
+    assert!(
+        user_data.contains("readonly PS_ENABLE_SSL='1'"),
+        "{user_data}"
+    );
+
+    // Health: a certificate about to expire (ACM did not renew it) is `degraded`, with why.
+    let cert_arn = aws
+        .certificate()
+        .await
+        .unwrap()
+        .certificate_arn()
+        .unwrap()
+        .to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    env.emu
+        .set_certificate_not_after(&cert_arn, Some(now + 10 * 86_400))
+        .unwrap();
+    let (_, report) = env.plan_json(&file);
+    let health = &report["stacks"][0]["health"];
+    assert_eq!(health["verdict"], "degraded", "{health:#}");
+    let reason = health["reasons"][0].as_str().unwrap();
+    assert!(
+        reason.starts_with("the certificate expires in ") && reason.contains("days, under 30"),
+        "{health:#}"
+    );
+    let not_after = health["certificate_not_after"].as_i64().unwrap();
+    assert!((not_after - (now + 10 * 86_400)).abs() <= 1, "{health:#}");
+    env.emu.set_certificate_not_after(&cert_arn, None).unwrap();
+    let (_, report) = env.plan_json(&file);
+    assert_eq!(report["stacks"][0]["health"]["verdict"], "healthy");
+
+    // Drift by hand: an alias deleted, another pointed elsewhere, the HTTPS listener moved to a
+    // weaker policy, HTTP back to plain forwarding, a validation record deleted.
+    let a = aws.record(DOMAIN, RrType::A).await.unwrap();
+    aws.change(ChangeAction::Delete, a).await;
+    let mut moved = aws.record(WWW, RrType::Aaaa).await.unwrap();
+    moved.alias_target = Some(
+        AliasTarget::builder()
+            .dns_name("elsewhere.example.net")
+            .hosted_zone_id("Z2FDTNDATAQYW2")
+            .evaluate_target_health(false)
+            .build()
+            .unwrap(),
+    );
+    aws.change(ChangeAction::Upsert, moved).await;
+    let listeners = aws.listeners().await;
+    aws.elb
+        .modify_listener()
+        .listener_arn(listeners[1].listener_arn().unwrap())
+        .ssl_policy("ELBSecurityPolicy-2016-08")
+        .send()
+        .await
+        .unwrap();
+    let tg = listeners[1].default_actions()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string();
+    aws.elb
+        .modify_listener()
+        .listener_arn(listeners[0].listener_arn().unwrap())
+        .default_actions(
+            ElbAction::builder()
+                .r#type(ActionTypeEnum::Forward)
+                .target_group_arn(&tg)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let cert = aws.certificate().await.unwrap();
+    let www_validation = cert
+        .domain_validation_options()
+        .iter()
+        .find(|o| o.domain_name() == WWW)
+        .and_then(|o| o.resource_record())
+        .unwrap()
+        .name()
+        .trim_end_matches('.')
+        .to_string();
+    let v = aws.record(&www_validation, RrType::Cname).await.unwrap();
+    aws.change(ChangeAction::Delete, v).await;
+
+    let (code, report) = env.plan_json(&file);
+    assert_eq!(code, 2, "the drift is planned: {report:#}");
+    let health = &report["stacks"][0]["health"];
+    assert_eq!(health["verdict"], "degraded", "{health:#}");
+    assert!(
+        health["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap()
+                == format!(
+                    "{DOMAIN} does not resolve to the load balancer: no A record in the zone"
+                )),
+        "{health:#}"
+    );
+    let planned: Vec<String> = common::changes(&report)
+        .iter()
+        .filter(|c| c["action"] != "none")
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["kind"].as_str().unwrap(),
+                c["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for expected in [
+        format!("dns_record {DOMAIN} A"),
+        format!("dns_record {WWW} AAAA"),
+        format!("dns_record {www_validation} CNAME"),
+        "listener demo-alb:80".to_string(),
+        "listener demo-alb:443".to_string(),
+    ] {
+        assert!(planned.contains(&expected), "{expected} in {planned:?}");
+    }
+    env.apply(&file);
+    assert_front_door(&aws).await;
+
+    // The certificate replaced by hand and deleted: a new one is requested, issued and the
+    // listener moved to it.
+    let seed_cert = env.emu.network("demo").unwrap().certificate_arn.clone();
+    let listeners = aws.listeners().await;
+    aws.elb
+        .modify_listener()
+        .listener_arn(listeners[1].listener_arn().unwrap())
+        .certificates(Certificate::builder().certificate_arn(&seed_cert).build())
+        .send()
+        .await
+        .unwrap();
+    aws.acm
+        .delete_certificate()
+        .certificate_arn(cert.certificate_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    env.apply(&file);
+    assert_front_door(&aws).await;
+    let new_cert = aws.certificate().await.unwrap();
+    assert_ne!(new_cert.certificate_arn(), cert.certificate_arn());
+
+    // The daemon heals a record deleted by hand, and exports the certificate's expiry.
+    let daemon = env.serve(&file, &["--interval", "1"]);
+    let not_after = new_cert.not_after().unwrap().secs() as f64;
+    daemon.eventually(20, "the certificate's expiry is exported", |d| {
+        d.metric("presta_certificate_expiry_seconds{stack=\"demo\"}") == Some(not_after)
+    });
+    let a = aws.record(WWW, RrType::A).await.unwrap();
+    aws.change(ChangeAction::Delete, a).await;
+    let mut healed = false;
+    for _ in 0..40 {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        if aws.record(WWW, RrType::A).await.is_some() {
+            healed = true;
+            break;
+        }
+    }
+    drop(daemon);
+    assert!(healed, "the daemon puts the deleted alias record back");
+    assert_eq!(foreign_records(&aws).await, foreign, "never touched");
+
+    // Destroy removes what the product wrote, and nothing else of the zone.
+    let out = env.cli(&[
+        "destroy",
+        "-f",
+        file.to_str().unwrap(),
+        "--stack",
+        "demo",
+        "--confirm",
+        "demo",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left: Vec<String> = aws
+        .records()
+        .await
+        .iter()
+        .map(|r| format!("{} {}", r.name(), r.r#type().as_str()))
+        .collect();
+    for gone in [DOMAIN, WWW] {
+        assert!(
+            !left.iter().any(|r| r.starts_with(&format!("{gone}. A"))),
+            "{left:?}"
+        );
+    }
+    assert!(!left.iter().any(|r| r.starts_with("_presta-")), "{left:?}");
+    assert_eq!(
+        foreign_records(&aws).await,
+        foreign,
+        "destroy never touches them"
+    );
+    assert!(
+        aws.certificate().await.is_none(),
+        "the certificate is deleted"
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_not_issued_in_time_keeps_http_serving_until_it_is() {
+    let emu = Emulator::builder()
+        .seed("demo")
+        .acm_validation_wait(6)
+        .start()
+        .expect("the emulator starts");
+    let env = Env {
+        emu,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let aws = Aws::of(&env).await;
+    let file = with_dns(&env);
+    let out = env.cli(&["apply", "-f", file.to_str().unwrap(), "--wait-timeout", "1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("waits for the certificate"), "{stdout}");
+    let listeners = aws.listeners().await;
+    assert_eq!(
+        listeners.len(),
+        1,
+        "no listener without a certificate: {listeners:?}\n{stdout}"
+    );
+    assert_eq!(
+        listeners[0].default_actions()[0].r#type(),
+        Some(&ActionTypeEnum::Forward),
+        "HTTP serves the shop meanwhile"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    env.apply(&file);
+    assert_front_door(&aws).await;
+}
