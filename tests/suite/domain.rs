@@ -538,3 +538,88 @@ async fn a_certificate_not_issued_in_time_keeps_http_serving_until_it_is() {
     env.apply(&file);
     assert_front_door(&aws).await;
 }
+
+#[tokio::test]
+async fn a_domain_change_moves_the_records_the_certificate_and_the_shop() {
+    let env = Env::start();
+    let aws = Aws::of(&env).await;
+    let file = with_dns(&env);
+    env.apply(&file);
+    let old_cert = aws.certificate().await.unwrap();
+    let moved = env.config("moved.yaml", |t| {
+        t.replace(
+            "  prestashop:\n",
+            "  dns:\n    hostedZone: demo.example.com\n  prestashop:\n    domain: boutique.demo.example.com\n",
+        )
+    });
+    let (code, report) = env.plan_json(&moved);
+    assert_eq!(code, 2, "{report:#}");
+    let planned: Vec<String> = common::changes(&report)
+        .iter()
+        .filter(|c| c["action"] != "none")
+        .map(|c| {
+            format!(
+                "{} {} {}",
+                c["action"].as_str().unwrap(),
+                c["kind"].as_str().unwrap(),
+                c["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for expected in [
+        "create certificate demo-certificate".to_string(),
+        "create dns_record boutique.demo.example.com A".to_string(),
+        format!("delete dns_record {DOMAIN} A"),
+        format!("delete dns_record {WWW} AAAA"),
+        "update launch_template demo-app".to_string(),
+    ] {
+        assert!(planned.contains(&expected), "{expected} in {planned:?}");
+    }
+    // More changes than the stack's budget: held until this exact plan is approved.
+    let hash = report["stacks"][0]["held"]["plan_hash"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the domain change is held: {report:#}"))
+        .to_string();
+    let out = env.cli(&[
+        "apply",
+        "-f",
+        moved.to_str().unwrap(),
+        "--stack",
+        "demo",
+        "--approve",
+        &hash,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let (code, report) = env.plan_json(&moved);
+    assert_eq!(code, 0, "converged after the approved apply: {report:#}");
+    let cert = aws.certificate().await.unwrap();
+    assert_eq!(cert.domain_name(), Some("boutique.demo.example.com"));
+    assert_eq!(cert.status().map(|s| s.as_str()), Some("ISSUED"));
+    let listeners = aws.listeners().await;
+    assert_eq!(
+        listeners[1].certificates()[0].certificate_arn(),
+        cert.certificate_arn(),
+        "the listener moved to the new certificate"
+    );
+    let gone = aws
+        .acm
+        .describe_certificate()
+        .certificate_arn(old_cert.certificate_arn().unwrap())
+        .send()
+        .await;
+    assert!(gone.is_err(), "the old certificate is deleted once unused");
+    assert!(
+        aws.record("boutique.demo.example.com", RrType::A)
+            .await
+            .is_some()
+    );
+    for name in [DOMAIN, WWW] {
+        assert!(aws.record(name, RrType::A).await.is_none(), "{name}");
+        assert!(aws.record(name, RrType::Aaaa).await.is_none(), "{name}");
+    }
+}

@@ -271,13 +271,37 @@ impl Driver for Records {
     /// First at `destroy`: the shop's names stop pointing at it before anything goes.
     const TEARDOWN: Teardown = Teardown::new(5, Deletion::Plain);
 
-    fn scope(targets: &Targets, _: &Observed) -> Scope {
+    /// Observed after the certificates: the names of a stack's certificates (an old one
+    /// still on the listener after a domain change) are looked at too, so that the records
+    /// of the names it had are found, and removed once nothing declares them.
+    const PARENT: Option<Kind> = Some(Kind::CERTIFICATE);
+
+    fn scope(targets: &Targets, observed: &Observed) -> Scope {
+        let certificates: Vec<&crate::certificate::CertificateLive> = observed
+            .values::<crate::certificate::Certificates>()
+            .collect();
         Scope {
             fronts: targets
                 .stacks
                 .iter()
                 .filter(|s| s.front.is_some())
                 .cloned()
+                .map(|mut s| {
+                    let stack = s.stack.clone();
+                    if let Some(front) = s.front.as_mut() {
+                        for c in certificates
+                            .iter()
+                            .filter(|c| crate::tags::owned_by(&c.tags, &stack))
+                        {
+                            for n in &c.names {
+                                if !front.names.contains(n) {
+                                    front.names.push(n.clone());
+                                }
+                            }
+                        }
+                    }
+                    s
+                })
                 .collect(),
             ..Scope::default()
         }
