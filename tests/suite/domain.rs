@@ -281,6 +281,15 @@ async fn a_shop_under_its_own_domain_is_served_over_https_and_its_records_are_ke
     assert_front_door(&aws).await;
     let (code, report) = env.plan_json(&file);
     assert_eq!(code, 0, "converged after one apply: {report:#}");
+    let outputs = &report["stacks"][0]["outputs"];
+    assert_eq!(outputs["shop_url"], format!("https://{DOMAIN}/"));
+    assert!(
+        outputs["certificate"]
+            .as_str()
+            .unwrap()
+            .starts_with("ISSUED, expires in 36"),
+        "{outputs:#}"
+    );
     // The bootstrap serves the shop at https://<domain>.
     let ec2 = aws_sdk_ec2::Client::new(&env.sdk().await);
     let version = ec2

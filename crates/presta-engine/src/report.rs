@@ -17,6 +17,13 @@ pub struct Outputs {
     pub efs_id: Option<String>,
     pub asg_name: Option<String>,
     pub launch_template_version: Option<i64>,
+    /// Where the shop answers: `https://<domain>/` once HTTPS serves, else `http://` and the
+    /// domain or the load balancer's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shop_url: Option<String>,
+    /// The shop's own certificate (`https.certificate: auto`): its status and expiry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
 }
 
 /// The group's latest instance refresh, as AWS reports it.
@@ -250,6 +257,12 @@ impl StackReport {
                 .unwrap_or_else(|| presta_aws::diff::UNKNOWN.to_string())
         };
         let _ = writeln!(out, "  outputs:");
+        if let Some(url) = &o.shop_url {
+            let _ = writeln!(out, "    shop_url     = {url}");
+        }
+        if let Some(c) = &o.certificate {
+            let _ = writeln!(out, "    certificate  = {c}");
+        }
         let _ = writeln!(out, "    alb_dns_name = {}", show(&o.alb_dns_name));
         let _ = writeln!(out, "    tg_arn       = {}", show(&o.tg_arn));
         let _ = writeln!(out, "    db_endpoint  = {}", show(&o.db_endpoint));

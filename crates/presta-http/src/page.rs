@@ -154,12 +154,21 @@ fn stack(h: &mut String, s: &Value) {
 /// The outputs, the shop's address as a link.
 fn outputs(h: &mut String, out: &Value) {
     h.push_str("<table><tr><th>output</th><th>value</th></tr>");
-    if let Some(dns) = out["alb_dns_name"].as_str() {
+    if let Some(url) = out["shop_url"].as_str() {
+        let _ = write!(
+            h,
+            "<tr><td>shop</td><td><a href=\"{u}\">{u}</a></td></tr>",
+            u = esc(url)
+        );
+    } else if let Some(dns) = out["alb_dns_name"].as_str() {
         let _ = write!(
             h,
             "<tr><td>shop</td><td><a href=\"http://{d}/\">http://{d}/</a></td></tr>",
             d = esc(dns)
         );
+    }
+    if let Some(c) = out["certificate"].as_str() {
+        let _ = write!(h, "<tr><td>certificate</td><td>{}</td></tr>", esc(c));
     }
     for key in ["tg_arn", "db_endpoint", "efs_id", "asg_name"] {
         if !out[key].is_null() {

@@ -347,3 +347,30 @@ async fn prune_certificates(run: &Run<'_>, in_use: Option<&str>) {
         }
     }
 }
+
+/// Where the shop answers, for the outputs and the status page.
+pub(super) fn shop_url(run: &Run<'_>, lb: Option<&LoadBalancerLive>) -> Option<String> {
+    let https = ListenerDesired::https_key(run.stack)
+        .and_then(|k| run.snap.get::<Listeners>(&k).cloned())
+        .is_some();
+    match (&run.stack.spec.prestashop.domain, lb) {
+        (Some(d), _) if https => Some(format!("https://{d}/")),
+        (Some(d), _) => Some(format!("http://{d}/")),
+        (None, Some(l)) => Some(format!("http://{}/", l.dns_name)),
+        (None, None) => None,
+    }
+}
+
+/// `ISSUED, expires in 364 days`, `PENDING_VALIDATION`.
+pub(super) fn certificate_summary(c: &CertificateLive) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    match c.not_after {
+        Some(t) if c.status == "ISSUED" => {
+            format!("ISSUED, expires in {} days", (t - now).div_euclid(86_400))
+        }
+        _ => c.status.clone(),
+    }
+}

@@ -207,6 +207,8 @@ async fn converge(run: &Run<'_>, net: &Network) -> (Outputs, Option<RefreshStatu
         efs_id: id_of(&base.fs, |f| f.id.clone()),
         asg_name: id_of(&asg, |a| a.name.clone()),
         launch_template_version: lt.as_ref().map(|l| l.default_version),
+        shop_url: front::shop_url(run, front.lb.as_ref()),
+        certificate: base.cert.as_ref().map(front::certificate_summary),
     };
     (outputs, refresh)
 }
