@@ -632,3 +632,24 @@ async fn a_domain_change_moves_the_records_the_certificate_and_the_shop() {
         assert!(aws.record(name, RrType::Aaaa).await.is_none(), "{name}");
     }
 }
+
+#[test]
+fn the_demo_serves_the_shop_at_its_domain_over_https() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_presta-reconciler"))
+        .current_dir(common::root())
+        .args(["demo", "-f", "config/https/demo.yaml", "--once"])
+        .env_remove("AWS_ENDPOINT_URL")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("shop_url     = https://shop.demo.example.com/"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("certificate  = ISSUED, expires in"),
+        "{stdout}"
+    );
+}

@@ -146,23 +146,36 @@ pub(super) async fn listeners_and_records(
 
 /// The last step, after the rest of the stack: a pending certificate waited for in an apply,
 /// then the listeners moved to it; what the stack no longer declares or uses, deleted.
+/// Returns whether HTTPS serves the shop at the end of the run (or would, in a plan), and
+/// the stack's own certificate as last seen.
 pub(super) async fn finish(
     run: &Run<'_>,
     lb: Option<&LoadBalancerLive>,
     tg: Option<&TargetGroupLive>,
     current: Option<&CertificateLive>,
-) {
+) -> (bool, Option<CertificateLive>) {
     let mut cert_arn = usable_certificate(run, current);
+    let mut last_seen = current.cloned();
     if run.mode == Mode::Apply
         && let Some(c) = current
         && matches!(Certificates::readiness(c), Readiness::Pending(_))
         && cert_arn.as_deref() != Some(c.arn.as_str())
     {
+        // Looked at again first: its validation records were written since stage 1.
+        let scope = presta_aws::Scope {
+            names: vec![c.key.clone()],
+            parents: vec![c.arn.clone()],
+            ..presta_aws::Scope::default()
+        };
+        let latest = match Certificates.observe(run.aws, &scope).await {
+            Ok(mut found) => found.remove(&c.key).unwrap_or_else(|| c.clone()),
+            Err(_) => c.clone(),
+        };
         match crate::wait::wait_ready(
             &Certificates,
             run.aws,
             &c.key,
-            c.clone(),
+            latest,
             run.settings,
             run.stack.name(),
         )
@@ -170,6 +183,7 @@ pub(super) async fn finish(
         {
             Ok(issued) => {
                 cert_arn = Some(issued.arn.clone());
+                last_seen = Some(issued.clone());
                 // The listeners as stage 3 left them (created or changed in this run).
                 let now = match lb {
                     Some(l) => Listeners
@@ -200,6 +214,7 @@ pub(super) async fn finish(
     }
     prune_records(run, current).await;
     prune_certificates(run, cert_arn.as_deref()).await;
+    (cert_arn.is_some() && lb.is_some(), last_seen)
 }
 
 async fn listeners(
@@ -349,10 +364,11 @@ async fn prune_certificates(run: &Run<'_>, in_use: Option<&str>) {
 }
 
 /// Where the shop answers, for the outputs and the status page.
-pub(super) fn shop_url(run: &Run<'_>, lb: Option<&LoadBalancerLive>) -> Option<String> {
-    let https = ListenerDesired::https_key(run.stack)
-        .and_then(|k| run.snap.get::<Listeners>(&k).cloned())
-        .is_some();
+pub(super) fn shop_url(
+    run: &Run<'_>,
+    lb: Option<&LoadBalancerLive>,
+    https: bool,
+) -> Option<String> {
     match (&run.stack.spec.prestashop.domain, lb) {
         (Some(d), _) if https => Some(format!("https://{d}/")),
         (Some(d), _) => Some(format!("http://{d}/")),

@@ -193,7 +193,7 @@ async fn converge(run: &Run<'_>, net: &Network) -> (Outputs, Option<RefreshStatu
     let lt = Box::pin(stage5(run, &base, &front, &data)).await;
     let template_change = refresh::TemplateChange::of(run);
     let (asg, refresh) = Box::pin(stage6(run, net, &base, &lt, template_change)).await;
-    Box::pin(front::finish(
+    let (https, cert) = Box::pin(front::finish(
         run,
         front.lb.as_ref(),
         base.tg.as_ref(),
@@ -207,8 +207,8 @@ async fn converge(run: &Run<'_>, net: &Network) -> (Outputs, Option<RefreshStatu
         efs_id: id_of(&base.fs, |f| f.id.clone()),
         asg_name: id_of(&asg, |a| a.name.clone()),
         launch_template_version: lt.as_ref().map(|l| l.default_version),
-        shop_url: front::shop_url(run, front.lb.as_ref()),
-        certificate: base.cert.as_ref().map(front::certificate_summary),
+        shop_url: front::shop_url(run, front.lb.as_ref(), https),
+        certificate: cert.as_ref().map(front::certificate_summary),
     };
     (outputs, refresh)
 }
