@@ -89,7 +89,26 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let table = format!("arn:aws:dynamodb:*:*:table/{}", args.lease_table);
-    let policy = narrow(&roles, &parameters, &table)?;
+    // Route 53 changes: the stacks' hosted zones, when each is given by its id.
+    let mut zones = Some(BTreeSet::new());
+    for s in &stacks {
+        let Some(dns) = &s.spec.dns else { continue };
+        let id = dns.hosted_zone.trim_start_matches("/hostedzone/");
+        if presta_spec::validate::zone_id_like(id) {
+            if let Some(z) = zones.as_mut() {
+                z.insert(format!("arn:aws:route53:::hostedzone/{id}"));
+            }
+        } else {
+            eprintln!(
+                "note: stack `{}` names its hosted zone `{}` by name: Route 53 changes stay allowed on every zone; write the zone's id in spec.dns.hostedZone to limit them to it",
+                s.name(),
+                dns.hosted_zone
+            );
+            zones = None;
+        }
+    }
+    let mut policy = narrow(&roles, &parameters, &table)?;
+    narrow_zones(&mut policy, zones.as_ref());
     println!("{}", serde_json::to_string_pretty(&policy)?);
     Ok(ExitCode::SUCCESS)
 }
@@ -129,8 +148,46 @@ fn narrow(
     Ok(policy)
 }
 
+/// The Route 53 statement limited to `zones` (ARNs); removed when no stack has a zone;
+/// left on every zone when `zones` is `None` (a zone given by name).
+fn narrow_zones(policy: &mut Value, zones: Option<&BTreeSet<String>>) {
+    let Some(zones) = zones else { return };
+    let Some(statements) = policy["Statement"].as_array_mut() else {
+        return;
+    };
+    let any = Value::from(presta_aws::dns_record::ZONES_ANY);
+    if zones.is_empty() {
+        statements.retain(|st| st["Resource"] != any);
+        return;
+    }
+    for st in statements.iter_mut().filter(|st| st["Resource"] == any) {
+        st["Resource"] = Value::from(zones.iter().cloned().collect::<Vec<_>>());
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn route53_changes_are_limited_to_the_declared_zones() {
+        use super::*;
+        let any = presta_aws::dns_record::ZONES_ANY;
+        let mut policy = presta_aws::iam::reference_policy();
+        let zones = BTreeSet::from(["arn:aws:route53:::hostedzone/Z0123456789ABC".to_string()]);
+        narrow_zones(&mut policy, Some(&zones));
+        let text = policy.to_string();
+        assert!(!text.contains(any) && text.contains("hostedzone/Z0123456789ABC"));
+        let mut policy = presta_aws::iam::reference_policy();
+        narrow_zones(&mut policy, Some(&BTreeSet::new()));
+        assert!(
+            !policy
+                .to_string()
+                .contains("route53:ChangeResourceRecordSets")
+        );
+        let mut policy = presta_aws::iam::reference_policy();
+        narrow_zones(&mut policy, None);
+        assert!(policy.to_string().contains(any));
+    }
+
     use super::*;
 
     #[test]

@@ -91,6 +91,43 @@ impl Kind {
     pub const CERTIFICATE: Kind = Kind::new("certificate");
 }
 
+/// Certificates' tags by ARN, kept for the process: a steady-state observation reads only the
+/// stack's own certificate (`DescribeCertificate`), not the tags of every certificate of its
+/// domain again. A deletion reads the tags afresh ([`Driver::ownership_tags`]).
+#[derive(Debug, Default)]
+pub struct KnownTags(std::sync::Mutex<BTreeMap<String, Tags>>);
+
+impl KnownTags {
+    fn get(&self, arn: &str) -> Option<Tags> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(arn)
+            .cloned()
+    }
+
+    fn put(&self, arn: &str, tags: &Tags) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(arn.to_string(), tags.clone());
+    }
+
+    fn forget(&self, arn: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(arn);
+    }
+}
+
+/// The tags of `arn`: remembered, else read (and remembered).
+async fn known_tags(aws: &Aws, arn: &str) -> Result<Tags, AwsError> {
+    if let Some(t) = aws.certificate_tags.get(arn) {
+        return Ok(t);
+    }
+    let tags = tags_of(aws, arn).await?;
+    aws.certificate_tags.put(arn, &tags);
+    Ok(tags)
+}
+
 /// Every status a certificate can have: `ListCertificates` without a filter leaves some out.
 fn every_status() -> Vec<CertificateStatus> {
     [
@@ -242,9 +279,12 @@ impl Driver for Certificates {
             .filter_map(|s| Some((certificate_key(&s.stack), s.front.as_ref()?.names.clone())))
             .collect();
         let found = crate::calls::bounded(candidates.iter().map(|arn| async move {
-            let tags = match tags_of(aws, arn).await {
+            let tags = match known_tags(aws, arn).await {
                 Ok(t) => t,
-                Err(e) if e.is_not_found() => return Ok(None),
+                Err(e) if e.is_not_found() => {
+                    aws.certificate_tags.forget(arn);
+                    return Ok(None);
+                }
                 Err(e) => return Err(e),
             };
             // The reconciler's (its `Name` is the key; the stack tag says whose it is, which
@@ -255,7 +295,10 @@ impl Driver for Certificates {
             };
             match describe(aws, arn, tags, &key).await {
                 Ok(live) => Ok(Some(live)),
-                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) if e.is_not_found() => {
+                    aws.certificate_tags.forget(arn);
+                    Ok(None)
+                }
                 Err(e) => Err(e),
             }
         }))
@@ -342,6 +385,13 @@ impl Driver for Certificates {
         _diffs: &[FieldDiff],
     ) -> Result<CertificateLive, AwsError> {
         Ok(live.clone())
+    }
+
+    /// Read afresh before a deletion (the observation may have used remembered tags).
+    async fn ownership_tags(&self, aws: &Aws, live: &CertificateLive) -> Result<Tags, AwsError> {
+        let tags = tags_of(aws, &live.arn).await?;
+        aws.certificate_tags.put(&live.arn, &tags);
+        Ok(tags)
     }
 
     async fn delete(&self, aws: &Aws, live: &CertificateLive) -> Result<(), AwsError> {

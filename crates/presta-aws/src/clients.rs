@@ -60,6 +60,8 @@ pub struct ClientSettings {
     pub budget: Option<Arc<crate::ratelimit::ApiBudget>>,
     /// Hosted zone ids by name, shared by every connection built with these settings.
     pub zones: Arc<crate::dns_record::ZoneIds>,
+    /// Certificates' tags by ARN, shared the same way.
+    pub certificate_tags: Arc<crate::certificate::KnownTags>,
 }
 
 /// What a fake of AWS puts in place of the network: the HTTP client every SDK client sends
@@ -85,6 +87,7 @@ impl Default for ClientSettings {
             transport: None,
             budget: None,
             zones: Arc::default(),
+            certificate_tags: Arc::default(),
         }
     }
 }
@@ -108,6 +111,8 @@ pub struct Aws {
     pub listings: Arc<Listings>,
     /// Hosted zone ids by name (kept across connections: see [`ClientSettings::zones`]).
     pub zones: Arc<crate::dns_record::ZoneIds>,
+    /// Certificates' tags by ARN (see [`ClientSettings::certificate_tags`]).
+    pub certificate_tags: Arc<crate::certificate::KnownTags>,
 }
 
 /// What an observation listed region-wide and another step of the same run can reuse: the
@@ -179,6 +184,7 @@ impl Aws {
             route53: client!(aws_sdk_route53, "route53"),
             listings: Arc::default(),
             zones: settings.zones.clone(),
+            certificate_tags: settings.certificate_tags.clone(),
         }
     }
 }

@@ -244,6 +244,9 @@ pub async fn zone_id(aws: &Aws, zone: &str) -> Result<String, AwsError> {
 
 pub struct Records;
 
+/// Every hosted zone, in the reference policy (`iam-policy -f` narrows it to the stacks').
+pub const ZONES_ANY: &str = "arn:aws:route53:::hostedzone/*";
+
 impl Kind {
     pub const DNS_RECORD: Kind = Kind::new("dns_record");
 }
@@ -263,7 +266,7 @@ impl Driver for Records {
                 // the stacks declare.
                 "ChangeRecordsOnlyInTheStacksHostedZones",
                 &["route53:ChangeResourceRecordSets"],
-                json!("arn:aws:route53:::hostedzone/*"),
+                json!(ZONES_ANY),
                 None,
             )]
         },
