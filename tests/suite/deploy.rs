@@ -41,9 +41,20 @@ fn operations_called_by_the_drivers() -> BTreeSet<String> {
     let dir = root().join("crates/presta-aws/src");
     // `adopt.rs` is the takeover a person runs (`import terraform --adopt`) with their own
     // credentials; the daemon's one call from it lives in auto_scaling_group.rs.
+    // A kind split into a folder (`dns_record/`) is read file by file.
     let files = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .flat_map(|p| {
+            if p.is_dir() {
+                std::fs::read_dir(&p)
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .collect()
+            } else {
+                vec![p]
+            }
+        })
         .filter(|p| !p.ends_with("adopt.rs"))
         .chain([root().join("crates/presta-controller/src/lease.rs")]);
     for path in files {

@@ -16,10 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use aws_sdk_route53::types::{
-    AliasTarget, Change as R53Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet,
-    RrType,
-};
+use aws_sdk_route53::types::{ChangeAction, RrType};
 use serde_json::json;
 
 use crate::clients::Aws;
@@ -29,7 +26,10 @@ use crate::error::{AwsError, AwsResultExt};
 use crate::iam::allow;
 use crate::registry::{Deletion, Iam, Observed, Targets, Teardown};
 use crate::tags::Tags;
+use batch::{change, owner_set, record_set, submit, txt_set};
 use fields::*;
+
+mod batch;
 use presta_spec::naming::{MANAGED_BY_VALUE, TAG_MANAGED_BY, TAG_STACK};
 
 /// The fields this kind manages.
@@ -551,90 +551,6 @@ async fn list(
             (live.key.clone(), live)
         })
         .collect())
-}
-
-fn sdk_err(op: &'static str, e: impl std::fmt::Display) -> AwsError {
-    AwsError::unexpected(op, e.to_string())
-}
-
-fn record_set(d: &RecordDesired) -> Result<ResourceRecordSet, AwsError> {
-    let op = "ChangeResourceRecordSets";
-    let mut b = ResourceRecordSet::builder()
-        .name(&d.name)
-        .r#type(RrType::from(d.rtype.as_str()));
-    match &d.target {
-        Target::Alias { dns_name, zone_id } => {
-            b = b.alias_target(
-                AliasTarget::builder()
-                    .dns_name(dns_name)
-                    .hosted_zone_id(zone_id)
-                    .evaluate_target_health(true)
-                    .build()
-                    .map_err(|e| sdk_err(op, e))?,
-            );
-        }
-        Target::Values { ttl, values } => {
-            b = b.ttl(*ttl);
-            for v in values {
-                b = b.resource_records(
-                    ResourceRecord::builder()
-                        .value(v)
-                        .build()
-                        .map_err(|e| sdk_err(op, e))?,
-                );
-            }
-        }
-    }
-    b.build().map_err(|e| sdk_err(op, e))
-}
-
-fn txt_set(name: &str, value: &str) -> Result<ResourceRecordSet, AwsError> {
-    let op = "ChangeResourceRecordSets";
-    ResourceRecordSet::builder()
-        .name(name)
-        .r#type(RrType::Txt)
-        .ttl(VALIDATION_TTL)
-        .resource_records(
-            ResourceRecord::builder()
-                .value(value)
-                .build()
-                .map_err(|e| sdk_err(op, e))?,
-        )
-        .build()
-        .map_err(|e| sdk_err(op, e))
-}
-
-fn owner_set(d: &RecordDesired) -> Result<ResourceRecordSet, AwsError> {
-    txt_set(&owner_name(&d.name, &d.rtype), &owner_value(&d.stack))
-}
-
-fn change(action: ChangeAction, set: &ResourceRecordSet) -> Result<R53Change, AwsError> {
-    R53Change::builder()
-        .action(action)
-        .resource_record_set(set.clone())
-        .build()
-        .map_err(|e| sdk_err("ChangeResourceRecordSets", e))
-}
-
-async fn submit(
-    aws: &Aws,
-    zone_id: &str,
-    changes: Vec<R53Change>,
-    op: &'static str,
-) -> Result<(), AwsError> {
-    let batch = ChangeBatch::builder()
-        .comment("presta-reconciler")
-        .set_changes(Some(changes))
-        .build()
-        .map_err(|e| sdk_err(op, e))?;
-    aws.route53
-        .change_resource_record_sets()
-        .hosted_zone_id(zone_id)
-        .change_batch(batch)
-        .send()
-        .await
-        .map(|_| ())
-        .aws()
 }
 
 #[cfg(test)]
