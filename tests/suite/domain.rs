@@ -470,8 +470,39 @@ async fn a_shop_under_its_own_domain_is_served_over_https_and_its_records_are_ke
             break;
         }
     }
-    drop(daemon);
     assert!(healed, "the daemon puts the deleted alias record back");
+    // What the front door adds to a steady observation: at most 3 calls per stack and run
+    // (ListCertificates, DescribeCertificate, ListResourceRecordSets; the zone's id and the
+    // certificates' tags are remembered).
+    let runs = |d: &common::Daemon| {
+        d.metric(r#"presta_reconcile_runs_total{result="converged",stack="demo"}"#)
+            .unwrap_or(0.0)
+    };
+    daemon.eventually(10, "a converged run", |d| runs(d) >= 1.0);
+    let before = runs(&daemon);
+    env.emu.reset_calls().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let calls = env.emu.calls().unwrap();
+    let after = runs(&daemon);
+    let front: Vec<String> = calls
+        .iter()
+        .filter(|c| c.service == "acm" || c.service == "route53")
+        .map(|c| c.operation.clone())
+        .collect();
+    let n = after - before;
+    assert!(n >= 1.0, "runs happened while counting");
+    assert!(
+        front.len() as f64 <= 3.0 * (n + 1.0),
+        "{} front-door calls over {n} runs: {front:?}",
+        front.len()
+    );
+    assert!(
+        !front
+            .iter()
+            .any(|o| o.contains("hostedzonesbyname") || o == "ListTagsForCertificate"),
+        "remembered, not asked again: {front:?}"
+    );
+    drop(daemon);
     assert_eq!(foreign_records(&aws).await, foreign, "never touched");
 
     // Destroy removes what the product wrote, and nothing else of the zone.
