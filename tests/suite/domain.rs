@@ -574,8 +574,34 @@ async fn a_certificate_not_issued_in_time_keeps_http_serving_until_it_is() {
         Some(&ActionTypeEnum::Forward),
         "HTTP serves the shop meanwhile"
     );
-    std::thread::sleep(std::time::Duration::from_secs(6));
-    env.apply(&file);
+    // The daemon keeps HTTP serving while the certificate is validated, then serves HTTPS
+    // with it once ACM issues it.
+    let daemon = env.serve(&file, &["--interval", "1"]);
+    let mut served = false;
+    for _ in 0..60 {
+        let listeners = aws.listeners().await;
+        assert!(
+            !listeners.is_empty()
+                && (listeners.len() == 2
+                    || listeners[0].default_actions()[0].r#type()
+                        == Some(&ActionTypeEnum::Forward)),
+            "HTTP serves until HTTPS does: {listeners:?}"
+        );
+        if listeners.len() == 2
+            && listeners[0].default_actions()[0]
+                .redirect_config()
+                .is_some()
+        {
+            served = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    drop(daemon);
+    assert!(
+        served,
+        "the daemon serves HTTPS once the certificate is issued"
+    );
     assert_front_door(&aws).await;
 }
 
