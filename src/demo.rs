@@ -12,8 +12,9 @@ use presta_emulator::Emulator;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Desired-state file (or directory) to run.
-    #[arg(short = 'f', long = "file", default_value_os_t = crate::default_config())]
+    /// Desired-state file (or directory) to run: by default the demo shop under its own name,
+    /// over HTTPS, in the emulator's hosted zone `demo.example.com`.
+    #[arg(short = 'f', long = "file", default_value_os_t = crate::demo_config())]
     file: PathBuf,
     /// Name of the seeded network (`presta-<name>-vpc`, `presta-<name>-public-*`, ...).
     #[arg(long, default_value = "demo")]

@@ -184,8 +184,10 @@ pub(crate) fn load_stack(files: &[PathBuf], name: &str) -> anyhow::Result<presta
 }
 
 /// The default desired-state file, relative to the working directory.
-pub(crate) fn default_config() -> PathBuf {
-    PathBuf::from("config/demo.yaml")
+/// The demo's stack: the demo shop under its own name, over HTTPS (`spec.dns` in the
+/// emulator's hosted zone `demo.example.com`).
+pub(crate) fn demo_config() -> PathBuf {
+    PathBuf::from("config/https/demo.yaml")
 }
 
 /// Who runs this command, for approvals recorded in logs and reports: `$USER` (or

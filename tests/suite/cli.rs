@@ -237,10 +237,14 @@ fn demo_once_starts_the_emulator_and_builds_the_demo_stack() {
     assert!(stdout.contains("seeded:   vpc-"), "{stdout}");
     assert!(stdout.contains("stack `demo` is valid"), "{stdout}");
     assert!(
-        stdout.contains("16 create"),
-        "the demo builds the stack: {stdout}"
+        stdout.contains("23 create"),
+        "the demo builds the stack, its certificate, HTTPS and its records: {stdout}"
     );
     assert!(stdout.contains("alb_dns_name = demo-alb-"), "{stdout}");
+    assert!(
+        stdout.contains("shop_url     = https://shop.demo.example.com/"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("export AWS_ENDPOINT_URL=http://127.0.0.1:"),
         "{stdout}"
@@ -450,7 +454,7 @@ fn demo_injects_faults_by_hand_and_still_converges() {
     );
     // 500 and 503 are retried with backoff by the SDK: the stack is built all the same.
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    assert!(stdout.contains("16 create"), "{stdout}");
+    assert!(stdout.contains("23 create"), "{stdout}");
 
     let bad = bin()
         .args([

@@ -386,6 +386,22 @@ impl Driver for Records {
             change(ChangeAction::Upsert, &owner_set(desired)?)?,
         ];
         match submit(aws, &zone_id, changes, "ChangeResourceRecordSets").await {
+            // Our own change, applied though its answer was lost (the SDK sent it again).
+            Err(e)
+                if e.has_code("InvalidChangeBatch")
+                    && e.message.contains("already exists")
+                    && self
+                        .observe(aws, &Self::lookup(desired))
+                        .await
+                        .ok()
+                        .and_then(|mut m| m.remove(&desired.key))
+                        .is_some_and(|l| {
+                            crate::tags::owned_by(&l.tags, &desired.stack)
+                                && l.target == desired.target
+                        }) =>
+            {
+                Ok(live_from(desired, zone_id))
+            }
             // Written meanwhile by someone else: theirs, never overwritten (the next
             // observation reports it).
             Err(mut e)
