@@ -211,6 +211,36 @@ pub fn verdict(f: &Facts) -> Health {
 /// still this close has not been renewed).
 pub const CERTIFICATE_WARNING_DAYS: i64 = 30;
 
+/// What is wrong with a certificate of the stack's own, in words: not issued, its renewal
+/// failed, expired or expiring within [`CERTIFICATE_WARNING_DAYS`]. Pure.
+pub fn certificate_findings(
+    status: &str,
+    renewal: Option<&str>,
+    not_after: Option<i64>,
+    now: i64,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if status != "ISSUED" {
+        out.push(format!("the certificate is {status} (HTTPS waits for it)"));
+    } else if renewal == Some("FAILED") {
+        out.push(
+            "the certificate's renewal failed: check its validation records in the zone"
+                .to_string(),
+        );
+    }
+    if let Some(t) = not_after {
+        let days = (t - now).div_euclid(86_400);
+        if t <= now {
+            out.push("the certificate has expired".to_string());
+        } else if days < CERTIFICATE_WARNING_DAYS {
+            out.push(format!(
+                "the certificate expires in {days} days, under {CERTIFICATE_WARNING_DAYS}: ACM has not renewed it"
+            ));
+        }
+    }
+    out
+}
+
 /// The shop's front door in words: its own certificate (issued, renewed, not about to expire)
 /// and its names (an alias record to the load balancer in the zone). Pure, from the run's
 /// observation.
@@ -225,24 +255,12 @@ fn front_door(stack: &Stack, snap: &Snapshot, now: i64) -> (Vec<String>, Option<
             None => out.push("the shop's certificate does not exist".to_string()),
             Some(c) => {
                 not_after = c.not_after;
-                if c.status != "ISSUED" {
-                    out.push(format!(
-                        "the certificate is {} (HTTPS waits for it)",
-                        c.status
-                    ));
-                } else if c.renewal.as_deref() == Some("FAILED") {
-                    out.push("the certificate's renewal failed: check its validation records in the zone".to_string());
-                }
-                if let Some(t) = c.not_after {
-                    let days = (t - now).div_euclid(86_400);
-                    if t <= now {
-                        out.push("the certificate has expired".to_string());
-                    } else if days < CERTIFICATE_WARNING_DAYS {
-                        out.push(format!(
-                            "the certificate expires in {days} days, under {CERTIFICATE_WARNING_DAYS}: ACM has not renewed it"
-                        ));
-                    }
-                }
+                out.extend(certificate_findings(
+                    &c.status,
+                    c.renewal.as_deref(),
+                    c.not_after,
+                    now,
+                ));
             }
         }
     }
@@ -410,6 +428,31 @@ pub async fn assess(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_certificate_is_degraded_when_pending_failing_to_renew_or_close_to_its_end() {
+        let now = 1_000_000_000;
+        let year = Some(now + 365 * 86_400);
+        assert!(certificate_findings("ISSUED", Some("SUCCESS"), year, now).is_empty());
+        assert!(certificate_findings("ISSUED", None, year, now).is_empty());
+        assert_eq!(
+            certificate_findings("PENDING_VALIDATION", None, None, now),
+            ["the certificate is PENDING_VALIDATION (HTTPS waits for it)"]
+        );
+        assert!(
+            certificate_findings("ISSUED", Some("FAILED"), year, now)[0].contains("renewal failed")
+        );
+        assert_eq!(
+            certificate_findings("ISSUED", None, Some(now + 29 * 86_400 + 5), now),
+            ["the certificate expires in 29 days, under 30: ACM has not renewed it"]
+        );
+        assert!(certificate_findings("ISSUED", None, Some(now + 30 * 86_400), now).is_empty());
+        assert!(
+            certificate_findings("EXPIRED", None, Some(now - 1), now)
+                .iter()
+                .any(|r| r == "the certificate has expired")
+        );
+    }
 
     fn group() -> AutoScalingGroupLive {
         AutoScalingGroupLive {
