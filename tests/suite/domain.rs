@@ -432,6 +432,20 @@ async fn a_shop_under_its_own_domain_is_served_over_https_and_its_records_are_ke
     env.apply(&file);
     assert_front_door(&aws).await;
 
+    // The ownership record of an alias deleted by hand (the alias still points at the stack's
+    // load balancer): written again.
+    let owner = aws
+        .record(&format!("_presta-aaaa.{DOMAIN}"), RrType::Txt)
+        .await
+        .unwrap();
+    aws.change(ChangeAction::Delete, owner).await;
+    let (code, report) = env.plan_json(&file);
+    assert_eq!(code, 2, "{report:#}");
+    let c = common::change(&report, "dns_record", &format!("{DOMAIN} AAAA"));
+    assert_eq!(c["action"], "update", "{c:#}");
+    env.apply(&file);
+    assert_front_door(&aws).await;
+
     // The certificate replaced by hand and deleted: a new one is requested, issued and the
     // listener moved to it.
     let seed_cert = env.emu.network("demo").unwrap().certificate_arn.clone();

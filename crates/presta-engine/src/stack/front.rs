@@ -303,12 +303,44 @@ async fn aliases(run: &Run<'_>, lb: Option<&LoadBalancerLive>) {
         }
         return;
     }
-    futures::future::join_all(
-        desired
-            .iter()
-            .map(|d| run.step(&Records, d, run.snap.get::<Records>(&d.key))),
-    )
+    futures::future::join_all(desired.iter().map(|d| async {
+        let live = run.snap.get::<Records>(&d.key);
+        match live {
+            // Its ownership record deleted by hand, the record itself still pointing at the
+            // stack's own load balancer: the stack's, its ownership written again.
+            Some(l) if l.tags.is_empty() && l.target == d.target => {
+                reclaim(run, d, l).await;
+            }
+            _ => {
+                run.step(&Records, d, live).await;
+            }
+        }
+    }))
     .await;
+}
+
+/// Writes the ownership record of an alias record that points at the stack's load balancer
+/// but has lost it (no other stack's ownership is taken: only records without any).
+async fn reclaim(
+    run: &Run<'_>,
+    desired: &RecordDesired,
+    live: &presta_aws::dns_record::RecordLive,
+) {
+    let mut change = Change::new(Kind::DNS_RECORD, desired.key.clone(), Action::Update)
+        .with_id(Some(Records::id(live)))
+        .with_reason(Some(
+            "its ownership record was missing; the record points at the stack's load balancer: the ownership record is written again"
+                .into(),
+        ));
+    if run.mode == Mode::Apply
+        && let Err(e) = Records.update(run.aws, desired, live, &[]).await
+    {
+        change = Change::new(Kind::DNS_RECORD, desired.key.clone(), Action::Failed)
+            .with_id(Some(Records::id(live)))
+            .with_reason(Some(e.to_string()))
+            .with_failure(&e);
+    }
+    run.record(change);
 }
 
 /// The stack's records that nothing declares any more (a name removed, a certificate's old
