@@ -626,10 +626,14 @@ async fn a_domain_change_moves_the_records_the_certificate_and_the_shop() {
     let file = with_dns(&env);
     env.apply(&file);
     let old_cert = aws.certificate().await.unwrap();
+    // The zone named by its id this time.
     let moved = env.config("moved.yaml", |t| {
         t.replace(
             "  prestashop:\n",
-            "  dns:\n    hostedZone: demo.example.com\n  prestashop:\n    domain: boutique.demo.example.com\n",
+            &format!(
+                "  dns:\n    hostedZone: {}\n  prestashop:\n    domain: boutique.demo.example.com\n",
+                aws.zone_id
+            ),
         )
     });
     let (code, report) = env.plan_json(&moved);

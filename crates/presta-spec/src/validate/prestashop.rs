@@ -299,12 +299,11 @@ pub(super) fn dns(f: &mut Findings, stack: &Stack) {
     }
 }
 
-/// Whether `zone` reads as a hosted zone id (`Z…`, or `/hostedzone/Z…`).
+/// Whether `zone` reads as a hosted zone id (`Z0123…`, or `/hostedzone/Z0123…`): upper-case
+/// letters and digits, no dot (AWS's start with `Z`; other implementations' need not).
 pub fn zone_id_like(zone: &str) -> bool {
     let id = zone.strip_prefix("/hostedzone/").unwrap_or(zone);
-    id.starts_with('Z')
-        && id.len() >= 10
-        && !id.contains('.')
+    (10..=32).contains(&id.len())
         && id
             .chars()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
@@ -317,6 +316,16 @@ fn domain_problem_of_zone(zone: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zone_ids_and_names() {
+        assert!(zone_id_like("Z0123456789ABCDEFGHIJ"));
+        assert!(zone_id_like("/hostedzone/Z0123456789ABC"));
+        assert!(zone_id_like("FBNBO2DNE08ANFRSLQH7BY"));
+        assert!(!zone_id_like("example.com"));
+        assert!(!zone_id_like("EXAMPLE.COM"));
+        assert!(!zone_id_like("shop"));
+    }
 
     #[test]
     fn image_pinning() {
