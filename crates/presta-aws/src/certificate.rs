@@ -303,33 +303,7 @@ impl Driver for Certificates {
             }
         }))
         .await?;
-        let mut out = BTreeMap::new();
-        for mut live in found.into_iter().flatten() {
-            let key = std::mem::take(&mut live.key);
-            let stale = |l: &CertificateLive| format!("{key}@{}", short_id(&l.arn));
-            let current = wanted
-                .get(&key)
-                .is_some_and(|names| same_names(names, &live.names));
-            if !current {
-                live.key = stale(&live);
-                out.insert(live.key.clone(), live);
-                continue;
-            }
-            live.key = key.clone();
-            // Two current ones (a request raced): the issued one, else the lower ARN, stays
-            // current; the other is observed as stale.
-            let (kept, mut other) = match out.remove(&key) {
-                None => (live, None),
-                Some(existing) if prefer(&existing, &live) => (existing, Some(live)),
-                Some(existing) => (live, Some(existing)),
-            };
-            if let Some(o) = other.as_mut() {
-                o.key = stale(o);
-                out.insert(o.key.clone(), o.clone());
-            }
-            out.insert(key.clone(), kept);
-        }
-        Ok(out)
+        Ok(assign_keys(found.into_iter().flatten(), &wanted))
     }
 
     /// Nothing of a certificate is changed in place: other names are another certificate.
@@ -405,6 +379,42 @@ impl Driver for Certificates {
                 .aws(),
         )
     }
+}
+
+/// Keys the stacks' certificates (each found under its `Name` tag): the one whose names are
+/// the stack's under `<stack>-certificate`, the others (old names, or a second one a raced
+/// request made) under `<stack>-certificate@<id>`.
+fn assign_keys(
+    found: impl IntoIterator<Item = CertificateLive>,
+    wanted: &BTreeMap<String, Vec<String>>,
+) -> BTreeMap<String, CertificateLive> {
+    let mut out = BTreeMap::new();
+    for mut live in found {
+        let key = std::mem::take(&mut live.key);
+        let stale = |l: &CertificateLive| format!("{key}@{}", short_id(&l.arn));
+        let current = wanted
+            .get(&key)
+            .is_some_and(|names| same_names(names, &live.names));
+        if !current {
+            live.key = stale(&live);
+            out.insert(live.key.clone(), live);
+            continue;
+        }
+        live.key = key.clone();
+        // Two current ones (a request raced): the issued one, else the lower ARN, stays
+        // current; the other is observed as stale.
+        let (kept, mut other) = match out.remove(&key) {
+            None => (live, None),
+            Some(existing) if prefer(&existing, &live) => (existing, Some(live)),
+            Some(existing) => (live, Some(existing)),
+        };
+        if let Some(o) = other.as_mut() {
+            o.key = stale(o);
+            out.insert(o.key.clone(), o.clone());
+        }
+        out.insert(key.clone(), kept);
+    }
+    out
 }
 
 /// Which of two current certificates of a stack stays current: `true` if `kept`.
@@ -520,6 +530,30 @@ mod tests {
             in_use_by: Vec::new(),
             tags: Tags::new(),
         }
+    }
+
+    #[test]
+    fn the_current_certificate_is_the_one_with_the_stacks_names_issued_first() {
+        let wanted = BTreeMap::from([(
+            "shop-certificate".to_string(),
+            vec!["shop.example.com".to_string()],
+        )]);
+        let mut old = live("arn:aws:acm:r:1:certificate/old", "ISSUED");
+        old.names = vec!["before.example.com".into()];
+        let pending = live("arn:aws:acm:r:1:certificate/a", "PENDING_VALIDATION");
+        let issued = live("arn:aws:acm:r:1:certificate/b", "ISSUED");
+        let keyed = assign_keys([old, pending, issued], &wanted);
+        let keys: Vec<&str> = keyed.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "shop-certificate",
+                "shop-certificate@a",
+                "shop-certificate@old"
+            ]
+        );
+        assert_eq!(keyed["shop-certificate"].status, "ISSUED");
+        assert_eq!(keyed["shop-certificate@a"].key, "shop-certificate@a");
     }
 
     #[test]
