@@ -23,8 +23,13 @@ fn literals(text: &str, prefix: &str) -> BTreeSet<String> {
 
 #[test]
 fn docs_metrics_md_lists_exactly_the_registered_metrics() {
-    let code = read("crates/presta-controller/src/metrics.rs");
-    let code = code.split("#[cfg(test)]").next().unwrap();
+    let module = read("crates/presta-controller/src/metrics/mod.rs");
+    let code = format!(
+        "{}{}",
+        module.split("#[cfg(test)]").next().unwrap(),
+        read("crates/presta-controller/src/metrics/defs.rs")
+    );
+    let code = code.as_str();
     let registered: BTreeSet<String> = literals(code, "presta_")
         .into_iter()
         .filter(|s| s.chars().all(|c| c.is_ascii_lowercase() || c == '_'))

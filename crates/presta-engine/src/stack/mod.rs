@@ -13,7 +13,6 @@
 //! dependency is created reads `(known after apply)`; in an apply, a resource whose dependency
 //! is missing, pending or failed waits (and says on what) while the rest converges.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use presta_aws::auto_scaling_group::{
@@ -25,12 +24,12 @@ use presta_aws::db_subnet_group::{DbSubnetGroupDesired, DbSubnetGroupLive, DbSub
 use presta_aws::file_system::{FileSystemDesired, FileSystemLive, FileSystems};
 use presta_aws::launch_template::{LaunchTemplateDesired, LaunchTemplateLive, LaunchTemplates};
 use presta_aws::load_balancer::{LoadBalancerDesired, LoadBalancerLive, LoadBalancers};
-use presta_aws::mount_target::{self, MountTargetDesired, MountTargets};
+
 use presta_aws::network::Network;
 use presta_aws::parameter::{ParameterDesired, ParameterLive, Parameters};
 use presta_aws::security_group::{SecurityGroupDesired, SecurityGroupLive, SecurityGroups};
 use presta_aws::target_group::{TargetGroupDesired, TargetGroupLive, TargetGroups};
-use presta_aws::{Action, Aws, Change, Driver, Kind, Mode};
+use presta_aws::{Action, Aws, Change, Kind, Mode};
 use presta_spec::Stack;
 use presta_spec::model::Enforcement;
 use presta_spec::naming::Component;
@@ -42,6 +41,7 @@ use crate::data::DbSource;
 use crate::report::{Outputs, RefreshStatus, StackReport};
 use crate::snapshot::Snapshot;
 
+mod files;
 mod front;
 mod promote;
 mod refresh;
@@ -425,7 +425,7 @@ async fn stage4(run: &Run<'_>, net: &Network, base: &Base, back: &Back) -> Data 
                 (_, None) => run.step(&DbInstances, &db_d, None).await,
             }
         },
-        mount_targets(run, net, &fs_id, &efs_sg_id, &efs_missing),
+        files::mount_targets(run, net, &fs_id, &efs_sg_id, &efs_missing),
     );
     Data { db }
 }
@@ -565,44 +565,6 @@ async fn stage6(
         );
     }
     (asg, refresh)
-}
-
-async fn mount_targets(
-    run: &Run<'_>,
-    net: &Network,
-    fs_id: &str,
-    efs_sg_id: &str,
-    missing: &[String],
-) {
-    let desired = MountTargetDesired::for_network(net, fs_id, efs_sg_id);
-    if run.blocked_by_missing(missing) {
-        for d in &desired {
-            run.waiting(Kind::MOUNT_TARGET, MountTargets::name(d), missing);
-        }
-        return;
-    }
-    futures::future::join_all(desired.iter().map(|d| {
-        run.step(
-            &MountTargets,
-            d,
-            run.snap.get::<MountTargets>(&MountTargets::name(d)),
-        )
-    }))
-    .await;
-    let wanted: BTreeSet<String> = desired.iter().map(MountTargets::name).collect();
-    for extra in run.snap.values::<MountTargets>().filter(|m| {
-        m.file_system_id == fs_id
-            && !wanted.contains(&mount_target::key(&m.file_system_id, &m.subnet_id))
-    }) {
-        let name = mount_target::key(&extra.file_system_id, &extra.subnet_id);
-        run.prune(
-            &MountTargets,
-            &name,
-            extra,
-            "in a subnet the stack no longer uses",
-        )
-        .await;
-    }
 }
 
 /// How long `apply` waits for a resource to become usable by default.
