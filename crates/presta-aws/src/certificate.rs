@@ -42,6 +42,7 @@ pub struct ValidationRecord {
 
 #[derive(Debug, Clone)]
 pub struct CertificateDesired {
+    pub stack: String,
     /// `<stack>-certificate`.
     pub key: String,
     /// The domain (the certificate's subject), then the extra names.
@@ -58,6 +59,7 @@ impl CertificateDesired {
         }
         let key = certificate_key(stack.name());
         Some(CertificateDesired {
+            stack: stack.name().to_string(),
             tags: role_tags(stack.name(), ROLE, &key, &stack.metadata.labels),
             key,
             names: front.names,
@@ -186,7 +188,7 @@ impl Driver for Certificates {
     }
 
     fn lookup(desired: &CertificateDesired) -> Scope {
-        let mut names = StackNames::deterministic(desired.key.trim_end_matches("-certificate"), "");
+        let mut names = StackNames::deterministic(&desired.stack, "");
         names.front = Some(presta_spec::naming::FrontNames {
             hosted_zone: String::new(),
             names: desired.names.clone(),
