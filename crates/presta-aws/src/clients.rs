@@ -106,6 +106,12 @@ pub struct Aws {
     pub acm: aws_sdk_acm::Client,
     /// Route 53 (a global service: the records of the shops' hosted zones).
     pub route53: aws_sdk_route53::Client,
+    /// The daemon's event plumbing: its queue, its rule and heartbeat, the trail check, and
+    /// the account the queue's policy names.
+    pub sqs: aws_sdk_sqs::Client,
+    pub events: aws_sdk_eventbridge::Client,
+    pub cloudtrail: aws_sdk_cloudtrail::Client,
+    pub sts: aws_sdk_sts::Client,
     /// Region-wide listings this connection's observation made, for a later step of the same
     /// run to reuse instead of listing again.
     pub listings: Arc<Listings>,
@@ -182,6 +188,10 @@ impl Aws {
             ssm: client!(aws_sdk_ssm, "ssm"),
             acm: client!(aws_sdk_acm, "acm"),
             route53: client!(aws_sdk_route53, "route53"),
+            sqs: client!(aws_sdk_sqs, "sqs"),
+            events: client!(aws_sdk_eventbridge, "events"),
+            cloudtrail: client!(aws_sdk_cloudtrail, "cloudtrail"),
+            sts: client!(aws_sdk_sts, "sts"),
             listings: Arc::default(),
             zones: settings.zones.clone(),
             certificate_tags: settings.certificate_tags.clone(),

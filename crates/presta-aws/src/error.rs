@@ -83,6 +83,9 @@ const NOT_FOUND_CODES: &[&str] = &[
     // ACM: a certificate that is gone; Route 53: a hosted zone that is gone.
     "ResourceNotFoundException",
     "NoSuchHostedZone",
+    // SQS: a queue that is gone (JSON and query protocols).
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
 ];
 
 /// The codes with which each service says it throttles.

@@ -8,7 +8,7 @@
 
 use serde_json::{Value, json};
 
-use crate::registry::KINDS;
+use crate::registry::{DAEMON_KINDS, KINDS};
 use presta_spec::naming::{MANAGED_BY_VALUE, TAG_MANAGED_BY};
 
 /// The stacks' parameters (narrowed to each stack's prefix by `iam-policy -f`).
@@ -70,6 +70,7 @@ pub fn reference_policy() -> Value {
     let reads = union(
         KINDS
             .iter()
+            .chain(DAEMON_KINDS)
             .map(|k| k.iam().read)
             .chain(std::iter::once(OTHER_READS)),
     );
@@ -81,7 +82,12 @@ pub fn reference_policy() -> Value {
         json!("*"),
         None,
     )];
-    statements.extend(KINDS.iter().flat_map(|k| (k.iam().statements)()));
+    statements.extend(
+        KINDS
+            .iter()
+            .chain(DAEMON_KINDS)
+            .flat_map(|k| (k.iam().statements)()),
+    );
     statements.push(allow(
         "CreateOnlyWithTheOwnershipTag",
         &creates,
@@ -159,6 +165,10 @@ mod tests {
             ("ssm", "ssm"),
             ("acm", "acm"),
             ("route53", "route53"),
+            ("sqs", "sqs"),
+            ("events", "events"),
+            ("cloudtrail", "cloudtrail"),
+            ("sts", "sts"),
         ];
         let mut path = format!("{}/src/{file}", env!("CARGO_MANIFEST_DIR"));
         // A kind split into a folder: its `mod.rs`.
@@ -228,10 +238,34 @@ mod tests {
     }
 
     #[test]
+    fn every_call_of_the_event_plumbing_is_declared_by_its_kinds() {
+        let declared: BTreeSet<String> = DAEMON_KINDS
+            .iter()
+            .flat_map(|k| k.iam().all())
+            .map(|a| {
+                let (p, op) = a.split_once(':').unwrap();
+                format!("{p}:{}", squash(op))
+            })
+            .collect();
+        let mut called = BTreeSet::new();
+        for file in ["events/queue.rs", "events/rule.rs", "events/mod.rs"] {
+            called.extend(calls_in(file));
+        }
+        assert!(called.contains("sqs:receivemessage"), "{called:?}");
+        // `DeleteMessageBatch` is allowed by `sqs:DeleteMessage`.
+        let called: BTreeSet<String> = called
+            .into_iter()
+            .map(|c| c.replace("deletemessagebatch", "deletemessage"))
+            .collect();
+        let missing: Vec<_> = called.difference(&declared).collect();
+        assert!(missing.is_empty(), "the event plumbing calls {missing:?} undeclared");
+    }
+
+    #[test]
     fn the_policy_holds_every_declared_action_bounded() {
         let policy = reference_policy();
         let text = policy.to_string();
-        for entry in KINDS {
+        for entry in KINDS.iter().chain(DAEMON_KINDS) {
             for a in entry.iam().all() {
                 assert!(text.contains(&format!("\"{a}\"")), "{a} not granted");
             }

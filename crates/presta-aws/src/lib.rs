@@ -30,6 +30,7 @@ pub mod db_status;
 pub mod db_subnet_group;
 pub mod dns_record;
 pub mod efs_policies;
+pub mod events;
 pub mod file_system;
 pub mod instances;
 pub mod launch_template;

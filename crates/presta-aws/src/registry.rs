@@ -54,6 +54,14 @@ pub static KINDS: &[&dyn KindEntry] = &[
     &AutoScalingGroups,
 ];
 
+/// The daemon's own kinds (`serve --events auto`): one of each per region and daemon, not per
+/// stack, so the stacks' observation never lists them; [`crate::events::ensure`] observes and
+/// heals them, `presta-reconciler events remove` deletes them, the IAM policy grants them.
+pub static DAEMON_KINDS: &[&dyn KindEntry] = &[
+    &crate::events::EventQueues,
+    &crate::events::EventRules,
+];
+
 /// Every kind's label, in registry order.
 pub fn kinds() -> impl Iterator<Item = Kind> {
     KINDS.iter().map(|e| e.kind())

@@ -26,6 +26,11 @@ Extra routes (never used by the product, only by tests and the benchmark):
                                 -> the target group's registered targets (all, or one) answer
                                    this state in DescribeTargetHealth (healthy: moto's own)
   PUT    /_presta/acm?arn=ARN&not_after=EPOCH -> the certificate's NotAfter (no value: moto's own)
+  PUT    /_presta/events?delay=SECONDS[&enabled=0|1]
+                                -> the CloudTrail-shaped events of mutating calls (and the
+                                   services' own change events) are put on the default bus
+                                   SECONDS after the call (default --event-delay, 1 s); enabled=0
+                                   stops them (cloudtrail_events.py)
   PUT    /_presta/latency?ms=N -> every AWS call answers N ms later (0: off), to
                                   stop a client at chosen points of a run
   PUT    /_presta/faults?rate=R&seed=S[&services=ec2,rds][&operations=A,B][&kinds=K,L]
@@ -62,6 +67,8 @@ import threading
 import time
 import uuid
 from typing import Any
+
+import cloudtrail_events
 
 # Dummy credentials: the emulator never talks to AWS, and boto3 (used by the
 # seed) must not look for real ones.
@@ -784,11 +791,12 @@ class Faults:
 
 
 class Instrumented:
-    def __init__(self, app: Any, log: CallLog) -> None:
+    def __init__(self, app: Any, log: CallLog, publisher: Any) -> None:
         self.app = app
         self.log = log
         self.latency_ms = 0.0
         self.faults = Faults()
+        self.publisher = publisher
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -857,6 +865,10 @@ class Instrumented:
             else:
                 ACM_NOT_AFTER.pop(q.get("arn", ""), None)
             data = json.dumps({"not_after": ACM_NOT_AFTER}).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+            return [data]
+        if path == "/_presta/events":
+            data = json.dumps(self.publisher.configure(environ.get("QUERY_STRING", ""))).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
             return [data]
         if path == "/_presta/latency":
@@ -942,6 +954,14 @@ class Instrumented:
                           "ms": round((time.perf_counter() - started) * 1000, 2), "agent": agent, "fault": fault})
             return [data]
         result = self.app(environ, _start)
+        if service in cloudtrail_events.SOURCES and cloudtrail_events.is_mutating(
+                service, operation, environ.get("REQUEST_METHOD", "GET")):
+            chunks = list(result)
+            if hasattr(result, "close"):
+                result.close()
+            result = chunks
+            if 200 <= int(status_holder.get("status", "0")) < 300:
+                self.publisher.on_call(environ, service, operation, body, b"".join(chunks))
         entry = {
             "service": service,
             "operation": operation,
@@ -1025,6 +1045,20 @@ def seed(endpoint: str, region: str, name: str) -> dict[str, Any]:
             "ResourceRecordSet": {"Name": record["Name"], "Type": "CNAME", "TTL": 300,
                                   "ResourceRecords": [{"Value": record["Value"]}]}}]})
 
+    # A trail that logs management events, as an account that uses `serve --events` has (the
+    # daemon checks for one, never creates one).
+    s3 = boto3.client("s3", region_name=region, endpoint_url=endpoint)
+    cloudtrail = boto3.client("cloudtrail", region_name=region, endpoint_url=endpoint)
+    trail = f"{prefix}-trail"
+    if not any(t["Name"] == trail for t in cloudtrail.describe_trails()["trailList"]):
+        bucket = f"{prefix}-trail-logs"
+        try:
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+        except s3.exceptions.BucketAlreadyOwnedByYou:
+            pass
+        cloudtrail.create_trail(Name=trail, S3BucketName=bucket)
+        cloudtrail.start_logging(Name=trail)
+
     return {
         "name": name,
         "region": region,
@@ -1057,6 +1091,8 @@ def main() -> int:
     parser.add_argument("--seed", action="append", default=[], metavar="NAME",
                         help="seed the network presta-NAME-* (repeatable)")
     parser.add_argument("--region", default="eu-west-3", help="region of the seeded network")
+    parser.add_argument("--event-delay", type=float, default=1.0,
+                        help="seconds between a mutating call and its CloudTrail-shaped event on the bus (default 1)")
     parser.add_argument("--no-stdin-watch", action="store_true",
                         help="keep running when stdin closes (for running by hand in the background)")
     args = parser.parse_args()
@@ -1078,7 +1114,8 @@ def main() -> int:
     _patch_route53()
 
     log = CallLog()
-    app = Instrumented(DomainDispatcherApplication(create_backend_app), log)
+    app = Instrumented(DomainDispatcherApplication(create_backend_app), log,
+                       cloudtrail_events.Publisher(args.event_delay))
     server = make_server(args.host, args.port, app, threaded=True)
     port = server.server_address[1]
     endpoint = f"http://{args.host}:{port}"
