@@ -109,7 +109,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     show_env();
     let base = format!("http://{}", args.listen);
     println!(
-        "\nThe daemon builds the stack on its first run, then keeps it converged (every {}s). Try:",
+        "\nThe daemon builds the stack on its first run, then keeps it converged: AWS's change events trigger a run within seconds (the emulator publishes them as CloudTrail would), and every {}s it looks anyway. Try:",
         args.interval
     );
     println!("  curl -s {base}/stacks/demo | jq '.state, .outputs'");
@@ -117,7 +117,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     println!("  curl -s -X POST '{base}/reconcile/demo?wait=true' | jq '.results[0].result'");
     println!("Ctrl-C stops the daemon and the emulator.");
     println!(
-        "\n$ presta-reconciler serve -f {} --listen {} --interval {}",
+        "\n$ presta-reconciler serve -f {} --listen {} --interval {} --events auto",
         args.file.display(),
         args.listen,
         args.interval
@@ -188,6 +188,8 @@ fn run_daemon(
         .arg(args.listen.to_string())
         .arg("--interval")
         .arg(args.interval.to_string())
+        .arg("--events")
+        .arg("auto")
         .envs(emulator.env())
         .env_remove("AWS_PROFILE");
     let status = tokio::runtime::Builder::new_current_thread()

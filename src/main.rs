@@ -5,6 +5,7 @@
 mod bootstrap_cmd;
 mod demo;
 mod destroy_cmd;
+mod events_cmd;
 mod exec_cmd;
 mod iam_policy_cmd;
 mod import_cmd;
@@ -72,6 +73,10 @@ enum Command {
     /// PrestaShopStack and a report of what is not carried over; `--adopt` adds the ownership
     /// tags (nothing else) and plans it. See docs/migrate-from-terraform.md.
     Import(import_cmd::Args),
+    /// The daemon's change-event plumbing (`serve --events`): `pattern` prints the EventBridge
+    /// rule's pattern, `status` shows the queue, rule and trail of a region, `remove` deletes
+    /// the daemon's queue and rule.
+    Events(events_cmd::Args),
     /// Starts the local AWS emulator, seeds the demo network and runs the daemon on the demo
     /// stack against it.
     Demo(demo::Args),
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => demo::run(&args),
+        Command::Events(args) => events_cmd::run(&args),
         Command::Import(args) => import_cmd::run(&args),
         Command::Exec(args) => exec_cmd::run(&args),
         Command::RotateDbPassword(args) => rotate_cmd::run(&args),

@@ -36,7 +36,6 @@ pub struct Args {
     /// File holding the bearer token that `POST /reconcile*` and `/stacks/*/plan` require.
     #[arg(long, env = "PRESTA_TOKEN_FILE", value_name = "PATH")]
     token_file: Option<PathBuf>,
-    /// Seconds between two runs of a converged stack (spread by ±10%).
     /// The API budget: requests a second (and burst) per AWS service and region, that every
     /// request waits for, e.g. `--aws-rate ec2=10 --aws-rate rds=5/10` (repeatable; the
     /// other services keep their defaults, below AWS's refill rates: docs/reconciliation.md).
@@ -50,8 +49,30 @@ pub struct Args {
     /// No client-side API budget (AWS's throttling and the SDK's adaptive retry only).
     #[arg(long = "no-aws-budget")]
     no_aws_budget: bool,
+    /// Seconds between two runs of a converged stack (spread by ±10%); with events flowing,
+    /// of a stack pending, blocked, held or failing.
     #[arg(long, default_value_t = 60, env = "PRESTA_INTERVAL", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     interval: u64,
+    /// Where AWS's change events come from: `auto` (the daemon keeps an SQS queue and an
+    /// EventBridge rule in each region it manages), `sqs:QUEUE_URL` (a queue and rule made by
+    /// someone else; `presta-reconciler events pattern` prints the rule's pattern) or `off`
+    /// (polling only). docs/events.md.
+    #[arg(long, default_value = "off", env = "PRESTA_EVENTS", value_name = "auto|sqs:URL|off")]
+    events: String,
+    /// The name of the daemon's queue and rule (`--events auto`): daemons sharing an account
+    /// and region need different names.
+    #[arg(long, default_value = presta_aws::events::DEFAULT_NAME, env = "PRESTA_EVENTS_NAME")]
+    events_name: String,
+    /// With events flowing: seconds between two runs of a converged stack (the safety net).
+    #[arg(long, default_value_t = 600, env = "PRESTA_RESYNC_INTERVAL", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    resync_interval: u64,
+    /// Seconds between two heartbeats put on the bus; a region whose heartbeat has not come
+    /// back for two of them falls back to polling at --interval.
+    #[arg(long, default_value_t = 60, env = "PRESTA_HEARTBEAT_INTERVAL", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    heartbeat_interval: u64,
+    /// Milliseconds between an event and the run it asks for: a burst makes one run.
+    #[arg(long, default_value_t = 1000, env = "PRESTA_EVENTS_DEBOUNCE_MS", value_name = "MS")]
+    events_debounce_ms: u64,
     /// Stacks reconciled at once.
     #[arg(long, default_value_t = 8, env = "PRESTA_CONCURRENCY", value_parser = clap::value_parser!(u64).range(1..=256))]
     concurrency: u64,
@@ -101,6 +122,40 @@ pub struct Args {
     /// host name and process id).
     #[arg(long, env = "PRESTA_REPLICA_ID")]
     replica_id: Option<String>,
+}
+
+/// `--events`: how change events reach the daemon, or `None` for polling only.
+fn events_settings(
+    args: &Args,
+    id: &str,
+) -> anyhow::Result<Option<presta_controller::events::EventSettings>> {
+    use presta_controller::events::{EventSettings, EventSource};
+    let source = match args.events.as_str() {
+        "off" => return Ok(None),
+        "auto" => EventSource::Auto {
+            name: args.events_name.clone(),
+        },
+        other => match other.strip_prefix("sqs:") {
+            Some(url) if url.starts_with("http") => EventSource::Queue {
+                url: url.to_string(),
+            },
+            _ => bail!(
+                "--events `{other}`: expected auto, sqs:QUEUE_URL or off\n  help: e.g. --events auto, or --events sqs:https://sqs.eu-west-3.amazonaws.com/123456789012/my-queue"
+            ),
+        },
+    };
+    if args.resync_interval < args.interval {
+        bail!(
+            "--resync-interval {} is shorter than --interval {}: the resync of converged stacks is the slow safety net while events flow\n  help: e.g. --interval 60 --resync-interval 600",
+            args.resync_interval,
+            args.interval
+        );
+    }
+    Ok(Some(EventSettings {
+        source,
+        heartbeat: Duration::from_secs(args.heartbeat_interval),
+        daemon: id.to_string(),
+    }))
 }
 
 /// `dynamodb:TABLE` → TABLE.
@@ -223,7 +278,13 @@ async fn serve(
         Some(spec) => Some(lease(args, spec, &id, &client, &stacks).await?),
         None => None,
     };
-    let (engine, settings) = engine_and_settings(args, client, lease.as_ref());
+    let events = events_settings(args, &id)?;
+    let events_client = client.clone();
+    let (engine, mut settings) = engine_and_settings(args, client, lease.as_ref());
+    if events.is_some() {
+        settings.resync_interval = Some(Duration::from_secs(args.resync_interval));
+        settings.events_debounce = Duration::from_millis(args.events_debounce_ms);
+    }
     let metrics = Metrics::new();
     let names: Vec<String> = stacks.iter().map(|s| s.name().to_string()).collect();
     let controller = Controller::new(engine, metrics, settings, stacks, sources(&args.files));
@@ -258,6 +319,16 @@ async fn serve(
     if lease.is_some() {
         tracing::info!(replica = %id, lease = %args.lease_name, "waiting for the lease: this replica reconciles only while it holds it");
     }
+    let eventing = events.map(|ev| {
+        tracing::info!(source = ?ev.source, resync_seconds = args.resync_interval, heartbeat_seconds = args.heartbeat_interval, "change events on: converged stacks are resynced at --resync-interval while events flow");
+        let bus = Arc::new(presta_controller::events::AwsEventBus::new(
+            events_client,
+            Arc::new(controller.metrics().clone()),
+            ev.source.clone(),
+        ));
+        let me = controller.clone();
+        tokio::spawn(async move { me.run_events(bus, ev).await })
+    });
     let drain = Duration::from_secs(args.drain_timeout);
     let looping = controller.clone();
     let control = tokio::spawn(async move { looping.run(drain).await });
@@ -284,6 +355,9 @@ async fn serve(
     );
     controller.shutdown();
     let _ = stop_tx.send(true);
+    if let Some(e) = eventing {
+        e.abort();
+    }
     let drained = stop(drain, control, server, reload, leasing).await;
     tracing::info!(drained, "stopped");
     Ok(ExitCode::SUCCESS)

@@ -30,6 +30,7 @@ use presta_engine::Engine;
 use presta_engine::report::StackReport;
 
 mod commands;
+pub mod events;
 pub mod lease;
 #[cfg(test)]
 mod lease_tests;
@@ -77,6 +78,15 @@ struct Entry {
     presumed_existing: Option<String>,
     /// The last maintenance command run on the stack's instances, and when it ended.
     last_command: Option<(SystemTime, Arc<presta_aws::commands::CommandRun>)>,
+    /// The earliest change event not yet healed (for `presta_event_heal_seconds`).
+    event_at: Option<SystemTime>,
+    /// The next resync is spread across the resync interval (first one in events mode).
+    spread_resync: bool,
+    /// When the current or last run started.
+    started_at: Option<Instant>,
+    /// The names and ids of what the last run changed, and when it ended: the services' own
+    /// events about them (which carry no User-Agent) are the daemon's echo, not drift.
+    wrote: Option<(Instant, std::collections::BTreeSet<String>)>,
 }
 
 impl Entry {
@@ -100,6 +110,10 @@ impl Entry {
             approved_by: None,
             presumed_existing: None,
             last_command: None,
+            event_at: None,
+            spread_resync: true,
+            started_at: None,
+            wrote: None,
         }
     }
 }
@@ -115,6 +129,8 @@ struct State {
     orphans_due: Instant,
     /// Start times of the batches whose observation has not finished.
     observing: std::collections::BTreeSet<Instant>,
+    /// The event path of each region (`serve --events`); empty with events off.
+    events: BTreeMap<String, events::RegionEvents>,
 }
 
 struct Inner {
@@ -187,6 +203,7 @@ impl Controller {
                     orphans: Default::default(),
                     orphans_due: now,
                     observing: Default::default(),
+                    events: BTreeMap::new(),
                 }),
                 wake: Notify::new(),
                 finished: watch::channel(0).0,

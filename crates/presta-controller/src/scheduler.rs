@@ -30,11 +30,16 @@ pub(crate) struct Requeue {
 /// refused-retry delay (retrying soon would only repeat it; a configuration change or a
 /// trigger runs it earlier), another failure backs off exponentially, a stack still waiting
 /// for AWS is looked at again soon, anything else one (jittered) interval later.
+///
+/// With events flowing in the stack's region (`resync`: the resync interval), a converged
+/// stack waits the resync interval instead (`spread`: a random part of it, the first time);
+/// a stack pending, blocked, held, gated or failing keeps the short delays.
 pub(crate) fn requeue(
     result: RunResult,
     refused: bool,
     failures: u32,
     settings: &ControllerSettings,
+    resync: Option<(Duration, bool)>,
 ) -> Requeue {
     let ok = |delay, success| Requeue {
         delay,
@@ -55,7 +60,11 @@ pub(crate) fn requeue(
         RunResult::Held => ok(settings.jittered_interval(), false),
         RunResult::Gated => ok(settings.jittered_interval(), true),
         RunResult::Pending => ok(settings.pending_requeue, false),
-        RunResult::Converged | RunResult::Blocked => ok(settings.jittered_interval(), true),
+        RunResult::Converged => match resync {
+            Some((every, spread)) => ok(settings.resync_delay(every, spread), true),
+            None => ok(settings.jittered_interval(), true),
+        },
+        RunResult::Blocked => ok(settings.jittered_interval(), true),
     }
 }
 
@@ -76,6 +85,7 @@ impl Controller {
             }
             if e.due <= now {
                 e.running = true;
+                e.started_at = Some(now);
                 e.follow_up = false;
                 e.runs_started += 1;
                 batch.push(e.stack.clone());
@@ -133,6 +143,11 @@ impl Controller {
             // The batch's observation is over once one of its stacks reports.
             st.observing.remove(&started.0);
             note_observation(&mut st, &report, started.0);
+            let events_flow = st.stacks.get(&report.stack).is_some_and(|e| {
+                st.events
+                    .get(&e.stack.spec.region)
+                    .is_some_and(|r| r.mode == crate::events::SyncMode::Events)
+            });
             if let Some(e) = st.stacks.get_mut(&report.stack) {
                 e.running = false;
                 e.runs_done += 1;
@@ -140,7 +155,24 @@ impl Controller {
                 e.last_run_at = Some(now);
                 let refused = result == RunResult::Error && refused_only(&report);
                 e.refused = refused;
-                let next = requeue(result, refused, e.failures, settings);
+                let resync = settings
+                    .resync_interval
+                    .filter(|_| events_flow)
+                    .map(|every| (every, e.spread_resync));
+                let next = requeue(result, refused, e.failures, settings, resync);
+                if resync.is_some() && result == RunResult::Converged {
+                    e.spread_resync = false;
+                }
+                if result == RunResult::Converged
+                    && !e.follow_up
+                    && let Some(at) = e.event_at.take()
+                {
+                    self.inner
+                        .metrics
+                        .event_heal
+                        .with_label_values::<&str>(&[])
+                        .observe(now.duration_since(at).unwrap_or_default().as_secs_f64());
+                }
                 e.failures = next.failures;
                 if next.success {
                     e.last_success_at = Some(now);
@@ -156,10 +188,23 @@ impl Controller {
                     tracing::warn!(stack = %e.stack.name(), plan_hash = %h.plan_hash, changes = h.changes, max_changes_per_run = h.max_changes_per_run, reason = %h.reason, "stack held: the plan waits for approval (POST /stacks/{{stack}}/approve)");
                 }
                 e.due = if e.follow_up {
-                    Instant::now()
+                    // At most one run per debounce window.
+                    let window = e.started_at.map(|t| t + settings.events_debounce);
+                    window.map_or_else(Instant::now, |w| w.max(Instant::now()))
                 } else {
                     Instant::now() + delay
                 };
+                if report.applied() {
+                    let wrote: std::collections::BTreeSet<String> = report
+                        .changes
+                        .iter()
+                        .filter(|c| c.is_pending())
+                        .flat_map(|c| std::iter::once(c.name.clone()).chain(c.id.clone()))
+                        .collect();
+                    if !wrote.is_empty() {
+                        e.wrote = Some((Instant::now(), wrote));
+                    }
+                }
                 let changed = report.changes.iter().filter(|c| c.is_pending()).count();
                 let blocked = report.blocked();
                 let duration_ms = report.duration.as_millis() as u64;
@@ -289,24 +334,45 @@ mod tests {
     #[test]
     fn failures_back_off_and_count_a_refusal_waits_long_success_resets() {
         let s = settings();
-        let first = requeue(RunResult::Error, false, 0, &s);
+        let first = requeue(RunResult::Error, false, 0, &s, None);
         assert_eq!((first.failures, first.success), (1, false));
         assert_eq!(first.delay, s.backoff(1));
-        let third = requeue(RunResult::Error, false, 2, &s);
+        let third = requeue(RunResult::Error, false, 2, &s, None);
         assert_eq!(third.failures, 3);
         assert!(third.delay >= first.delay, "{third:?} {first:?}");
-        let refused = requeue(RunResult::Error, true, 0, &s);
+        let refused = requeue(RunResult::Error, true, 0, &s, None);
         assert_eq!(refused.delay, s.refused_retry);
         assert_eq!(refused.failures, 1);
         assert!(refused.delay > third.delay);
-        let ok = requeue(RunResult::Converged, false, 5, &s);
+        let ok = requeue(RunResult::Converged, false, 5, &s, None);
         assert_eq!((ok.failures, ok.success), (0, true));
         assert!(ok.delay <= s.interval + s.interval / 2, "{ok:?}");
-        let pending = requeue(RunResult::Pending, false, 5, &s);
+        let pending = requeue(RunResult::Pending, false, 5, &s, None);
         assert_eq!(pending.delay, s.pending_requeue);
         assert!(!pending.success && pending.failures == 0);
-        let held = requeue(RunResult::Held, false, 1, &s);
+        let held = requeue(RunResult::Held, false, 1, &s, None);
         assert!(!held.success && held.failures == 0);
-        assert!(requeue(RunResult::Blocked, false, 1, &s).success);
+        assert!(requeue(RunResult::Blocked, false, 1, &s, None).success);
+    }
+
+    #[test]
+    fn with_events_flowing_a_converged_stack_waits_the_resync_interval_the_others_do_not() {
+        let s = settings();
+        let every = Duration::from_secs(600);
+        let ok = requeue(RunResult::Converged, false, 0, &s, Some((every, false)));
+        assert_eq!(ok.delay, every);
+        let spread: Vec<Duration> = (0..50)
+            .map(|_| requeue(RunResult::Converged, false, 0, &s, Some((every, true))).delay)
+            .collect();
+        assert!(spread.iter().all(|d| *d >= every / 10 && *d <= every), "{spread:?}");
+        assert!(spread.iter().collect::<std::collections::BTreeSet<_>>().len() > 40, "spread, not fixed");
+        for short in [RunResult::Blocked, RunResult::Held, RunResult::Gated] {
+            let r = requeue(short, false, 0, &s, Some((every, false)));
+            assert!(r.delay <= s.interval + s.interval / 2, "{short:?}: {r:?}");
+        }
+        let pending = requeue(RunResult::Pending, false, 0, &s, Some((every, false)));
+        assert_eq!(pending.delay, s.pending_requeue);
+        let failed = requeue(RunResult::Error, false, 0, &s, Some((every, false)));
+        assert_eq!(failed.delay, s.backoff(1));
     }
 }

@@ -25,6 +25,11 @@ pub struct ControllerSettings {
     /// timeouts): a frozen or black-holed endpoint shows within seconds, not after the
     /// whole operation timeout.
     pub stuck_after: Duration,
+    /// With events flowing in a stack's region (`serve --events`): the time between two runs
+    /// of a converged stack (the safety net); `None`: events off, `interval` always.
+    pub resync_interval: Option<Duration>,
+    /// An event asks for a run this much later, so that a burst makes one run.
+    pub events_debounce: Duration,
     /// Who writes among replicas (`serve --lease`); `None`: this process alone.
     pub role: Option<tokio::sync::watch::Receiver<crate::lease::Role>>,
 }
@@ -40,6 +45,8 @@ impl Default for ControllerSettings {
             refused_retry: Duration::from_secs(1800),
             ready_max_age: Duration::from_secs(180),
             stuck_after: Duration::from_secs(20),
+            resync_interval: None,
+            events_debounce: Duration::from_secs(1),
             role: None,
         }
     }
@@ -56,14 +63,29 @@ impl ControllerSettings {
 
     /// The interval, spread by up to ±`jitter`.
     pub(crate) fn jittered_interval(&self) -> Duration {
-        let mut buf = [0u8; 8];
-        let unit = if getrandom::fill(&mut buf).is_ok() {
-            (u64::from_le_bytes(buf) >> 11) as f64 / (1u64 << 53) as f64
-        } else {
-            0.5
-        };
-        let spread = self.jitter.clamp(0.0, 0.9) * (2.0 * unit - 1.0);
+        let spread = self.jitter.clamp(0.0, 0.9) * (2.0 * unit_random() - 1.0);
         self.interval.mul_f64(1.0 + spread)
+    }
+
+    /// The next resync of a converged stack while events flow: the resync interval, or, the
+    /// first time (`spread`), a random part of it (at least a tenth), so that a fleet's
+    /// resyncs spread across the interval instead of coming together.
+    pub(crate) fn resync_delay(&self, resync: Duration, spread: bool) -> Duration {
+        if spread {
+            resync.mul_f64(0.1 + 0.9 * unit_random())
+        } else {
+            resync
+        }
+    }
+}
+
+/// A random number in [0, 1).
+pub(crate) fn unit_random() -> f64 {
+    let mut buf = [0u8; 8];
+    if getrandom::fill(&mut buf).is_ok() {
+        (u64::from_le_bytes(buf) >> 11) as f64 / (1u64 << 53) as f64
+    } else {
+        0.5
     }
 }
 

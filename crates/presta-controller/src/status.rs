@@ -77,6 +77,11 @@ pub struct StackStatus {
     pub region: String,
     /// `enforce` or `observe`.
     pub policy: Enforcement,
+    /// How drift of this stack is found (`serve --events`): `events` (change events trigger
+    /// runs; resynced at --resync-interval when converged) or `polling` (every --interval);
+    /// absent with events off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<crate::events::SyncMode>,
     /// How the last run ended: `converged`, `blocked`, `pending`, `error`, `held`, `gated`;
     /// `drifted` when a plan made since saw drift; `unknown` before the first run.
     pub state: StackState,
@@ -144,6 +149,9 @@ pub struct Overview {
     pub replica: crate::lease::Role,
     pub stacks: Vec<StackStatus>,
     pub config: ConfigStatus,
+    /// The event path of each region (`serve --events`): mode, why, queue, trail, heartbeat.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<crate::events::RegionEvents>,
 }
 
 /// Which configuration runs.
@@ -164,14 +172,16 @@ impl Controller {
         let st = self.state();
         Overview {
             replica: self.role(),
-            stacks: st.stacks.values().map(status_of).collect(),
+            stacks: st.stacks.values().map(|e| status_of(e, &st)).collect(),
             config: st.config.clone(),
+            events: st.events.values().cloned().collect(),
         }
     }
 
     /// The status of one stack.
     pub fn status(&self, stack: &str) -> Option<StackStatus> {
-        self.state().stacks.get(stack).map(status_of)
+        let st = self.state();
+        st.stacks.get(stack).map(|e| status_of(e, &st))
     }
 }
 
@@ -232,7 +242,7 @@ fn state_of(e: &Entry) -> StackState {
     }
 }
 
-fn status_of(e: &Entry) -> StackStatus {
+fn status_of(e: &Entry, st: &State) -> StackStatus {
     let stack = &e.stack;
     let observation = e.observation.as_ref().map(|(_, _, r)| r);
     let mut drift = Vec::new();
@@ -277,6 +287,7 @@ fn status_of(e: &Entry) -> StackStatus {
         stack: stack.name().to_string(),
         region: stack.spec.region.clone(),
         policy: stack.spec.policy.mode,
+        sync: st.events.get(&stack.spec.region).map(|r| r.mode),
         state: state_of(e),
         health: observation
             .and_then(|r| r.health.clone())

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{DAEMON_OWNER, RETENTION_SECONDS};
 use crate::clients::Aws;
-use crate::diff::{Diffs, Field, FieldDiff, Kind};
+use crate::diff::{Delta, Diffs, Field, FieldDiff, Kind};
 use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::iam::allow;
@@ -169,7 +169,7 @@ impl Driver for EventQueues {
         live: &QueueLive,
         diffs: &[FieldDiff],
     ) -> Result<QueueLive, AwsError> {
-        if diffs.iter().any(|d| d.touches(POLICY) || d.touches(RETENTION)) {
+        if Delta(diffs).touches_any(&[POLICY, RETENTION]) {
             aws.sqs
                 .set_queue_attributes()
                 .queue_url(&live.url)

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::DAEMON_OWNER;
 use crate::clients::Aws;
-use crate::diff::{Diffs, Field, FieldDiff, Kind};
+use crate::diff::{Delta, Diffs, Field, FieldDiff, Kind};
 use crate::driver::{Driver, Scope, absent_is_success};
 use crate::error::{AwsError, AwsResultExt};
 use crate::iam::allow;
@@ -187,10 +187,10 @@ impl Driver for EventRules {
         live: &RuleLive,
         diffs: &[FieldDiff],
     ) -> Result<RuleLive, AwsError> {
-        if diffs.iter().any(|d| d.touches(PATTERN) || d.touches(STATE)) {
+        if Delta(diffs).touches_any(&[PATTERN, STATE]) {
             put_rule(aws, desired, false).await?;
         }
-        if diffs.iter().any(|d| d.touches(TARGET)) {
+        if Delta(diffs).touches(TARGET) {
             let stray: Vec<String> = live
                 .targets
                 .keys()

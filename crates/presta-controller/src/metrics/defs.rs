@@ -136,6 +136,41 @@ pub(super) const DEFINITIONS: &[Def] = &[
         labels: &["stack"],
     },
     Def {
+        name: "presta_events_mode",
+        help: "How drift is found in the region, as a state set (serve --events): 1 for the current mode (events: AWS change events arrive and converged stacks are resynced at --resync-interval; polling: every stack at --interval, the event path being off or broken), 0 for the other.",
+        labels: &["region", "mode"],
+    },
+    Def {
+        name: "presta_events_received_total",
+        help: "Messages taken from the event queue, by source (aws.ec2, aws.rds, ..., heartbeat, unknown).",
+        labels: &["source"],
+    },
+    Def {
+        name: "presta_events_ignored_total",
+        help: "Messages that triggered no run, by reason (own_write, no_managed_resource, malformed, other_region, other_account, read_only, other_daemon).",
+        labels: &["reason"],
+    },
+    Def {
+        name: "presta_event_heal_seconds",
+        help: "From a change's event time (as AWS wrote it in the message) to the run it triggered ending converged.",
+        labels: &[],
+    },
+    Def {
+        name: "presta_events_queue_messages",
+        help: "Messages waiting in the region's event queue at the last look (approximate, as SQS counts).",
+        labels: &["region"],
+    },
+    Def {
+        name: "presta_events_oldest_message_age_seconds",
+        help: "Age of the oldest message of the last batch taken from the region's event queue, when it was taken.",
+        labels: &["region"],
+    },
+    Def {
+        name: "presta_events_heartbeat_age_seconds",
+        help: "Seconds since the daemon's last heartbeat came back through the region's rule and queue (-1 before the first).",
+        labels: &["region"],
+    },
+    Def {
         name: "presta_build_info",
         help: "Always 1; the labels say which build runs.",
         labels: &["version"],

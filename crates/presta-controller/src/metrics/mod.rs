@@ -98,6 +98,13 @@ pub struct Metrics {
     pub reconcile_errors: IntCounterVec,
     pub aws_errors: IntCounterVec,
     pub budget_wait: prometheus::CounterVec,
+    pub events_mode: IntGaugeVec,
+    pub events_received: IntCounterVec,
+    pub events_ignored: IntCounterVec,
+    pub event_heal: HistogramVec,
+    pub events_queue: IntGaugeVec,
+    pub events_oldest_age: GaugeVec,
+    pub events_heartbeat_age: GaugeVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -214,6 +221,16 @@ impl Metrics {
             health: d.gauge("presta_stack_health"),
             targets_healthy: d.gauge("presta_targets_healthy"),
             certificate_expiry: d.gauge("presta_certificate_expiry_seconds"),
+            events_mode: d.gauge("presta_events_mode"),
+            events_received: d.counter("presta_events_received_total"),
+            events_ignored: d.counter("presta_events_ignored_total"),
+            event_heal: d.histogram(
+                "presta_event_heal_seconds",
+                &[0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0],
+            ),
+            events_queue: d.gauge("presta_events_queue_messages"),
+            events_oldest_age: d.float_gauge("presta_events_oldest_message_age_seconds"),
+            events_heartbeat_age: d.float_gauge("presta_events_heartbeat_age_seconds"),
             build_info: d.gauge("presta_build_info"),
             registry,
         };
