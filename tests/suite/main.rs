@@ -26,6 +26,7 @@ mod docs;
 mod domain;
 mod drift;
 mod emulator;
+mod events;
 mod exec;
 mod fake_faults;
 mod faults;

@@ -26,6 +26,8 @@ use serde::Deserialize;
 
 /// The launcher, embedded so that the demo works from an installed binary too.
 const LAUNCHER: &str = include_str!("../moto/launcher.py");
+/// The CloudTrail-shaped events of the calls the launcher serves (imported by it).
+const CLOUDTRAIL_EVENTS: &str = include_str!("../moto/cloudtrail_events.py");
 /// The moto version the harness installs when moto is missing.
 pub const MOTO_REQUIREMENT: &str = include_str!("../moto/requirements.txt");
 
@@ -132,6 +134,7 @@ pub struct Builder {
     region: String,
     refresh_seconds: Option<f64>,
     acm_validation_wait: Option<u64>,
+    event_delay: Option<f64>,
     timeout: Duration,
 }
 
@@ -174,6 +177,12 @@ impl Builder {
     }
 
     /// Starts the emulator and waits until it answers (and is seeded).
+    /// Seconds between a mutating call and its CloudTrail-shaped event on the bus (default 1).
+    pub fn event_delay(mut self, seconds: f64) -> Self {
+        self.event_delay = Some(seconds);
+        self
+    }
+
     pub fn start(self) -> Result<Emulator, EmulatorError> {
         ensure_moto()?;
         let dir = tempfile::Builder::new()
@@ -181,6 +190,7 @@ impl Builder {
             .tempdir()?;
         let script = dir.path().join("launcher.py");
         std::fs::write(&script, LAUNCHER)?;
+        std::fs::write(dir.path().join("cloudtrail_events.py"), CLOUDTRAIL_EVENTS)?;
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path)?;
 
@@ -195,6 +205,9 @@ impl Builder {
         ]);
         for s in &self.seeds {
             cmd.args(["--seed", s]);
+        }
+        if let Some(delay) = self.event_delay {
+            cmd.args(["--event-delay", &delay.to_string()]);
         }
         if let Some(secs) = self.refresh_seconds {
             cmd.env("PRESTA_EMULATOR_REFRESH_SECONDS", secs.to_string());
@@ -276,6 +289,7 @@ impl Emulator {
             region: DEFAULT_REGION.to_string(),
             refresh_seconds: None,
             acm_validation_wait: None,
+            event_delay: None,
             timeout: Duration::from_secs(90),
         }
     }
@@ -318,6 +332,16 @@ impl Emulator {
     /// Forgets the calls seen so far.
     pub fn reset_calls(&self) -> Result<(), EmulatorError> {
         self.http("DELETE", "/_presta/calls").map(|_| ())
+    }
+
+    /// The CloudTrail-shaped events of mutating calls: put on the bus `delay` seconds after
+    /// the call, or not at all (`enabled` false, as in an account without a trail).
+    pub fn set_events(&self, delay: f64, enabled: bool) -> Result<(), EmulatorError> {
+        self.http(
+            "PUT",
+            &format!("/_presta/events?delay={delay}&enabled={}", u8::from(enabled)),
+        )
+        .map(|_| ())
     }
 
     /// Makes every AWS call answer `ms` milliseconds later (0 turns it off): a run becomes
