@@ -279,7 +279,13 @@ async fn serve(
         None => None,
     };
     let events = events_settings(args, &id)?;
-    let events_client = client.clone();
+    // The event path makes few calls, and waits on none: the standard retry, not the adaptive
+    // one, whose client-side rate limiter would hold a long poll or a heartbeat back for tens
+    // of seconds after a few throttling answers.
+    let events_client = ClientSettings {
+        adaptive_retry: false,
+        ..client.clone()
+    };
     let (engine, mut settings) = engine_and_settings(args, client, lease.as_ref());
     if events.is_some() {
         settings.resync_interval = Some(Duration::from_secs(args.resync_interval));

@@ -701,6 +701,12 @@ _THROTTLE = {
     "ssm": ("json", "ThrottlingException"),
     "elasticfilesystem": ("rest", "ThrottlingException"),
     "dynamodb": ("json", "ThrottlingException"),
+    "sqs": ("json", "ThrottlingException"),
+    "events": ("json", "ThrottlingException"),
+    "cloudtrail": ("json", "ThrottlingException"),
+    "acm": ("json", "ThrottlingException"),
+    "sts": ("query", "Throttling"),
+    "route53": ("query", "Throttling"),
 }
 
 
