@@ -22,7 +22,7 @@ use crate::{Controller, ControllerSettings, Reconciler, lease};
 
 /// What a fake run of a stack reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+pub(crate) enum Outcome {
     Converged,
     /// AWS did not answer (transport): backoff.
     Failed,
@@ -35,17 +35,17 @@ enum Outcome {
 }
 
 #[derive(Default)]
-struct Fake {
+pub(crate) struct Fake {
     /// Per stack, the outcomes of its next runs (then `Converged`).
     script: Mutex<BTreeMap<String, VecDeque<Outcome>>>,
     /// How long a run takes.
     run_time: Duration,
     /// (stack, when the run started), in order.
-    runs: Mutex<Vec<(String, Instant)>>,
+    pub(crate) runs: Mutex<Vec<(String, Instant)>>,
 }
 
 impl Fake {
-    fn new(run_time: Duration) -> Arc<Fake> {
+    pub(crate) fn new(run_time: Duration) -> Arc<Fake> {
         Arc::new(Fake {
             run_time,
             ..Fake::default()
@@ -62,7 +62,7 @@ impl Fake {
     }
 
     /// Seconds after `t0` at which `stack`'s runs started.
-    fn starts(&self, stack: &str, t0: Instant) -> Vec<u64> {
+    pub(crate) fn starts(&self, stack: &str, t0: Instant) -> Vec<u64> {
         self.runs
             .lock()
             .unwrap()
@@ -177,7 +177,7 @@ impl Reconciler for Fake {
     }
 }
 
-fn stack(name: &str) -> Stack {
+pub(crate) fn stack(name: &str) -> Stack {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/demo.yaml");
     let mut s = presta_spec::load_paths(&[path])
         .unwrap()
@@ -188,14 +188,18 @@ fn stack(name: &str) -> Stack {
     s
 }
 
-fn settings() -> ControllerSettings {
+pub(crate) fn settings() -> ControllerSettings {
     ControllerSettings {
         jitter: 0.0,
         ..ControllerSettings::default()
     }
 }
 
-fn controller(fake: &Arc<Fake>, settings: ControllerSettings, names: &[&str]) -> Controller {
+pub(crate) fn controller(
+    fake: &Arc<Fake>,
+    settings: ControllerSettings,
+    names: &[&str],
+) -> Controller {
     Controller::with_reconciler(
         fake.clone(),
         Metrics::new(),

@@ -13,6 +13,8 @@
 //! queue and rule up again, and returns to events once a heartbeat comes back.
 
 pub mod message;
+#[cfg(test)]
+mod loop_tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
