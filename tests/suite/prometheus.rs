@@ -50,7 +50,7 @@ fn promtool_checks_and_unit_tests_the_alert_rules() {
     if skip("promtool") {
         return;
     }
-    assert!(promtool(&["check", "rules", "alerts.yml"]).contains("SUCCESS: 11 rules found"));
+    assert!(promtool(&["check", "rules", "alerts.yml"]).contains("SUCCESS: 12 rules found"));
     promtool(&["check", "config", "prometheus.yml"]);
     assert!(promtool(&["test", "rules", "alerts.test.yml"]).contains("SUCCESS"));
 }

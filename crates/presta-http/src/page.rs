@@ -57,6 +57,28 @@ pub fn render(overview: &Value, orphans: &Value, ready: Result<(), String>) -> S
             Err(why) => format!("not ready: {}", esc(why)),
         }
     );
+    if let Some(regions) = overview["events"].as_array().filter(|r| !r.is_empty()) {
+        h.push_str("<p class=\"muted\">drift found by: ");
+        for (i, r) in regions.iter().enumerate() {
+            let mode = r["mode"].as_str().unwrap_or("polling");
+            let _ = write!(
+                h,
+                "{}{} <span class=\"badge {mode}\" title=\"change events (serve --events)\">{mode}</span>{}{}",
+                if i > 0 { " · " } else { "" },
+                esc(&text(&r["region"])),
+                r["reason"]
+                    .as_str()
+                    .map(|why| format!(" ({})", esc(why)))
+                    .unwrap_or_default(),
+                if r["trail_ok"] == false {
+                    format!(" · {}", esc(&text(&r["trail"])))
+                } else {
+                    String::new()
+                }
+            );
+        }
+        h.push_str("</p>");
+    }
     let stacks = overview["stacks"].as_array().cloned().unwrap_or_default();
     if stacks.is_empty() {
         h.push_str("<p>No stack in the configuration.</p>");
@@ -89,13 +111,17 @@ fn stack(h: &mut String, s: &Value) {
     let _ = write!(
         h,
         "<section id=\"stack-{id}\"><h2>{name} <span class=\"badge {verdict}\" title=\"health\">{verdict}</span> <span class=\"badge {state}\" title=\"last run\">{state}</span></h2>\
-         <p class=\"muted\">{region} · policy {policy} · last run {last} ({ms} ms) · next in {next} s</p>",
+         <p class=\"muted\">{region} · policy {policy}{sync} · last run {last} ({ms} ms) · next in {next} s</p>",
         id = esc(&name),
         name = esc(&name),
         verdict = esc(verdict),
         state = esc(&state),
         region = esc(&text(&s["region"])),
         policy = esc(&text(&s["policy"])),
+        sync = s["sync"]
+            .as_str()
+            .map(|m| format!(" · {}", esc(m)))
+            .unwrap_or_default(),
         last = esc(&text(&s["last_run_at"])),
         ms = esc(&text(&s["last_run_duration_ms"])),
         next = esc(&text(&s["next_run_in_seconds"])),
@@ -279,5 +305,24 @@ mod tests {
         assert!(page.contains("class=\"badge down\""));
         assert!(page.contains("0.0.0.0/0:22"));
         assert!(page.contains("http-equiv=\"refresh\""));
+    }
+
+    #[test]
+    fn the_page_says_how_drift_is_found_and_why_it_polls() {
+        let overview = json!({
+            "replica": {"role": "single"},
+            "stacks": [],
+            "events": [
+                {"region": "eu-west-3", "mode": "polling", "reason": "the event queue is gone <x>", "trail_ok": true, "trail": "ok"},
+                {"region": "us-east-1", "mode": "events", "trail_ok": false, "trail": "no CloudTrail trail in us-east-1"}
+            ]
+        });
+        let page = render(&overview, &json!({"orphans": []}), Ok(()));
+        assert!(page.contains("eu-west-3 <span class=\"badge polling\""), "{page}");
+        assert!(page.contains("the event queue is gone &lt;x&gt;"));
+        assert!(page.contains("us-east-1 <span class=\"badge events\""));
+        assert!(page.contains("no CloudTrail trail in us-east-1"));
+        let off = render(&json!({"replica": {"role": "single"}, "stacks": []}), &json!({}), Ok(()));
+        assert!(!off.contains("drift found by"), "events off: nothing said");
     }
 }
