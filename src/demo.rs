@@ -28,6 +28,11 @@ pub struct Args {
     /// Seconds between two runs of the daemon.
     #[arg(long, default_value_t = 30)]
     interval: u64,
+    /// How the daemon learns of changes: `auto` (AWS's change events, which the emulator
+    /// publishes as CloudTrail would: drift healed within seconds) or `off` (polling every
+    /// --interval only, to look at drift before it is healed).
+    #[arg(long, default_value = "auto", value_name = "auto|off")]
+    events: String,
     /// A share of the emulator's AWS calls (0 to 1) that fail the way AWS fails, to watch the
     /// reconciler converge anyway: throttling in each service's own code, 500/503, answers lost
     /// after the call was processed (see --faults-kinds).
@@ -109,18 +114,23 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     show_env();
     let base = format!("http://{}", args.listen);
     println!(
-        "\nThe daemon builds the stack on its first run, then keeps it converged: AWS's change events trigger a run within seconds (the emulator publishes them as CloudTrail would), and every {}s it looks anyway. Try:",
-        args.interval
+        "\nThe daemon builds the stack on its first run, then keeps it converged: {}. Try:",
+        if args.events == "off" {
+            format!("it looks every {}s", args.interval)
+        } else {
+            format!("AWS's change events trigger a run within seconds (the emulator publishes them as CloudTrail would); it looks again every 10 min anyway, every {}s while events do not flow", args.interval)
+        }
     );
     println!("  curl -s {base}/stacks/demo | jq '.state, .outputs'");
     println!("  curl -s {base}/metrics | grep '^presta_'");
     println!("  curl -s -X POST '{base}/reconcile/demo?wait=true' | jq '.results[0].result'");
     println!("Ctrl-C stops the daemon and the emulator.");
     println!(
-        "\n$ presta-reconciler serve -f {} --listen {} --interval {} --events auto",
+        "\n$ presta-reconciler serve -f {} --listen {} --interval {} --events {}",
         args.file.display(),
         args.listen,
-        args.interval
+        args.interval,
+        args.events
     );
     let status = run_daemon(args, exe, &emulator)?;
     emulator.stop();
@@ -189,7 +199,7 @@ fn run_daemon(
         .arg("--interval")
         .arg(args.interval.to_string())
         .arg("--events")
-        .arg("auto")
+        .arg(&args.events)
         .envs(emulator.env())
         .env_remove("AWS_PROFILE");
     let status = tokio::runtime::Builder::new_current_thread()
