@@ -118,7 +118,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         if args.events == "off" {
             format!("it looks every {}s", args.interval)
         } else {
-            format!("AWS's change events trigger a run within seconds (the emulator publishes them as CloudTrail would); it looks again every 10 min anyway, every {}s while events do not flow", args.interval)
+            format!(
+                "AWS's change events trigger a run within seconds (the emulator publishes them as CloudTrail would); it looks again every 10 min anyway, every {}s while events do not flow",
+                args.interval
+            )
         }
     );
     println!("  curl -s {base}/stacks/demo | jq '.state, .outputs'");

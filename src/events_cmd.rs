@@ -111,7 +111,10 @@ async fn remove(t: &Target) -> anyhow::Result<ExitCode> {
     let mode = if t.dry_run { Mode::Plan } else { Mode::Apply };
     let changes = events::remove(&aws, &t.name, mode).await?;
     if changes.is_empty() {
-        println!("no queue or rule `{}` in {}: nothing to remove", t.name, t.region);
+        println!(
+            "no queue or rule `{}` in {}: nothing to remove",
+            t.name, t.region
+        );
     }
     let mut refused = false;
     for c in &changes {

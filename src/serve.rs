@@ -57,7 +57,12 @@ pub struct Args {
     /// EventBridge rule in each region it manages), `sqs:QUEUE_URL` (a queue and rule made by
     /// someone else; `presta-reconciler events pattern` prints the rule's pattern) or `off`
     /// (polling only). docs/events.md.
-    #[arg(long, default_value = "off", env = "PRESTA_EVENTS", value_name = "auto|sqs:URL|off")]
+    #[arg(
+        long,
+        default_value = "off",
+        env = "PRESTA_EVENTS",
+        value_name = "auto|sqs:URL|off"
+    )]
     events: String,
     /// The name of the daemon's queue and rule (`--events auto`): daemons sharing an account
     /// and region need different names.
@@ -71,7 +76,12 @@ pub struct Args {
     #[arg(long, default_value_t = 60, env = "PRESTA_HEARTBEAT_INTERVAL", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     heartbeat_interval: u64,
     /// Milliseconds between an event and the run it asks for: a burst makes one run.
-    #[arg(long, default_value_t = 1000, env = "PRESTA_EVENTS_DEBOUNCE_MS", value_name = "MS")]
+    #[arg(
+        long,
+        default_value_t = 1000,
+        env = "PRESTA_EVENTS_DEBOUNCE_MS",
+        value_name = "MS"
+    )]
     events_debounce_ms: u64,
     /// Stacks reconciled at once.
     #[arg(long, default_value_t = 8, env = "PRESTA_CONCURRENCY", value_parser = clap::value_parser!(u64).range(1..=256))]

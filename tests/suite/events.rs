@@ -14,7 +14,10 @@ const QUEUE: &str = "presta-reconciler-events";
 
 fn region_mode(d: &Daemon) -> String {
     let v = d.json("GET", "/stacks");
-    v["events"][0]["mode"].as_str().unwrap_or("none").to_string()
+    v["events"][0]["mode"]
+        .as_str()
+        .unwrap_or("none")
+        .to_string()
 }
 
 fn state_of(d: &Daemon, stack: &str) -> serde_json::Value {
@@ -187,7 +190,10 @@ async fn twenty_hand_made_changes_across_five_kinds_are_healed_within_seconds_by
         "p95 {p95:?} over 5 s: {times:?}\nlog:\n{}",
         d.log_text()
     );
-    assert!(times.iter().all(|(_, t)| *t < Duration::from_secs(20)), "{times:?}");
+    assert!(
+        times.iter().all(|(_, t)| *t < Duration::from_secs(20)),
+        "{times:?}"
+    );
     eprintln!("change → healed: p95 {p95:?}, all {times:?}");
 
     // One run per change: the daemon's own corrections (and their echoes) trigger nothing.
@@ -198,7 +204,10 @@ async fn twenty_hand_made_changes_across_five_kinds_are_healed_within_seconds_by
         .metric("presta_events_ignored_total{reason=\"own_write\"}")
         .unwrap_or(0.0)
         - own_before;
-    assert!(own >= 20.0, "the corrections came back as the daemon's own writes: {own}");
+    assert!(
+        own >= 20.0,
+        "the corrections came back as the daemon's own writes: {own}"
+    );
     let healed = d.metric("presta_event_heal_seconds_count").unwrap_or(0.0);
     assert!(healed >= 20.0, "heal latencies recorded: {healed}");
     assert!(
@@ -271,7 +280,12 @@ async fn a_burst_of_events_makes_one_run_per_stack_and_debounce_window_and_empti
             })
             .collect();
         async move {
-            let out = bus.put_events().set_entries(Some(entries)).send().await.unwrap();
+            let out = bus
+                .put_events()
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(out.failed_entry_count(), 0);
         }
     };
@@ -285,7 +299,9 @@ async fn a_burst_of_events_makes_one_run_per_stack_and_debounce_window_and_empti
     d.eventually(60, "every stack ran and converged after the burst", |d| {
         stacks.iter().zip(&before).all(|(s, b)| {
             let st = state_of(d, s);
-            st["runs"].as_u64().unwrap() > *b && st["state"] == "converged" && st["running"] == false
+            st["runs"].as_u64().unwrap() > *b
+                && st["state"] == "converged"
+                && st["running"] == false
         })
     });
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -380,11 +396,20 @@ async fn a_deleted_queue_or_rule_falls_back_to_polling_is_set_up_again_and_bad_m
 
     // The queue deleted by hand: within two heartbeats (2 s each) the region polls, the
     // stack is due within --interval, the queue comes back, events flow again.
-    sqs.delete_queue().queue_url(&first_url).send().await.unwrap();
+    sqs.delete_queue()
+        .queue_url(&first_url)
+        .send()
+        .await
+        .unwrap();
     let deleted = Instant::now();
-    d.eventually(10, "fallen back to polling", |d| region_mode(d) == "polling");
+    d.eventually(10, "fallen back to polling", |d| {
+        region_mode(d) == "polling"
+    });
     let noticed = deleted.elapsed();
-    assert!(noticed <= Duration::from_secs(8), "noticed after {noticed:?}");
+    assert!(
+        noticed <= Duration::from_secs(8),
+        "noticed after {noticed:?}"
+    );
     let overview = d.json("GET", "/stacks");
     assert_eq!(overview["stacks"][0]["sync"], "polling");
     assert!(
@@ -392,7 +417,10 @@ async fn a_deleted_queue_or_rule_falls_back_to_polling_is_set_up_again_and_bad_m
         "{overview:#}"
     );
     assert!(
-        overview["stacks"][0]["next_run_in_seconds"].as_f64().unwrap() <= 600.0,
+        overview["stacks"][0]["next_run_in_seconds"]
+            .as_f64()
+            .unwrap()
+            <= 600.0,
         "{overview:#}"
     );
     assert_eq!(
@@ -434,7 +462,10 @@ async fn a_deleted_queue_or_rule_falls_back_to_polling_is_set_up_again_and_bad_m
     let out = env.cli(&["events", "remove", "--region", "eu-west-3"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(text.contains("deleted event_rule") && text.contains("deleted event_queue"), "{text}");
+    assert!(
+        text.contains("deleted event_rule") && text.contains("deleted event_queue"),
+        "{text}"
+    );
     assert!(url().await.is_none(), "the queue is gone");
 }
 
@@ -468,7 +499,9 @@ async fn events_keep_healing_while_30_percent_of_aws_calls_fail() {
         "not healed under faults; log:\n{}",
         d.log_text()
     );
-    d.eventually(30, "converged", |d| state_of(d, "demo")["state"] == "converged");
+    d.eventually(30, "converged", |d| {
+        state_of(d, "demo")["state"] == "converged"
+    });
     d.eventually(30, "events flowing again", |d| region_mode(d) == "events");
 }
 
@@ -482,7 +515,13 @@ fn events_pattern_prints_the_sources_detail_types_and_heartbeat() {
     assert!(out.status.success());
     let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let sources = p["source"].as_array().unwrap();
-    for s in ["aws.ec2", "aws.rds", "aws.ssm", "aws.autoscaling", "presta-reconciler"] {
+    for s in [
+        "aws.ec2",
+        "aws.rds",
+        "aws.ssm",
+        "aws.autoscaling",
+        "presta-reconciler",
+    ] {
         assert!(sources.iter().any(|x| x == s), "{s} in {p}");
     }
     assert!(

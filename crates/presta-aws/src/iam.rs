@@ -258,7 +258,10 @@ mod tests {
             .map(|c| c.replace("deletemessagebatch", "deletemessage"))
             .collect();
         let missing: Vec<_> = called.difference(&declared).collect();
-        assert!(missing.is_empty(), "the event plumbing calls {missing:?} undeclared");
+        assert!(
+            missing.is_empty(),
+            "the event plumbing calls {missing:?} undeclared"
+        );
     }
 
     #[test]

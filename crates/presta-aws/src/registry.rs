@@ -57,10 +57,8 @@ pub static KINDS: &[&dyn KindEntry] = &[
 /// The daemon's own kinds (`serve --events auto`): one of each per region and daemon, not per
 /// stack, so the stacks' observation never lists them; [`crate::events::ensure`] observes and
 /// heals them, `presta-reconciler events remove` deletes them, the IAM policy grants them.
-pub static DAEMON_KINDS: &[&dyn KindEntry] = &[
-    &crate::events::EventQueues,
-    &crate::events::EventRules,
-];
+pub static DAEMON_KINDS: &[&dyn KindEntry] =
+    &[&crate::events::EventQueues, &crate::events::EventRules];
 
 /// Every kind's label, in registry order.
 pub fn kinds() -> impl Iterator<Item = Kind> {

@@ -364,8 +364,18 @@ mod tests {
         let spread: Vec<Duration> = (0..50)
             .map(|_| requeue(RunResult::Converged, false, 0, &s, Some((every, true))).delay)
             .collect();
-        assert!(spread.iter().all(|d| *d >= every / 10 && *d <= every), "{spread:?}");
-        assert!(spread.iter().collect::<std::collections::BTreeSet<_>>().len() > 40, "spread, not fixed");
+        assert!(
+            spread.iter().all(|d| *d >= every / 10 && *d <= every),
+            "{spread:?}"
+        );
+        assert!(
+            spread
+                .iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                > 40,
+            "spread, not fixed"
+        );
         for short in [RunResult::Blocked, RunResult::Held, RunResult::Gated] {
             let r = requeue(short, false, 0, &s, Some((every, false)));
             assert!(r.delay <= s.interval + s.interval / 2, "{short:?}: {r:?}");

@@ -339,7 +339,10 @@ impl Emulator {
     pub fn set_events(&self, delay: f64, enabled: bool) -> Result<(), EmulatorError> {
         self.http(
             "PUT",
-            &format!("/_presta/events?delay={delay}&enabled={}", u8::from(enabled)),
+            &format!(
+                "/_presta/events?delay={delay}&enabled={}",
+                u8::from(enabled)
+            ),
         )
         .map(|_| ())
     }

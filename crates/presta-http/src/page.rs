@@ -318,11 +318,18 @@ mod tests {
             ]
         });
         let page = render(&overview, &json!({"orphans": []}), Ok(()));
-        assert!(page.contains("eu-west-3 <span class=\"badge polling\""), "{page}");
+        assert!(
+            page.contains("eu-west-3 <span class=\"badge polling\""),
+            "{page}"
+        );
         assert!(page.contains("the event queue is gone &lt;x&gt;"));
         assert!(page.contains("us-east-1 <span class=\"badge events\""));
         assert!(page.contains("no CloudTrail trail in us-east-1"));
-        let off = render(&json!({"replica": {"role": "single"}, "stacks": []}), &json!({}), Ok(()));
+        let off = render(
+            &json!({"replica": {"role": "single"}, "stacks": []}),
+            &json!({}),
+            Ok(()),
+        );
         assert!(!off.contains("drift found by"), "events off: nothing said");
     }
 }

@@ -125,7 +125,15 @@ pub async fn ensure(aws: &Aws, name: &str, mode: Mode) -> Result<Plumbing, AwsEr
         arn: queue_arn.clone(),
         tags: tags.clone(),
     };
-    let q = sync(&EventQueues, aws, &want_queue, live_queue.as_ref(), mode, owner()).await?;
+    let q = sync(
+        &EventQueues,
+        aws,
+        &want_queue,
+        live_queue.as_ref(),
+        mode,
+        owner(),
+    )
+    .await?;
     refuse_foreign(&q.change)?;
     let queue_url = q.live.as_ref().map(|l| l.url.clone()).unwrap_or_default();
 
@@ -136,7 +144,15 @@ pub async fn ensure(aws: &Aws, name: &str, mode: Mode) -> Result<Plumbing, AwsEr
         queue_arn: queue_arn.clone(),
         tags,
     };
-    let r = sync(&EventRules, aws, &want_rule, live_rule.as_ref(), mode, owner()).await?;
+    let r = sync(
+        &EventRules,
+        aws,
+        &want_rule,
+        live_rule.as_ref(),
+        mode,
+        owner(),
+    )
+    .await?;
     refuse_foreign(&r.change)?;
     Ok(Plumbing {
         region: region.clone(),
@@ -212,21 +228,31 @@ pub async fn trail_check(aws: &Aws) -> Result<Result<String, String>, AwsError> 
             why.push(format!("trail `{name}` is not logging"));
             continue;
         }
-        let sel = aws.cloudtrail.get_event_selectors().trail_name(arn).send().await.aws()?;
+        let sel = aws
+            .cloudtrail
+            .get_event_selectors()
+            .trail_name(arn)
+            .send()
+            .await
+            .aws()?;
         let classic = sel.event_selectors().iter().any(|s| {
             s.include_management_events().unwrap_or(true)
-                && s.read_write_type().is_none_or(|rw| rw.as_str() != "ReadOnly")
+                && s.read_write_type()
+                    .is_none_or(|rw| rw.as_str() != "ReadOnly")
         });
         let advanced = sel.advanced_event_selectors().iter().any(|s| {
             s.field_selectors().iter().any(|f| {
                 f.field() == "eventCategory" && f.equals().iter().any(|v| v == "Management")
             })
         });
-        let none_given = sel.event_selectors().is_empty() && sel.advanced_event_selectors().is_empty();
+        let none_given =
+            sel.event_selectors().is_empty() && sel.advanced_event_selectors().is_empty();
         if classic || advanced || none_given {
             return Ok(Ok(name.to_string()));
         }
-        why.push(format!("trail `{name}` does not record management write events"));
+        why.push(format!(
+            "trail `{name}` does not record management write events"
+        ));
     }
     Ok(Err(format!(
         "no CloudTrail trail in {} records management write events ({}): only the services' own events and the periodic resync find drift",
@@ -349,7 +375,9 @@ pub fn queue_url_region(url: &str) -> Option<String> {
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -359,7 +387,12 @@ mod tests {
     #[test]
     fn the_pattern_takes_every_source_and_the_heartbeat() {
         let p = pattern();
-        let sources: Vec<&str> = p["source"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+        let sources: Vec<&str> = p["source"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
         for s in SOURCES {
             assert!(sources.contains(s), "{s}");
         }
@@ -379,7 +412,10 @@ mod tests {
             queue_url_region("https://eu-west-1.queue.amazonaws.com/123456789012/q").as_deref(),
             Some("eu-west-1")
         );
-        assert_eq!(queue_url_region("http://127.0.0.1:5000/123456789012/q"), None);
+        assert_eq!(
+            queue_url_region("http://127.0.0.1:5000/123456789012/q"),
+            None
+        );
     }
 
     #[test]
@@ -394,7 +430,10 @@ mod tests {
         let st = &p["Statement"][0];
         assert_eq!(st["Principal"]["Service"], "events.amazonaws.com");
         assert_eq!(st["Action"], "sqs:SendMessage");
-        assert_eq!(st["Condition"]["ArnEquals"]["aws:SourceArn"], q.rule_arn.as_str());
+        assert_eq!(
+            st["Condition"]["ArnEquals"]["aws:SourceArn"],
+            q.rule_arn.as_str()
+        );
         assert_eq!(q.tags["presta-reconciler/stack"], DAEMON_OWNER);
     }
 }

@@ -116,7 +116,11 @@ impl Driver for EventQueues {
         Some(&live.tags)
     }
 
-    async fn observe(&self, aws: &Aws, scope: &Scope) -> Result<BTreeMap<String, QueueLive>, AwsError> {
+    async fn observe(
+        &self,
+        aws: &Aws,
+        scope: &Scope,
+    ) -> Result<BTreeMap<String, QueueLive>, AwsError> {
         let mut found = BTreeMap::new();
         for name in &scope.names {
             let url = match aws.sqs.get_queue_url().queue_name(name).send().await.aws() {

@@ -110,7 +110,11 @@ impl Driver for EventRules {
         Some(&live.tags)
     }
 
-    async fn observe(&self, aws: &Aws, scope: &Scope) -> Result<BTreeMap<String, RuleLive>, AwsError> {
+    async fn observe(
+        &self,
+        aws: &Aws,
+        scope: &Scope,
+    ) -> Result<BTreeMap<String, RuleLive>, AwsError> {
         let mut found = BTreeMap::new();
         for name in &scope.names {
             let rule = match aws.events.describe_rule().name(name).send().await.aws() {
@@ -119,7 +123,14 @@ impl Driver for EventRules {
                 Err(e) => return Err(e),
             };
             let arn = rule.arn().unwrap_or_default().to_string();
-            let targets = match aws.events.list_targets_by_rule().rule(name).send().await.aws() {
+            let targets = match aws
+                .events
+                .list_targets_by_rule()
+                .rule(name)
+                .send()
+                .await
+                .aws()
+            {
                 Ok(t) => t
                     .targets()
                     .iter()
@@ -148,7 +159,10 @@ impl Driver for EventRules {
                         .event_pattern()
                         .and_then(|p| serde_json::from_str(p).ok())
                         .unwrap_or(serde_json::Value::Null),
-                    state: rule.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                    state: rule
+                        .state()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
                     targets,
                     tags,
                 },
@@ -222,7 +236,12 @@ impl Driver for EventRules {
             pattern: desired.pattern.clone(),
             state: "ENABLED".into(),
             targets: BTreeMap::from([(TARGET_ID.to_string(), desired.queue_arn.clone())]),
-            tags: live.tags.clone().into_iter().chain(desired.tags.clone()).collect(),
+            tags: live
+                .tags
+                .clone()
+                .into_iter()
+                .chain(desired.tags.clone())
+                .collect(),
             ..live.clone()
         })
     }
@@ -266,7 +285,13 @@ async fn put_rule(aws: &Aws, desired: &RuleDesired, with_tags: bool) -> Result<S
     if with_tags {
         req = req.set_tags(Some(eb_tags(&desired.tags)));
     }
-    Ok(req.send().await.aws()?.rule_arn().unwrap_or_default().to_string())
+    Ok(req
+        .send()
+        .await
+        .aws()?
+        .rule_arn()
+        .unwrap_or_default()
+        .to_string())
 }
 
 async fn put_target(aws: &Aws, desired: &RuleDesired) -> Result<(), AwsError> {

@@ -141,7 +141,11 @@ impl EventBus for FakeBus {
         Box::pin(async { Ok(()) })
     }
 
-    fn depth<'a>(&'a self, _region: &'a str, _url: &'a str) -> BoxFuture<'a, Result<u64, AwsError>> {
+    fn depth<'a>(
+        &'a self,
+        _region: &'a str,
+        _url: &'a str,
+    ) -> BoxFuture<'a, Result<u64, AwsError>> {
         let n = self.queue.lock().unwrap().len() as u64;
         Box::pin(async move { Ok(n) })
     }
@@ -211,7 +215,11 @@ async fn a_burst_of_500_events_over_20_stacks_makes_one_run_per_stack_and_deboun
             .map(|(_, at)| *at)
             .collect();
         assert!(!starts.is_empty(), "{name} ran for its events");
-        assert!(starts.len() <= 5, "{name}: {} runs for 25 events in 10 s", starts.len());
+        assert!(
+            starts.len() <= 5,
+            "{name}: {} runs for 25 events in 10 s",
+            starts.len()
+        );
         for w in starts.windows(2) {
             assert!(
                 w[1] - w[0] >= Duration::from_secs(3),
@@ -220,11 +228,18 @@ async fn a_burst_of_500_events_over_20_stacks_makes_one_run_per_stack_and_deboun
             );
         }
         let st = c.status(name).unwrap();
-        assert_eq!(st.state, crate::StackState::Ran(crate::metrics::RunResult::Converged));
+        assert_eq!(
+            st.state,
+            crate::StackState::Ran(crate::metrics::RunResult::Converged)
+        );
     }
     assert_eq!(bus.left(), 0, "every message deleted");
     assert!(bus.deleted.load(Ordering::SeqCst) >= 500);
-    let received = c.metrics().events_received.with_label_values(&["aws.ec2"]).get();
+    let received = c
+        .metrics()
+        .events_received
+        .with_label_values(&["aws.ec2"])
+        .get();
     assert_eq!(received, 500);
     c.shutdown();
     for t in tasks {
@@ -264,7 +279,11 @@ async fn converged_stacks_resync_slowly_while_events_flow_and_fall_back_when_hea
     assert!(fell_back <= Duration::from_secs(7), "after {fell_back:?}");
     for s in ["a", "b"] {
         let st = c.status(s).unwrap();
-        assert!(st.next_run_in_seconds <= 60.0, "{s}: {}", st.next_run_in_seconds);
+        assert!(
+            st.next_run_in_seconds <= 60.0,
+            "{s}: {}",
+            st.next_run_in_seconds
+        );
         assert_eq!(st.sync, Some(SyncMode::Polling));
     }
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -275,7 +294,10 @@ async fn converged_stacks_resync_slowly_while_events_flow_and_fall_back_when_hea
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(bus.left(), 0);
     assert_eq!(
-        c.metrics().events_ignored.with_label_values(&["malformed"]).get(),
+        c.metrics()
+            .events_ignored
+            .with_label_values(&["malformed"])
+            .get(),
         1
     );
     c.shutdown();

@@ -77,7 +77,9 @@ pub fn parse(body: &str) -> Result<Parsed, String> {
         return Err("no `detail` object".into());
     }
     if source == HEARTBEAT_SOURCE {
-        let daemon = detail["daemon"].as_str().ok_or("a heartbeat without `daemon`")?;
+        let daemon = detail["daemon"]
+            .as_str()
+            .ok_or("a heartbeat without `daemon`")?;
         return Ok(Parsed::Heartbeat {
             daemon: daemon.to_string(),
         });
@@ -290,7 +292,11 @@ mod tests {
             "Boto3",
             serde_json::json!({"name": "/presta-reconciler/shop-b/db-password", "value": "HIDDEN_DUE_TO_SECURITY_REASONS"}),
         ));
-        assert!(decide(&param, "eu-west-3", "", &i).unwrap().contains("shop-b"));
+        assert!(
+            decide(&param, "eu-west-3", "", &i)
+                .unwrap()
+                .contains("shop-b")
+        );
     }
 
     #[test]
@@ -322,7 +328,11 @@ mod tests {
             decide(&sg, "eu-west-3", "999999999999", &i),
             Err(Ignored::OtherAccount)
         );
-        for bad in ["not json", "{}", r#"{"source":"aws.ec2","detail-type":"x"}"#] {
+        for bad in [
+            "not json",
+            "{}",
+            r#"{"source":"aws.ec2","detail-type":"x"}"#,
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

@@ -12,9 +12,9 @@
 //! short interval at once, says so (`/stacks`, the page, `presta_events_mode`), sets the
 //! queue and rule up again, and returns to events once a heartbeat comes back.
 
-pub mod message;
 #[cfg(test)]
 mod loop_tests;
+pub mod message;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -275,7 +275,9 @@ impl RegionEvents {
             region: region.to_string(),
             mode: SyncMode::Polling,
             since: rfc3339(SystemTime::now()),
-            reason: Some("waiting for the first heartbeat to come back through the rule and queue".into()),
+            reason: Some(
+                "waiting for the first heartbeat to come back through the rule and queue".into(),
+            ),
             queue_url: None,
             trail: None,
             trail_ok: false,
@@ -550,7 +552,9 @@ impl Controller {
                     }
                 }
                 Ok(Parsed::Change(c)) => {
-                    m.events_received.with_label_values(&[c.source.as_str()]).inc();
+                    m.events_received
+                        .with_label_values(&[c.source.as_str()])
+                        .inc();
                     let decided = message::decide(&c, region, &setup.account, &index)
                         .and_then(|stacks| self.not_an_echo(&c, stacks));
                     match decided {
@@ -612,17 +616,18 @@ impl Controller {
             return Ok(stacks);
         }
         let st = self.state();
-        let left: BTreeSet<String> = stacks
-            .into_iter()
-            .filter(|s| {
-                let echo = st.stacks.get(s).and_then(|e| e.wrote.as_ref()).is_some_and(
-                    |(at, wrote)| {
-                        at.elapsed() < ECHO_WINDOW && c.tokens.iter().any(|t| wrote.contains(t))
-                    },
-                );
-                !echo
-            })
-            .collect();
+        let left: BTreeSet<String> =
+            stacks
+                .into_iter()
+                .filter(|s| {
+                    let echo = st.stacks.get(s).and_then(|e| e.wrote.as_ref()).is_some_and(
+                        |(at, wrote)| {
+                            at.elapsed() < ECHO_WINDOW && c.tokens.iter().any(|t| wrote.contains(t))
+                        },
+                    );
+                    !echo
+                })
+                .collect();
         if left.is_empty() {
             Err(Ignored::OwnWrite)
         } else {
@@ -750,8 +755,12 @@ impl Controller {
         if changed {
             self.inner.wake.notify_one();
             match mode {
-                SyncMode::Events => tracing::info!(region = %region, "events flow: converged stacks are resynced at --resync-interval"),
-                SyncMode::Polling => tracing::warn!(region = %region, reason = reason.as_deref().unwrap_or(""), "falling back to polling"),
+                SyncMode::Events => {
+                    tracing::info!(region = %region, "events flow: converged stacks are resynced at --resync-interval")
+                }
+                SyncMode::Polling => {
+                    tracing::warn!(region = %region, reason = reason.as_deref().unwrap_or(""), "falling back to polling")
+                }
             }
         } else if let Some(reason) = reason {
             tracing::warn!(region = %region, reason = %reason, "still polling");
