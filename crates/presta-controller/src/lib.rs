@@ -84,6 +84,8 @@ struct Entry {
     spread_resync: bool,
     /// When the current or last run started.
     started_at: Option<Instant>,
+    /// The follow-up run was asked by change events: it waits for the debounce window.
+    follow_up_by_event: bool,
     /// The names and ids of what the last run changed, and when it ended: the services' own
     /// events about them (which carry no User-Agent) are the daemon's echo, not drift.
     wrote: Option<(Instant, std::collections::BTreeSet<String>)>,
@@ -113,6 +115,7 @@ impl Entry {
             event_at: None,
             spread_resync: true,
             started_at: None,
+            follow_up_by_event: false,
             wrote: None,
         }
     }

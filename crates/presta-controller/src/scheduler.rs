@@ -86,6 +86,7 @@ impl Controller {
             if e.due <= now {
                 e.running = true;
                 e.started_at = Some(now);
+                e.follow_up_by_event = false;
                 e.follow_up = false;
                 e.runs_started += 1;
                 batch.push(e.stack.clone());
@@ -187,10 +188,12 @@ impl Controller {
                 if let Some(h) = &report.held {
                     tracing::warn!(stack = %e.stack.name(), plan_hash = %h.plan_hash, changes = h.changes, max_changes_per_run = h.max_changes_per_run, reason = %h.reason, "stack held: the plan waits for approval (POST /stacks/{{stack}}/approve)");
                 }
-                e.due = if e.follow_up {
-                    // At most one run per debounce window.
+                e.due = if e.follow_up && e.follow_up_by_event {
+                    // At most one run per debounce window for events.
                     let window = e.started_at.map(|t| t + settings.events_debounce);
                     window.map_or_else(Instant::now, |w| w.max(Instant::now()))
+                } else if e.follow_up {
+                    Instant::now()
                 } else {
                     Instant::now() + delay
                 };
@@ -255,6 +258,8 @@ impl Controller {
             }
             if e.running {
                 e.follow_up = true;
+                // Asked by a person: at once, whatever events asked before.
+                e.follow_up_by_event = false;
             } else {
                 e.due = now;
             }

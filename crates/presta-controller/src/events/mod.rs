@@ -691,6 +691,9 @@ impl Controller {
             let at = at.unwrap_or_else(SystemTime::now);
             e.event_at = Some(e.event_at.map_or(at, |x| x.min(at)));
             if e.running {
+                if !e.follow_up {
+                    e.follow_up_by_event = true;
+                }
                 e.follow_up = true;
             } else if e.due > now + debounce {
                 e.due = now + debounce;
