@@ -35,6 +35,10 @@ fn operations_called_by_the_drivers() -> BTreeSet<String> {
         ("ssm", "ssm"),
         ("acm", "acm"),
         ("route53", "route53"),
+        ("sqs", "sqs"),
+        ("events", "events"),
+        ("cloudtrail", "cloudtrail"),
+        ("sts", "sts"),
         ("self.client", "dynamodb"),
     ];
     let mut ops = BTreeSet::new();
@@ -76,7 +80,9 @@ fn operations_called_by_the_drivers() -> BTreeSet<String> {
                     .take_while(|c| c.is_ascii_lowercase() || *c == '_')
                     .collect();
                 if !op.is_empty() && rest[op.len()..].starts_with("()") {
-                    ops.insert(format!("{prefix}:{}", squash(&op)));
+                    // SQS's DeleteMessageBatch is allowed by `sqs:DeleteMessage`.
+                    let op = squash(&op).replace("deletemessagebatch", "deletemessage");
+                    ops.insert(format!("{prefix}:{op}"));
                 }
             }
         }
