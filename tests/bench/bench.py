@@ -616,7 +616,9 @@ def tables(r: dict) -> str:
                    f"{pe['event_path_calls_per_region_hour']} | 0 |")
         out.append("")
         out.append(f"Idle figures measured over {pe['window_s']:.0f} s with time compressed 10× (`--interval 6`, "
-                   "`--resync-interval 60`), scaled back to the default intervals.")
+                   "`--resync-interval 60`), scaled back to the default intervals. With polling, each change is made "
+                   "just after the previous heal, so it waits nearly a whole interval (the worst case; 30 s on "
+                   "average for a change made at a random time).")
     return "\n".join(out)
 
 

@@ -31,13 +31,24 @@ pub struct OrphanStatus {
 }
 
 impl Controller {
-    /// Whether a search is due now (and if so, marks the next one an interval away).
+    /// Whether a search is due now (and if so, marks the next one an interval away: the
+    /// resync interval while change events flow in every region, since events name the
+    /// product's resources too).
     pub(super) fn orphans_due(&self) -> bool {
         let mut st = self.state();
         if st.stacks.is_empty() || Instant::now() < st.orphans_due {
             return false;
         }
-        st.orphans_due = Instant::now() + self.inner.settings.interval;
+        let events_flow = !st.events.is_empty()
+            && st
+                .events
+                .values()
+                .all(|r| r.mode == crate::events::SyncMode::Events);
+        let every = match self.inner.settings.resync_interval {
+            Some(resync) if events_flow => resync,
+            _ => self.inner.settings.interval,
+        };
+        st.orphans_due = Instant::now() + every;
         true
     }
 

@@ -749,7 +749,19 @@ impl Controller {
                 SyncMode::Polling if !e.running && e.due > now + interval => {
                     e.due = now + interval.mul_f64(crate::settings::unit_random().max(0.1));
                 }
-                SyncMode::Events => e.spread_resync = true,
+                // A converged stack waits for its resync from now on, at a random point
+                // of the interval (a fleet's resyncs spread out); the others on their next
+                // converged run.
+                SyncMode::Events if changed => match self.inner.settings.resync_interval {
+                    Some(resync)
+                        if !e.running
+                            && e.last_result == Some(crate::metrics::RunResult::Converged) =>
+                    {
+                        e.due = now + self.inner.settings.resync_delay(resync, true);
+                        e.spread_resync = false;
+                    }
+                    _ => e.spread_resync = true,
+                },
                 _ => {}
             }
         }
