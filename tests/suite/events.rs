@@ -478,10 +478,12 @@ async fn events_keep_healing_while_30_percent_of_aws_calls_fail() {
     });
     let (group, _) = env.app_group().await;
     env.open_ssh().await;
-    // From the change on, 30 % of every call fails (the daemon's SQS and EventBridge calls
-    // too); the check below reads through the failures.
+    // From the change on, 30 % of every call fails with a 500 or a 503 (the daemon's SQS and
+    // EventBridge calls too); the check below reads through the failures. (Throttling is left
+    // out: the engine's adaptive retry then slows its whole run down on purpose, to minutes on
+    // a loaded machine; `faults.rs` covers throttling.)
     env.emu
-        .set_faults_on(0.3, 5, &[], &[], &["throttle", "unavailable", "internal"])
+        .set_faults_on(0.3, 5, &[], &[], &["unavailable", "internal"])
         .unwrap();
     let ec2 = aws_sdk_ec2::Client::new(&env.sdk().await);
     let t = time_to_heal_within(Duration::from_secs(90), || async {
