@@ -8,7 +8,7 @@
 //! (several filters may follow the `--`).
 //!
 //! - On the in-memory fake of AWS (`crates/presta-testkit`, milliseconds, paused time):
-//!   `orchestration`, `daemon_loop`, `fake_faults`.
+//!   `orchestration`, `daemon_loop`, `fake_faults`, `fleet`.
 //! - Against the emulator (moto on loopback, started by each test through `common::Env`):
 //!   every other module.
 
@@ -30,6 +30,7 @@ mod events;
 mod exec;
 mod fake_faults;
 mod faults;
+mod fleet;
 mod health;
 mod import_terraform;
 mod lease;

@@ -8,6 +8,11 @@
 //!
 //! The wait happens inside the HTTP connector, so it counts toward the attempt's timeout:
 //! with the daemon's bounded concurrency a request waits at most a few seconds.
+//!
+//! Two lanes share each bucket. Work run inside [`urgent`] (a run asked by a change event or
+//! by a person) reserves its token at once and is served first; the rest (resyncs, the
+//! orphan search) takes a token only when one is there, so that a change made by hand is
+//! healed in seconds even while a fleet's resyncs keep the bucket busy.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -101,11 +106,16 @@ impl Bucket {
         }
     }
 
-    /// Takes one token now, or says how long until one is there (and reserves it).
-    fn take(&mut self, now: Instant) -> Duration {
+    fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.rate.per_second).min(self.rate.burst);
         self.at = now;
+    }
+
+    /// Takes one token now, or says how long until one is there (and reserves it): the
+    /// urgent lane, served in order ahead of the other.
+    fn take(&mut self, now: Instant) -> Duration {
+        self.refill(now);
         self.tokens -= 1.0;
         if self.tokens >= 0.0 {
             Duration::ZERO
@@ -113,6 +123,34 @@ impl Bucket {
             Duration::from_secs_f64(-self.tokens / self.rate.per_second)
         }
     }
+
+    /// Takes one token if there is one (none reserved by the urgent lane); otherwise says
+    /// how long until there may be one, and reserves nothing.
+    fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
+        self.refill(now);
+        if self.tokens >= 1.0 - 1e-9 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64(
+                (1.0 - self.tokens) / self.rate.per_second,
+            ))
+        }
+    }
+}
+
+tokio::task_local! {
+    static URGENT: bool;
+}
+
+/// Runs `work` in the urgent lane of the API budget: its requests go ahead of the resyncs'.
+pub async fn urgent<F: std::future::Future>(work: F) -> F::Output {
+    URGENT.scope(true, work).await
+}
+
+/// Whether the current task runs inside [`urgent`].
+pub fn is_urgent() -> bool {
+    URGENT.try_with(|u| *u).unwrap_or(false)
 }
 
 /// The buckets by (region, service).
@@ -162,14 +200,27 @@ impl ApiBudget {
             .entry((region.to_string(), service.to_string()))
             .or_insert_with(|| Arc::new(Mutex::new(Bucket::new(rate))))
             .clone();
-        let wait = bucket
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take(Instant::now());
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+        if is_urgent() {
+            let wait = bucket
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(Instant::now());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            return wait;
         }
-        wait
+        let start = Instant::now();
+        loop {
+            let next = bucket
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .try_take(Instant::now());
+            match next {
+                Ok(()) => return start.elapsed(),
+                Err(wait) => tokio::time::sleep(wait.max(Duration::from_millis(1))).await,
+            }
+        }
     }
 
     /// `service=rate[/burst]` (e.g. `ec2=20`, `rds=5/10`): one override.
@@ -290,6 +341,51 @@ mod tests {
             assert!(budget.acquire("eu-west-3", "ec2").await.is_zero());
         }
         assert!(!budget.acquire("eu-west-3", "ec2").await.is_zero());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn urgent_requests_go_ahead_of_a_busy_bucket() {
+        let budget = Arc::new(ApiBudget::new(BTreeMap::from([(
+            "ec2".to_string(),
+            Rate {
+                per_second: 10.0,
+                burst: 5.0,
+            },
+        )])));
+        // Twenty background requests keep the bucket busy for about two seconds.
+        let background: Vec<_> = (0..20)
+            .map(|_| {
+                let b = budget.clone();
+                tokio::spawn(async move {
+                    b.acquire("eu-west-3", "ec2").await;
+                    Instant::now()
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let start = Instant::now();
+        for _ in 0..3 {
+            assert!(urgent(async { is_urgent() }).await);
+            urgent(budget.acquire("eu-west-3", "ec2")).await;
+        }
+        assert!(!is_urgent());
+        // Three urgent requests wait for the next three tokens only: 0.3 s, not 2 s.
+        let took = start.elapsed();
+        assert!(took <= Duration::from_millis(320), "{took:?}");
+        let mut ends = Vec::new();
+        for h in background {
+            ends.push(h.await.unwrap());
+        }
+        // Every request still went at the bucket's rate: 5 at once, then 18 more at 10/s.
+        let last = ends
+            .iter()
+            .max()
+            .unwrap()
+            .duration_since(start - Duration::from_millis(100));
+        assert!(
+            last >= Duration::from_millis(1790) && last <= Duration::from_millis(1850),
+            "{last:?}"
+        );
     }
 
     #[test]

@@ -86,6 +86,10 @@ struct Entry {
     started_at: Option<Instant>,
     /// The follow-up run was asked by change events: it waits for the debounce window.
     follow_up_by_event: bool,
+    /// The next run was asked by a change event or a person: it goes ahead of resyncs (the
+    /// API budget's urgent lane); `running_urgent` for the run in flight.
+    urgent: bool,
+    running_urgent: bool,
     /// The names and ids of what the last run changed, and when it ended: the services' own
     /// events about them (which carry no User-Agent) are the daemon's echo, not drift.
     wrote: Option<(Instant, std::collections::BTreeSet<String>)>,
@@ -116,6 +120,8 @@ impl Entry {
             spread_resync: true,
             started_at: None,
             follow_up_by_event: false,
+            urgent: false,
+            running_urgent: false,
             wrote: None,
         }
     }
@@ -269,9 +275,16 @@ impl Controller {
                 continue;
             }
             let (batch, next) = self.take_due();
-            if !batch.is_empty() {
+            let (urgent, background) = self.split_urgent(batch);
+            if !urgent.is_empty() {
                 let me = self.clone();
-                tasks.spawn(async move { me.run_batch(batch).await });
+                tasks.spawn(presta_aws::ratelimit::urgent(async move {
+                    me.run_batch(urgent).await
+                }));
+            }
+            if !background.is_empty() {
+                let me = self.clone();
+                tasks.spawn(async move { me.run_batch(background).await });
             }
             if self.orphans_due() {
                 let me = self.clone();

@@ -88,6 +88,7 @@ impl Controller {
                 e.started_at = Some(now);
                 e.follow_up_by_event = false;
                 e.follow_up = false;
+                e.running_urgent = std::mem::take(&mut e.urgent);
                 e.runs_started += 1;
                 batch.push(e.stack.clone());
             } else {
@@ -95,6 +96,17 @@ impl Controller {
             }
         }
         (batch, next)
+    }
+
+    /// The stacks of `batch` whose run was asked by an event or a person, and the others.
+    pub(crate) fn split_urgent(
+        &self,
+        batch: Vec<Arc<Stack>>,
+    ) -> (Vec<Arc<Stack>>, Vec<Arc<Stack>>) {
+        let st = self.state();
+        batch
+            .into_iter()
+            .partition(|s| st.stacks.get(s.name()).is_some_and(|e| e.running_urgent))
     }
 
     pub(crate) async fn run_batch(&self, batch: Vec<Arc<Stack>>) {
@@ -160,7 +172,22 @@ impl Controller {
                     .resync_interval
                     .filter(|_| events_flow)
                     .map(|every| (every, e.spread_resync));
+                // A resync promises a look at least once per resync interval: it counts from
+                // when this run started, not from when it ended (however long the API budget
+                // made the run wait). A run that overran its interval (it queued behind a
+                // fleet's build) is spread again instead, so that the runs that queued
+                // together do not stay together.
+                let late = matches!(
+                    (resync, e.started_at),
+                    (Some((every, false)), Some(start))
+                        if result == RunResult::Converged && start + every <= Instant::now()
+                );
+                let resync = resync.map(|(every, spread)| (every, spread || late));
                 let next = requeue(result, refused, e.failures, settings, resync);
+                let resync_from = match resync {
+                    Some((_, false)) if result == RunResult::Converged => e.started_at,
+                    _ => None,
+                };
                 if resync.is_some() && result == RunResult::Converged {
                     e.spread_resync = false;
                 }
@@ -195,7 +222,7 @@ impl Controller {
                 } else if e.follow_up {
                     Instant::now()
                 } else {
-                    Instant::now() + delay
+                    resync_from.unwrap_or_else(Instant::now) + delay
                 };
                 if report.applied() {
                     let wrote: std::collections::BTreeSet<String> = report
@@ -256,6 +283,7 @@ impl Controller {
             if stack.is_some_and(|s| s != name) {
                 continue;
             }
+            e.urgent = true;
             if e.running {
                 e.follow_up = true;
                 // Asked by a person: at once, whatever events asked before.

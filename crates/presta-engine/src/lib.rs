@@ -76,15 +76,22 @@ pub struct Engine {
     /// Bounds the stacks reconciled at once across every concurrent run of this engine (the
     /// daemon's periodic sweep and a forced run of one stack share it).
     limit: Arc<tokio::sync::Semaphore>,
+    /// The same for urgent runs (inside [`presta_aws::ratelimit::urgent`]: asked by a change
+    /// event or a person), so that they never queue behind a fleet's resyncs.
+    urgent_limit: Arc<tokio::sync::Semaphore>,
 }
 
 impl Engine {
     pub fn new(settings: Settings) -> Self {
         let limit = Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1)));
+        let urgent_limit = Arc::new(tokio::sync::Semaphore::new(
+            settings.concurrency.div_ceil(2).max(1),
+        ));
         Engine {
             settings,
             recorders: Vec::new(),
             limit,
+            urgent_limit,
         }
     }
 
@@ -321,7 +328,12 @@ impl Engine {
         let runs: Vec<_> = stacks
             .iter()
             .map(|s| async move {
-                let _permit = self.limit.acquire().await.ok();
+                let limit = if presta_aws::ratelimit::is_urgent() {
+                    &self.urgent_limit
+                } else {
+                    &self.limit
+                };
+                let _permit = limit.acquire().await.ok();
                 let span = tracing::info_span!("reconcile", stack = %s.name());
                 let guard = guards.get(s.name()).cloned().unwrap_or_default();
                 let mut report = stack::reconcile(aws, s, snap, mode, &guard, &self.settings)

@@ -87,7 +87,8 @@ macro_rules! handle {
                 let input: $input = input.downcast_ref::<$input>()?.clone();
                 Some(Box::new(move |world: &std::sync::Mutex<$crate::World>| {
                     let mut world = world.lock().unwrap_or_else(|e| e.into_inner());
-                    let answer = match world.enter($name) {
+                    let service = $crate::service_of(std::any::type_name::<$input>());
+                    let answer = match world.enter($name, service) {
                         $crate::world::Verdict::Proceed => f(&mut world, &input),
                         $crate::world::Verdict::Fail(failure) => Err(failure),
                         $crate::world::Verdict::Lose(failure) => {
@@ -109,6 +110,20 @@ macro_rules! handle {
     }};
 }
 pub(crate) use handle;
+
+/// The signing name of the service whose SDK crate defines `type_name` (the name the API
+/// budget and AWS's rate limits use).
+pub(crate) fn service_of(type_name: &str) -> &'static str {
+    match type_name.split("::").next().unwrap_or_default() {
+        "aws_sdk_ec2" => "ec2",
+        "aws_sdk_elasticloadbalancingv2" => "elasticloadbalancing",
+        "aws_sdk_autoscaling" => "autoscaling",
+        "aws_sdk_rds" => "rds",
+        "aws_sdk_efs" => "elasticfilesystem",
+        "aws_sdk_ssm" => "ssm",
+        _ => "other",
+    }
+}
 
 impl FakeAws {
     /// A region (`eu-west-3`) with nothing in it.
@@ -223,6 +238,29 @@ impl FakeAws {
         self.world().calls.clear();
     }
 
+    /// AWS's rate limit on the reads of `service` (its signing name: `ec2`,
+    /// `elasticloadbalancing`...): a bucket of `burst` requests refilled at `per_second` on the
+    /// Tokio clock. A read that finds it empty is refused with the service's throttling code
+    /// (`RequestLimitExceeded` for EC2) and counted ([`FakeAws::throttled`]). The limit is
+    /// met where AWS meets it: when the request leaves the client, after the client's own
+    /// budget.
+    pub fn limit_reads(&self, service: &str, per_second: f64, burst: f64) {
+        self.world().read_limits.insert(
+            service.to_string(),
+            world::ReadLimit::new(per_second, burst),
+        );
+    }
+
+    /// Reads received so far, by service (throttled ones included).
+    pub fn reads(&self) -> std::collections::BTreeMap<String, usize> {
+        self.world().reads.clone()
+    }
+
+    /// Reads refused by [`FakeAws::limit_reads`], by service.
+    pub fn throttled(&self) -> std::collections::BTreeMap<String, usize> {
+        self.world().throttled.clone()
+    }
+
     /// How long resources take to become usable.
     pub fn set_delays(&self, delays: Delays) {
         self.world().delays = delays;
@@ -283,8 +321,9 @@ impl Intercept for Answering {
         Ok(())
     }
 
-    /// Each attempt is answered as it leaves: an error answer travels as the HTTP response
-    /// (the request carries its id), a typed one waits for the attempt's completion.
+    /// Each attempt carries its call's id to the network, which answers it as it arrives
+    /// (after the client's API budget, as AWS would see it): an error answer travels as the
+    /// HTTP response, a typed one waits for the attempt's completion.
     fn modify_before_transmit(
         &self,
         context: &mut BeforeTransmitInterceptorContextMut<'_>,
@@ -292,16 +331,6 @@ impl Intercept for Answering {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(Pending(id)) = cfg.load::<Pending>() {
-            let answer = {
-                let prepared = self.0.prepared.lock().unwrap_or_else(|e| e.into_inner());
-                let call = prepared.get(id).ok_or("the call was not prepared")?;
-                call(&self.0.world)
-            };
-            self.0
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(*id, answer);
             context
                 .request_mut()
                 .headers_mut()
@@ -369,12 +398,20 @@ impl HttpConnector for Network {
             .headers()
             .get(REPLY_HEADER)
             .and_then(|v| v.parse::<u64>().ok());
-        let mut pending = self.0.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let response = match id.map(|id| (id, pending.get(&id))) {
-            Some((id, Some(Err(_)))) => match pending.remove(&id) {
-                Some(Err(response)) => *response,
-                _ => unreachable!(),
-            },
+        let answer = id.and_then(|id| {
+            let prepared = self.0.prepared.lock().unwrap_or_else(|e| e.into_inner());
+            prepared.get(&id).map(|call| call(&self.0.world))
+        });
+        let response = match (id, answer) {
+            (_, Some(Err(response))) => *response,
+            (Some(id), Some(Ok(output))) => {
+                self.0
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, Ok(output));
+                HttpResponse::new(200.try_into().expect("a status"), SdkBody::empty())
+            }
             _ => HttpResponse::new(200.try_into().expect("a status"), SdkBody::empty()),
         };
         HttpConnectorFuture::ready(Ok(response))

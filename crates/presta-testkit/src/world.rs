@@ -214,6 +214,47 @@ pub struct World {
     pub(crate) writes: usize,
     /// After this many writes, nothing more is done (a process killed there).
     pub(crate) cut_after: Option<usize>,
+    /// AWS's request rate limits on reads, per service (signing name).
+    pub(crate) read_limits: BTreeMap<String, ReadLimit>,
+    /// Reads refused by those limits, per service.
+    pub throttled: BTreeMap<String, usize>,
+    /// Reads answered (or refused), per service.
+    pub reads: BTreeMap<String, usize>,
+}
+
+/// A service's bucket of non-mutating requests, as AWS meters them per account and region
+/// (EC2: 20 a second, a bucket of 100): a read finding it empty is refused with the
+/// service's throttling code.
+#[derive(Debug, Clone)]
+pub(crate) struct ReadLimit {
+    pub per_second: f64,
+    pub burst: f64,
+    pub tokens: f64,
+    pub at: Instant,
+}
+
+impl ReadLimit {
+    pub(crate) fn new(per_second: f64, burst: f64) -> ReadLimit {
+        ReadLimit {
+            per_second,
+            burst,
+            tokens: burst,
+            at: Instant::now(),
+        }
+    }
+
+    /// Takes a token if there is one.
+    fn admit(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 - 1e-9 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl World {
@@ -247,6 +288,9 @@ impl World {
             random: None,
             writes: 0,
             cut_after: None,
+            read_limits: BTreeMap::new(),
+            throttled: BTreeMap::new(),
+            reads: BTreeMap::new(),
         }
     }
 
@@ -265,10 +309,28 @@ impl World {
     }
 
     /// Every call goes through here: counted, settled on the clock, failed if a fault says so.
-    pub(crate) fn enter(&mut self, operation: &str) -> Verdict {
+    pub(crate) fn enter(&mut self, operation: &str, service: &str) -> Verdict {
         self.calls.push(operation.to_string());
         self.settle();
         let write = presta_aws::calls::is_mutating(operation);
+        if !write {
+            *self.reads.entry(service.to_string()).or_default() += 1;
+        }
+        if !write
+            && let Some(limit) = self.read_limits.get_mut(service)
+            && !limit.admit(Instant::now())
+        {
+            *self.throttled.entry(service.to_string()).or_default() += 1;
+            let code = if service == "ec2" {
+                "RequestLimitExceeded"
+            } else {
+                "Throttling"
+            };
+            return Verdict::Fail(Failure::new(
+                code,
+                format!("{operation}: Rate exceeded ({service} reads)"),
+            ));
+        }
         if self.cut_after.is_some_and(|k| self.writes >= k) {
             return Verdict::Fail(Failure::new(
                 "ServiceUnavailable",

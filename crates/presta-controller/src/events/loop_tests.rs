@@ -2,153 +2,26 @@
 //! `tokio::time::pause()`: bursts, debounce, resync and the fallback to polling are checked
 //! over minutes of scheduling in milliseconds.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use presta_aws::AwsError;
-use presta_aws::events::Message;
 use tokio::time::Instant;
 
-use super::{EventBus, EventSettings, EventSource, Setup, SyncMode};
+use super::memory::MemoryBus;
+use super::{EventBus, EventSettings, EventSource, SyncMode};
 use crate::loop_tests::{Fake, controller, settings};
 use crate::{Controller, ControllerSettings};
 
 const DAEMON: &str = "test-daemon";
 
-#[derive(Default)]
-struct FakeBus {
-    queue: Mutex<VecDeque<(String, String)>>,
-    in_flight: Mutex<BTreeMap<String, String>>,
-    deleted: AtomicU64,
-    next: AtomicU64,
-    /// The rule is gone: heartbeats are not delivered until the next setup.
-    broken: AtomicBool,
-    setups: AtomicU64,
-}
-
-impl FakeBus {
-    fn push(&self, body: String) {
-        let id = self.next.fetch_add(1, Ordering::SeqCst).to_string();
-        self.queue.lock().unwrap().push_back((id, body));
-    }
-
-    /// A CloudTrail record of a hand-made change to `stack`'s instances' group.
-    fn change(&self, stack: &str) {
-        self.push(
-            serde_json::json!({
-                "source": "aws.ec2", "detail-type": "AWS API Call via CloudTrail",
-                "region": "eu-west-3", "account": "123456789012",
-                "detail": {
-                    "eventName": "AuthorizeSecurityGroupIngress", "userAgent": "Boto3",
-                    "eventTime": "2026-12-07T00:00:00Z",
-                    "requestParameters": {"groupName": format!("{stack}-app-sg")}
-                }
-            })
-            .to_string(),
-        );
-    }
-
-    fn left(&self) -> usize {
-        self.queue.lock().unwrap().len() + self.in_flight.lock().unwrap().len()
-    }
-}
-
-impl EventBus for FakeBus {
-    fn setup<'a>(&'a self, _region: &'a str) -> BoxFuture<'a, Result<Setup, AwsError>> {
-        self.setups.fetch_add(1, Ordering::SeqCst);
-        self.broken.store(false, Ordering::SeqCst);
-        Box::pin(async {
-            Ok(Setup {
-                queue_url: "fake://queue".into(),
-                account: "123456789012".into(),
-                notes: Vec::new(),
-            })
-        })
-    }
-
-    fn trail<'a>(
-        &'a self,
-        _region: &'a str,
-    ) -> BoxFuture<'a, Result<Result<String, String>, AwsError>> {
-        Box::pin(async { Ok(Ok("trail".into())) })
-    }
-
-    fn heartbeat<'a>(
-        &'a self,
-        _region: &'a str,
-        daemon: &'a str,
-    ) -> BoxFuture<'a, Result<(), AwsError>> {
-        if !self.broken.load(Ordering::SeqCst) {
-            self.push(
-                serde_json::json!({"source": "presta-reconciler", "detail-type": "presta-reconciler heartbeat", "detail": {"daemon": daemon}})
-                    .to_string(),
-            );
-        }
-        Box::pin(async { Ok(()) })
-    }
-
-    fn receive<'a>(
-        &'a self,
-        _region: &'a str,
-        _url: &'a str,
-        wait: Duration,
-    ) -> BoxFuture<'a, Result<Vec<Message>, AwsError>> {
-        Box::pin(async move {
-            let until = Instant::now() + wait;
-            loop {
-                let batch: Vec<(String, String)> = {
-                    let mut q = self.queue.lock().unwrap();
-                    let n = q.len().min(10);
-                    q.drain(..n).collect()
-                };
-                if !batch.is_empty() {
-                    let mut f = self.in_flight.lock().unwrap();
-                    return Ok(batch
-                        .into_iter()
-                        .map(|(id, body)| {
-                            f.insert(id.clone(), body.clone());
-                            Message {
-                                receipt: id,
-                                body,
-                                sent_at: None,
-                            }
-                        })
-                        .collect());
-                }
-                if Instant::now() >= until {
-                    return Ok(Vec::new());
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    }
-
-    fn delete<'a>(
-        &'a self,
-        _region: &'a str,
-        _url: &'a str,
-        receipts: Vec<String>,
-    ) -> BoxFuture<'a, Result<(), AwsError>> {
-        let mut f = self.in_flight.lock().unwrap();
-        for r in receipts {
-            if f.remove(&r).is_some() {
-                self.deleted.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        Box::pin(async { Ok(()) })
-    }
-
-    fn depth<'a>(
-        &'a self,
-        _region: &'a str,
-        _url: &'a str,
-    ) -> BoxFuture<'a, Result<u64, AwsError>> {
-        let n = self.queue.lock().unwrap().len() as u64;
-        Box::pin(async move { Ok(n) })
-    }
+/// A CloudTrail record of a hand-made change to `stack`'s instances' group.
+fn change(bus: &MemoryBus, stack: &str) {
+    bus.api_call(
+        "aws.ec2",
+        "eu-west-3",
+        "AuthorizeSecurityGroupIngress",
+        serde_json::json!({"groupName": format!("{stack}-app-sg")}),
+    );
 }
 
 fn event_settings() -> EventSettings {
@@ -171,7 +44,7 @@ fn with_events(debounce: Duration) -> ControllerSettings {
 }
 
 /// Starts the loop and the event loop; returns their handles.
-fn start(c: &Controller, bus: &Arc<FakeBus>) -> Vec<tokio::task::JoinHandle<()>> {
+fn start(c: &Controller, bus: &Arc<MemoryBus>) -> Vec<tokio::task::JoinHandle<()>> {
     let (a, b) = (c.clone(), c.clone());
     let bus: Arc<dyn EventBus> = bus.clone();
     vec![
@@ -192,7 +65,7 @@ async fn a_burst_of_500_events_over_20_stacks_makes_one_run_per_stack_and_deboun
     let names: Vec<String> = (1..=20).map(|i| format!("shop-{i:02}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let c = controller(&fake, with_events(Duration::from_secs(3)), &refs);
-    let bus = Arc::new(FakeBus::default());
+    let bus = Arc::new(MemoryBus::default());
     let tasks = start(&c, &bus);
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(mode(&c), Some(SyncMode::Events));
@@ -200,7 +73,7 @@ async fn a_burst_of_500_events_over_20_stacks_makes_one_run_per_stack_and_deboun
     // 500 events in 10 s: 25 per stack, 50 a second.
     for tick in 0..50 {
         for i in 0..10 {
-            bus.change(&names[(tick * 10 + i) % 20]);
+            change(&bus, &names[(tick * 10 + i) % 20]);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -234,7 +107,7 @@ async fn a_burst_of_500_events_over_20_stacks_makes_one_run_per_stack_and_deboun
         );
     }
     assert_eq!(bus.left(), 0, "every message deleted");
-    assert!(bus.deleted.load(Ordering::SeqCst) >= 500);
+    assert!(bus.deleted() >= 500);
     let received = c
         .metrics()
         .events_received
@@ -251,7 +124,7 @@ async fn a_burst_of_500_events_over_20_stacks_makes_one_run_per_stack_and_deboun
 async fn converged_stacks_resync_slowly_while_events_flow_and_fall_back_when_heartbeats_stop() {
     let fake = Fake::new(Duration::from_millis(500));
     let c = controller(&fake, with_events(Duration::from_secs(1)), &["a", "b"]);
-    let bus = Arc::new(FakeBus::default());
+    let bus = Arc::new(MemoryBus::default());
     let tasks = start(&c, &bus);
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(1800)).await;
@@ -264,8 +137,8 @@ async fn converged_stacks_resync_slowly_while_events_flow_and_fall_back_when_hea
     // The rule deleted: heartbeats stop coming back. Within two heartbeats and a poll, the
     // region polls and the stacks are due within the interval; the setup is done again
     // (the fake's setup restores the rule) and events flow again.
-    let setups = bus.setups.load(Ordering::SeqCst);
-    bus.broken.store(true, Ordering::SeqCst);
+    let setups = bus.setups();
+    bus.break_rule();
     let broke = Instant::now();
     let mut fell_back = None;
     while broke.elapsed() < Duration::from_secs(30) {
@@ -287,7 +160,7 @@ async fn converged_stacks_resync_slowly_while_events_flow_and_fall_back_when_hea
         assert_eq!(st.sync, Some(SyncMode::Polling));
     }
     tokio::time::sleep(Duration::from_secs(10)).await;
-    assert!(bus.setups.load(Ordering::SeqCst) > setups, "set up again");
+    assert!(bus.setups() > setups, "set up again");
     assert_eq!(mode(&c), Some(SyncMode::Events));
     // A malformed message is dropped at once and counted.
     bus.push("{not json".into());

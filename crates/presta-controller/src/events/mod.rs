@@ -14,6 +14,7 @@
 
 #[cfg(test)]
 mod loop_tests;
+pub mod memory;
 pub mod message;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -690,6 +691,7 @@ impl Controller {
             };
             let at = at.unwrap_or_else(SystemTime::now);
             e.event_at = Some(e.event_at.map_or(at, |x| x.min(at)));
+            e.urgent = true;
             if e.running {
                 if !e.follow_up {
                     e.follow_up_by_event = true;
