@@ -97,14 +97,15 @@ pub fn run(args: &Args, mode: Mode) -> anyhow::Result<ExitCode> {
         .into_iter()
         .map(|l| l.stack.with_defaults())
         .collect();
+    let budget = crate::api_budget(&args.aws_rate, !args.aws_budget && args.aws_rate.is_empty())?;
     let settings = Settings {
         client: ClientSettings {
             endpoint_url: args.endpoint_url.clone(),
             attempt_timeout: Duration::from_secs(args.aws_attempt_timeout),
-            budget: crate::api_budget(
-                &args.aws_rate,
-                !args.aws_budget && args.aws_rate.is_empty(),
-            )?,
+            // One client-side limiter at a time: the API budget when asked for, else the
+            // SDK's adaptive retry (as `serve`).
+            adaptive_retry: budget.is_none(),
+            budget,
             ..ClientSettings::default()
         },
         wait_timeout: Duration::from_secs(args.wait_timeout),

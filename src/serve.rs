@@ -277,11 +277,17 @@ async fn serve(
     stacks: Vec<Stack>,
 ) -> anyhow::Result<ExitCode> {
     let id = replica_id(args);
+    let budget = crate::api_budget(&args.aws_rate, args.no_aws_budget)?;
     let client = ClientSettings {
         endpoint_url: args.endpoint_url.clone(),
         attempt_timeout: Duration::from_secs(args.aws_attempt_timeout),
         app_name: Some(app_name(&id)),
-        budget: crate::api_budget(&args.aws_rate, args.no_aws_budget)?,
+        // One client-side limiter at a time: the API budget paces every request below AWS's
+        // rates (with its urgent lane for changes made by hand), so a throttling answer is
+        // retried with the standard back-off. The SDK's adaptive limiter, which would also
+        // slow the urgent runs for tens of seconds after a few throttles, only without it.
+        adaptive_retry: budget.is_none(),
+        budget,
         ..ClientSettings::default()
     };
     let lease = match &args.lease {

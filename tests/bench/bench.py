@@ -16,6 +16,12 @@ demo network), and measures, for the demo stack:
   6. change events (serve --events auto) vs polling: time from a change to its heal, and the
      AWS reads per stack-hour of an idle stack (time compressed 10x: --interval 6 s,
      --resync-interval 60 s, the ratio of the defaults 60 s and 600 s)
+  7. a fleet in one daemon (--fleet 1000 stacks; --fleet-only runs this section alone): on the
+     in-memory fake of AWS under virtual time (tests/suite/fleet.rs), with AWS's read limit
+     and the API budget at 20 requests a second per service, a 10-minute resync and events
+     flowing: throttled reads, the longest time between two looks at a stack, changes healed
+     while the resyncs run, reads a second, peak memory; and the idle reads per stack-hour
+     with events vs 60 s polling over three virtual hours (exact where section 6 samples)
 
 Wall time (median, min, max over several runs), peak RSS of the whole process tree (Terraform
 starts its provider as a child process) and the AWS calls each tool makes, counted at the
@@ -300,6 +306,8 @@ def main() -> int:
     ap.add_argument("--no-terraform", action="store_true", help="skip the Terraform half")
     ap.add_argument("--scale", default=None, help="stack counts, comma-separated (default 1,10,50,100)")
     ap.add_argument("--update-docs", action="store_true", help="write the tables into docs/performance.md")
+    ap.add_argument("--fleet", type=int, default=1000, help="stacks of section 7's fleet (default 1000; 0 skips it)")
+    ap.add_argument("--fleet-only", action="store_true", help="run section 7 alone (no emulator, no Terraform)")
     args = ap.parse_args()
     runs = args.runs or (3 if args.quick else 7)
     scale = [int(x) for x in (args.scale or ("1,10,50" if args.quick else "1,10,50,100")).split(",")]
@@ -321,6 +329,12 @@ def main() -> int:
                         str(LAUNCHER.parent / "requirements.txt")], check=True)
         import moto
         results["machine"]["moto"] = moto.__version__
+
+    if args.fleet_only:
+        results["fleet"] = fleet_section(args.fleet or 1000)
+        results["duration_s"] = round(time.time() - started)
+        write_report(results, args.update_docs)
+        return 0
 
     binary = args.binary
     if binary is None:
@@ -440,6 +454,9 @@ def main() -> int:
         results["events"] = events_section(binary, emu, env, demo, runs)
     finally:
         emu.stop()
+    # 7. A fleet in one daemon, on the in-memory fake.
+    if args.fleet:
+        results["fleet"] = fleet_section(args.fleet)
     results["duration_s"] = round(time.time() - started)
     write_report(results, args.update_docs)
     return 0
@@ -540,6 +557,40 @@ def events_section(binary: Path, emu: Emulator, env: dict[str, str], demo: Path,
     return out
 
 
+def fleet_section(stacks: int) -> dict:
+    """Runs tests/suite/fleet.rs's benchmarks (ignored tests of the suite binary, debug build):
+    the fleet of `stacks` and the idle reads; their figures come back as one JSON line each."""
+    log("fleet: building the test binary (cargo test --test suite --no-run)")
+    out = subprocess.run(["cargo", "test", "--locked", "--test", "suite", "--no-run", "--message-format=json"],
+                         cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    exe = None
+    for line in out.splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if msg.get("reason") == "compiler-artifact" and msg.get("target", {}).get("name") == "suite" \
+                and msg.get("executable"):
+            exe = msg["executable"]
+    if not exe:
+        raise RuntimeError("cargo did not name the suite's test binary")
+
+    def run(test: str, tag: str, n: int) -> dict:
+        env = dict(os.environ, PRESTA_FLEET_STACKS=str(n))
+        r = measure([exe, test, "--exact", "--ignored", "--nocapture", "--test-threads", "1"], env, cwd=ROOT)
+        lines = [x for x in r["output"].splitlines() if x.startswith(tag + " ")]
+        if r["code"] != 0 or not lines:
+            raise RuntimeError(f"{test} failed:\n" + r["output"][-3000:])
+        return {**json.loads(lines[-1][len(tag) + 1:]), "process_wall_s": round(r["wall"], 1),
+                "process_peak_rss_mib": round(r["rss_mib"], 1)}
+
+    log(f"fleet: {stacks} stacks, 20 reads/s per service, resync 600 s (virtual time; minutes of CPU)")
+    fleet = run("fleet::thousand_stacks", "FLEET", stacks)
+    log("fleet: idle reads per stack-hour, events vs polling, 20 stacks over 3 virtual hours each")
+    idle = run("fleet::idle_reads", "IDLE", 20)
+    return {"fleet": fleet, "idle": idle}
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -548,6 +599,8 @@ def ratio(a: float, b: float) -> str:
 
 
 def tables(r: dict) -> str:
+    if "drift_detection" not in r:
+        return fleet_table(r)
     out = []
     tf = "terraform" in r.get("drift_detection", {})
     out.append("| figure | presta-reconciler | Terraform | ratio |")
@@ -619,10 +672,42 @@ def tables(r: dict) -> str:
                    "`--resync-interval 60`), scaled back to the default intervals. With polling, each change is made "
                    "just after the previous heal, so it waits nearly a whole interval (the worst case; 30 s on "
                    "average for a change made at a random time).")
+    if r.get("fleet"):
+        out.append("")
+        out.append(fleet_table(r))
+    return "\n".join(out)
+
+
+def fleet_table(r: dict) -> str:
+    fl = r.get("fleet")
+    if not fl:
+        return ""
+    f, i = fl["fleet"], fl["idle"]
+    heal = f["heal_s"]
+    out = [f"A fleet in one daemon (section 7; the in-memory fake under virtual time, the debug build): "
+           f"{f['stacks']} stacks, AWS's read limit and the API budget at {f['rate_per_service']:.0f} requests a "
+           f"second per service, resync {f['resync_s']:.0f} s, events flowing:", "",
+           "| figure | value |", "|---|---|",
+           f"| built from nothing (virtual time) | {f['build_s']:.0f} s |",
+           f"| reads throttled by AWS (build included) | {sum(f['throttled'].values())} |",
+           f"| longest time between two runs of a stack (watched {f.get('watch_s', 1800):.0f} s) | "
+           f"{f['longest_gap_s']:.1f} s; stacks over their interval: {len(f['late'])} |",
+           f"| changes by hand healed during the resyncs (event 1 s after the change) | "
+           f"max {max(heal):.1f} s over {len(heal)} |",
+           "| reads a second while watched, by service | " + ", ".join(f"{k} {v}" for k, v in f["reads_per_s"].items()) + " |",
+           f"| time requests waited for the budget while watched (summed) | {f['budget_wait_s']:.1f} s |",
+           f"| peak memory (the daemon and the fake's resources in one process) | {f['peak_rss_mib']:.0f} MiB |",
+           f"| wall time of the whole run | {f['process_wall_s']:.0f} s |",
+           "",
+           f"Idle reads per stack-hour ({i['stacks']} stacks, {i['window_h']} virtual hours each): "
+           f"{i['events_reads_per_stack_hour']} with events (10-minute resync) against "
+           f"{i['polling_reads_per_stack_hour']} with 60 s polling: {i['ratio']} of it."]
     return "\n".join(out)
 
 
 def calls_table(r: dict) -> str:
+    if "drift_detection" not in r:
+        return "(sections 1 to 6 not run)"
     d = r["drift_detection"]
     ops = sorted(set(d["presta"]["calls"]["by_operation"]) | set(d.get("terraform", {}).get("calls", {}).get("by_operation", {})))
     out = ["| operation | presta-reconciler | Terraform |", "|---|---|---|"]

@@ -65,6 +65,8 @@ pub struct Figures {
     pub stacks: usize,
     pub rate_per_service: f64,
     pub resync_s: f64,
+    /// How long the converged fleet was watched.
+    pub watch_s: f64,
     /// From nothing to every stack converged.
     pub build_s: f64,
     /// Reads AWS refused for the rate, by service (build included).
@@ -403,6 +405,7 @@ pub async fn run(f: Fleet) -> Figures {
         stacks: f.stacks,
         rate_per_service: f.rate,
         resync_s: f.resync.as_secs_f64(),
+        watch_s: watched.as_secs_f64(),
         build_s: round(build.as_secs_f64()),
         throttled: fake.throttled(),
         longest_gap_s: round(longest.as_secs_f64()),

@@ -178,3 +178,45 @@ async fn converged_stacks_resync_slowly_while_events_flow_and_fall_back_when_hea
         let _ = t.await;
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_resync_is_due_one_interval_after_its_run_started_and_an_overrun_is_spread_again() {
+    // Runs of 50 s (the API budget's waits, a slow region): the resyncs still start exactly
+    // 600 s apart, not 650.
+    let fake = Fake::new(Duration::from_secs(50));
+    let c = controller(&fake, with_events(Duration::from_secs(1)), &["a"]);
+    let bus = Arc::new(MemoryBus::default());
+    let tasks = start(&c, &bus);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3 * 3600)).await;
+    let starts = fake.starts("a", t0);
+    assert!(starts.len() >= 10, "{starts:?}");
+    // Between the starts from the second on (the first run is the build; the second, the
+    // first resync, is at a random point of the interval).
+    for w in starts[1..].windows(2) {
+        assert_eq!(w[1] - w[0], 600, "{starts:?}");
+    }
+    c.shutdown();
+    for t in tasks {
+        let _ = t.await;
+    }
+
+    // Runs longer than the interval: each next resync is at a random point of the interval
+    // after the run, not at once (which would keep a fleet's late runs together).
+    let fake = Fake::new(Duration::from_secs(700));
+    let c = controller(&fake, with_events(Duration::from_secs(1)), &["a"]);
+    let bus = Arc::new(MemoryBus::default());
+    let tasks = start(&c, &bus);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4 * 3600)).await;
+    let starts = fake.starts("a", t0);
+    assert!(starts.len() >= 5, "{starts:?}");
+    for w in starts[1..].windows(2) {
+        let gap = w[1] - w[0];
+        assert!((700 + 60..=700 + 600).contains(&gap), "{starts:?}");
+    }
+    c.shutdown();
+    for t in tasks {
+        let _ = t.await;
+    }
+}
