@@ -314,6 +314,12 @@ pub async fn run(f: Fleet) -> Figures {
         tokio::time::sleep(Duration::from_secs(10)).await;
     }
     let build = t0.elapsed();
+    eprintln!(
+        "fleet: {} stacks converged after {:.0} s (virtual), {:.0} s of wall time",
+        f.stacks,
+        build.as_secs_f64(),
+        wall.elapsed().as_secs_f64()
+    );
 
     // The converged fleet, watched; changes by hand at even times.
     let watch_from = Instant::now();
@@ -380,6 +386,7 @@ pub async fn run(f: Fleet) -> Figures {
         }
     }
     let runs_after: usize = ends.values().map(Vec::len).sum();
+    assert_eq!(runs_after - runs_before, runs, "runs counted twice or lost");
     let reads_after = fake.reads();
     let reads_per_s = SERVICES
         .iter()
