@@ -220,3 +220,41 @@ async fn a_resync_is_due_one_interval_after_its_run_started_and_an_overrun_is_sp
         let _ = t.await;
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_service_event_about_what_the_last_run_wrote_is_its_echo_for_a_minute_only() {
+    let fake = Fake::new(Duration::from_millis(100));
+    let c = controller(&fake, with_events(Duration::from_secs(1)), &["a"]);
+    let param = "/presta-reconciler/a/db-password".to_string();
+    c.state().stacks.get_mut("a").unwrap().wrote = Some((
+        Instant::now(),
+        std::collections::BTreeSet::from([param.clone()]),
+    ));
+    let event = |cloudtrail: bool| super::message::ChangeEvent {
+        source: "aws.ssm".into(),
+        name: "Parameter Store Change".into(),
+        region: "eu-west-3".into(),
+        account: "123456789012".into(),
+        time: None,
+        user_agent: String::new(),
+        read_only: false,
+        cloudtrail,
+        tokens: vec![param.clone(), "Update".into()],
+    };
+    let stacks = || std::collections::BTreeSet::from(["a".to_string()]);
+    // The parameter's own event, seconds after the run wrote it: the run's echo.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        c.not_an_echo(&event(false), stacks()),
+        Err(super::message::Ignored::OwnWrite)
+    );
+    // A person's call about the same parameter is never an echo (CloudTrail names them).
+    assert_eq!(c.not_an_echo(&event(true), stacks()), Ok(stacks()));
+    // An event about something else of the stack is not the echo either.
+    let mut other = event(false);
+    other.tokens = vec!["/presta-reconciler/a/admin-password".into()];
+    assert_eq!(c.not_an_echo(&other, stacks()), Ok(stacks()));
+    // A minute later, the same service event is a change (somebody else's).
+    tokio::time::sleep(Duration::from_secs(56)).await;
+    assert_eq!(c.not_an_echo(&event(false), stacks()), Ok(stacks()));
+}
