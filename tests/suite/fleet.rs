@@ -168,6 +168,34 @@ fn name(i: usize) -> String {
     format!("shop-{i:04}")
 }
 
+/// `n` copies of the demo stack, `shop-0000`, `shop-0001`...
+fn fleet_stacks(n: usize) -> Vec<Stack> {
+    let template = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml"),
+    )
+    .unwrap();
+    (0..n)
+        .flat_map(|i| {
+            let text = template.replace("  name: demo\n", &format!("  name: {}\n", name(i)));
+            presta_spec::parse_file(&text, std::path::Path::new("fleet.yaml"))
+                .unwrap_or_else(|p| panic!("{p:?}"))
+                .into_iter()
+                .map(|l| Stack::with_defaults(l.stack))
+        })
+        .collect()
+}
+
+/// The daemon's event loop as `serve --events auto` runs it (heartbeat at its default).
+fn event_settings() -> EventSettings {
+    EventSettings {
+        source: EventSource::Auto {
+            name: "presta-reconciler-events".into(),
+        },
+        heartbeat: Duration::from_secs(60),
+        daemon: "fleet".into(),
+    }
+}
+
 /// `stack`'s database group is open to the world (as a person would open it).
 fn db_open(fake: &FakeAws, stack: &str) -> bool {
     let group = format!("{stack}-db-sg");
@@ -256,19 +284,7 @@ pub async fn run(f: Fleet) -> Figures {
         in_flight: Mutex::default(),
         longest_run: Mutex::default(),
     });
-    let template = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml"),
-    )
-    .unwrap();
-    let stacks: Vec<Stack> = (0..f.stacks)
-        .flat_map(|i| {
-            let text = template.replace("  name: demo\n", &format!("  name: {}\n", name(i)));
-            presta_spec::parse_file(&text, std::path::Path::new("fleet.yaml"))
-                .unwrap_or_else(|p| panic!("{p:?}"))
-                .into_iter()
-                .map(|l| Stack::with_defaults(l.stack))
-        })
-        .collect();
+    let stacks = fleet_stacks(f.stacks);
     let c = Controller::with_reconciler(
         noting.clone(),
         metrics,
@@ -287,19 +303,7 @@ pub async fn run(f: Fleet) -> Figures {
             tokio::spawn(async move {
                 a.run(Duration::from_secs(30)).await;
             }),
-            tokio::spawn(async move {
-                b.run_events(
-                    bus,
-                    EventSettings {
-                        source: EventSource::Auto {
-                            name: "presta-reconciler-events".into(),
-                        },
-                        heartbeat: Duration::from_secs(60),
-                        daemon: "fleet".into(),
-                    },
-                )
-                .await
-            }),
+            tokio::spawn(async move { b.run_events(bus, event_settings()).await }),
         ]
     };
 
@@ -524,19 +528,7 @@ async fn thousand_stacks() {
 pub async fn idle_reads_per_stack_hour(stacks: usize, events: bool, window: Duration) -> f64 {
     let fake = FakeAws::new();
     fake.seed("demo");
-    let template = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml"),
-    )
-    .unwrap();
-    let list: Vec<Stack> = (0..stacks)
-        .flat_map(|i| {
-            let text = template.replace("  name: demo\n", &format!("  name: {}\n", name(i)));
-            presta_spec::parse_file(&text, std::path::Path::new("fleet.yaml"))
-                .unwrap_or_else(|p| panic!("{p:?}"))
-                .into_iter()
-                .map(|l| Stack::with_defaults(l.stack))
-        })
-        .collect();
+    let list = fleet_stacks(stacks);
     let c = Controller::new(
         fake::engine(&fake),
         Metrics::new(),
@@ -557,17 +549,7 @@ pub async fn idle_reads_per_stack_hour(stacks: usize, events: bool, window: Dura
     if events {
         let (c, bus) = (c.clone(), Arc::new(MemoryBus::default()));
         tasks.push(tokio::spawn(async move {
-            c.run_events(
-                bus,
-                EventSettings {
-                    source: EventSource::Auto {
-                        name: "presta-reconciler-events".into(),
-                    },
-                    heartbeat: Duration::from_secs(60),
-                    daemon: "fleet".into(),
-                },
-            )
-            .await
+            c.run_events(bus, event_settings()).await
         }));
     }
     let names: Vec<String> = (0..stacks).map(name).collect();
