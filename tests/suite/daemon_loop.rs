@@ -64,42 +64,9 @@ async fn the_loop_heals_drift_within_an_interval_of_it_happening() {
 
     // A person opens the database's group to the world.
     let t0 = tokio::time::Instant::now();
-    {
-        let mut world = fake.world();
-        let db = world
-            .security_groups
-            .iter_mut()
-            .find(|g| g.group_name() == Some("demo-db-sg"))
-            .unwrap();
-        db.ip_permissions.get_or_insert_with(Vec::new).push(
-            aws_sdk_ec2::types::IpPermission::builder()
-                .ip_protocol("tcp")
-                .from_port(3306)
-                .to_port(3306)
-                .ip_ranges(
-                    aws_sdk_ec2::types::IpRange::builder()
-                        .cidr_ip("0.0.0.0/0")
-                        .build(),
-                )
-                .build(),
-        );
-    }
+    open_db(&fake, "demo");
     fake.reset_calls();
-    let open = |fake: &FakeAws| {
-        fake.world()
-            .security_groups
-            .iter()
-            .find(|g| g.group_name() == Some("demo-db-sg"))
-            .unwrap()
-            .ip_permissions()
-            .iter()
-            .any(|p| {
-                p.ip_ranges()
-                    .iter()
-                    .any(|r| r.cidr_ip() == Some("0.0.0.0/0"))
-            })
-    };
-    while open(&fake) {
+    while db_open(&fake, "demo") {
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(
             t0.elapsed() <= Duration::from_secs(31),

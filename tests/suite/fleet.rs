@@ -196,46 +196,6 @@ fn event_settings() -> EventSettings {
     }
 }
 
-/// `stack`'s database group is open to the world (as a person would open it).
-fn db_open(fake: &FakeAws, stack: &str) -> bool {
-    let group = format!("{stack}-db-sg");
-    fake.world()
-        .security_groups
-        .iter()
-        .find(|g| g.group_name() == Some(group.as_str()))
-        .is_some_and(|g| {
-            g.ip_permissions().iter().any(|p| {
-                p.ip_ranges()
-                    .iter()
-                    .any(|r| r.cidr_ip() == Some("0.0.0.0/0"))
-            })
-        })
-}
-
-/// Opens `stack`'s database group to the world; returns the group's id.
-fn open_db(fake: &FakeAws, stack: &str) -> String {
-    let group = format!("{stack}-db-sg");
-    let mut world = fake.world();
-    let g = world
-        .security_groups
-        .iter_mut()
-        .find(|g| g.group_name() == Some(group.as_str()))
-        .expect("the stack's database group");
-    g.ip_permissions.get_or_insert_with(Vec::new).push(
-        aws_sdk_ec2::types::IpPermission::builder()
-            .ip_protocol("tcp")
-            .from_port(3306)
-            .to_port(3306)
-            .ip_ranges(
-                aws_sdk_ec2::types::IpRange::builder()
-                    .cidr_ip("0.0.0.0/0")
-                    .build(),
-            )
-            .build(),
-    );
-    g.group_id().unwrap_or_default().to_string()
-}
-
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -361,7 +321,7 @@ pub async fn run(f: Fleet) -> Figures {
         tokio::time::sleep(every).await;
         let stack = name((k * 7919 + 13) % f.stacks);
         let changed = Instant::now();
-        let id = open_db(&fake, &stack);
+        let id = fake::open_db(&fake, &stack);
         // CloudTrail's delivery: the event arrives a second after the change.
         tokio::time::sleep(Duration::from_secs(1)).await;
         bus.api_call(
@@ -370,7 +330,7 @@ pub async fn run(f: Fleet) -> Figures {
             "AuthorizeSecurityGroupIngress",
             serde_json::json!({"groupId": id}),
         );
-        while db_open(&fake, &stack) {
+        while fake::db_open(&fake, &stack) {
             assert!(
                 changed.elapsed() < Duration::from_secs(120),
                 "{stack}: the change was not healed within 120 s"

@@ -120,3 +120,43 @@ pub fn expected() -> BTreeMap<&'static str, usize> {
         ("parameter", 2),
     ])
 }
+
+/// `stack`'s database group is open to the world (as a person would open it).
+pub fn db_open(fake: &FakeAws, stack: &str) -> bool {
+    let group = format!("{stack}-db-sg");
+    fake.world()
+        .security_groups
+        .iter()
+        .find(|g| g.group_name() == Some(group.as_str()))
+        .is_some_and(|g| {
+            g.ip_permissions().iter().any(|p| {
+                p.ip_ranges()
+                    .iter()
+                    .any(|r| r.cidr_ip() == Some("0.0.0.0/0"))
+            })
+        })
+}
+
+/// Opens `stack`'s database group to the world; returns the group's id.
+pub fn open_db(fake: &FakeAws, stack: &str) -> String {
+    let group = format!("{stack}-db-sg");
+    let mut world = fake.world();
+    let g = world
+        .security_groups
+        .iter_mut()
+        .find(|g| g.group_name() == Some(group.as_str()))
+        .expect("the stack's database group");
+    g.ip_permissions.get_or_insert_with(Vec::new).push(
+        aws_sdk_ec2::types::IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(3306)
+            .to_port(3306)
+            .ip_ranges(
+                aws_sdk_ec2::types::IpRange::builder()
+                    .cidr_ip("0.0.0.0/0")
+                    .build(),
+            )
+            .build(),
+    );
+    g.group_id().unwrap_or_default().to_string()
+}
