@@ -295,13 +295,7 @@ async fn serve(
         None => None,
     };
     let events = events_settings(args, &id)?;
-    // The event path makes few calls, and waits on none: the standard retry, not the adaptive
-    // one, whose client-side rate limiter would hold a long poll or a heartbeat back for tens
-    // of seconds after a few throttling answers.
-    let events_client = ClientSettings {
-        adaptive_retry: false,
-        ..client.clone()
-    };
+    let events_client = events_client(&client);
     let (engine, mut settings) = engine_and_settings(args, client, lease.as_ref());
     if events.is_some() {
         settings.resync_interval = Some(Duration::from_secs(args.resync_interval));
@@ -613,6 +607,18 @@ async fn reload_loop(
 }
 
 /// The User-Agent app name for this replica (`presta-<id>`, only the characters AWS allows).
+
+/// The event path's clients: the standard retry, not the adaptive one, whose client-side
+/// limiter would hold a long poll or a heartbeat back for tens of seconds after a few
+/// throttling answers; and attempts long enough for a long poll, which SQS answers only after
+/// waiting up to [`presta_controller::events::LONGEST_POLL`] for a message.
+fn events_client(client: &ClientSettings) -> ClientSettings {
+    ClientSettings {
+        adaptive_retry: false,
+        attempt_timeout: client.attempt_timeout + presta_controller::events::LONGEST_POLL,
+        ..client.clone()
+    }
+}
 fn app_name(id: &str) -> String {
     let clean: String = id
         .chars()
@@ -625,4 +631,25 @@ fn app_name(id: &str) -> String {
         })
         .collect();
     format!("presta-{clean}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_event_paths_attempts_outlast_a_long_poll() {
+        let client = ClientSettings {
+            attempt_timeout: Duration::from_secs(5),
+            adaptive_retry: true,
+            ..ClientSettings::default()
+        };
+        let events = events_client(&client);
+        assert!(!events.adaptive_retry);
+        assert_eq!(
+            events.attempt_timeout,
+            Duration::from_secs(5) + presta_controller::events::LONGEST_POLL
+        );
+        assert!(events.attempt_timeout > presta_controller::events::LONGEST_POLL);
+    }
 }

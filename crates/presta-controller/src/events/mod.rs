@@ -56,12 +56,13 @@ pub struct EventSettings {
     pub daemon: String,
 }
 
+/// The longest a long poll waits for a message before SQS answers.
+pub const LONGEST_POLL: Duration = Duration::from_secs(10);
+
 impl EventSettings {
     /// The longest wait of one long poll.
     fn poll_wait(&self) -> Duration {
-        self.heartbeat
-            .min(Duration::from_secs(10))
-            .max(Duration::from_secs(1))
+        self.heartbeat.min(LONGEST_POLL).max(Duration::from_secs(1))
     }
 
     /// How long without a heartbeat before the region falls back to polling: two heartbeats,
