@@ -606,8 +606,6 @@ async fn reload_loop(
     }
 }
 
-/// The User-Agent app name for this replica (`presta-<id>`, only the characters AWS allows).
-
 /// The event path's clients: the standard retry, not the adaptive one, whose client-side
 /// limiter would hold a long poll or a heartbeat back for tens of seconds after a few
 /// throttling answers; and attempts long enough for a long poll, which SQS answers only after
@@ -619,6 +617,8 @@ fn events_client(client: &ClientSettings) -> ClientSettings {
         ..client.clone()
     }
 }
+
+/// The User-Agent app name for this replica (`presta-<id>`, only the characters AWS allows).
 fn app_name(id: &str) -> String {
     let clean: String = id
         .chars()
