@@ -217,13 +217,13 @@ async fn the_loop_heals_by_itself_and_a_broken_config_is_refused_while_it_keeps_
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert!(
+    // Counted when the run that healed it ends, a moment after the group is corrected.
+    d.eventually(20, "the correction counted", |d| {
         d.metric(
-            r#"presta_drift_corrected_total{field="ingress",kind="security_group",stack="demo"}"#
+            r#"presta_drift_corrected_total{field="ingress",kind="security_group",stack="demo"}"#,
         )
-        .unwrap()
-            >= 1.0
-    );
+        .is_some_and(|v| v >= 1.0)
+    });
 
     // A broken edit: refused, counted, shown; the daemon keeps serving and reconciling.
     std::fs::write(&file, "apiVersion: presta-reconciler.io/v1alpha1\nkind: PrestaShopStack\nmetadata: {name: demo}\nspec:\n  regoin: eu-west-3\n").unwrap();
