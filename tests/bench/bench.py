@@ -578,10 +578,11 @@ def fleet_section(stacks: int) -> dict:
     def run(test: str, tag: str, n: int) -> dict:
         env = dict(os.environ, PRESTA_FLEET_STACKS=str(n))
         r = measure([exe, test, "--exact", "--ignored", "--nocapture", "--test-threads", "1"], env, cwd=ROOT)
-        lines = [x for x in r["output"].splitlines() if x.startswith(tag + " ")]
-        if r["code"] != 0 or not lines:
+        # libtest may print the line after `test NAME ... ` on the same line.
+        found = [x[x.index(tag + " {") + len(tag) + 1:] for x in r["output"].splitlines() if tag + " {" in x]
+        if r["code"] != 0 or not found:
             raise RuntimeError(f"{test} failed:\n" + r["output"][-3000:])
-        return {**json.loads(lines[-1][len(tag) + 1:]), "process_wall_s": round(r["wall"], 1),
+        return {**json.loads(found[-1].strip()), "process_wall_s": round(r["wall"], 1),
                 "process_peak_rss_mib": round(r["rss_mib"], 1)}
 
     log(f"fleet: {stacks} stacks, 20 reads/s per service, resync 600 s (virtual time; minutes of CPU)")
@@ -727,7 +728,7 @@ def write_report(r: dict, update_docs: bool) -> None:
         f"# Benchmark results ({r['date']})",
         "",
         f"Machine: {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['platform']}; moto {m.get('moto')}, "
-        f"Python {m['python']}; {m.get('presta-reconciler')}; {m.get('terraform', 'Terraform skipped')} "
+        f"Python {m['python']}; {m.get('presta-reconciler', 'presta-reconciler binary not run')}; {m.get('terraform', 'Terraform skipped')} "
         f"{('with ' + m['terraform_provider']) if 'terraform_provider' in m else ''}. Whole run: {r['duration_s']} s.",
         "",
         tables(r),
