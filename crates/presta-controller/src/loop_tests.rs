@@ -42,6 +42,8 @@ pub(crate) struct Fake {
     run_time: Duration,
     /// (stack, when the run started), in order.
     pub(crate) runs: Mutex<Vec<(String, Instant)>>,
+    /// The stacks whose run went in the API budget's urgent lane, in order.
+    pub(crate) urgent: Mutex<Vec<String>>,
 }
 
 impl Fake {
@@ -129,6 +131,9 @@ impl Reconciler for Fake {
                     .lock()
                     .unwrap()
                     .push((s.name().to_string(), Instant::now()));
+                if presta_aws::ratelimit::is_urgent() {
+                    self.urgent.lock().unwrap().push(s.name().to_string());
+                }
             }
             tokio::time::sleep(self.run_time).await;
             for s in stacks {

@@ -258,3 +258,34 @@ async fn a_service_event_about_what_the_last_run_wrote_is_its_echo_for_a_minute_
     tokio::time::sleep(Duration::from_secs(56)).await;
     assert_eq!(c.not_an_echo(&event(false), stacks()), Ok(stacks()));
 }
+
+#[tokio::test(start_paused = true)]
+async fn runs_asked_by_an_event_or_a_person_go_in_the_urgent_lane_resyncs_do_not() {
+    let fake = Fake::new(Duration::from_millis(200));
+    let c = controller(&fake, with_events(Duration::from_secs(1)), &["a", "b"]);
+    let bus = Arc::new(MemoryBus::default());
+    let tasks = start(&c, &bus);
+    // The first runs and the resyncs of an hour: none urgent.
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert!(
+        fake.starts("a", Instant::now() - Duration::from_secs(3600))
+            .len()
+            >= 2
+    );
+    assert!(fake.urgent.lock().unwrap().is_empty());
+    // An event about `a`: its run is urgent; `b`'s next resync is not.
+    change(&bus, "a");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(*fake.urgent.lock().unwrap(), ["a"]);
+    // A person's `POST /reconcile/b`: urgent too.
+    c.trigger(Some("b")).unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(*fake.urgent.lock().unwrap(), ["a", "b"]);
+    // The resyncs after them are not.
+    tokio::time::sleep(Duration::from_secs(1800)).await;
+    assert_eq!(*fake.urgent.lock().unwrap(), ["a", "b"]);
+    c.shutdown();
+    for t in tasks {
+        let _ = t.await;
+    }
+}
