@@ -564,3 +564,23 @@ async fn idle_reads() {
         })
     );
 }
+
+/// The fake's rate limit bites: without the client's budget, a plan's burst of reads on a
+/// service limited to one a second (bucket of two) is throttled, and the SDK's retries then
+/// get through. (So that the fleet's "nothing throttled" means the budget did its work.)
+#[tokio::test(start_paused = true)]
+async fn without_the_budget_a_burst_of_reads_over_the_limit_is_throttled() {
+    let fake = FakeAws::new();
+    fake.seed("demo");
+    fake.limit_reads("ec2", 1.0, 2.0);
+    let report = fake::engine(&fake)
+        .run(&fake::demo(|t| t), Mode::Plan)
+        .await;
+    assert!(
+        fake.throttled().get("ec2").copied().unwrap_or(0) > 0,
+        "{:?}",
+        fake.throttled()
+    );
+    assert_eq!(fake.throttled().get("elasticloadbalancing"), None);
+    assert!(!report.stacks.is_empty());
+}
