@@ -29,7 +29,7 @@ fn with_dns(env: &Env) -> std::path::PathBuf {
     env.config("dns.yaml", |t| {
         t.replace(
             "  prestashop:\n",
-            "  dns:\n    hostedZone: demo.example.com\n  prestashop:\n    domain: shop.demo.example.com\n",
+            "  dns:\n    hostedZone: demo.example.com\n    extraNames: [www.shop.demo.example.com]\n  prestashop:\n    domain: shop.demo.example.com\n",
         )
     })
 }
@@ -39,7 +39,10 @@ async fn observe(aws: &Aws) -> Snapshot {
         presta_spec::naming::StackNames::deterministic("demo", "/presta-reconciler/demo");
     names.front = Some(presta_spec::naming::FrontNames {
         hosted_zone: "demo.example.com".into(),
-        names: vec!["shop.demo.example.com".into()],
+        names: vec![
+            "shop.demo.example.com".into(),
+            "www.shop.demo.example.com".into(),
+        ],
         own_certificate: true,
     });
     Snapshot::observe_targets(aws, &Targets::one(names))
@@ -207,6 +210,12 @@ fn carrier(snap: &Snapshot, item: &registry::Item) -> (Kind, String) {
         Kind::LISTENER => {
             let l = snap.get::<Listeners>(&item.name).unwrap();
             (Kind::LOAD_BALANCER, l.load_balancer_arn.clone())
+        }
+        Kind::LISTENER_RULE => {
+            let r = snap
+                .get::<presta_aws::listener_rule::ListenerRules>(&item.name)
+                .unwrap();
+            (Kind::LOAD_BALANCER, r.load_balancer_arn.clone())
         }
         Kind::MOUNT_TARGET => {
             let m = snap.get::<MountTargets>(&item.name).unwrap();

@@ -6,7 +6,9 @@
 
 use std::path::PathBuf;
 
-use aws_sdk_elasticloadbalancingv2::types::{Action as ElbAction, ActionTypeEnum, Certificate};
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action as ElbAction, ActionTypeEnum, Certificate, RuleCondition,
+};
 use aws_sdk_route53::types::{
     AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
 };
@@ -119,6 +121,26 @@ impl Aws {
             .to_vec();
         l.sort_by_key(|l| l.port());
         l
+    }
+
+    /// The rules of the HTTPS listener, its default one left out.
+    async fn rules(&self) -> Vec<aws_sdk_elasticloadbalancingv2::types::Rule> {
+        let listeners = self.listeners().await;
+        let https = listeners
+            .iter()
+            .find(|l| l.port() == Some(443))
+            .expect("the HTTPS listener");
+        self.elb
+            .describe_rules()
+            .listener_arn(https.listener_arn().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .rules()
+            .iter()
+            .filter(|r| r.is_default() != Some(true))
+            .cloned()
+            .collect()
     }
 
     /// The stack's certificate (tagged with its name).
@@ -235,6 +257,35 @@ async fn assert_front_door(aws: &Aws) {
     assert_eq!(
         listeners[1].certificates()[0].certificate_arn(),
         cert.certificate_arn()
+    );
+    // `www.` answers with a permanent redirect to the domain, keeping path and query.
+    let rules = aws.rules().await;
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    let host = rules[0].conditions()[0]
+        .host_header_config()
+        .unwrap()
+        .values();
+    assert_eq!(host, [WWW.to_string()]);
+    let to = rules[0].actions()[0]
+        .redirect_config()
+        .expect("the extra name is redirected");
+    assert_eq!(
+        (
+            to.protocol(),
+            to.host(),
+            to.port(),
+            to.path(),
+            to.query(),
+            to.status_code()
+        ),
+        (
+            Some("HTTPS"),
+            Some(DOMAIN),
+            Some("443"),
+            Some("/#{path}"),
+            Some("#{query}"),
+            Some(&aws_sdk_elasticloadbalancingv2::types::RedirectActionStatusCodeEnum::Http301)
+        )
     );
     let (_, dns_name) = aws.load_balancer().await;
     for name in [DOMAIN, WWW] {
@@ -432,6 +483,54 @@ async fn a_shop_under_its_own_domain_is_served_over_https_and_its_records_are_ke
     env.apply(&file);
     assert_front_door(&aws).await;
 
+    // The `www.` redirect turned into plain forwarding by hand, and a rule added to the HTTPS
+    // listener by hand: the redirect restored, the undeclared rule removed.
+    let listeners = aws.listeners().await;
+    let www_rule = aws.rules().await[0].rule_arn().unwrap().to_string();
+    aws.elb
+        .modify_rule()
+        .rule_arn(&www_rule)
+        .actions(
+            ElbAction::builder()
+                .r#type(ActionTypeEnum::Forward)
+                .target_group_arn(&tg)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    aws.elb
+        .create_rule()
+        .listener_arn(listeners[1].listener_arn().unwrap())
+        .priority(7)
+        .conditions(
+            RuleCondition::builder()
+                .field("path-pattern")
+                .values("/maintenance*")
+                .build(),
+        )
+        .actions(
+            ElbAction::builder()
+                .r#type(ActionTypeEnum::Forward)
+                .target_group_arn(&tg)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (code, report) = env.plan_json(&file);
+    assert_eq!(code, 2, "the drift is planned: {report:#}");
+    let c = common::change(&report, "listener_rule", &format!("demo-alb:443:{WWW}"));
+    assert_eq!(c["action"], "update", "{c:#}");
+    assert_eq!(c["diffs"][0]["field"], "action", "{c:#}");
+    assert_eq!(c["diffs"][0]["live"], "forward", "{c:#}");
+    assert_eq!(
+        common::change(&report, "listener_rule", "demo-alb:443:rule-7")["action"],
+        "delete"
+    );
+    env.apply(&file);
+    assert_front_door(&aws).await;
+
     // The ownership record of an alias deleted by hand (the alias still points at the stack's
     // load balancer): written again.
     let owner = aws
@@ -485,9 +584,26 @@ async fn a_shop_under_its_own_domain_is_served_over_https_and_its_records_are_ke
         }
     }
     assert!(healed, "the daemon puts the deleted alias record back");
+    let www_rule = aws.rules().await[0].rule_arn().unwrap().to_string();
+    aws.elb
+        .delete_rule()
+        .rule_arn(&www_rule)
+        .send()
+        .await
+        .unwrap();
+    let mut healed = false;
+    for _ in 0..40 {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        if aws.rules().await.len() == 1 {
+            healed = true;
+            break;
+        }
+    }
+    assert!(healed, "the daemon puts the deleted www redirect back");
+    assert_front_door(&aws).await;
     // What the front door adds to a steady observation: at most 3 calls per stack and run
-    // (ListCertificates, DescribeCertificate, ListResourceRecordSets; the zone's id and the
-    // certificates' tags are remembered).
+    // (DescribeCertificate, ListResourceRecordSets, DescribeRules; the zone's id, the
+    // certificates' tags and the region's certificate list are remembered).
     let runs = |d: &common::Daemon| {
         d.metric(r#"presta_reconcile_runs_total{result="converged",stack="demo"}"#)
             .unwrap_or(0.0)
@@ -500,7 +616,7 @@ async fn a_shop_under_its_own_domain_is_served_over_https_and_its_records_are_ke
     let after = runs(&daemon);
     let front: Vec<String> = calls
         .iter()
-        .filter(|c| c.service == "acm" || c.service == "route53")
+        .filter(|c| c.service == "acm" || c.service == "route53" || c.operation == "DescribeRules")
         .map(|c| c.operation.clone())
         .collect();
     let n = after - before;
@@ -511,9 +627,9 @@ async fn a_shop_under_its_own_domain_is_served_over_https_and_its_records_are_ke
         front.len()
     );
     assert!(
-        !front
-            .iter()
-            .any(|o| o.contains("hostedzonesbyname") || o == "ListTagsForCertificate"),
+        !front.iter().any(|o| o.contains("hostedzonesbyname")
+            || o == "ListTagsForCertificate"
+            || o == "ListCertificates"),
         "remembered, not asked again: {front:?}"
     );
     drop(daemon);
@@ -655,6 +771,7 @@ async fn a_domain_change_moves_the_records_the_certificate_and_the_shop() {
         "create dns_record boutique.demo.example.com A".to_string(),
         format!("delete dns_record {DOMAIN} A"),
         format!("delete dns_record {WWW} AAAA"),
+        format!("delete listener_rule demo-alb:443:{WWW}"),
         "update launch_template demo-app".to_string(),
     ] {
         assert!(planned.contains(&expected), "{expected} in {planned:?}");

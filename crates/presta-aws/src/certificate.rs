@@ -93,15 +93,34 @@ impl Kind {
     pub const CERTIFICATE: Kind = Kind::new("certificate");
 }
 
-/// Certificates' tags by ARN, kept for the process: a steady-state observation reads only the
-/// stack's own certificate (`DescribeCertificate`), not the tags of every certificate of its
-/// domain again. A deletion reads the tags afresh ([`Driver::ownership_tags`]).
+/// What the process remembers of the certificates, so that a steady-state observation reads
+/// only the stacks' own certificates (`DescribeCertificate`), not ACM's whole list and the
+/// tags of every certificate of their domains again:
+/// - their tags by ARN (a deletion reads them afresh: [`Driver::ownership_tags`]);
+/// - each region's list (`ListCertificates`: ARN and domain), for [`LIST_KEPT_FOR`]. It is
+///   listed again sooner when a certificate it holds is gone (deleted by hand: the stack's
+///   certificate is requested anew), when a listener uses one it does not hold, and after the
+///   reconciler requests or deletes one.
 #[derive(Debug, Default)]
-pub struct KnownTags(std::sync::Mutex<BTreeMap<String, Tags>>);
+pub struct KnownCertificates {
+    tags: std::sync::Mutex<BTreeMap<String, Tags>>,
+    lists: std::sync::Mutex<BTreeMap<String, (tokio::time::Instant, Vec<Summary>)>>,
+}
 
-impl KnownTags {
+/// How long a region's certificate list is reused. What only a new list shows is a
+/// certificate someone else requested with the reconciler's tags (another process).
+pub const LIST_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// A certificate as `ListCertificates` shows it.
+#[derive(Debug, Clone)]
+struct Summary {
+    arn: String,
+    domain: String,
+}
+
+impl KnownCertificates {
     fn get(&self, arn: &str) -> Option<Tags> {
-        self.0
+        self.tags
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(arn)
@@ -109,24 +128,82 @@ impl KnownTags {
     }
 
     fn put(&self, arn: &str, tags: &Tags) {
-        self.0
+        self.tags
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(arn.to_string(), tags.clone());
     }
 
+    /// `arn` is gone: its tags forgotten, the region's list read again next time.
     fn forget(&self, arn: &str) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(arn);
+        self.tags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(arn);
+        self.relist_region_of(arn);
     }
+
+    /// The region of `arn` (`arn:aws:acm:<region>:…`) is listed again next time.
+    fn relist_region_of(&self, arn: &str) {
+        let region = arn.split(':').nth(3).unwrap_or_default();
+        self.lists
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(region);
+    }
+
+    /// The remembered list of `region`, when it is recent and holds every ARN of `needed`.
+    fn list(&self, region: &str, needed: &[String]) -> Option<Vec<Summary>> {
+        let lists = self.lists.lock().unwrap_or_else(|e| e.into_inner());
+        let (at, list) = lists.get(region)?;
+        let fresh = at.elapsed() < LIST_KEPT_FOR;
+        let holds = needed.iter().all(|a| list.iter().any(|s| &s.arn == a));
+        (fresh && holds).then(|| list.clone())
+    }
+
+    fn put_list(&self, region: &str, list: &[Summary]) {
+        self.lists.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            region.to_string(),
+            (tokio::time::Instant::now(), list.to_vec()),
+        );
+    }
+}
+
+/// The certificates of the region: remembered, else listed (and remembered).
+async fn summaries(aws: &Aws, needed: &[String]) -> Result<Vec<Summary>, AwsError> {
+    if let Some(list) = aws.known_certificates.list(&aws.region, needed) {
+        return Ok(list);
+    }
+    let listed = aws
+        .acm
+        .list_certificates()
+        .set_certificate_statuses(Some(every_status()))
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .aws()?;
+    let list: Vec<Summary> = listed
+        .iter()
+        .filter_map(|c| {
+            Some(Summary {
+                arn: c.certificate_arn()?.to_string(),
+                domain: c.domain_name().unwrap_or_default().to_ascii_lowercase(),
+            })
+        })
+        .collect();
+    aws.known_certificates.put_list(&aws.region, &list);
+    Ok(list)
 }
 
 /// The tags of `arn`: remembered, else read (and remembered).
 async fn known_tags(aws: &Aws, arn: &str) -> Result<Tags, AwsError> {
-    if let Some(t) = aws.certificate_tags.get(arn) {
+    if let Some(t) = aws.known_certificates.get(arn) {
         return Ok(t);
     }
     let tags = tags_of(aws, arn).await?;
-    aws.certificate_tags.put(arn, &tags);
+    aws.known_certificates.put(arn, &tags);
     Ok(tags)
 }
 
@@ -254,25 +331,11 @@ impl Driver for Certificates {
             .filter_map(|s| s.front.as_ref()?.names.first().cloned())
             .map(|d| d.to_ascii_lowercase())
             .collect();
-        let summaries = aws
-            .acm
-            .list_certificates()
-            .set_certificate_statuses(Some(every_status()))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .aws()?;
-        let candidates: Vec<String> = summaries
-            .iter()
-            .filter(|c| {
-                c.domain_name()
-                    .is_some_and(|d| domains.contains(&d.to_ascii_lowercase()))
-                    || c.certificate_arn()
-                        .is_some_and(|a| scope.parents.iter().any(|p| p == a))
-            })
-            .filter_map(|c| c.certificate_arn().map(String::from))
+        let candidates: Vec<String> = summaries(aws, &scope.parents)
+            .await?
+            .into_iter()
+            .filter(|c| domains.contains(&c.domain) || scope.parents.contains(&c.arn))
+            .map(|c| c.arn)
             .collect();
         // Certificate key (`<stack>-certificate`) → the names it must have.
         let wanted: BTreeMap<String, Vec<String>> = scope
@@ -284,7 +347,7 @@ impl Driver for Certificates {
             let tags = match known_tags(aws, arn).await {
                 Ok(t) => t,
                 Err(e) if e.is_not_found() => {
-                    aws.certificate_tags.forget(arn);
+                    aws.known_certificates.forget(arn);
                     return Ok(None);
                 }
                 Err(e) => return Err(e),
@@ -298,7 +361,7 @@ impl Driver for Certificates {
             match describe(aws, arn, tags, &key).await {
                 Ok(live) => Ok(Some(live)),
                 Err(e) if e.is_not_found() => {
-                    aws.certificate_tags.forget(arn);
+                    aws.known_certificates.forget(arn);
                     Ok(None)
                 }
                 Err(e) => Err(e),
@@ -348,6 +411,7 @@ impl Driver for Certificates {
             .await
             .aws()?;
         let arn = out.certificate_arn().unwrap_or_default().to_string();
+        aws.known_certificates.relist_region_of(&arn);
         let mut live = describe(aws, &arn, desired.tags.clone(), &desired.key).await?;
         live.key = desired.key.clone();
         Ok(live)
@@ -366,11 +430,12 @@ impl Driver for Certificates {
     /// Read afresh before a deletion (the observation may have used remembered tags).
     async fn ownership_tags(&self, aws: &Aws, live: &CertificateLive) -> Result<Tags, AwsError> {
         let tags = tags_of(aws, &live.arn).await?;
-        aws.certificate_tags.put(&live.arn, &tags);
+        aws.known_certificates.put(&live.arn, &tags);
         Ok(tags)
     }
 
     async fn delete(&self, aws: &Aws, live: &CertificateLive) -> Result<(), AwsError> {
+        aws.known_certificates.relist_region_of(&live.arn);
         absent_is_success(
             aws.acm
                 .delete_certificate()

@@ -60,8 +60,9 @@ pub struct ClientSettings {
     pub budget: Option<Arc<crate::ratelimit::ApiBudget>>,
     /// Hosted zone ids by name, shared by every connection built with these settings.
     pub zones: Arc<crate::dns_record::ZoneIds>,
-    /// Certificates' tags by ARN, shared the same way.
-    pub certificate_tags: Arc<crate::certificate::KnownTags>,
+    /// What the process remembers of the certificates (tags, each region's list), shared the
+    /// same way.
+    pub known_certificates: Arc<crate::certificate::KnownCertificates>,
 }
 
 /// What a fake of AWS puts in place of the network: the HTTP client every SDK client sends
@@ -87,7 +88,7 @@ impl Default for ClientSettings {
             transport: None,
             budget: None,
             zones: Arc::default(),
-            certificate_tags: Arc::default(),
+            known_certificates: Arc::default(),
         }
     }
 }
@@ -117,8 +118,8 @@ pub struct Aws {
     pub listings: Arc<Listings>,
     /// Hosted zone ids by name (kept across connections: see [`ClientSettings::zones`]).
     pub zones: Arc<crate::dns_record::ZoneIds>,
-    /// Certificates' tags by ARN (see [`ClientSettings::certificate_tags`]).
-    pub certificate_tags: Arc<crate::certificate::KnownTags>,
+    /// What the process remembers of the certificates (see [`ClientSettings::known_certificates`]).
+    pub known_certificates: Arc<crate::certificate::KnownCertificates>,
 }
 
 /// What an observation listed region-wide and another step of the same run can reuse: the
@@ -194,7 +195,7 @@ impl Aws {
             sts: client!(aws_sdk_sts, "sts"),
             listings: Arc::default(),
             zones: settings.zones.clone(),
-            certificate_tags: settings.certificate_tags.clone(),
+            known_certificates: settings.known_certificates.clone(),
         }
     }
 }

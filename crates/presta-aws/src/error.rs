@@ -68,6 +68,7 @@ const NOT_FOUND_CODES: &[&str] = &[
     "LoadBalancerNotFound",
     "TargetGroupNotFound",
     "ListenerNotFound",
+    "RuleNotFound",
     "DBInstanceNotFound",
     "DBInstanceNotFoundFault",
     "DBSubnetGroupNotFoundFault",

@@ -36,6 +36,7 @@ pub mod instances;
 pub mod launch_template;
 pub mod lease_table;
 pub mod listener;
+pub mod listener_rule;
 pub mod load_balancer;
 pub mod mount_target;
 pub mod network;

@@ -30,6 +30,7 @@ use crate::error::AwsError;
 use crate::file_system::FileSystems;
 use crate::launch_template::LaunchTemplates;
 use crate::listener::Listeners;
+use crate::listener_rule::ListenerRules;
 use crate::load_balancer::LoadBalancers;
 use crate::mount_target::MountTargets;
 use crate::parameter::Parameters;
@@ -44,6 +45,7 @@ pub static KINDS: &[&dyn KindEntry] = &[
     &TargetGroups,
     &LoadBalancers,
     &Listeners,
+    &ListenerRules,
     &Certificates,
     &Records,
     &DbSubnetGroups,

@@ -16,8 +16,10 @@
 use std::collections::BTreeSet;
 
 use presta_aws::certificate::{CertificateDesired, CertificateLive, Certificates};
+use presta_aws::diff::UNKNOWN;
 use presta_aws::dns_record::{RecordDesired, Records};
-use presta_aws::listener::{ListenerDesired, Listeners};
+use presta_aws::listener::{ListenerDesired, ListenerLive, Listeners};
+use presta_aws::listener_rule::{ListenerRuleDesired, ListenerRules};
 use presta_aws::load_balancer::LoadBalancerLive;
 use presta_aws::target_group::TargetGroupLive;
 use presta_aws::{Action, Change, Driver, Kind, Mode, Readiness};
@@ -236,7 +238,7 @@ async fn listeners(
         }
         return;
     }
-    futures::future::join_all(desired.iter().map(|d| async {
+    let stepped = futures::future::join_all(desired.iter().map(|d| async {
         match again {
             Some(now) => run.step_again(&Listeners, d, now.get(&d.key)).await,
             None => {
@@ -246,6 +248,19 @@ async fn listeners(
         }
     }))
     .await;
+    if let Some(i) = desired
+        .iter()
+        .position(|d| Some(&d.key) == https_key.as_ref())
+    {
+        rules(run, stepped[i].as_ref(), desired[i].port, again.is_some()).await;
+    } else if let Some(h) = run.stack.https()
+        && again.is_none()
+    {
+        // No HTTPS listener yet (its certificate is pending): its rules wait with it.
+        for d in ListenerRuleDesired::for_stack(run.stack, UNKNOWN, h.port) {
+            run.waiting(Kind::LISTENER_RULE, d.key, &["the HTTPS listener".into()]);
+        }
+    }
     if again.is_none()
         && cert.is_none()
         && let Some(key) = &https_key
@@ -266,6 +281,56 @@ async fn listeners(
         .filter(|l| l.load_balancer_arn == lb.arn && !wanted.contains(&l.key))
     {
         run.prune(&Listeners, &extra.key, extra, "not declared")
+            .await;
+    }
+}
+
+/// The HTTPS listener's rules: each extra name redirected to the domain. Created one after
+/// the other (each takes the lowest free priority); rules nobody declared on the listener
+/// are deleted. `again`: the listener was stepped a second time in this run (its certificate
+/// just issued), its rules are read afresh.
+async fn rules(run: &Run<'_>, https: Option<&ListenerLive>, port: u16, again: bool) {
+    let mut missing = Vec::new();
+    let arn = run.need(
+        https.map(|l| l.arn.clone()),
+        "the HTTPS listener",
+        &mut missing,
+    );
+    let desired = ListenerRuleDesired::for_stack(run.stack, &arn, port);
+    if run.blocked_by_missing(&missing) {
+        for d in &desired {
+            run.waiting(Kind::LISTENER_RULE, d.key.clone(), &missing);
+        }
+        return;
+    }
+    let fresh = match (again, https) {
+        (true, Some(l)) => ListenerRules
+            .observe(run.aws, &ListenerRules::lookup_listener(&l.arn, port))
+            .await
+            .ok(),
+        _ => None,
+    };
+    let live = |key: &str| match &fresh {
+        Some(now) => now.get(key),
+        None => run.snap.get::<ListenerRules>(key),
+    };
+    for d in &desired {
+        if again {
+            run.step_again(&ListenerRules, d, live(&d.key)).await;
+        } else {
+            run.step(&ListenerRules, d, live(&d.key)).await;
+        }
+    }
+    let (Some(listener), false) = (https, again) else {
+        return;
+    };
+    let wanted: BTreeSet<&str> = desired.iter().map(|d| d.key.as_str()).collect();
+    for extra in run
+        .snap
+        .values::<ListenerRules>()
+        .filter(|r| r.listener_arn == listener.arn && !wanted.contains(r.key.as_str()))
+    {
+        run.prune(&ListenerRules, &extra.key, extra, "not declared")
             .await;
     }
 }
