@@ -651,7 +651,8 @@ def tables(r: dict) -> str:
                    f"{fd['with_dns']['total']} calls against {fd['plain']['total']} for the same stack without a "
                    f"domain; ACM and Route 53: " + ", ".join(f"`{k}` {n}" for k, n in sorted(added.items()))
                    + ". A one-shot `plan` also asks the zone's id and the tags of the certificates of its domain; "
-                   "the daemon remembers both, so its steady runs add 3 (tests/suite/domain.rs checks it).")
+                   "the daemon remembers both and the region's certificate list, so its steady runs add 3 "
+                   "(DescribeCertificate, ListResourceRecordSets, DescribeRules; tests/suite/domain.rs checks it).")
     ev = r.get("events")
     if ev:
         med = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
