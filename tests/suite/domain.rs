@@ -632,6 +632,53 @@ async fn a_shop_under_its_own_domain_is_served_over_https_and_its_records_are_ke
             || o == "ListCertificates"),
         "remembered, not asked again: {front:?}"
     );
+    // The certificate deleted by hand while the daemon runs (the listener moved off it first,
+    // as ACM requires): the daemon, which remembers the region's certificate list, sees it
+    // gone, requests a new one and moves the listener to it.
+    let seed_cert = env.emu.network("demo").unwrap().certificate_arn.clone();
+    let before = aws.certificate().await.unwrap();
+    let old_arn = before.certificate_arn().unwrap().to_string();
+    let mut deleted = false;
+    for _ in 0..20 {
+        let https = aws.listeners().await[1].listener_arn().unwrap().to_string();
+        aws.elb
+            .modify_listener()
+            .listener_arn(&https)
+            .certificates(Certificate::builder().certificate_arn(&seed_cert).build())
+            .send()
+            .await
+            .unwrap();
+        // The daemon may move it back in between: tried again then.
+        if aws
+            .acm
+            .delete_certificate()
+            .certificate_arn(&old_arn)
+            .send()
+            .await
+            .is_ok()
+        {
+            deleted = true;
+            break;
+        }
+    }
+    assert!(deleted, "the certificate could be deleted by hand");
+    let mut replaced = None;
+    for _ in 0..80 {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        if let Some(c) = aws.certificate().await
+            && c.certificate_arn() != Some(old_arn.as_str())
+            && c.status().map(|s| s.as_str()) == Some("ISSUED")
+            && aws.listeners().await[1].certificates()[0].certificate_arn() == c.certificate_arn()
+        {
+            replaced = Some(c);
+            break;
+        }
+    }
+    assert!(
+        replaced.is_some(),
+        "the daemon requests a new certificate and moves the listener to it"
+    );
+    assert_front_door(&aws).await;
     drop(daemon);
     assert_eq!(foreign_records(&aws).await, foreign, "never touched");
 

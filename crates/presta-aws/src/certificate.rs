@@ -584,6 +584,41 @@ async fn describe(
 mod tests {
     use super::*;
 
+    #[tokio::test(start_paused = true)]
+    async fn the_region_list_is_reused_until_it_is_old_or_misses_a_certificate() {
+        let arn =
+            |region: &str, id: &str| format!("arn:aws:acm:{region}:123456789012:certificate/{id}");
+        let known = KnownCertificates::default();
+        assert!(known.list("eu-west-3", &[]).is_none(), "nothing listed yet");
+        let one = Summary {
+            arn: arn("eu-west-3", "one"),
+            domain: "shop.example.com".into(),
+        };
+        known.put_list("eu-west-3", std::slice::from_ref(&one));
+        assert_eq!(known.list("eu-west-3", &[]).unwrap().len(), 1);
+        assert!(known.list("eu-west-1", &[]).is_none(), "per region");
+        // A listener uses a certificate the list does not hold: listed again.
+        assert!(
+            known
+                .list("eu-west-3", &[arn("eu-west-3", "two")])
+                .is_none()
+        );
+        assert!(known.list("eu-west-3", &[one.arn.clone()]).is_some());
+        // Old: listed again.
+        tokio::time::advance(LIST_KEPT_FOR - std::time::Duration::from_secs(1)).await;
+        assert!(known.list("eu-west-3", &[]).is_some());
+        tokio::time::advance(std::time::Duration::from_secs(1)).await;
+        assert!(known.list("eu-west-3", &[]).is_none());
+        // A certificate found gone (or requested, or deleted): its region listed again.
+        known.put_list("eu-west-3", std::slice::from_ref(&one));
+        known.put_list("eu-west-1", &[]);
+        known.put(&one.arn, &Tags::new());
+        known.forget(&one.arn);
+        assert!(known.get(&one.arn).is_none());
+        assert!(known.list("eu-west-3", &[]).is_none());
+        assert!(known.list("eu-west-1", &[]).is_some(), "other regions kept");
+    }
+
     fn live(arn: &str, status: &str) -> CertificateLive {
         CertificateLive {
             arn: arn.into(),
