@@ -603,7 +603,7 @@ mod tests {
                 .list("eu-west-3", &[arn("eu-west-3", "two")])
                 .is_none()
         );
-        assert!(known.list("eu-west-3", &[one.arn.clone()]).is_some());
+        assert!(known.list("eu-west-3", std::slice::from_ref(&one.arn)).is_some());
         // Old: listed again.
         tokio::time::advance(LIST_KEPT_FOR - std::time::Duration::from_secs(1)).await;
         assert!(known.list("eu-west-3", &[]).is_some());
