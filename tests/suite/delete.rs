@@ -69,7 +69,7 @@ async fn retag(env: &Env, kind: Kind, id: &str, value: &str) {
                 .await
                 .unwrap();
         }
-        Kind::LOAD_BALANCER | Kind::TARGET_GROUP => {
+        Kind::LOAD_BALANCER | Kind::TARGET_GROUP | Kind::LISTENER_RULE => {
             aws_sdk_elasticloadbalancingv2::Client::new(&sdk)
                 .add_tags()
                 .resource_arns(id)
@@ -210,12 +210,6 @@ fn carrier(snap: &Snapshot, item: &registry::Item) -> (Kind, String) {
         Kind::LISTENER => {
             let l = snap.get::<Listeners>(&item.name).unwrap();
             (Kind::LOAD_BALANCER, l.load_balancer_arn.clone())
-        }
-        Kind::LISTENER_RULE => {
-            let r = snap
-                .get::<presta_aws::listener_rule::ListenerRules>(&item.name)
-                .unwrap();
-            (Kind::LOAD_BALANCER, r.load_balancer_arn.clone())
         }
         Kind::MOUNT_TARGET => {
             let m = snap.get::<MountTargets>(&item.name).unwrap();

@@ -103,7 +103,7 @@ impl Kind {
 ///   reconciler requests or deletes one.
 #[derive(Debug, Default)]
 pub struct KnownCertificates {
-    tags: std::sync::Mutex<BTreeMap<String, Tags>>,
+    tags: crate::tags::TagMemory,
     lists: std::sync::Mutex<BTreeMap<String, (tokio::time::Instant, Vec<Summary>)>>,
 }
 
@@ -120,26 +120,16 @@ struct Summary {
 
 impl KnownCertificates {
     fn get(&self, arn: &str) -> Option<Tags> {
-        self.tags
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(arn)
-            .cloned()
+        self.tags.get(arn)
     }
 
     fn put(&self, arn: &str, tags: &Tags) {
-        self.tags
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(arn.to_string(), tags.clone());
+        self.tags.put(arn, tags);
     }
 
     /// `arn` is gone: its tags forgotten, the region's list read again next time.
     fn forget(&self, arn: &str) {
-        self.tags
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(arn);
+        self.tags.forget(arn);
         self.relist_region_of(arn);
     }
 
@@ -603,7 +593,11 @@ mod tests {
                 .list("eu-west-3", &[arn("eu-west-3", "two")])
                 .is_none()
         );
-        assert!(known.list("eu-west-3", std::slice::from_ref(&one.arn)).is_some());
+        assert!(
+            known
+                .list("eu-west-3", std::slice::from_ref(&one.arn))
+                .is_some()
+        );
         // Old: listed again.
         tokio::time::advance(LIST_KEPT_FOR - std::time::Duration::from_secs(1)).await;
         assert!(known.list("eu-west-3", &[]).is_some());

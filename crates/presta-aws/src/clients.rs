@@ -63,6 +63,8 @@ pub struct ClientSettings {
     /// What the process remembers of the certificates (tags, each region's list), shared the
     /// same way.
     pub known_certificates: Arc<crate::certificate::KnownCertificates>,
+    /// Listener rules' tags by ARN, shared the same way.
+    pub rule_tags: Arc<crate::tags::TagMemory>,
 }
 
 /// What a fake of AWS puts in place of the network: the HTTP client every SDK client sends
@@ -89,6 +91,7 @@ impl Default for ClientSettings {
             budget: None,
             zones: Arc::default(),
             known_certificates: Arc::default(),
+            rule_tags: Arc::default(),
         }
     }
 }
@@ -120,6 +123,8 @@ pub struct Aws {
     pub zones: Arc<crate::dns_record::ZoneIds>,
     /// What the process remembers of the certificates (see [`ClientSettings::known_certificates`]).
     pub known_certificates: Arc<crate::certificate::KnownCertificates>,
+    /// Listener rules' tags by ARN (see [`ClientSettings::rule_tags`]).
+    pub rule_tags: Arc<crate::tags::TagMemory>,
 }
 
 /// What an observation listed region-wide and another step of the same run can reuse: the
@@ -196,6 +201,7 @@ impl Aws {
             listings: Arc::default(),
             zones: settings.zones.clone(),
             known_certificates: settings.known_certificates.clone(),
+            rule_tags: settings.rule_tags.clone(),
         }
     }
 }

@@ -4,11 +4,14 @@
 //! one address and PrestaShop never sees another host. Keyed `<load balancer>:<port>:<host>`.
 //!
 //! Observation: one `DescribeRules` per HTTPS listener of the stacks' load balancers (the
-//! default rule is the listener's own and is left out). A rule is the stack's when its load
-//! balancer is (as for listeners); rules are also tagged at creation, so the IAM policy can
-//! bound their changes by the ownership tag. A rule on the stack's HTTPS listener that nobody
-//! declared (a host or path rule added by hand) is deleted: the listener is the stack's and a
-//! rule holds no data.
+//! default rule is the listener's own and is left out), and the tags of rules not seen before
+//! (`DescribeTags`, remembered for the process: a steady run reads none).
+//!
+//! Ownership: a rule carries the ownership tags from its creation (the IAM policy bounds its
+//! changes by them). A rule of the stack that nobody declares any more (an extra name removed)
+//! is deleted; a rule the reconciler did not create (a path rule added by hand, the `www.`
+//! redirect of a shop Terraform built) is never changed or deleted, unless
+//! `spec.policy.adoptExisting` lets the reconciler take over one on a declared name.
 //!
 //! Priorities are not managed: a new rule takes the lowest free one from its position in
 //! `extraNames`, so creating never fails on a priority someone else took.
@@ -160,6 +163,7 @@ pub struct ListenerRuleLive {
     pub host: Option<String>,
     pub priority: i32,
     pub action: RuleAction,
+    pub tags: Tags,
 }
 
 pub struct ListenerRules;
@@ -216,15 +220,19 @@ impl Driver for ListenerRules {
         vec![listener_ref(&live.listener_arn, live.port)]
     }
 
-    /// A rule is the stack's when its load balancer is.
+    fn tags(live: &ListenerRuleLive) -> Option<&Tags> {
+        Some(&live.tags)
+    }
+
+    /// Read afresh before a deletion (the observation may have used remembered tags).
     async fn ownership_tags(&self, aws: &Aws, live: &ListenerRuleLive) -> Result<Tags, AwsError> {
-        let arn = live.load_balancer_arn.clone();
-        Ok(
-            crate::target_group::elb_tags(aws, std::slice::from_ref(&arn))
-                .await?
-                .remove(&arn)
-                .unwrap_or_default(),
-        )
+        let arn = live.arn.clone();
+        let tags = crate::target_group::elb_tags(aws, std::slice::from_ref(&arn))
+            .await?
+            .remove(&arn)
+            .unwrap_or_default();
+        aws.rule_tags.put(&arn, &tags);
+        Ok(tags)
     }
 
     /// `scope.parents`: the HTTPS listeners, as `<arn>#<port>`.
@@ -247,11 +255,9 @@ impl Driver for ListenerRules {
             }
         }))
         .await?;
-        Ok(per_listener
-            .into_iter()
-            .flatten()
-            .map(|r| (r.key.clone(), r))
-            .collect())
+        let mut rules: Vec<ListenerRuleLive> = per_listener.into_iter().flatten().collect();
+        remembered_tags(aws, &mut rules).await?;
+        Ok(rules.into_iter().map(|r| (r.key.clone(), r)).collect())
     }
 
     fn diff(&self, desired: &ListenerRuleDesired, live: &ListenerRuleLive) -> Vec<FieldDiff> {
@@ -273,7 +279,9 @@ impl Driver for ListenerRules {
             .map(|r| live_of(r, &desired.listener_arn, desired.port))
             .find(|r| r.key == desired.key)
         {
-            return Ok(existing);
+            let mut found = vec![existing];
+            remembered_tags(aws, &mut found).await?;
+            return Ok(found.remove(0));
         }
         let taken: BTreeSet<i32> = rules.iter().filter_map(priority_of).collect();
         let priority = (desired.priority.max(1)..)
@@ -296,7 +304,9 @@ impl Driver for ListenerRules {
             .and_then(|r| r.rule_arn())
             .unwrap_or_default()
             .to_string();
+        aws.rule_tags.put(&arn, &desired.tags);
         Ok(ListenerRuleLive {
+            tags: desired.tags.clone(),
             load_balancer_arn: load_balancer_arn_of(&arn),
             arn,
             key: desired.key.clone(),
@@ -330,6 +340,7 @@ impl Driver for ListenerRules {
     }
 
     async fn delete(&self, aws: &Aws, live: &ListenerRuleLive) -> Result<(), AwsError> {
+        aws.rule_tags.forget(&live.arn);
         absent_is_success(
             aws.elbv2
                 .delete_rule()
@@ -340,6 +351,26 @@ impl Driver for ListenerRules {
                 .aws(),
         )
     }
+}
+
+/// Fills in the rules' tags: remembered, else read (20 a call) and remembered.
+async fn remembered_tags(aws: &Aws, rules: &mut [ListenerRuleLive]) -> Result<(), AwsError> {
+    let unknown: Vec<String> = rules
+        .iter()
+        .filter(|r| aws.rule_tags.get(&r.arn).is_none())
+        .map(|r| r.arn.clone())
+        .collect();
+    if !unknown.is_empty() {
+        let read = crate::target_group::elb_tags(aws, &unknown).await?;
+        for arn in &unknown {
+            aws.rule_tags
+                .put(arn, read.get(arn).unwrap_or(&Tags::new()));
+        }
+    }
+    for r in rules {
+        r.tags = aws.rule_tags.get(&r.arn).unwrap_or_default();
+    }
+    Ok(())
 }
 
 /// Every rule of a listener, the default one included (`DescribeRules` pages).
@@ -403,6 +434,7 @@ fn live_of(rule: &Rule, listener_arn: &str, port: u16) -> ListenerRuleLive {
         host,
         priority,
         action: action_of(rule.actions()),
+        tags: Tags::new(),
     }
 }
 
@@ -585,6 +617,7 @@ mod tests {
                 host: "elsewhere.example.com".into(),
                 port: 443,
             },
+            tags: Tags::new(),
         };
         let diffs = ListenerRules.diff(&desired, &live);
         assert_eq!(diffs.len(), 1);

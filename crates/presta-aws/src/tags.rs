@@ -6,6 +6,30 @@ use presta_spec::naming::{MANAGED_BY_VALUE, TAG_MANAGED_BY, TAG_STACK};
 
 pub type Tags = BTreeMap<String, String>;
 
+/// Tags by ARN, remembered for the process: for kinds whose list call returns no tags (ACM
+/// certificates, listener rules), so that a steady-state observation does not read them again.
+/// What may be deleted is decided on tags read afresh ([`crate::Driver::ownership_tags`]).
+#[derive(Debug, Default)]
+pub struct TagMemory(std::sync::Mutex<BTreeMap<String, Tags>>);
+
+impl TagMemory {
+    pub fn get(&self, arn: &str) -> Option<Tags> {
+        self.lock().get(arn).cloned()
+    }
+
+    pub fn put(&self, arn: &str, tags: &Tags) {
+        self.lock().insert(arn.to_string(), tags.clone());
+    }
+
+    pub fn forget(&self, arn: &str) {
+        self.lock().remove(arn);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Tags>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// Whether `tags` say the resource belongs to `stack`.
 pub fn owned_by(tags: &Tags, stack: &str) -> bool {
     tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_VALUE)

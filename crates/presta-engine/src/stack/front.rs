@@ -286,8 +286,8 @@ async fn listeners(
 }
 
 /// The HTTPS listener's rules: each extra name redirected to the domain. Created one after
-/// the other (each takes the lowest free priority); rules nobody declared on the listener
-/// are deleted. `again`: the listener was stepped a second time in this run (its certificate
+/// the other (each takes the lowest free priority); the stack's rules nobody declares any
+/// more are deleted, and rules it did not create are left alone. `again`: the listener was stepped a second time in this run (its certificate
 /// just issued), its rules are read afresh.
 async fn rules(run: &Run<'_>, https: Option<&ListenerLive>, port: u16, again: bool) {
     let mut missing = Vec::new();
@@ -324,12 +324,13 @@ async fn rules(run: &Run<'_>, https: Option<&ListenerLive>, port: u16, again: bo
     let (Some(listener), false) = (https, again) else {
         return;
     };
+    // Only the stack's own: a rule someone else put on the listener is left alone.
     let wanted: BTreeSet<&str> = desired.iter().map(|d| d.key.as_str()).collect();
-    for extra in run
-        .snap
-        .values::<ListenerRules>()
-        .filter(|r| r.listener_arn == listener.arn && !wanted.contains(r.key.as_str()))
-    {
+    for extra in run.snap.values::<ListenerRules>().filter(|r| {
+        r.listener_arn == listener.arn
+            && !wanted.contains(r.key.as_str())
+            && presta_aws::tags::owned_by(&r.tags, run.stack.name())
+    }) {
         run.prune(&ListenerRules, &extra.key, extra, "not declared")
             .await;
     }
