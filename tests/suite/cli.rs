@@ -237,8 +237,8 @@ fn demo_once_starts_the_emulator_and_builds_the_demo_stack() {
     assert!(stdout.contains("seeded:   vpc-"), "{stdout}");
     assert!(stdout.contains("stack `demo` is valid"), "{stdout}");
     assert!(
-        stdout.contains("23 create"),
-        "the demo builds the stack, its certificate, HTTPS and its records: {stdout}"
+        stdout.contains("24 create"),
+        "the demo builds the stack, its certificate, HTTPS, the www redirect and its records: {stdout}"
     );
     assert!(stdout.contains("alb_dns_name = demo-alb-"), "{stdout}");
     assert!(
@@ -454,7 +454,7 @@ fn demo_injects_faults_by_hand_and_still_converges() {
     );
     // 500 and 503 are retried with backoff by the SDK: the stack is built all the same.
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    assert!(stdout.contains("23 create"), "{stdout}");
+    assert!(stdout.contains("24 create"), "{stdout}");
 
     let bad = bin()
         .args([

@@ -258,8 +258,36 @@ async fn assert_front_door(aws: &Aws) {
         listeners[1].certificates()[0].certificate_arn(),
         cert.certificate_arn()
     );
-    // `www.` answers with a permanent redirect to the domain, keeping path and query.
+    // The listeners and the rule carry the ownership tags (the IAM policy bounds their changes
+    // by them).
     let rules = aws.rules().await;
+    let arns: Vec<String> = listeners
+        .iter()
+        .filter_map(|l| l.listener_arn().map(String::from))
+        .chain(rules.iter().filter_map(|r| r.rule_arn().map(String::from)))
+        .collect();
+    let tagged = aws
+        .elb
+        .describe_tags()
+        .set_resource_arns(Some(arns.clone()))
+        .send()
+        .await
+        .unwrap();
+    for arn in &arns {
+        let d = tagged
+            .tag_descriptions()
+            .iter()
+            .find(|d| d.resource_arn() == Some(arn.as_str()))
+            .unwrap_or_else(|| panic!("tags of {arn}"));
+        assert!(
+            d.tags()
+                .iter()
+                .any(|t| t.key() == Some("presta-reconciler/stack") && t.value() == Some("demo")),
+            "{arn}: {:?}",
+            d.tags()
+        );
+    }
+    // `www.` answers with a permanent redirect to the domain, keeping path and query.
     assert_eq!(rules.len(), 1, "{rules:?}");
     let host = rules[0].conditions()[0]
         .host_header_config()

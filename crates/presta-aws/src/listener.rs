@@ -21,7 +21,7 @@ use crate::registry::{Deletion, Iam, Observed, Targets, Teardown};
 use crate::tags::Tags;
 use fields::*;
 use presta_spec::Stack;
-use presta_spec::naming::Component;
+use presta_spec::naming::{Component, role_tags};
 
 /// What a listener does with a request.
 /// The fields this kind manages, as its diff reports them and its update reads them.
@@ -71,6 +71,8 @@ pub struct ListenerDesired {
     pub action: DefaultAction,
     pub certificate_arn: Option<String>,
     pub ssl_policy: Option<String>,
+    /// Put on the listener at its creation (the IAM policy bounds its changes by them).
+    pub tags: Tags,
 }
 
 impl ListenerDesired {
@@ -88,8 +90,11 @@ impl ListenerDesired {
         let lb = &stack.spec.load_balancer;
         let name = stack.resource_name(Component::LoadBalancer);
         let https = stack.https().filter(|_| certificate.is_some());
+        let tags = |key: &str| role_tags(stack.name(), "listener", key, &stack.metadata.labels);
+        let http_key = format!("{name}:{}", lb.http_port);
         let mut out = vec![ListenerDesired {
-            key: format!("{name}:{}", lb.http_port),
+            tags: tags(&http_key),
+            key: http_key,
             load_balancer_arn: load_balancer.to_string(),
             port: lb.http_port,
             protocol: "HTTP".into(),
@@ -101,8 +106,10 @@ impl ListenerDesired {
             ssl_policy: None,
         }];
         if let (Some(h), Some(cert)) = (https, certificate) {
+            let key = format!("{name}:{}", h.port);
             out.push(ListenerDesired {
-                key: format!("{name}:{}", h.port),
+                tags: tags(&key),
+                key,
                 load_balancer_arn: load_balancer.to_string(),
                 port: h.port,
                 protocol: "HTTPS".into(),
@@ -302,7 +309,11 @@ impl Driver for Listeners {
         if let Some(policy) = &desired.ssl_policy {
             req = req.ssl_policy(policy);
         }
-        let out = req.send().await.aws()?;
+        let out = req
+            .set_tags(Some(crate::tags::elbv2(&desired.tags)))
+            .send()
+            .await
+            .aws()?;
         let arn = out
             .listeners()
             .first()
@@ -445,6 +456,7 @@ mod tests {
             action: DefaultAction::Forward("arn:tg".into()),
             certificate_arn: None,
             ssl_policy: None,
+            tags: Tags::new(),
         };
         let live = ListenerLive {
             action: DefaultAction::Other("fixed-response".into()),

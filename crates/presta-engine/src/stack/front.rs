@@ -248,6 +248,12 @@ async fn listeners(
         }
     }))
     .await;
+    if again.is_none()
+        && cert.is_none()
+        && let Some(key) = &https_key
+    {
+        run.waiting(Kind::LISTENER, key.clone(), &[pending_reason(current)]);
+    }
     if let Some(i) = desired
         .iter()
         .position(|d| Some(&d.key) == https_key.as_ref())
@@ -260,12 +266,6 @@ async fn listeners(
         for d in ListenerRuleDesired::for_stack(run.stack, UNKNOWN, h.port) {
             run.waiting(Kind::LISTENER_RULE, d.key, &["the HTTPS listener".into()]);
         }
-    }
-    if again.is_none()
-        && cert.is_none()
-        && let Some(key) = &https_key
-    {
-        run.waiting(Kind::LISTENER, key.clone(), &[pending_reason(current)]);
     }
     // Listeners nobody declared (a port opened by hand) are removed: they hold no data. The
     // declared HTTPS port is kept while its certificate is pending.
@@ -287,8 +287,8 @@ async fn listeners(
 
 /// The HTTPS listener's rules: each extra name redirected to the domain. Created one after
 /// the other (each takes the lowest free priority); the stack's rules nobody declares any
-/// more are deleted, and rules it did not create are left alone. `again`: the listener was stepped a second time in this run (its certificate
-/// just issued), its rules are read afresh.
+/// more are deleted, and rules it did not create are left alone. `again`: the listener was
+/// stepped a second time in this run (its certificate just issued), its rules are read afresh.
 async fn rules(run: &Run<'_>, https: Option<&ListenerLive>, port: u16, again: bool) {
     let mut missing = Vec::new();
     let arn = run.need(
