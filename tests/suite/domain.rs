@@ -578,6 +578,42 @@ async fn a_shop_under_its_own_domain_is_served_over_https_and_its_records_are_ke
         .unwrap();
     assert_front_door(&aws).await;
 
+    // The `www.` rule made to match another name by hand: the declared one is created again
+    // and the stack's rule for a name nobody declares is deleted.
+    let www_rule = aws.rules().await[0].rule_arn().unwrap().to_string();
+    aws.elb
+        .modify_rule()
+        .rule_arn(&www_rule)
+        .conditions(
+            RuleCondition::builder()
+                .field("host-header")
+                .host_header_config(
+                    aws_sdk_elasticloadbalancingv2::types::HostHeaderConditionConfig::builder()
+                        .values("old.shop.demo.example.com")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (code, report) = env.plan_json(&file);
+    assert_eq!(code, 2, "{report:#}");
+    assert_eq!(
+        common::change(&report, "listener_rule", &format!("demo-alb:443:{WWW}"))["action"],
+        "create"
+    );
+    assert_eq!(
+        common::change(
+            &report,
+            "listener_rule",
+            "demo-alb:443:old.shop.demo.example.com"
+        )["action"],
+        "delete"
+    );
+    env.apply(&file);
+    assert_front_door(&aws).await;
+
     // The ownership record of an alias deleted by hand (the alias still points at the stack's
     // load balancer): written again.
     let owner = aws
