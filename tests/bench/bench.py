@@ -12,7 +12,8 @@ demo network), and measures, for the demo stack:
   3. heal one drift (port 22 opened by hand on the instances' security group)
                                             presta-reconciler apply   vs terraform apply
   4. scale: presta-reconciler plan for 1, 10, 50 and 100 stacks in one region
-  5. the front door (spec.dns): the calls it adds to a converged plan
+  5. the front door (spec.dns): the calls it adds to a converged plan and to each of the
+     daemon's steady runs (--front-only runs this section alone)
   6. change events (serve --events auto) vs polling: time from a change to its heal, and the
      AWS reads per stack-hour of an idle stack (time compressed 10x: --interval 6 s,
      --resync-interval 60 s, the ratio of the defaults 60 s and 600 s)
@@ -308,6 +309,7 @@ def main() -> int:
     ap.add_argument("--update-docs", action="store_true", help="write the tables into docs/performance.md")
     ap.add_argument("--fleet", type=int, default=1000, help="stacks of section 7's fleet (default 1000; 0 skips it)")
     ap.add_argument("--fleet-only", action="store_true", help="run section 7 alone (no emulator, no Terraform)")
+    ap.add_argument("--front-only", action="store_true", help="run section 5 alone (the front door; no Terraform)")
     args = ap.parse_args()
     runs = args.runs or (3 if args.quick else 7)
     scale = [int(x) for x in (args.scale or ("1,10,50" if args.quick else "1,10,50,100")).split(",")]
@@ -353,6 +355,16 @@ def main() -> int:
     env = emu.env()
     demo = ROOT / "config" / "demo.yaml"
     work = Path(tempfile.mkdtemp(prefix="presta-bench-"))
+    if args.front_only:
+        try:
+            r = measure([str(binary), "apply", "-f", str(demo)], env)
+            assert r["code"] == 0, r["output"][-3000:]
+            results["front_door"] = front_section(binary, emu, env, work, demo)
+        finally:
+            emu.stop()
+        results["duration_s"] = round(time.time() - started)
+        write_report(results, args.update_docs)
+        return 0
     try:
         tf = None
         mirror, how = find_mirror()
@@ -436,19 +448,8 @@ def main() -> int:
                 per_run.append(summary(calls))
             s = stats(samples)
             results["scale"].append({"stacks": n, **s, "calls": per_run[-1]})
-        # 5. The front door (spec.dns): what a stack under its own name adds to a converged
-        # plan, on a stack of its own (`front`) in the seeded zone `demo.example.com`.
-        front = work / "front.yaml"
-        front.write_text((ROOT / "config" / "https" / "demo.yaml").read_text()
-                         .replace("name: demo\n", "name: front\n", 1))
-        log("front door: apply and plan of the demo under its own name")
-        r = measure([str(binary), "apply", "-f", str(front)], env)
-        assert r["code"] == 0, r["output"][-3000:]
-        r, calls = counted(emu, "other", lambda: measure([str(binary), "plan", "-f", str(front)], env))
-        assert r["code"] == 0, "the front stack is converged: " + r["output"][-2000:]
-        # The baseline in the same region: the demo stack's plan, now beside `front`.
-        _, plain = counted(emu, "other", lambda: measure([str(binary), "plan", "-f", str(demo)], env))
-        results["front_door"] = {"plain": summary(plain), "with_dns": summary(calls)}
+        # 5. The front door (spec.dns).
+        results["front_door"] = front_section(binary, emu, env, work, demo)
 
         # 6. Change events vs polling, on the (converged) demo stack.
         results["events"] = events_section(binary, emu, env, demo, runs)
@@ -557,6 +558,47 @@ def events_section(binary: Path, emu: Emulator, env: dict[str, str], demo: Path,
     return out
 
 
+FRONT_DOOR = ("acm ", "route53 ", "elasticloadbalancing DescribeRules")
+
+
+def front_section(binary: Path, emu: Emulator, env: dict[str, str], work: Path, demo: Path) -> dict:
+    """What a stack under its own name adds: to a converged one-shot `plan`, and to each of the
+    daemon's steady runs, on a stack of its own (`front`) in the seeded zone `demo.example.com`."""
+    front = work / "front.yaml"
+    front.write_text((ROOT / "config" / "https" / "demo.yaml").read_text()
+                     .replace("name: demo\n", "name: front\n", 1))
+    log("front door: apply and plan of the demo under its own name")
+    r = measure([str(binary), "apply", "-f", str(front)], env)
+    assert r["code"] == 0, r["output"][-3000:]
+    r, calls = counted(emu, "other", lambda: measure([str(binary), "plan", "-f", str(front)], env))
+    assert r["code"] == 0, "the front stack is converged: " + r["output"][-2000:]
+    # The baseline in the same region: the demo stack's plan, now beside `front`.
+    _, plain = counted(emu, "other", lambda: measure([str(binary), "plan", "-f", str(demo)], env))
+    out = {"plain": summary(plain), "with_dns": summary(calls)}
+    # The daemon's steady runs (polling every 2 s, no events): the calls each run adds.
+    window = 30.0
+    log(f"front door: the daemon's steady runs for {window:.0f} s")
+    d = Daemon(binary, env, ["-f", str(front), "--events", "off", "--interval", "2"])
+    try:
+        d.wait("converged", lambda d: d.get("/stacks/front")["state"] == "converged")
+        time.sleep(3)
+        emu.reset_calls()
+        time.sleep(window)
+        steady = [c for c in emu.calls() if c.get("agent") == "presta-bench"]
+    finally:
+        d.stop()
+    by_op = summary(steady)["by_operation"]
+    observations = by_op.get("elasticloadbalancing DescribeLoadBalancers", 0)
+    added = {k: n for k, n in by_op.items() if k.startswith(FRONT_DOOR)}
+    out["daemon_steady"] = {
+        "runs": observations,
+        "front_door_calls": added,
+        "per_run": round(sum(added.values()) / observations, 2) if observations else None,
+        "window_s": window,
+    }
+    return out
+
+
 def fleet_section(stacks: int) -> dict:
     """Runs tests/suite/fleet.rs's benchmarks (ignored tests of the suite binary, debug build):
     the fleet of `stacks` and the idle reads; their figures come back as one JSON line each."""
@@ -601,7 +643,7 @@ def ratio(a: float, b: float) -> str:
 
 def tables(r: dict) -> str:
     if "drift_detection" not in r:
-        return fleet_table(r)
+        return "\n\n".join(t for t in (front_table(r), fleet_table(r)) if t)
     out = []
     tf = "terraform" in r.get("drift_detection", {})
     out.append("| figure | presta-reconciler | Terraform | ratio |")
@@ -642,17 +684,9 @@ def tables(r: dict) -> str:
             "ec2 DescribeSecurityGroups", "elasticloadbalancing DescribeLoadBalancers", "rds DescribeDBInstances"))
         out.append(f"| {s['stacks']} | {s['median_s']:.3f} s | {s['min_s']:.3f} | {s['max_s']:.3f} | "
                    f"{s['peak_rss_mib']:.0f} MiB | {s['calls']['total']} | {s['calls']['total'] / s['stacks']:.1f} | {lists} |")
-    fd = r.get("front_door")
-    if fd:
-        added = {k: n for k, n in fd["with_dns"]["by_operation"].items()
-                 if k.startswith(("acm ", "route53 "))}
-        out.append("")
-        out.append(f"Front door (`spec.dns`, `config/https/demo.yaml`): a converged `plan` makes "
-                   f"{fd['with_dns']['total']} calls against {fd['plain']['total']} for the same stack without a "
-                   f"domain; ACM and Route 53: " + ", ".join(f"`{k}` {n}" for k, n in sorted(added.items()))
-                   + ". A one-shot `plan` also asks the zone's id and the tags of the certificates of its domain; "
-                   "the daemon remembers both and the region's certificate list, so its steady runs add 3 "
-                   "(DescribeCertificate, ListResourceRecordSets, DescribeRules; tests/suite/domain.rs checks it).")
+    front = front_table(r)
+    if front:
+        out += ["", front]
     ev = r.get("events")
     if ev:
         med = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
@@ -678,6 +712,30 @@ def tables(r: dict) -> str:
         out.append("")
         out.append(fleet_table(r))
     return "\n".join(out)
+
+
+def front_table(r: dict) -> str:
+    """Section 5's paragraphs, or nothing when it did not run."""
+    fd = r.get("front_door")
+    if not fd:
+        return ""
+    out: list[str] = []
+    added = {k: n for k, n in fd["with_dns"]["by_operation"].items()
+             if k.startswith(FRONT_DOOR)}
+    out.append("")
+    out.append(f"Front door (`spec.dns`, `config/https/demo.yaml`): a converged `plan` makes "
+               f"{fd['with_dns']['total']} calls against {fd['plain']['total']} for the same stack without a "
+               f"domain; ACM, Route 53 and the listener's rules: " + ", ".join(f"`{k}` {n}" for k, n in sorted(added.items()))
+               + ". A one-shot `plan` also asks the zone's id, the region's certificate list and the tags of "
+               "the certificates of its domain and of the listener's rules; the daemon remembers them.")
+    st = fd.get("daemon_steady")
+    if st:
+        out.append("")
+        out.append(f"The daemon's steady runs (`serve --events off --interval 2`, {st['window_s']:.0f} s): "
+                   f"{st['runs']} runs, {st['per_run']} front-door calls a run ("
+                   + ", ".join(f"`{k}` {n}" for k, n in sorted(st["front_door_calls"].items()))
+                   + "); the issue's bound is 3 (tests/suite/domain.rs checks it too).")
+    return "\n".join(out).strip("\n")
 
 
 def fleet_table(r: dict) -> str:
