@@ -376,6 +376,16 @@ fn https_with_a_redirect_and_two_parameters_read_by_the_user_data() {
         "values": {"arn": "arn:aws:acm:eu-west-3:123456789012:certificate/abc", "id": "arn:aws:acm:eu-west-3:123456789012:certificate/abc", "domain_name": "boutique.example.com"},
         "sensitive_values": {}
     });
+    // Terraform's `www.` redirect on the HTTPS listener.
+    let www = json!({
+        "address": "module.prestashop.aws_lb_listener_rule.www", "mode": "managed",
+        "type": "aws_lb_listener_rule", "name": "www",
+        "values": {"arn": "arn:aws:elasticloadbalancing:eu-west-3:123456789012:listener-rule/app/prestashop-alb/x/https/www",
+                   "id": "arn:aws:elasticloadbalancing:eu-west-3:123456789012:listener-rule/app/prestashop-alb/x/https/www",
+                   "listener_arn": "arn:aws:elasticloadbalancing:eu-west-3:123456789012:listener/app/prestashop-alb/x/https",
+                   "priority": 1},
+        "sensitive_values": {}
+    });
     let lt = resource(&mut doc, "module.prestashop.aws_launch_template.this");
     let b64 = lt["values"]["user_data"].as_str().unwrap();
     let plain = String::from_utf8(aws_smithy_types::base64::decode(b64).unwrap()).unwrap();
@@ -386,6 +396,7 @@ fn https_with_a_redirect_and_two_parameters_read_by_the_user_data() {
     resources.insert(0, admin);
     resources.push(https);
     resources.push(certificate);
+    resources.push(www);
     let out = run(&doc, None).unwrap();
     let s = &out.stack;
     let h = s
@@ -430,6 +441,18 @@ fn https_with_a_redirect_and_two_parameters_read_by_the_user_data() {
         .find(|l| l.ty == "aws_acm_certificate")
         .expect("the certificate is recognised");
     assert!(cert.why.contains("keeps it by its ARN"), "{}", cert.why);
+    let rule = out
+        .report
+        .left_alone
+        .iter()
+        .find(|l| l.ty == "aws_lb_listener_rule")
+        .expect("the www redirect is recognised");
+    assert!(
+        rule.why
+            .contains("never changes or deletes a rule it did not create"),
+        "{}",
+        rule.why
+    );
     // The stack written validates.
     let dir = std::env::temp_dir().join(format!("presta-import-https-{}.yaml", std::process::id()));
     std::fs::write(&dir, out.yaml()).unwrap();

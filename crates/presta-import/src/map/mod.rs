@@ -132,9 +132,10 @@ pub(super) fn strs_of(m: &Map<String, Value>, k: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Why the shop's certificate and records stay with Terraform: the HTTPS listener keeps the
-/// certificate by its ARN (`https.certificate`), and the records are not the reconciler's
-/// (it writes only records with its ownership TXT record beside them).
+/// Why the shop's certificate, records and listener rules stay with Terraform: the HTTPS
+/// listener keeps the certificate by its ARN (`https.certificate`), and the records and rules
+/// are not the reconciler's (it writes only records with its ownership TXT record beside them,
+/// and rules with its tags).
 fn front_door_left_alone(ty: &str) -> Option<&'static str> {
     match ty {
         "aws_acm_certificate" => Some(
@@ -142,6 +143,9 @@ fn front_door_left_alone(ty: &str) -> Option<&'static str> {
         ),
         "aws_acm_certificate_validation" => Some(
             "the certificate's validation (a Terraform wait, no AWS resource): it stays with the certificate",
+        ),
+        "aws_lb_listener_rule" => Some(
+            "a rule of the shop's listener (such as the `www.` redirect): it stays in Terraform's state and on the listener; the reconciler never changes or deletes a rule it did not create. With spec.dns.extraNames it writes its own redirect of each extra name to the domain: remove this one from Terraform first, or set spec.policy.adoptExisting to let the reconciler take over a rule on a declared name",
         ),
         "aws_route53_record" => Some(
             "a record of the shop's hosted zone: it stays in Terraform's state; with spec.dns the reconciler writes the shop's alias records itself and never changes a record it did not write (delete this one from Terraform and the zone first, or set spec.policy.adoptExisting to let the reconciler take it over)",
