@@ -975,3 +975,65 @@ fn the_demo_serves_the_shop_at_its_domain_over_https() {
         "{stdout}"
     );
 }
+
+/// The front door's changes by hand reach the daemon as change events (ELB's in the stack's
+/// region): the `www.` redirect deleted and the HTTPS listener moved to a weaker policy are
+/// healed within seconds, with polling and the resync at 10 minutes.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_www_redirect_and_the_https_listener_are_healed_by_their_change_events() {
+    let env = Env::start();
+    let aws = Aws::of(&env).await;
+    let file = with_dns(&env);
+    env.apply(&file);
+    let daemon = env.serve(
+        &file,
+        &[
+            "--interval",
+            "600",
+            "--resync-interval",
+            "600",
+            "--events",
+            "auto",
+            "--heartbeat-interval",
+            "2",
+        ],
+    );
+    daemon.eventually(60, "converged, with events flowing", |d| {
+        let s = d.json("GET", "/stacks");
+        s["stacks"][0]["state"] == "converged" && s["events"][0]["mode"] == "events"
+    });
+    // Let the start's own events pass.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    for round in 0..2 {
+        let rule = aws.rules().await[0].rule_arn().unwrap().to_string();
+        aws.elb.delete_rule().rule_arn(&rule).send().await.unwrap();
+        let start = std::time::Instant::now();
+        while aws.rules().await.is_empty() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "{round}: the www redirect is put back after its event\n{}",
+                daemon.log_text()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let https = aws.listeners().await[1].listener_arn().unwrap().to_string();
+        aws.elb
+            .modify_listener()
+            .listener_arn(&https)
+            .ssl_policy("ELBSecurityPolicy-2016-08")
+            .send()
+            .await
+            .unwrap();
+        let start = std::time::Instant::now();
+        while aws.listeners().await[1].ssl_policy() != Some("ELBSecurityPolicy-TLS13-1-2-2021-06") {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "{round}: the TLS policy is put back after its event\n{}",
+                daemon.log_text()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_front_door(&aws).await;
+}
