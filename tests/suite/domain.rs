@@ -985,19 +985,7 @@ async fn the_www_redirect_and_the_https_listener_are_healed_by_their_change_even
     let aws = Aws::of(&env).await;
     let file = with_dns(&env);
     env.apply(&file);
-    let daemon = env.serve(
-        &file,
-        &[
-            "--interval",
-            "600",
-            "--resync-interval",
-            "600",
-            "--events",
-            "auto",
-            "--heartbeat-interval",
-            "2",
-        ],
-    );
+    let daemon = env.serve_with_events(&file, &[]);
     daemon.eventually(60, "converged, with events flowing", |d| {
         let s = d.json("GET", "/stacks");
         s["stacks"][0]["state"] == "converged" && s["events"][0]["mode"] == "events"

@@ -28,22 +28,6 @@ fn runs_of(d: &Daemon, stack: &str) -> u64 {
     state_of(d, stack)["runs"].as_u64().unwrap()
 }
 
-fn serve_with_events(env: &Env, file: &std::path::Path, extra: &[&str]) -> Daemon {
-    let mut args = vec![
-        "--interval",
-        "600",
-        "--resync-interval",
-        "600",
-        "--events",
-        "auto",
-    ];
-    if !extra.contains(&"--heartbeat-interval") {
-        args.extend_from_slice(&["--heartbeat-interval", "2"]);
-    }
-    args.extend_from_slice(extra);
-    env.serve(file, &args)
-}
-
 /// Polls `healed` every 50 ms for up to 20 s; the time it took.
 async fn time_to_heal<F, Fut>(healed: F) -> Duration
 where
@@ -72,7 +56,7 @@ where
 #[tokio::test(flavor = "multi_thread")]
 async fn twenty_hand_made_changes_across_five_kinds_are_healed_within_seconds_by_their_events() {
     let env = Env::start();
-    let d = serve_with_events(&env, &env.demo(), &[]);
+    let d = env.serve_with_events(&env.demo(), &[]);
     d.eventually(60, "converged, with events flowing", |d| {
         state_of(d, "demo")["state"] == "converged" && region_mode(d) == "events"
     });
@@ -237,7 +221,7 @@ async fn a_burst_of_events_makes_one_run_per_stack_and_debounce_window_and_empti
     let env = Env::start();
     let n = 20;
     let file = fleet(&env, n);
-    let d = serve_with_events(&env, &file, &["--events-debounce-ms", "3000"]);
+    let d = env.serve_with_events(&file, &["--events-debounce-ms", "3000"]);
     let stacks: Vec<String> = (1..=n).map(|i| format!("shop-{i:02}")).collect();
     let started = Instant::now();
     d.eventually(240, "the stacks converged, events flowing", |d| {
@@ -352,7 +336,7 @@ async fn a_burst_of_events_makes_one_run_per_stack_and_debounce_window_and_empti
 async fn a_deleted_queue_or_rule_falls_back_to_polling_is_set_up_again_and_bad_messages_are_dropped()
  {
     let env = Env::start();
-    let d = serve_with_events(&env, &env.demo(), &[]);
+    let d = env.serve_with_events(&env.demo(), &[]);
     d.eventually(60, "events flowing", |d| {
         state_of(d, "demo")["state"] == "converged" && region_mode(d) == "events"
     });
@@ -477,7 +461,7 @@ async fn events_keep_healing_while_30_percent_of_aws_calls_fail() {
     // The heartbeat at 10 s (60 s by default): two heartbeats lost in a row make the region
     // fall back to polling, which is what a 2 s heartbeat under 30 % of failing calls on a
     // loaded machine did (see `the_queue_or_rule_deleted_...` for the fallback itself).
-    let d = serve_with_events(&env, &env.demo(), &["--heartbeat-interval", "10"]);
+    let d = env.serve_with_events(&env.demo(), &["--heartbeat-interval", "10"]);
     d.eventually(90, "events flowing", |d| {
         state_of(d, "demo")["state"] == "converged" && region_mode(d) == "events"
     });

@@ -180,6 +180,25 @@ pub struct Daemon {
 }
 
 impl Env {
+    /// `serve` with change events (`--events auto`), polling and the resync at 10 minutes
+    /// (so what heals within seconds was found by its event), heartbeat at 2 s unless `extra`
+    /// sets it.
+    pub fn serve_with_events(&self, file: &Path, extra: &[&str]) -> Daemon {
+        let mut args = vec![
+            "--interval",
+            "600",
+            "--resync-interval",
+            "600",
+            "--events",
+            "auto",
+        ];
+        if !extra.contains(&"--heartbeat-interval") {
+            args.extend_from_slice(&["--heartbeat-interval", "2"]);
+        }
+        args.extend_from_slice(extra);
+        self.serve(file, &args)
+    }
+
     /// Starts `serve -f file` on a free loopback port with `extra` arguments; returns once the
     /// daemon says where it listens.
     pub fn serve(&self, file: &Path, extra: &[&str]) -> Daemon {
