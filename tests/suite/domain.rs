@@ -182,6 +182,14 @@ impl Aws {
     }
 }
 
+/// A plain forward to the target group `tg`, as a person would set it by hand.
+fn forward(tg: &str) -> ElbAction {
+    ElbAction::builder()
+        .r#type(ActionTypeEnum::Forward)
+        .target_group_arn(tg)
+        .build()
+}
+
 fn txt(name: &str, value: &str) -> ResourceRecordSet {
     ResourceRecordSet::builder()
         .name(name)
@@ -451,12 +459,7 @@ async fn a_shop_under_its_own_domain_is_served_over_https_and_its_records_are_ke
     aws.elb
         .modify_listener()
         .listener_arn(listeners[0].listener_arn().unwrap())
-        .default_actions(
-            ElbAction::builder()
-                .r#type(ActionTypeEnum::Forward)
-                .target_group_arn(&tg)
-                .build(),
-        )
+        .default_actions(forward(&tg))
         .send()
         .await
         .unwrap();
@@ -519,12 +522,7 @@ async fn a_shop_under_its_own_domain_is_served_over_https_and_its_records_are_ke
     aws.elb
         .modify_rule()
         .rule_arn(&www_rule)
-        .actions(
-            ElbAction::builder()
-                .r#type(ActionTypeEnum::Forward)
-                .target_group_arn(&tg)
-                .build(),
-        )
+        .actions(forward(&tg))
         .send()
         .await
         .unwrap();
@@ -538,12 +536,7 @@ async fn a_shop_under_its_own_domain_is_served_over_https_and_its_records_are_ke
                 .values("/maintenance*")
                 .build(),
         )
-        .actions(
-            ElbAction::builder()
-                .r#type(ActionTypeEnum::Forward)
-                .target_group_arn(&tg)
-                .build(),
-        )
+        .actions(forward(&tg))
         .send()
         .await
         .unwrap();
@@ -1027,4 +1020,74 @@ async fn the_www_redirect_and_the_https_listener_are_healed_by_their_change_even
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     assert_front_door(&aws).await;
+}
+
+/// A certificate request whose answer was lost (the request reached ACM, the reply timed out)
+/// is found by the next attempt, though the daemon remembers an older list of the region's
+/// certificates: one certificate, not two.
+#[tokio::test]
+async fn a_request_whose_answer_was_lost_is_found_by_the_next_attempt() {
+    use presta_aws::Driver;
+    use presta_aws::certificate::{CertificateDesired, Certificates};
+    let env = Env::start();
+    let aws = env.aws().await;
+    // The emulator seeds a certificate of the domain (not the stack's).
+    let of_domain = || async {
+        aws.acm
+            .list_certificates()
+            .send()
+            .await
+            .unwrap()
+            .certificate_summary_list()
+            .iter()
+            .filter(|c| c.domain_name() == Some(DOMAIN))
+            .count()
+    };
+    let seeded = of_domain().await;
+    let desired = CertificateDesired {
+        stack: "demo".into(),
+        key: "demo-certificate".into(),
+        names: vec![DOMAIN.into(), WWW.into()],
+        tags: presta_spec::naming::role_tags(
+            "demo",
+            presta_aws::certificate::ROLE,
+            "demo-certificate",
+            &Default::default(),
+        ),
+    };
+    // An observation: the region's list remembered, without the stack's certificate.
+    let before = Certificates
+        .observe(&aws, &Certificates::lookup(&desired))
+        .await
+        .unwrap();
+    assert!(before.is_empty(), "{before:?}");
+    // The request that reached ACM, its answer lost.
+    let lost = aws
+        .acm
+        .request_certificate()
+        .domain_name(DOMAIN)
+        .subject_alternative_names(WWW)
+        .validation_method(aws_sdk_acm::types::ValidationMethod::Dns)
+        .set_tags(Some(
+            desired
+                .tags
+                .iter()
+                .map(|(k, v)| {
+                    aws_sdk_acm::types::Tag::builder()
+                        .key(k)
+                        .value(v)
+                        .build()
+                        .unwrap()
+                })
+                .collect(),
+        ))
+        .send()
+        .await
+        .unwrap()
+        .certificate_arn()
+        .unwrap()
+        .to_string();
+    let again = Certificates.create(&aws, &desired).await.unwrap();
+    assert_eq!(again.arn, lost, "the certificate already requested");
+    assert_eq!(of_domain().await, seeded + 1, "one certificate, not two");
 }

@@ -135,7 +135,11 @@ impl KnownCertificates {
 
     /// The region of `arn` (`arn:aws:acm:<region>:…`) is listed again next time.
     fn relist_region_of(&self, arn: &str) {
-        let region = arn.split(':').nth(3).unwrap_or_default();
+        self.relist(arn.split(':').nth(3).unwrap_or_default());
+    }
+
+    /// `region` is listed again next time.
+    fn relist(&self, region: &str) {
         self.lists
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -371,7 +375,10 @@ impl Driver for Certificates {
         aws: &Aws,
         desired: &CertificateDesired,
     ) -> Result<CertificateLive, AwsError> {
-        // Requested by an earlier run cut short: the same one, not a second.
+        // Requested by an earlier run cut short: the same one, not a second. Looked for in a
+        // fresh list: a request whose answer was lost (a timeout) left none in the remembered
+        // one.
+        aws.known_certificates.relist(&aws.region);
         if let Some(existing) = self
             .observe(aws, &Self::lookup(desired))
             .await?

@@ -92,19 +92,6 @@ fn parse_listener_ref(parent: &str) -> (&str, u16) {
     }
 }
 
-/// `arn:…:loadbalancer/app/<name>/<id>` of a listener's or a rule's ARN
-/// (`arn:…:listener/app/<name>/<id>/<listener id>`, `…:listener-rule/app/<name>/<id>/…`).
-fn load_balancer_arn_of(arn: &str) -> String {
-    let Some((prefix, path)) = arn.split_once(":listener") else {
-        return arn.to_string();
-    };
-    let parts: Vec<&str> = path.split('/').collect();
-    match parts.as_slice() {
-        [_, kind, name, id, ..] => format!("{prefix}:loadbalancer/{kind}/{name}/{id}"),
-        _ => arn.to_string(),
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct ListenerRuleDesired {
     /// `<load balancer name>:<port>:<host>`.
@@ -155,13 +142,11 @@ impl ListenerRuleDesired {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListenerRuleLive {
     pub arn: String,
+    /// `<load balancer>:<port>:<host>`, or `…:rule-<priority>` for a rule whose condition is
+    /// not one host name.
     pub key: String,
     pub listener_arn: String,
-    pub load_balancer_arn: String,
     pub port: u16,
-    /// The host it matches, when its only condition is one host name.
-    pub host: Option<String>,
-    pub priority: i32,
     pub action: RuleAction,
     pub tags: Tags,
 }
@@ -307,13 +292,10 @@ impl Driver for ListenerRules {
         aws.rule_tags.put(&arn, &desired.tags);
         Ok(ListenerRuleLive {
             tags: desired.tags.clone(),
-            load_balancer_arn: load_balancer_arn_of(&arn),
             arn,
             key: desired.key.clone(),
             listener_arn: desired.listener_arn.clone(),
             port: desired.port,
-            host: Some(desired.host.clone()),
-            priority,
             action: desired.action.clone(),
         })
     }
@@ -416,23 +398,18 @@ fn host_of(rule: &Rule) -> Option<String> {
 }
 
 fn live_of(rule: &Rule, listener_arn: &str, port: u16) -> ListenerRuleLive {
-    let arn = rule.rule_arn().unwrap_or_default().to_string();
-    let lb = load_balancer_arn_of(listener_arn);
-    let host = host_of(rule);
-    let priority = priority_of(rule).unwrap_or(0);
-    let key = match &host {
-        Some(h) => format!("{}:{port}:{h}", load_balancer_name(&lb)),
+    // `load_balancer_name` reads `…:listener/app/<name>/…` as it reads a load balancer's ARN.
+    let lb = load_balancer_name(listener_arn);
+    let key = match host_of(rule) {
+        Some(h) => format!("{lb}:{port}:{h}"),
         // Not a rule the reconciler writes: keyed by priority, never declared.
-        None => format!("{}:{port}:rule-{priority}", load_balancer_name(&lb)),
+        None => format!("{lb}:{port}:rule-{}", rule.priority().unwrap_or("default")),
     };
     ListenerRuleLive {
-        arn,
+        arn: rule.rule_arn().unwrap_or_default().to_string(),
         key,
         listener_arn: listener_arn.to_string(),
-        load_balancer_arn: lb,
         port,
-        host,
-        priority,
         action: action_of(rule.actions()),
         tags: Tags::new(),
     }
@@ -513,16 +490,7 @@ mod tests {
     const LISTENER: &str = "arn:aws:elasticloadbalancing:eu-west-3:123456789012:listener/app/shop-alb/50dc6c495c0c9188/f2f7dc8efc522ab2";
 
     #[test]
-    fn the_load_balancer_comes_from_the_listener_or_rule_arn() {
-        let lb = "arn:aws:elasticloadbalancing:eu-west-3:123456789012:loadbalancer/app/shop-alb/50dc6c495c0c9188";
-        assert_eq!(load_balancer_arn_of(LISTENER), lb);
-        assert_eq!(
-            load_balancer_arn_of(&format!(
-                "{}/9683b2d02a6cabee",
-                LISTENER.replace(":listener/", ":listener-rule/")
-            )),
-            lb
-        );
+    fn the_listener_travels_with_its_port() {
         assert_eq!(
             parse_listener_ref(&listener_ref(LISTENER, 8443)),
             (LISTENER, 8443)
@@ -581,14 +549,12 @@ mod tests {
             443,
         );
         assert_eq!(www.key, "shop-alb:443:www.shop.example.com");
-        assert_eq!(www.priority, 7);
         let path = RuleCondition::builder()
             .field("path-pattern")
             .values("/admin*")
             .build();
         let other = live_of(&rule(vec![path]), LISTENER, 443);
         assert_eq!(other.key, "shop-alb:443:rule-7");
-        assert_eq!(other.host, None);
     }
 
     #[test]
@@ -609,10 +575,7 @@ mod tests {
             arn: "arn:rule".into(),
             key: desired.key.clone(),
             listener_arn: LISTENER.into(),
-            load_balancer_arn: load_balancer_arn_of(LISTENER),
             port: 443,
-            host: Some(desired.host.clone()),
-            priority: 1,
             action: RuleAction::RedirectTo {
                 host: "elsewhere.example.com".into(),
                 port: 443,
