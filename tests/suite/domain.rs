@@ -368,6 +368,36 @@ async fn a_shop_under_its_own_domain_is_served_over_https_and_its_records_are_ke
     assert_front_door(&aws).await;
     let (code, report) = env.plan_json(&file);
     assert_eq!(code, 0, "converged after one apply: {report:#}");
+    // A rule creation whose answer was lost: the next attempt finds the rule, not a second one.
+    {
+        use presta_aws::Driver;
+        use presta_aws::listener_rule::{ListenerRuleDesired, ListenerRules, RuleAction};
+        let rule = aws.rules().await[0].rule_arn().unwrap().to_string();
+        let key = format!("demo-alb:443:{WWW}");
+        let desired = ListenerRuleDesired {
+            listener_arn: aws.listeners().await[1].listener_arn().unwrap().to_string(),
+            port: 443,
+            host: WWW.into(),
+            action: RuleAction::RedirectTo {
+                host: DOMAIN.into(),
+                port: 443,
+            },
+            priority: 1,
+            tags: presta_spec::naming::role_tags(
+                "demo",
+                "listener-rule",
+                &key,
+                &Default::default(),
+            ),
+            key,
+        };
+        let again = ListenerRules
+            .create(&env.aws().await, &desired)
+            .await
+            .unwrap();
+        assert_eq!(again.arn, rule);
+        assert_eq!(aws.rules().await.len(), 1, "one rule, not two");
+    }
     let outputs = &report["stacks"][0]["outputs"];
     assert_eq!(outputs["shop_url"], format!("https://{DOMAIN}/"));
     assert!(
